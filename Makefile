@@ -1,0 +1,57 @@
+# Vigil — code integrity and runtime attestation for Linux fleets.
+GO       ?= go
+BIN      := bin/vigil
+PKGS     := ./...
+DEBS     := osslsigncode sbsigntool kmod openssl xz-utils zstd
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+
+.PHONY: all build demo test test-short lint deps artifacts fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/vigil
+
+## demo: sign sample PE, module and plain files with a fresh test CA, verify, tamper, re-verify.
+demo: build
+	./scripts/demo.sh $(BIN)
+
+## deps: install the Debian packages the tests need (apt-get, when root).
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	fi
+
+artifacts:
+	./scripts/fetch-artifacts.sh
+
+$(STATICCHECK):
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+## lint: gofmt, go vet and staticcheck.
+lint: $(STATICCHECK)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
+
+## test: install what is missing, lint, and run every test.
+test: deps artifacts lint
+	$(GO) test -timeout 20m $(PKGS)
+
+test-short:
+	$(GO) test -short $(PKGS)
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+## bench: run the peer comparisons and rewrite docs/BENCHMARKS.md.
+bench: build artifacts
+	./bench/run.sh
+
+clean:
+	rm -rf bin
