@@ -1,0 +1,262 @@
+package cms
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/vigil-attest/vigil/reason"
+)
+
+// Digest algorithm identifiers.
+var (
+	OIDSHA1   = asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}
+	OIDSHA256 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}
+	OIDSHA384 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 2}
+	OIDSHA512 = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 3}
+	OIDMD5    = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 5}
+)
+
+// Signature algorithm identifiers.
+var (
+	oidRSA           = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
+	oidRSAPSS        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 10}
+	oidMGF1          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 8}
+	oidSHA1WithRSA   = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 5}
+	oidSHA256WithRSA = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}
+	oidSHA384WithRSA = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 12}
+	oidSHA512WithRSA = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 13}
+	oidMD5WithRSA    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 4}
+	oidECPublicKey   = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
+	oidECDSASHA1     = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 1}
+	oidECDSASHA256   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
+	oidECDSASHA384   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
+	oidECDSASHA512   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}
+	oidEd25519       = asn1.ObjectIdentifier{1, 3, 101, 112}
+)
+
+// HashFromOID maps a digest algorithm identifier to a hash.
+func HashFromOID(oid asn1.ObjectIdentifier) (crypto.Hash, error) {
+	switch {
+	case oid.Equal(OIDSHA1):
+		return crypto.SHA1, nil
+	case oid.Equal(OIDSHA256):
+		return crypto.SHA256, nil
+	case oid.Equal(OIDSHA384):
+		return crypto.SHA384, nil
+	case oid.Equal(OIDSHA512):
+		return crypto.SHA512, nil
+	case oid.Equal(OIDMD5):
+		return crypto.MD5, nil
+	}
+	return 0, reason.New(reason.Unsupported, "cms: unsupported digest algorithm %v", oid)
+}
+
+// OIDFromHash maps a hash to its digest algorithm identifier.
+func OIDFromHash(h crypto.Hash) (asn1.ObjectIdentifier, error) {
+	switch h {
+	case crypto.SHA1:
+		return OIDSHA1, nil
+	case crypto.SHA256:
+		return OIDSHA256, nil
+	case crypto.SHA384:
+		return OIDSHA384, nil
+	case crypto.SHA512:
+		return OIDSHA512, nil
+	}
+	return nil, fmt.Errorf("cms: unsupported hash %v", h)
+}
+
+// HashName is the lower-case name used in Vigil's output: sha1, sha256...
+func HashName(h crypto.Hash) string {
+	switch h {
+	case crypto.MD5:
+		return "md5"
+	case crypto.SHA1:
+		return "sha1"
+	case crypto.SHA256:
+		return "sha256"
+	case crypto.SHA384:
+		return "sha384"
+	case crypto.SHA512:
+		return "sha512"
+	}
+	return "unknown"
+}
+
+// Strength orders hashes for policy minimums: md5 < sha1 < sha256 < sha384
+// < sha512. Unknown hashes are weakest.
+func Strength(h crypto.Hash) int {
+	switch h {
+	case crypto.MD5:
+		return 1
+	case crypto.SHA1:
+		return 2
+	case crypto.SHA256:
+		return 3
+	case crypto.SHA384:
+		return 4
+	case crypto.SHA512:
+		return 5
+	}
+	return 0
+}
+
+// verifyDigestSignature checks sig over a message whose digest under h is
+// digest, with pub and the signature algorithm alg. A CMS SignerInfo may name
+// either a bare key algorithm (rsaEncryption, id-ecPublicKey) or a combined
+// one (sha256WithRSAEncryption); the digest algorithm governs either way.
+func verifyDigestSignature(pub crypto.PublicKey, algOID asn1.ObjectIdentifier, algParams []byte, h crypto.Hash, digest, sig []byte) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		switch {
+		case algOID.Equal(oidRSAPSS):
+			opts, ph, err := pssOptions(algParams)
+			if err != nil {
+				return err
+			}
+			if ph != h {
+				return reason.New(reason.BadSignature, "cms: RSA-PSS hash %v differs from digest algorithm %v", ph, h)
+			}
+			if err := rsa.VerifyPSS(k, h, digest, sig, opts); err != nil {
+				return reason.Wrap(reason.BadSignature, fmt.Errorf("cms: RSA-PSS signature: %w", err))
+			}
+			return nil
+		case algOID.Equal(oidRSA), algOID.Equal(oidSHA1WithRSA), algOID.Equal(oidSHA256WithRSA),
+			algOID.Equal(oidSHA384WithRSA), algOID.Equal(oidSHA512WithRSA), algOID.Equal(oidMD5WithRSA):
+			if err := rsa.VerifyPKCS1v15(k, h, digest, sig); err != nil {
+				return reason.Wrap(reason.BadSignature, fmt.Errorf("cms: RSA signature: %w", err))
+			}
+			return nil
+		}
+	case *ecdsa.PublicKey:
+		switch {
+		case algOID.Equal(oidECPublicKey), algOID.Equal(oidECDSASHA1), algOID.Equal(oidECDSASHA256),
+			algOID.Equal(oidECDSASHA384), algOID.Equal(oidECDSASHA512):
+			if !ecdsa.VerifyASN1(k, digest, sig) {
+				return reason.New(reason.BadSignature, "cms: ECDSA signature does not verify")
+			}
+			return nil
+		}
+	case ed25519.PublicKey:
+		return reason.New(reason.Unsupported, "cms: Ed25519 signer needs the full message")
+	default:
+		return reason.New(reason.Unsupported, "cms: unsupported public key type %T", pub)
+	}
+	return reason.New(reason.Unsupported, "cms: signature algorithm %v does not fit a %T key", algOID, pub)
+}
+
+// pssOptions parses RSASSA-PSS-params.
+func pssOptions(params []byte) (*rsa.PSSOptions, crypto.Hash, error) {
+	// params holds the AlgorithmIdentifier body after the OID.
+	s := cryptobyte.String(params)
+	var p cryptobyte.String
+	h := crypto.SHA1
+	salt := 20
+	if !s.ReadASN1(&p, cbasn1.SEQUENCE) {
+		return nil, 0, malformed("RSA-PSS parameters missing")
+	}
+	if p.PeekASN1Tag(cbasn1.Tag(0).Constructed().ContextSpecific()) {
+		var e, alg cryptobyte.String
+		var oid asn1.ObjectIdentifier
+		if !p.ReadASN1(&e, cbasn1.Tag(0).Constructed().ContextSpecific()) || !e.ReadASN1(&alg, cbasn1.SEQUENCE) ||
+			!alg.ReadASN1ObjectIdentifier(&oid) {
+			return nil, 0, malformed("bad RSA-PSS hash")
+		}
+		var err error
+		if h, err = HashFromOID(oid); err != nil {
+			return nil, 0, err
+		}
+	}
+	if p.PeekASN1Tag(cbasn1.Tag(1).Constructed().ContextSpecific()) {
+		var e, alg, inner cryptobyte.String
+		var oid, hoid asn1.ObjectIdentifier
+		if !p.ReadASN1(&e, cbasn1.Tag(1).Constructed().ContextSpecific()) || !e.ReadASN1(&alg, cbasn1.SEQUENCE) ||
+			!alg.ReadASN1ObjectIdentifier(&oid) || !oid.Equal(oidMGF1) ||
+			!alg.ReadASN1(&inner, cbasn1.SEQUENCE) || !inner.ReadASN1ObjectIdentifier(&hoid) {
+			return nil, 0, malformed("bad RSA-PSS mask generation function")
+		}
+		mh, err := HashFromOID(hoid)
+		if err != nil {
+			return nil, 0, err
+		}
+		if mh != h {
+			return nil, 0, reason.New(reason.Unsupported, "cms: RSA-PSS with MGF1 hash %v differing from %v", mh, h)
+		}
+	}
+	if p.PeekASN1Tag(cbasn1.Tag(2).Constructed().ContextSpecific()) {
+		var e cryptobyte.String
+		if !p.ReadASN1(&e, cbasn1.Tag(2).Constructed().ContextSpecific()) || !e.ReadASN1Integer(&salt) || salt < 0 || salt > 1024 {
+			return nil, 0, malformed("bad RSA-PSS salt length")
+		}
+	}
+	return &rsa.PSSOptions{SaltLength: salt, Hash: h}, h, nil
+}
+
+// CheckCertificateSignature verifies that parent signed child, returning the
+// hash the signature used. Unlike x509.Certificate.CheckSignatureFrom it
+// accepts SHA-1 (the policy decides whether that is too weak) and reports
+// reason codes.
+func CheckCertificateSignature(child, parent *x509.Certificate) (crypto.Hash, error) {
+	var h crypto.Hash
+	switch child.SignatureAlgorithm {
+	case x509.SHA1WithRSA, x509.ECDSAWithSHA1:
+		h = crypto.SHA1
+	case x509.MD5WithRSA:
+		h = crypto.MD5
+	case x509.SHA256WithRSA, x509.SHA256WithRSAPSS, x509.ECDSAWithSHA256:
+		h = crypto.SHA256
+	case x509.SHA384WithRSA, x509.SHA384WithRSAPSS, x509.ECDSAWithSHA384:
+		h = crypto.SHA384
+	case x509.SHA512WithRSA, x509.SHA512WithRSAPSS, x509.ECDSAWithSHA512:
+		h = crypto.SHA512
+	case x509.PureEd25519:
+		if k, ok := parent.PublicKey.(ed25519.PublicKey); ok && ed25519.Verify(k, child.RawTBSCertificate, child.Signature) {
+			return crypto.SHA512, nil
+		}
+		return 0, reason.New(reason.BadSignature, "certificate %q: Ed25519 signature does not verify", child.Subject)
+	default:
+		return 0, reason.New(reason.Unsupported, "certificate %q: unsupported signature algorithm %v", child.Subject, child.SignatureAlgorithm)
+	}
+	if !h.Available() {
+		return h, reason.New(reason.Unsupported, "hash %v unavailable", h)
+	}
+	hh := h.New()
+	hh.Write(child.RawTBSCertificate)
+	digest := hh.Sum(nil)
+	var err error
+	switch k := parent.PublicKey.(type) {
+	case *rsa.PublicKey:
+		switch child.SignatureAlgorithm {
+		case x509.SHA256WithRSAPSS, x509.SHA384WithRSAPSS, x509.SHA512WithRSAPSS:
+			err = rsa.VerifyPSS(k, h, digest, child.Signature, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto, Hash: h})
+		case x509.ECDSAWithSHA1, x509.ECDSAWithSHA256, x509.ECDSAWithSHA384, x509.ECDSAWithSHA512:
+			err = errors.New("ECDSA algorithm with an RSA key")
+		default:
+			err = rsa.VerifyPKCS1v15(k, h, digest, child.Signature)
+		}
+	case *ecdsa.PublicKey:
+		switch child.SignatureAlgorithm {
+		case x509.ECDSAWithSHA1, x509.ECDSAWithSHA256, x509.ECDSAWithSHA384, x509.ECDSAWithSHA512:
+			if !ecdsa.VerifyASN1(k, digest, child.Signature) {
+				err = errors.New("ECDSA signature does not verify")
+			}
+		default:
+			err = errors.New("RSA algorithm with an ECDSA key")
+		}
+	default:
+		return h, reason.New(reason.Unsupported, "certificate %q: unsupported issuer key %T", child.Subject, parent.PublicKey)
+	}
+	if err != nil {
+		return h, reason.Wrap(reason.BadSignature, fmt.Errorf("certificate %q not signed by %q: %w", child.Subject, parent.Subject, err))
+	}
+	return h, nil
+}
