@@ -231,6 +231,14 @@ var ekuOIDs = map[x509.ExtKeyUsage]asn1.ObjectIdentifier{
 	x509.ExtKeyUsageEmailProtection: {1, 3, 6, 1, 5, 5, 7, 3, 4},
 	x509.ExtKeyUsageTimeStamping:    EKUTimeStamping,
 	x509.ExtKeyUsageOCSPSigning:     {1, 3, 6, 1, 5, 5, 7, 3, 9},
+	x509.ExtKeyUsageIPSECEndSystem:  {1, 3, 6, 1, 5, 5, 7, 3, 5},
+	x509.ExtKeyUsageIPSECTunnel:     {1, 3, 6, 1, 5, 5, 7, 3, 6},
+	x509.ExtKeyUsageIPSECUser:       {1, 3, 6, 1, 5, 5, 7, 3, 7},
+
+	x509.ExtKeyUsageMicrosoftServerGatedCrypto:     {1, 3, 6, 1, 4, 1, 311, 10, 3, 3},
+	x509.ExtKeyUsageNetscapeServerGatedCrypto:      {2, 16, 840, 1, 113730, 4, 1},
+	x509.ExtKeyUsageMicrosoftCommercialCodeSigning: {1, 3, 6, 1, 4, 1, 311, 2, 1, 22},
+	x509.ExtKeyUsageMicrosoftKernelCodeSigning:     {1, 3, 6, 1, 4, 1, 311, 61, 1, 1},
 }
 
 func ekuOID(u x509.ExtKeyUsage) (asn1.ObjectIdentifier, bool) {
