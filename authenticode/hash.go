@@ -1,0 +1,147 @@
+package authenticode
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+
+	"github.com/vigil-attest/vigil/reason"
+)
+
+// bufSize is the size of the streaming buffer used for hashing, checksums
+// and copying.
+const bufSize = 256 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// span is a byte range [off, off+n) of the file.
+type span struct{ off, n int64 }
+
+// headerSpans returns the parts of the headers [0, SizeOfHeaders) that the
+// image hash covers: everything but the CheckSum field and, when present,
+// the security directory entry.
+func (f *File) headerSpans() []span {
+	cs := f.ChecksumOffset
+	if f.CertDirOffset == 0 {
+		return []span{{0, cs}, {cs + 4, f.SizeOfHeaders - cs - 4}}
+	}
+	cd := f.CertDirOffset
+	return []span{{0, cs}, {cs + 4, cd - cs - 4}, {cd + 8, f.SizeOfHeaders - cd - 8}}
+}
+
+// hashSpans returns the byte ranges of the image hash in order, and the
+// number of zero bytes to append.
+func (f *File) hashSpans() (spans []span, pad int64) {
+	spans = f.headerSpans()
+	for _, s := range f.sorted {
+		spans = append(spans, span{int64(s.PointerToRawData), int64(s.SizeOfRawData)})
+	}
+	// Data after the last section up to the end of the file, without the
+	// certificate table (Parse guarantees it starts at or after endSec).
+	if f.CertTableSize > 0 {
+		spans = append(spans, span{f.endSec, f.CertTableOffset - f.endSec})
+		tail := f.CertTableOffset + f.CertTableSize
+		spans = append(spans, span{tail, f.Size - tail})
+	} else {
+		spans = append(spans, span{f.endSec, f.Size - f.endSec})
+		// An unsigned file is padded to a multiple of 8 when it is signed,
+		// and the signed hash covers that padding.
+		pad = (8 - f.Size%8) % 8
+	}
+	return spans, pad
+}
+
+// ImageHash computes the Authenticode image hash of f for each requested
+// hash function, in one streaming pass over the file with a fixed buffer.
+//
+// The hash covers, as Windows computes it: the headers up to SizeOfHeaders
+// except the CheckSum field and the security directory entry; the raw data
+// of every section with SizeOfRawData > 0 in PointerToRawData order; and all
+// data after the last section to the end of the file, except the certificate
+// table. Bytes between sections are not covered (Windows does not cover them
+// either). For an unsigned file whose size is not a multiple of 8 the hash
+// includes the zero padding up to the next multiple of 8, so that it equals
+// the hash embedded once the file is signed (osslsigncode and signtool pad it
+// so).
+func (f *File) ImageHash(hashes ...crypto.Hash) (map[crypto.Hash][]byte, error) {
+	if len(hashes) == 0 {
+		return nil, errors.New("pe: ImageHash: no hash function requested")
+	}
+	var ws []hash.Hash
+	var ids []crypto.Hash
+	for _, h := range hashes {
+		if !h.Available() {
+			return nil, fmt.Errorf("pe: ImageHash: hash function %v not available", h)
+		}
+		dup := false
+		for _, x := range ids {
+			dup = dup || x == h
+		}
+		if !dup {
+			ids = append(ids, h)
+			ws = append(ws, h.New())
+		}
+	}
+	sink := func(p []byte) {
+		for _, w := range ws {
+			w.Write(p)
+		}
+	}
+	if len(ws) == 1 {
+		w := ws[0]
+		sink = func(p []byte) { w.Write(p) }
+	}
+	spans, pad := f.hashSpans()
+	if err := f.stream(spans, sink); err != nil {
+		return nil, err
+	}
+	if pad > 0 {
+		sink(make([]byte, pad))
+	}
+	out := make(map[crypto.Hash][]byte, len(ids))
+	for i, h := range ids {
+		out[h] = ws[i].Sum(nil)
+	}
+	return out, nil
+}
+
+// stream reads the spans through the pooled buffer and passes each chunk to
+// sink.
+func (f *File) stream(spans []span, sink func([]byte)) error {
+	for _, s := range spans {
+		if s.n < 0 || s.off < 0 || s.off+s.n > f.Size {
+			// Parse prevents this; never read out of bounds regardless.
+			return reason.New(reason.Malformed, "pe: internal range [%d,+%d) outside the file", s.off, s.n)
+		}
+		err := copyRange(f.r, s.off, s.n, func(_ int64, p []byte) error { sink(p); return nil })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyRange copies [off, off+n) of r to sink through the pooled buffer.
+func copyRange(r io.ReaderAt, off, n int64, sink func(off int64, p []byte) error) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for left := n; left > 0; {
+		c := int64(len(buf))
+		if left < c {
+			c = left
+		}
+		if err := readFull(r, buf[:c], off); err != nil {
+			return err
+		}
+		if err := sink(off, buf[:c]); err != nil {
+			return err
+		}
+		off += c
+		left -= c
+	}
+	return nil
+}
