@@ -1,6 +1,7 @@
 package cms
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,6 +10,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -133,6 +135,11 @@ func verifyDigestSignature(pub crypto.PublicKey, algOID asn1.ObjectIdentifier, a
 		case algOID.Equal(oidRSA), algOID.Equal(oidSHA1WithRSA), algOID.Equal(oidSHA256WithRSA),
 			algOID.Equal(oidSHA384WithRSA), algOID.Equal(oidSHA512WithRSA), algOID.Equal(oidMD5WithRSA):
 			if err := rsa.VerifyPKCS1v15(k, h, digest, sig); err != nil {
+				// Tell a changed content (the signature is intact and
+				// signs another digest) from a broken signature.
+				if signed, ok := recoverPKCS1Digest(k, h, sig); ok {
+					return reason.New(reason.DigestMismatch, "cms: signature is over digest %x, content digest is %x", signed, digest)
+				}
 				return reason.Wrap(reason.BadSignature, fmt.Errorf("cms: RSA signature: %w", err))
 			}
 			return nil
@@ -259,4 +266,45 @@ func CheckCertificateSignature(child, parent *x509.Certificate) (crypto.Hash, er
 		return h, reason.Wrap(reason.BadSignature, fmt.Errorf("certificate %q not signed by %q: %w", child.Subject, parent.Subject, err))
 	}
 	return h, nil
+}
+
+// digestInfoPrefix is the DER DigestInfo header for each hash (RFC 8017 9.2).
+var digestInfoPrefix = map[crypto.Hash][]byte{
+	crypto.MD5:    {0x30, 0x20, 0x30, 0x0c, 0x06, 0x08, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x05, 0x05, 0x00, 0x04, 0x10},
+	crypto.SHA1:   {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14},
+	crypto.SHA256: {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20},
+	crypto.SHA384: {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30},
+	crypto.SHA512: {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40},
+}
+
+// recoverPKCS1Digest applies the RSA public operation to sig and returns the
+// digest inside a well-formed PKCS#1 v1.5 DigestInfo for h, if there is one.
+// A well-formed block can only come from the private key, so the signature
+// is genuine and what differs is the content.
+func recoverPKCS1Digest(k *rsa.PublicKey, h crypto.Hash, sig []byte) ([]byte, bool) {
+	size := k.Size()
+	if len(sig) != size || k.E < 2 {
+		return nil, false
+	}
+	c := new(big.Int).SetBytes(sig)
+	if c.Cmp(k.N) >= 0 {
+		return nil, false
+	}
+	m := new(big.Int).Exp(c, big.NewInt(int64(k.E)), k.N)
+	em := m.FillBytes(make([]byte, size))
+	prefix := digestInfoPrefix[h]
+	tLen := len(prefix) + h.Size()
+	if prefix == nil || size < tLen+11 || em[0] != 0 || em[1] != 1 {
+		return nil, false
+	}
+	ps := em[2 : size-tLen-1]
+	for _, b := range ps {
+		if b != 0xff {
+			return nil, false
+		}
+	}
+	if em[size-tLen-1] != 0 || !bytes.Equal(em[size-tLen:size-h.Size()], prefix) {
+		return nil, false
+	}
+	return em[size-h.Size():], true
 }

@@ -126,8 +126,10 @@ func TestVerifyOpenSSLSignatures(t *testing.T) {
 			}
 			bad := append([]byte(nil), digest...)
 			bad[0] ^= 1
+			// With signed attributes the messageDigest differs; without
+			// them the RSA signature still decodes to a digest, another one.
 			want := reason.DigestMismatch
-			if si.SignedAttrs == nil {
+			if tc.pss && si.SignedAttrs == nil {
 				want = reason.BadSignature
 			}
 			if got := reason.Of(si.Verify(cert, cms.OIDData, bad), ""); got != want {
