@@ -1,0 +1,306 @@
+package integrity
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vigil-attest/vigil/codepolicy"
+	"github.com/vigil-attest/vigil/kmodsig"
+	"github.com/vigil-attest/vigil/reason"
+)
+
+// Options configures an Engine.
+type Options struct {
+	// Policy is the signing policy; nil means codepolicy.Default().
+	Policy *codepolicy.Policy
+	// Keyring holds certificates used to find signers that a signature does
+	// not carry: Linux module signatures carry no certificates, so the
+	// kernel's built-in keys go here. Policy anchors are always included.
+	Keyring []*x509.Certificate
+	// Now returns the current time (tests set it).
+	Now func() time.Time
+	// Logger receives debug logs; nil discards them.
+	Logger *slog.Logger
+	// Cache enables the verdict cache keyed by (path, size, mtime, inode).
+	Cache bool
+	// Detail adds the certificates of each signature to the verdict.
+	Detail bool
+}
+
+// Engine verifies files. It is safe for concurrent use.
+type Engine struct {
+	policy  *codepolicy.Policy
+	keyring []*x509.Certificate
+	now     func() time.Time
+	log     *slog.Logger
+
+	detail  bool
+	cacheOn bool
+	mu      sync.Mutex
+	cache   map[cacheKey]*Verdict
+}
+
+type cacheKey struct {
+	path        string
+	size, mtime int64
+	ino, dev    uint64
+}
+
+// New returns an engine for the policy.
+func New(o Options) *Engine {
+	e := &Engine{policy: o.Policy, now: o.Now, log: o.Logger, cacheOn: o.Cache, detail: o.Detail}
+	if e.policy == nil {
+		e.policy = codepolicy.Default()
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	e.keyring = append(append([]*x509.Certificate(nil), o.Keyring...), e.policy.Anchors()...)
+	if e.cacheOn {
+		e.cache = map[cacheKey]*Verdict{}
+	}
+	return e
+}
+
+// Policy returns the engine's policy.
+func (e *Engine) Policy() *codepolicy.Policy { return e.policy }
+
+// VerifyFile decides whether the file at path may load. A detached
+// signature is looked for at path+".p7s" when the file is neither a PE image
+// nor a kernel module. I/O errors give a verdict with Error set and the
+// returned error non-nil; verification failures are in the verdict only.
+func (e *Engine) VerifyFile(ctx context.Context, path string) (*Verdict, error) {
+	return e.VerifyFileWith(ctx, path, "")
+}
+
+// VerifyFileWith is VerifyFile with an explicit detached signature path
+// (empty: path+".p7s" when present).
+func (e *Engine) VerifyFileWith(ctx context.Context, path, sigPath string) (*Verdict, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return ioVerdict(path, err), err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ioVerdict(path, err), err
+	}
+	if !st.Mode().IsRegular() {
+		err := fmt.Errorf("%s: not a regular file", path)
+		return ioVerdict(path, err), err
+	}
+	var key cacheKey
+	if e.cacheOn && sigPath == "" {
+		key = cacheKey{path: path, size: st.Size(), mtime: st.ModTime().UnixNano()}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			key.ino, key.dev = sys.Ino, uint64(sys.Dev)
+		}
+		e.mu.Lock()
+		v := e.cache[key]
+		e.mu.Unlock()
+		if v != nil {
+			return v, nil
+		}
+	}
+	v, err := e.verify(ctx, path, f, st.Size(), sigPath)
+	if err == nil && e.cacheOn && sigPath == "" {
+		e.mu.Lock()
+		e.cache[key] = v
+		e.mu.Unlock()
+	}
+	return v, err
+}
+
+func ioVerdict(path string, err error) *Verdict {
+	return &Verdict{Path: path, Format: FormatUnknown, Reasons: []reason.Code{}, Signatures: []Signature{}, Error: err.Error()}
+}
+
+// Detect returns the format of a file from its first bytes and name.
+func Detect(name string, head []byte) Format {
+	switch {
+	case len(head) >= 2 && head[0] == 'M' && head[1] == 'Z':
+		return FormatPE
+	case bytes.HasPrefix(head, []byte("\x7fELF")) && isModuleName(name):
+		return FormatKmod
+	case isModuleName(name) && (bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}) ||
+		bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}) || bytes.HasPrefix(head, []byte{0x1f, 0x8b})):
+		return FormatKmod
+	}
+	return FormatUnknown
+}
+
+func isModuleName(name string) bool {
+	for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
+		if strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) verify(ctx context.Context, path string, f *os.File, size int64, sigPath string) (*Verdict, error) {
+	v := &Verdict{Path: path, Size: size, Reasons: []reason.Code{}, Signatures: []Signature{}, PolicyDigest: e.policy.Digest()}
+	head := make([]byte, 8)
+	n, _ := f.ReadAt(head, 0)
+	v.Format = Detect(path, head[:n])
+	if v.Format == FormatUnknown && bytes.HasPrefix(head[:n], []byte("\x7fELF")) && hasModuleTrailer(f, size) {
+		v.Format = FormatKmod
+	}
+	if v.Format == FormatUnknown || sigPath != "" {
+		if sigPath == "" {
+			if _, err := os.Stat(path + ".p7s"); err == nil {
+				sigPath = path + ".p7s"
+			}
+		}
+		if sigPath != "" {
+			v.Format = FormatCMS
+		}
+	}
+	var err error
+	switch v.Format {
+	case FormatPE:
+		err = e.verifyPE(ctx, v, f, size)
+	case FormatKmod:
+		err = e.verifyModule(ctx, v, f, size)
+	case FormatCMS:
+		err = e.verifyDetached(ctx, v, f, size, sigPath)
+	default:
+		sum, herr := hashFile(f, size)
+		if herr != nil {
+			v.Error = herr.Error()
+			return v, herr
+		}
+		v.SHA256 = sum
+	}
+	if err != nil {
+		var re *reason.Error
+		if !errors.As(err, &re) {
+			// An I/O error: no verdict can be made.
+			v.Error = err.Error()
+			return v, err
+		}
+		v.Reasons = appendCode(v.Reasons, re.Code)
+		v.Error = err.Error()
+	}
+	e.decide(v)
+	return v, nil
+}
+
+func hasModuleTrailer(r io.ReaderAt, size int64) bool {
+	if size < int64(len(kmodsig.Magic)) {
+		return false
+	}
+	b := make([]byte, len(kmodsig.Magic))
+	if _, err := r.ReadAt(b, size-int64(len(b))); err != nil {
+		return false
+	}
+	return string(b) == kmodsig.Magic
+}
+
+// decide applies the file-level rule: allowed when at least one signature is
+// valid and no deny rule matched.
+func (e *Engine) decide(v *Verdict) {
+	anyValid := false
+	for i := range v.Signatures {
+		s := &v.Signatures[i]
+		s.Valid = len(s.Reasons) == 0
+		if s.Reasons == nil {
+			s.Reasons = []reason.Code{}
+		}
+		if s.Valid {
+			anyValid = true
+		}
+	}
+	var fileSHA, a1, a256 []byte
+	fileSHA, _ = hex.DecodeString(v.SHA256)
+	if v.Authentihash != nil {
+		a1, _ = hex.DecodeString(v.Authentihash.SHA1)
+		a256, _ = hex.DecodeString(v.Authentihash.SHA256)
+	}
+	if rule, denied := e.policy.DenyHash(fileSHA, a1, a256); denied {
+		v.DenyRules = append(v.DenyRules, rule)
+		v.Reasons = appendCode(v.Reasons, reason.BlocklistedHash)
+	}
+	if !anyValid {
+		if len(v.Signatures) == 0 && len(v.Reasons) == 0 {
+			v.Reasons = appendCode(v.Reasons, reason.Unsigned)
+		}
+		for _, s := range v.Signatures {
+			for _, c := range s.Reasons {
+				v.Reasons = appendCode(v.Reasons, c)
+			}
+		}
+	}
+	v.Allowed = anyValid && len(v.DenyRules) == 0 && !containsCode(v.Reasons, reason.Malformed)
+	if !v.Allowed && len(v.Reasons) == 0 {
+		v.Reasons = appendCode(v.Reasons, reason.Malformed)
+	}
+}
+
+func containsCode(cs []reason.Code, c reason.Code) bool {
+	for _, x := range cs {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// hashFile returns the hex SHA-256 of a whole file.
+func hashFile(r io.ReaderAt, size int64) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil {
+		return "", fmt.Errorf("read: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// multiHash feeds the same bytes to several hashes.
+type multiHash []hash.Hash
+
+func (m multiHash) Write(p []byte) (int, error) {
+	for _, h := range m {
+		h.Write(p)
+	}
+	return len(p), nil
+}
+
+func newHashes(hs ...crypto.Hash) (map[crypto.Hash]hash.Hash, multiHash) {
+	out := map[crypto.Hash]hash.Hash{}
+	var m multiHash
+	for _, h := range hs {
+		if _, ok := out[h]; ok || !h.Available() {
+			continue
+		}
+		x := h.New()
+		out[h] = x
+		m = append(m, x)
+	}
+	return out, m
+}
+
+// WithDetail returns a copy of the engine that adds certificate details to
+// verdicts. The copy has no cache.
+func (e *Engine) WithDetail() *Engine {
+	return &Engine{policy: e.policy, keyring: e.keyring, now: e.now, log: e.log, detail: true}
+}

@@ -1,0 +1,262 @@
+package integrity
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/vigil-attest/vigil/cms"
+	"github.com/vigil-attest/vigil/codepolicy"
+	"github.com/vigil-attest/vigil/reason"
+	"github.com/vigil-attest/vigil/trust"
+)
+
+// signerCheck is what the format-specific code hands to checkSigner.
+type signerCheck struct {
+	sd *cms.SignedData
+	si *cms.SignerInfo
+	// contentType is the eContentType the signed attributes must name.
+	contentType asn1.ObjectIdentifier
+	// contentDigest returns the digest of the signed content under h.
+	contentDigest func(h crypto.Hash) ([]byte, error)
+}
+
+// checkSigner verifies one SignerInfo against the policy and fills sig. It
+// appends reasons; sig.Valid is set by the caller once format checks ran.
+func (e *Engine) checkSigner(c signerCheck, sig *Signature) {
+	p := e.policy
+	si := c.si
+	h, err := si.Hash()
+	if err != nil {
+		sig.fail(reason.Of(err, reason.Unsupported), err)
+		return
+	}
+	if sig.DigestAlgorithm == "" {
+		sig.DigestAlgorithm = cms.HashName(h)
+	}
+	if cms.Strength(h) < cms.Strength(p.MinimumHash()) {
+		sig.fail(reason.WeakAlgorithm, fmt.Errorf("signature digest %s is below the policy minimum %s", cms.HashName(h), cms.HashName(p.MinimumHash())))
+	}
+	if e.detail {
+		for _, x := range c.sd.Certificates {
+			sig.Certificates = append(sig.Certificates, describeCert(x))
+		}
+	}
+	cert := c.sd.FindCertificate(si, e.keyring)
+	if cert == nil {
+		sig.Signer = signerFromInfo(si)
+		sig.fail(reason.UntrustedChain, fmt.Errorf("signer certificate (%s) is neither in the signature nor in the keyring", describeSID(si)))
+		return
+	}
+	sig.Signer = signerFromCert(cert)
+	digest, err := c.contentDigest(h)
+	if err != nil {
+		sig.fail(reason.Of(err, reason.Malformed), err)
+		return
+	}
+	if sig.Digest == "" {
+		sig.Digest = hex.EncodeToString(digest)
+	}
+	if err := si.Verify(cert, c.contentType, digest); err != nil {
+		sig.fail(reason.Of(err, reason.BadSignature), err)
+		return
+	}
+
+	// Timestamps: the first one whose TSA chains to an anchor with the
+	// timeStamping EKU, at the time it asserts, is trusted.
+	var tsTime *time.Time
+	var tsErrs []error
+	for _, ts := range si.Timestamps(c.sd) {
+		if ts.Err != nil {
+			tsErrs = append(tsErrs, fmt.Errorf("%s timestamp: %w", ts.Kind, ts.Err))
+			continue
+		}
+		if err := e.checkTSA(ts); err != nil {
+			tsErrs = append(tsErrs, fmt.Errorf("%s timestamp at %s: %w", ts.Kind, ts.Time.Format(time.RFC3339), err))
+			continue
+		}
+		t := ts.Time
+		tsTime = &t
+		sig.TimestampKind = string(ts.Kind)
+		break
+	}
+	sig.Timestamp = tsTime
+
+	at := e.now()
+	if tsTime != nil {
+		at = *tsTime
+	}
+	intermediates := append(append([]*x509.Certificate(nil), c.sd.Certificates...), e.keyring...)
+	chain, err := trust.Build(cert, trust.Options{
+		Anchors:       p.Anchors(),
+		Intermediates: intermediates,
+		At:            at,
+		IgnoreExpiry:  p.IgnoreExpiry,
+		RequireEKU:    p.RequiredEKUs(),
+		MinHash:       p.MinimumHash(),
+	})
+	if err != nil {
+		code := reason.Of(err, reason.UntrustedChain)
+		sig.fail(code, err)
+		if (code == reason.Expired || code == reason.NotYetValid) && len(tsErrs) > 0 {
+			for _, te := range tsErrs {
+				sig.fail(reason.BadTimestamp, te)
+			}
+		}
+		// Revocation and deny lists still apply to the signer we know.
+		chain = trust.Chain{cert}
+	} else {
+		for _, x := range chain {
+			sig.Chain = append(sig.Chain, x.Subject.String())
+		}
+	}
+
+	for _, x := range chain {
+		if r := p.Revocation(x); r != nil && r.Rejects(tsTime) {
+			sig.fail(reason.Revoked, fmt.Errorf("certificate %q (serial %s) is revoked%s", x.Subject.String(), hexSerial(x), describeRevocation(r)))
+		}
+		if rule, denied := p.DenySigner(x); denied {
+			sig.fail(reason.BlocklistedSigner, fmt.Errorf("certificate %q matches deny rule %s", x.Subject.String(), rule))
+		}
+	}
+	if len(p.AllowSigners) > 0 {
+		allowed := false
+		for _, x := range chain {
+			if p.SignerAllowed(x) {
+				allowed = true
+				break
+			}
+		}
+		if !allowed {
+			sig.fail(reason.SignerNotAllowed, fmt.Errorf("signer %q is not in allow_signers", cert.Subject.String()))
+		}
+	}
+}
+
+// checkTSA decides whether a timestamp's authority is trusted.
+func (e *Engine) checkTSA(ts cms.Timestamp) error {
+	if ts.Kind == cms.TimestampRFC3161 && !criticalTimeStampingOnly(ts.Signer) {
+		return reason.New(reason.WrongEKU, "TSA certificate %q lacks a critical timeStamping-only extended key usage (RFC 3161 2.3)", ts.Signer.Subject.String())
+	}
+	_, err := trust.Build(ts.Signer, trust.Options{
+		Anchors:       e.policy.Anchors(),
+		Intermediates: append(append([]*x509.Certificate(nil), ts.Certificates...), e.keyring...),
+		At:            ts.Time,
+		RequireEKU:    []asn1.ObjectIdentifier{trust.EKUTimeStamping},
+		MinHash:       e.policy.MinimumHash(),
+	})
+	if err == nil {
+		if r := e.policy.Revocation(ts.Signer); r != nil && r.Rejects(&ts.Time) {
+			return reason.New(reason.Revoked, "TSA certificate %q is revoked", ts.Signer.Subject.String())
+		}
+	}
+	return err
+}
+
+var oidExtKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 37}
+
+func criticalTimeStampingOnly(c *x509.Certificate) bool {
+	for _, ext := range c.Extensions {
+		if ext.Id.Equal(oidExtKeyUsage) {
+			if !ext.Critical {
+				return false
+			}
+			var oids []asn1.ObjectIdentifier
+			if rest, err := asn1.Unmarshal(ext.Value, &oids); err != nil || len(rest) > 0 {
+				return false
+			}
+			return len(oids) == 1 && oids[0].Equal(trust.EKUTimeStamping)
+		}
+	}
+	return false
+}
+
+func signerFromCert(c *x509.Certificate) *Signer {
+	tbs := sha256.Sum256(c.RawTBSCertificate)
+	return &Signer{
+		Subject:   c.Subject.String(),
+		Issuer:    c.Issuer.String(),
+		Serial:    hexSerial(c),
+		TBSSHA256: hex.EncodeToString(tbs[:]),
+	}
+}
+
+func signerFromInfo(si *cms.SignerInfo) *Signer {
+	s := &Signer{}
+	if si.SerialNumber != nil {
+		s.Serial = hex.EncodeToString(si.SerialNumber.Bytes())
+		var rdn pkix.RDNSequence
+		if _, err := asn1.Unmarshal(si.Issuer, &rdn); err == nil {
+			var n pkix.Name
+			n.FillFromRDNSequence(&rdn)
+			s.Issuer = n.String()
+		}
+	}
+	return s
+}
+
+func describeSID(si *cms.SignerInfo) string {
+	if si.SerialNumber != nil {
+		s := signerFromInfo(si)
+		return fmt.Sprintf("issuer %q serial %s", s.Issuer, s.Serial)
+	}
+	return fmt.Sprintf("subject key id %x", si.SubjectKeyID)
+}
+
+func hexSerial(c *x509.Certificate) string {
+	return hex.EncodeToString(c.SerialNumber.Bytes())
+}
+
+func equalHex(a []byte, b string) bool {
+	x, err := hex.DecodeString(b)
+	return err == nil && bytes.Equal(a, x)
+}
+
+func describeCert(c *x509.Certificate) Certificate {
+	sum := sha256.Sum256(c.Raw)
+	tbs := sha256.Sum256(c.RawTBSCertificate)
+	d := Certificate{
+		Subject: c.Subject.String(), Issuer: c.Issuer.String(), Serial: hexSerial(c),
+		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
+		SignatureAlgorithm: c.SignatureAlgorithm.String(),
+		SHA256:             hex.EncodeToString(sum[:]), TBSSHA256: hex.EncodeToString(tbs[:]),
+	}
+	for _, u := range c.ExtKeyUsage {
+		if oid, ok := ekuOIDName(u); ok {
+			d.EKU = append(d.EKU, oid)
+		}
+	}
+	for _, u := range c.UnknownExtKeyUsage {
+		d.EKU = append(d.EKU, u.String())
+	}
+	return d
+}
+
+func ekuOIDName(u x509.ExtKeyUsage) (string, bool) {
+	names := map[x509.ExtKeyUsage]string{
+		x509.ExtKeyUsageAny: "any", x509.ExtKeyUsageServerAuth: "serverAuth", x509.ExtKeyUsageClientAuth: "clientAuth",
+		x509.ExtKeyUsageCodeSigning: "codeSigning", x509.ExtKeyUsageEmailProtection: "emailProtection",
+		x509.ExtKeyUsageTimeStamping: "timeStamping", x509.ExtKeyUsageOCSPSigning: "OCSPSigning",
+		x509.ExtKeyUsageMicrosoftKernelCodeSigning:     "kernelModeCodeSigning",
+		x509.ExtKeyUsageMicrosoftCommercialCodeSigning: "commercialCodeSigning",
+	}
+	n, ok := names[u]
+	return n, ok
+}
+
+func describeRevocation(r *codepolicy.Revocation) string {
+	s := ""
+	if r.RevokedAt != nil {
+		s += " since " + r.RevokedAt.UTC().Format(time.RFC3339)
+	}
+	if r.Reason != "" {
+		s += " (" + r.Reason + ")"
+	}
+	return s
+}

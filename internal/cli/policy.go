@@ -1,0 +1,226 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vigil-attest/vigil/codepolicy"
+)
+
+func newPolicyCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Work with code-integrity policies: import block lists, validate, show",
+	}
+	cmd.AddCommand(newPolicyImportCmd(g), newPolicyValidateCmd(g))
+	return cmd
+}
+
+type policyImportOptions struct {
+	From       string
+	Policy     string
+	Out        string
+	Output     string
+	Categories []string
+}
+
+func newPolicyImportCmd(g *globalOptions) *cobra.Command {
+	o := &policyImportOptions{}
+	cmd := &cobra.Command{
+		Use:   "import --from loldrivers|wdac|crl [--policy P] [--out F] FILE",
+		Short: "Merge a block list (LOLDrivers CSV, WDAC deny policy XML, X.509 CRL) into a policy",
+		Long: `Import reads a block list and merges its entries into a policy, reporting how
+many entries each key gained and how many were already present or skipped (with
+the reasons). The policy is read from --policy when it exists (otherwise an empty
+default policy is used) and written to --out (default: --policy, or stdout).
+
+  loldrivers  drivers.csv from loldrivers.io: file SHA-256 -> deny.sha256,
+              Authenticode SHA-256/SHA-1 -> deny.authentihash_sha256/_sha1
+  wdac        Microsoft's recommended driver block rules (SiPolicy XML): hash
+              deny rules and signer CertRoot TBS rules
+  crl         an X.509 CRL (DER or PEM): serials, revocation dates and reasons`,
+		Example: `  vigil policy import --from loldrivers --policy drivers.yaml drivers.csv
+  vigil policy import --from wdac --policy drivers.yaml SiPolicy_Enforced.xml
+  vigil policy import --from crl --policy kmcs.yaml --output json revoked.crl`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Output != "text" && o.Output != "json" {
+				return usageErr("--output must be text or json")
+			}
+			p := codepolicy.Default()
+			if o.Policy != "" {
+				if _, err := os.Stat(o.Policy); err == nil {
+					var err error
+					if p, err = codepolicy.Load(o.Policy); err != nil {
+						return usageErr("policy: %v", err)
+					}
+				}
+			}
+			in, err := os.Open(args[0])
+			if err != nil {
+				return &exitError{code: ExitUsage, err: err}
+			}
+			defer in.Close()
+			var st codepolicy.ImportStats
+			switch o.From {
+			case "loldrivers":
+				st, err = codepolicy.ImportLOLDrivers(p, in, o.Categories)
+			case "wdac":
+				st, err = codepolicy.ImportWDAC(p, in)
+			case "crl":
+				var b []byte
+				if b, err = readAllBounded(in, 512<<20); err == nil {
+					st, err = codepolicy.ImportCRL(p, b)
+				}
+			default:
+				return usageErr("--from must be loldrivers, wdac or crl")
+			}
+			if err != nil {
+				return &exitError{code: ExitUsage, err: fmt.Errorf("import %s: %w", args[0], err)}
+			}
+			out, err := p.Marshal()
+			if err != nil {
+				return err
+			}
+			dest := o.Out
+			if dest == "" {
+				dest = o.Policy
+			}
+			if dest == "" || dest == "-" {
+				if _, err := g.stdout.Write(out); err != nil {
+					return err
+				}
+			} else if err := writeFileAtomic(dest, out, 0o644); err != nil {
+				return &exitError{code: ExitUsage, err: err}
+			}
+			g.logger.Info("imported", "from", o.From, "file", args[0], "read", st.Read)
+			w := g.stderr
+			if dest != "" && dest != "-" {
+				w = g.stdout
+			}
+			if o.Output == "json" {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			fmt.Fprintf(w, "imported %s (%s): %d records read, %d duplicates, %d skipped\n", args[0], o.From, st.Read, st.Duplicates, st.Skipped)
+			for _, k := range sortedKeys(st.Added) {
+				fmt.Fprintf(w, "  added %-28s %d\n", k, st.Added[k])
+			}
+			for _, k := range sortedKeys(st.SkippedReasons) {
+				fmt.Fprintf(w, "  skipped: %-26s %d\n", k, st.SkippedReasons[k])
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.From, "from", "", "source format: loldrivers, wdac or crl")
+	f.StringVarP(&o.Policy, "policy", "p", "", "policy to merge into (created when absent)")
+	f.StringVar(&o.Out, "out", "", "where to write the merged policy (default: --policy, or stdout)")
+	f.StringVarP(&o.Output, "output", "o", "text", "report format: text or json")
+	f.StringSliceVar(&o.Categories, "category", nil, "LOLDrivers categories to import (default: vulnerable driver, malicious)")
+	return cmd
+}
+
+func newPolicyValidateCmd(g *globalOptions) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "validate POLICY...",
+		Short: "Check policy files and print their digest and sizes",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			type summary struct {
+				Path         string `json:"path"`
+				Valid        bool   `json:"valid"`
+				Error        string `json:"error,omitempty"`
+				Digest       string `json:"digest,omitempty"`
+				Anchors      int    `json:"anchors"`
+				Revocations  int    `json:"revocations"`
+				DenyEntries  int    `json:"deny_entries"`
+				AllowSigners int    `json:"allow_signers"`
+			}
+			bad := false
+			for _, path := range args {
+				s := summary{Path: path}
+				p, err := codepolicy.Load(path)
+				if err != nil {
+					s.Error = err.Error()
+					bad = true
+				} else {
+					s.Valid = true
+					s.Digest = p.Digest()
+					s.Anchors = len(p.Anchors())
+					s.Revocations = len(p.Revocations)
+					s.DenyEntries = p.Deny.Len()
+					s.AllowSigners = len(p.AllowSigners)
+				}
+				if output == "json" {
+					if err := json.NewEncoder(g.stdout).Encode(s); err != nil {
+						return err
+					}
+				} else if s.Valid {
+					fmt.Fprintf(g.stdout, "%s: valid, digest %s, %d anchors, %d revocations, %d deny entries, %d allowed signers\n",
+						path, s.Digest, s.Anchors, s.Revocations, s.DenyEntries, s.AllowSigners)
+				} else {
+					fmt.Fprintf(g.stdout, "%s: invalid: %s\n", path, s.Error)
+				}
+			}
+			if bad {
+				return &exitError{code: ExitDenied}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func sortedKeys(m map[string]int) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func readAllBounded(f *os.File, max int64) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", f.Name(), max)
+	}
+	return os.ReadFile(f.Name())
+}
+
+// writeFileAtomic writes through a temporary file and a rename, so a crash
+// never leaves a truncated policy.
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".vigil-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
