@@ -35,7 +35,9 @@ step "3. Sign: Authenticode (pe), module signature (kmod), detached CMS (cms)"
 "$VIGIL" sign --key signer.key --cert signer.pem --format cms  --in firmware.bin --out firmware.bin.p7s
 
 step "4. Verify against the test CA: all allowed"
-show verify --trust root.pem signed.exe signed.ko firmware.bin
+echo "(module signatures carry no certificates: like the kernel, vigil finds the signer"
+echo " in a keyring, here --keyring signer.pem, and chains it to the anchor root.pem)"
+show verify --trust root.pem --keyring signer.pem signed.exe signed.ko firmware.bin
 
 step "5. Unsigned originals: denied (unsigned)"
 show verify --trust root.pem sample.exe sample.ko
@@ -46,7 +48,7 @@ for f in signed.exe signed.ko firmware.bin; do
 	b=$(dd if="$f" bs=1 skip=$off count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
 	printf "$(printf '\\%03o' $(( (b ^ 1) & 255 )))" | dd of="$f" bs=1 seek=$off conv=notrunc 2>/dev/null
 done
-show verify --trust root.pem signed.exe signed.ko firmware.bin
+show verify --trust root.pem --keyring signer.pem signed.exe signed.ko firmware.bin
 
 step "7. Revoke the publisher in a policy, then verify a fresh signature: denied (revoked)"
 "$VIGIL" sign --key signer.key --cert signer.pem --format pe --in sample.exe --out resigned.exe >/dev/null
