@@ -65,6 +65,13 @@ func (si *SignerInfo) Verify(cert *x509.Certificate, contentType asn1.ObjectIden
 			}
 		}
 		digest = Digest(h, si.RawSignedAttrs)
+		err := verifyDigestSignature(cert.PublicKey, si.SignatureAlgorithm.Algorithm, si.SignatureAlgorithm.Parameters.FullBytes, h, digest, si.Signature)
+		if reason.Of(err, "") == reason.DigestMismatch {
+			// The content digest matched; what changed are the signed
+			// attributes themselves.
+			return reason.Wrap(reason.BadSignature, fmt.Errorf("signed attributes altered: %w", err))
+		}
+		return err
 	}
 	return verifyDigestSignature(cert.PublicKey, si.SignatureAlgorithm.Algorithm, si.SignatureAlgorithm.Parameters.FullBytes, h, digest, si.Signature)
 }
