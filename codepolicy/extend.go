@@ -6,9 +6,9 @@ import (
 )
 
 // AddAnchors adds trust anchors that come from outside the policy file,
-// such as vigil's --trust and --kernel flags. They change decisions, so they
-// count in Digest only through the file list they came from: callers that
-// need provenance record the flags too.
+// such as vigil's --trust and --kernel flags. They change decisions, so
+// Digest covers them (it hashes every anchor certificate); Marshal does not
+// write them, and Validate, which reloads the anchors from Trust, drops them.
 func (p *Policy) AddAnchors(certs ...*x509.Certificate) {
 	p.index()
 	for _, c := range certs {

@@ -1,0 +1,339 @@
+package codepolicy
+
+import (
+	"crypto"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/hex"
+	"time"
+)
+
+// denyKind describes one deny list.
+type denyKind struct {
+	key   string // YAML key under deny
+	size  int    // digest length in bytes
+	field func(*Deny) *[]string
+}
+
+// The deny lists, in index order.
+const (
+	dkSHA256 = iota
+	dkAuthSHA1
+	dkAuthSHA256
+	dkTBSSHA1
+	dkTBSSHA256
+	dkTBSSHA384
+	dkTBSSHA512
+	numDenyKinds
+)
+
+var denyKinds = [numDenyKinds]denyKind{
+	dkSHA256:     {"sha256", 32, func(d *Deny) *[]string { return &d.SHA256 }},
+	dkAuthSHA1:   {"authentihash_sha1", 20, func(d *Deny) *[]string { return &d.AuthentihashSHA1 }},
+	dkAuthSHA256: {"authentihash_sha256", 32, func(d *Deny) *[]string { return &d.AuthentihashSHA256 }},
+	dkTBSSHA1:    {"signer_tbs_sha1", 20, func(d *Deny) *[]string { return &d.SignerTBSSHA1 }},
+	dkTBSSHA256:  {"signer_tbs_sha256", 32, func(d *Deny) *[]string { return &d.SignerTBSSHA256 }},
+	dkTBSSHA384:  {"signer_tbs_sha384", 48, func(d *Deny) *[]string { return &d.SignerTBSSHA384 }},
+	dkTBSSHA512:  {"signer_tbs_sha512", 64, func(d *Deny) *[]string { return &d.SignerTBSSHA512 }},
+}
+
+// index holds the resolved policy: maps keyed by raw digest bytes so that
+// lookups stay O(1) however long the lists are.
+type index struct {
+	deny        [numDenyKinds]map[string]struct{}
+	revBySerial map[string]*Revocation // issuer key + "\x00" + serial hex
+	revByTBS    map[string]*Revocation // raw SHA-256 of the TBSCertificate
+	revBySPKI   map[string]*Revocation // raw SHA-256 of the SubjectPublicKeyInfo
+	revExact    map[string]struct{}    // identity + revoked_at + reason, for import dedup
+	allow       []allowRule
+	ekus        []asn1.ObjectIdentifier
+	minHash     crypto.Hash
+}
+
+type allowRule struct {
+	subject, issuer       dnKey
+	hasSubject, hasIssuer bool
+	tbs, spki             string // raw SHA-256, "" when not set
+}
+
+func newIndex() *index {
+	ix := &index{
+		revBySerial: map[string]*Revocation{},
+		revByTBS:    map[string]*Revocation{},
+		revBySPKI:   map[string]*Revocation{},
+		revExact:    map[string]struct{}{},
+	}
+	for i := range ix.deny {
+		ix.deny[i] = map[string]struct{}{}
+	}
+	return ix
+}
+
+// revIdentity returns the map a normalised revocation is indexed in and its
+// key there.
+func (ix *index) revIdentity(r *Revocation) (map[string]*Revocation, string, error) {
+	switch {
+	case r.Issuer != "":
+		k, err := parseDN(r.Issuer)
+		if err != nil {
+			return nil, "", err
+		}
+		return ix.revBySerial, string(k) + "\x00" + r.Serial, nil
+	case r.TBSSHA256 != "":
+		raw, _ := hex.DecodeString(r.TBSSHA256)
+		return ix.revByTBS, string(raw), nil
+	default:
+		raw, _ := hex.DecodeString(r.SPKISHA256)
+		return ix.revBySPKI, string(raw), nil
+	}
+}
+
+func exactKey(identity string, r *Revocation) string {
+	at := ""
+	if r.RevokedAt != nil {
+		at = r.RevokedAt.UTC().Format(time.RFC3339Nano)
+	}
+	return identity + "\x00" + at + "\x00" + r.Reason
+}
+
+// addRevocation indexes a normalised entry; it reports whether an identical
+// entry (same certificate, revoked_at and reason) was already there.
+func (ix *index) addRevocation(r *Revocation) error {
+	_, err := ix.insertRevocation(r)
+	return err
+}
+
+func (ix *index) insertRevocation(r *Revocation) (dup bool, err error) {
+	m, k, err := ix.revIdentity(r)
+	if err != nil {
+		return false, err
+	}
+	c := *r
+	if r.RevokedAt != nil {
+		t := *r.RevokedAt
+		c.RevokedAt = &t
+	}
+	ek := exactKey(revForm(r)+k, r)
+	if _, ok := ix.revExact[ek]; ok {
+		return true, nil
+	}
+	ix.revExact[ek] = struct{}{}
+	if old := m[k]; old == nil || stricter(&c, old) {
+		m[k] = &c
+	}
+	return false, nil
+}
+
+// compromised reports whether the reason says the key (or its CA) was
+// compromised, so that no signature by it can be trusted, timestamped or not.
+func (r *Revocation) compromised() bool {
+	switch r.Reason {
+	case "keyCompromise", "cACompromise", "aACompromise":
+		return true
+	}
+	return false
+}
+
+// rejectsAll reports whether the entry rejects every signature.
+func (r *Revocation) rejectsAll() bool {
+	return r.RevokedAt == nil || r.compromised()
+}
+
+// stricter reports whether a rejects more signatures than b.
+func stricter(a, b *Revocation) bool {
+	if a.rejectsAll() != b.rejectsAll() {
+		return a.rejectsAll()
+	}
+	if a.rejectsAll() {
+		return false
+	}
+	return a.RevokedAt.Before(*b.RevokedAt)
+}
+
+// Rejects applies the revocation rule to a signature by the revoked
+// certificate. trustedTimestamp is the time from a verified timestamp
+// countersignature, or nil when there is none.
+//
+//   - No revoked_at: every signature is rejected.
+//   - Reason keyCompromise, cACompromise or aACompromise: every signature is
+//     rejected, even one timestamped before revoked_at (the key may have
+//     been in other hands before the revocation was published).
+//   - No trusted timestamp: rejected (the signing time is unknown).
+//   - Otherwise a timestamp strictly before revoked_at keeps the signature
+//     valid; at or after revoked_at rejects it.
+//
+// A nil Revocation rejects nothing.
+func (r *Revocation) Rejects(trustedTimestamp *time.Time) bool {
+	if r == nil {
+		return false
+	}
+	if r.rejectsAll() || trustedTimestamp == nil {
+		return true
+	}
+	return !trustedTimestamp.Before(*r.RevokedAt)
+}
+
+// Revocation returns the policy's revocation entry for cert, or nil. It
+// matches issuer and serial number, the SHA-256 of the TBSCertificate, and
+// the SHA-256 of the SubjectPublicKeyInfo. When several entries match, it
+// returns the strictest (one that rejects everything, else the earliest
+// revoked_at). The engine checks every certificate of the chain. The result
+// is a copy.
+func (p *Policy) Revocation(cert *x509.Certificate) *Revocation {
+	ix := p.index()
+	if cert == nil {
+		return nil
+	}
+	var best *Revocation
+	consider := func(r *Revocation) {
+		if r != nil && (best == nil || stricter(r, best)) {
+			best = r
+		}
+	}
+	if len(ix.revByTBS) > 0 {
+		h := sha256.Sum256(cert.RawTBSCertificate)
+		consider(ix.revByTBS[string(h[:])])
+	}
+	if len(ix.revBySPKI) > 0 {
+		h := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+		consider(ix.revBySPKI[string(h[:])])
+	}
+	if len(ix.revBySerial) > 0 && cert.SerialNumber != nil {
+		if k, err := keyOfRawDN(cert.RawIssuer); err == nil {
+			consider(ix.revBySerial[string(k)+"\x00"+cert.SerialNumber.Text(16)])
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	c := *best
+	return &c
+}
+
+// DenyHash checks a file's digests against the block lists: fileSHA256
+// against deny.sha256, authSHA1 and authSHA256 (Authenticode hashes) against
+// deny.authentihash_sha1 and deny.authentihash_sha256. Any may be nil. The
+// rule names the list and the value, such as "deny.sha256:9f86…".
+func (p *Policy) DenyHash(fileSHA256, authSHA1, authSHA256 []byte) (rule string, denied bool) {
+	ix := p.index()
+	for _, c := range []struct {
+		kind int
+		v    []byte
+	}{{dkSHA256, fileSHA256}, {dkAuthSHA256, authSHA256}, {dkAuthSHA1, authSHA1}} {
+		if c.v == nil {
+			continue
+		}
+		if _, ok := ix.deny[c.kind][string(c.v)]; ok {
+			return "deny." + denyKinds[c.kind].key + ":" + hex.EncodeToString(c.v), true
+		}
+	}
+	return "", false
+}
+
+// DenySigner checks a certificate against the deny.signer_tbs_* lists: the
+// SHA-1, SHA-256, SHA-384 and SHA-512 of its DER TBSCertificate. The engine
+// checks every certificate of the chain, as WDAC does for CertRoot rules.
+func (p *Policy) DenySigner(cert *x509.Certificate) (rule string, denied bool) {
+	ix := p.index()
+	if cert == nil {
+		return "", false
+	}
+	tbs := cert.RawTBSCertificate
+	check := func(kind int, sum []byte) (string, bool) {
+		if _, ok := ix.deny[kind][string(sum)]; ok {
+			return "deny." + denyKinds[kind].key + ":" + hex.EncodeToString(sum), true
+		}
+		return "", false
+	}
+	if len(ix.deny[dkTBSSHA256]) > 0 {
+		h := sha256.Sum256(tbs)
+		if r, ok := check(dkTBSSHA256, h[:]); ok {
+			return r, ok
+		}
+	}
+	if len(ix.deny[dkTBSSHA1]) > 0 {
+		h := sha1.Sum(tbs)
+		if r, ok := check(dkTBSSHA1, h[:]); ok {
+			return r, ok
+		}
+	}
+	if len(ix.deny[dkTBSSHA384]) > 0 {
+		h := sha512.Sum384(tbs)
+		if r, ok := check(dkTBSSHA384, h[:]); ok {
+			return r, ok
+		}
+	}
+	if len(ix.deny[dkTBSSHA512]) > 0 {
+		h := sha512.Sum512(tbs)
+		if r, ok := check(dkTBSSHA512, h[:]); ok {
+			return r, ok
+		}
+	}
+	return "", false
+}
+
+// SignerAllowed reports whether the signer (leaf) certificate matches an
+// allow_signers entry; it is true when allow_signers is empty.
+func (p *Policy) SignerAllowed(cert *x509.Certificate) bool {
+	ix := p.index()
+	if len(ix.allow) == 0 {
+		return true
+	}
+	if cert == nil {
+		return false
+	}
+	var subj, iss dnKey
+	var subjErr, issErr error
+	subjDone, issDone := false, false
+	var tbs, spki string
+	for _, r := range ix.allow {
+		if r.hasSubject {
+			if !subjDone {
+				subj, subjErr = keyOfRawDN(cert.RawSubject)
+				subjDone = true
+			}
+			if subjErr != nil || subj != r.subject {
+				continue
+			}
+		}
+		if r.hasIssuer {
+			if !issDone {
+				iss, issErr = keyOfRawDN(cert.RawIssuer)
+				issDone = true
+			}
+			if issErr != nil || iss != r.issuer {
+				continue
+			}
+		}
+		if r.tbs != "" {
+			if tbs == "" {
+				h := sha256.Sum256(cert.RawTBSCertificate)
+				tbs = string(h[:])
+			}
+			if tbs != r.tbs {
+				continue
+			}
+		}
+		if r.spki != "" {
+			if spki == "" {
+				h := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+				spki = string(h[:])
+			}
+			if spki != r.spki {
+				continue
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// HashAllowed reports whether a signature's digest algorithm meets
+// min_hash. Only SHA-1, SHA-256, SHA-384 and SHA-512 are ever accepted.
+func (p *Policy) HashAllowed(h crypto.Hash) bool {
+	r := hashRank(h)
+	return r > 0 && r >= hashRank(p.index().minHash)
+}
