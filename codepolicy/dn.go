@@ -411,3 +411,30 @@ func escapeDNValue(s string) string {
 	}
 	return b.String()
 }
+
+// canonicalDNText rewrites a textual name in the canonical order and
+// spelling: attributes sorted as the comparison sorts them, preferred type
+// names, RFC 4514 escaping. Text that does not parse is returned unchanged.
+func canonicalDNText(s string) string {
+	if s == "" {
+		return s
+	}
+	attrs, err := parseDNAttrs(s)
+	if err != nil {
+		return s
+	}
+	makeKey(attrs) // sorts
+	parts := make([]string, len(attrs))
+	for i, a := range attrs {
+		name, ok := dnNameByOID[a.oid]
+		if !ok {
+			name = a.oid
+		}
+		v := a.val
+		if !strings.HasPrefix(v, "#") {
+			v = escapeDNValue(v)
+		}
+		parts[i] = name + "=" + v
+	}
+	return strings.Join(parts, ", ")
+}

@@ -33,13 +33,26 @@ func marshalYAML(v any) ([]byte, error) {
 }
 
 // Digest returns "sha256:" and the hex SHA-256 of the canonical policy: the
-// Marshal output with the trust paths replaced by the SHA-256 of each
-// anchor certificate's DER. Moving the policy and its anchor files leaves
-// the digest unchanged; changing an anchor changes it.
+// Marshal output with issuer and subject names in canonical form (so that
+// equal names written differently give one digest) and the trust paths
+// replaced by the SHA-256 of each anchor certificate's DER. Moving the
+// policy and its anchor files leaves the digest unchanged; changing an
+// anchor changes it.
 func (p *Policy) Digest() string {
 	p.index()
 	c := p.canonical()
 	c.Trust = nil
+	for i := range c.Revocations {
+		c.Revocations[i].Issuer = canonicalDNText(c.Revocations[i].Issuer)
+	}
+	for i := range c.AllowSigners {
+		c.AllowSigners[i].Subject = canonicalDNText(c.AllowSigners[i].Subject)
+		c.AllowSigners[i].Issuer = canonicalDNText(c.AllowSigners[i].Issuer)
+	}
+	sort.SliceStable(c.Revocations, func(i, j int) bool {
+		return revSortKey(&c.Revocations[i]) < revSortKey(&c.Revocations[j])
+	})
+	sort.SliceStable(c.AllowSigners, func(i, j int) bool { return signerSortKey(&c.AllowSigners[i]) < signerSortKey(&c.AllowSigners[j]) })
 	b, err := marshalYAML(c)
 	if err != nil {
 		panic("codepolicy: marshal: " + err.Error()) // plain strings and slices: cannot happen
@@ -122,12 +135,12 @@ func (p *Policy) canonical() *Policy {
 		seenS[k] = true
 		c.AllowSigners = append(c.AllowSigners, s)
 	}
-	sort.SliceStable(c.AllowSigners, func(i, j int) bool {
-		a, b := &c.AllowSigners[i], &c.AllowSigners[j]
-		return strings.Join([]string{a.Subject, a.Issuer, a.TBSSHA256, a.SPKISHA256, a.Comment}, "\x00") <
-			strings.Join([]string{b.Subject, b.Issuer, b.TBSSHA256, b.SPKISHA256, b.Comment}, "\x00")
-	})
+	sort.SliceStable(c.AllowSigners, func(i, j int) bool { return signerSortKey(&c.AllowSigners[i]) < signerSortKey(&c.AllowSigners[j]) })
 	return c
+}
+
+func signerSortKey(s *Signer) string {
+	return strings.Join([]string{s.Subject, s.Issuer, s.TBSSHA256, s.SPKISHA256, s.Comment}, "\x00")
 }
 
 func revForm(r *Revocation) string {
