@@ -1,6 +1,7 @@
 package integrity
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/hex"
@@ -61,8 +62,13 @@ func (e *Engine) verifyDetached(ctx context.Context, v *Verdict, f io.ReaderAt, 
 		return nil
 	}
 	if sd.Content != nil {
-		v.Signatures = append(v.Signatures, Signature{Reasons: []reason.Code{reason.Unsupported}, Messages: []string{"signature is not detached: it encapsulates its own content"}})
-		return nil
+		// An attached signature (openssl cms -nodetach, or -stream) is
+		// accepted over FILE when the content it carries is FILE's bytes.
+		if c := cms.Digest(crypto.SHA256, sd.Content); !bytes.Equal(c, sums[crypto.SHA256]) {
+			v.Signatures = append(v.Signatures, Signature{Reasons: []reason.Code{reason.DigestMismatch},
+				Messages: []string{fmt.Sprintf("the signature encapsulates content with SHA-256 %x, not this file's", c)}})
+			return nil
+		}
 	}
 	for i, si := range sd.Signers {
 		sig := Signature{Index: i}

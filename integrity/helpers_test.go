@@ -114,3 +114,8 @@ func tbsSHA256(c *testpki.Cert) string {
 }
 
 func parsePolicy(dir, y string) (*codepolicy.Policy, error) { return codepolicy.Parse([]byte(y), dir) }
+
+func spkiSHA256(c *testpki.Cert) string {
+	s := sha256.Sum256(c.Cert.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(s[:])
+}

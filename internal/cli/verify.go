@@ -72,7 +72,7 @@ I/O error. --output json prints one JSON object per file (JSON Lines).`,
 				}
 				verdicts = append(verdicts, v)
 			}
-			if err := writeVerdicts(g.stdout, o.Output, verdicts, false); err != nil {
+			if err := writeVerdicts(g.stdout, o.Output, verdicts, false, true); err != nil {
 				return err
 			}
 			return verdictExit(verdicts, ioFailed)
@@ -95,7 +95,7 @@ func verdictExit(vs []*integrity.Verdict, ioFailed bool) error {
 	return nil
 }
 
-func writeVerdicts(w io.Writer, format string, vs []*integrity.Verdict, summary bool) error {
+func writeVerdicts(w io.Writer, format string, vs []*integrity.Verdict, summary, verbose bool) error {
 	switch format {
 	case "json":
 		enc := json.NewEncoder(w)
@@ -109,6 +109,10 @@ func writeVerdicts(w io.Writer, format string, vs []*integrity.Verdict, summary 
 		return writeSARIF(w, vs)
 	default:
 		for _, v := range vs {
+			// A scan lists only what needs attention; verify lists all.
+			if summary && v.Allowed && !verbose {
+				continue
+			}
 			writeVerdictText(w, v)
 		}
 		if summary {
@@ -194,8 +198,9 @@ func writeSummary(w io.Writer, vs []*integrity.Verdict) {
 // scanOptions adds the scan-only flags.
 type scanOptions struct {
 	verifyOptions
-	Jobs int
-	All  bool
+	Jobs    int
+	All     bool
+	Verbose bool
 }
 
 func newScanCmd(g *globalOptions) *cobra.Command {
@@ -208,7 +213,8 @@ knows (PE/EFI images, kernel modules, and files with a .p7s detached signature),
 in parallel. Other files are skipped unless --all is given, in which case they
 are reported as unsigned.
 
-Output: text (a progress bar on a terminal and a summary table), json (JSON Lines,
+Output: text (a progress bar on a terminal, the denied files, and a summary
+table; --verbose lists allowed files too), json (JSON Lines,
 one object per file, in path order), or sarif (SARIF 2.1.0 for code scanning UIs).
 Exit code 0 when every file is allowed, 1 when any is denied, 2 on a usage or I/O
 error.`,
@@ -258,7 +264,7 @@ error.`,
 				}
 			}
 			g.logger.Info("scan done", "files", len(files), "verified", len(vs))
-			if err := writeVerdicts(g.stdout, o.Output, vs, true); err != nil {
+			if err := writeVerdicts(g.stdout, o.Output, vs, true, o.Verbose); err != nil {
 				return err
 			}
 			return verdictExit(vs, ioFailed)
@@ -267,6 +273,7 @@ error.`,
 	o.addFlags(cmd.Flags(), "text, json, sarif")
 	cmd.Flags().IntVarP(&o.Jobs, "jobs", "j", 0, "parallel workers (default: number of CPUs)")
 	cmd.Flags().BoolVar(&o.All, "all", false, "also report files in no known signed format (as unsigned)")
+	cmd.Flags().BoolVarP(&o.Verbose, "verbose", "v", false, "text output lists allowed files too, not only denied ones")
 	return cmd
 }
 

@@ -198,6 +198,11 @@ func (c *Cert) CertPEM() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Cert.Raw})
 }
 
+// CertPEMOf encodes any certificate as PEM.
+func CertPEMOf(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
 // KeyPEM returns the private key as PKCS#8 PEM.
 func (c *Cert) KeyPEM() []byte {
 	der, err := x509.MarshalPKCS8PrivateKey(c.Key)
