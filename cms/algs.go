@@ -42,7 +42,6 @@ var (
 	oidECDSASHA256   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
 	oidECDSASHA384   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 3}
 	oidECDSASHA512   = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 4}
-	oidEd25519       = asn1.ObjectIdentifier{1, 3, 101, 112}
 )
 
 // HashFromOID maps a digest algorithm identifier to a hash.

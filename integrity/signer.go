@@ -1,7 +1,6 @@
 package integrity
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
@@ -211,11 +210,6 @@ func describeSID(si *cms.SignerInfo) string {
 
 func hexSerial(c *x509.Certificate) string {
 	return hex.EncodeToString(c.SerialNumber.Bytes())
-}
-
-func equalHex(a []byte, b string) bool {
-	x, err := hex.DecodeString(b)
-	return err == nil && bytes.Equal(a, x)
 }
 
 func describeCert(c *x509.Certificate) Certificate {

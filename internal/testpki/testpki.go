@@ -170,9 +170,7 @@ func (parent *Cert) NewLeaf(o Options) *Cert {
 		SubjectKeyId:          skid(key.Public()),
 		SignatureAlgorithm:    o.SigAlg,
 	}
-	for _, u := range o.UnknownEKU {
-		tmpl.UnknownExtKeyUsage = append(tmpl.UnknownExtKeyUsage, u)
-	}
+	tmpl.UnknownExtKeyUsage = append(tmpl.UnknownExtKeyUsage, o.UnknownEKU...)
 	if o.CriticalEKU {
 		// Go has no knob for EKU criticality; build the extension by hand.
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, criticalEKU(o.EKU))
