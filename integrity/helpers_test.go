@@ -1,6 +1,7 @@
 package integrity_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/authenticode"
+	"github.com/vigil-attest/vigil/cms"
 	"github.com/vigil-attest/vigil/codepolicy"
 	"github.com/vigil-attest/vigil/integrity"
 	"github.com/vigil-attest/vigil/internal/testpki"
@@ -118,4 +121,47 @@ func parsePolicy(dir, y string) (*codepolicy.Policy, error) { return codepolicy.
 func spkiSHA256(c *testpki.Cert) string {
 	s := sha256.Sum256(c.Cert.RawSubjectPublicKeyInfo)
 	return hex.EncodeToString(s[:])
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// peSignature returns the first Authenticode signature of a PE file.
+func peSignature(t *testing.T, path string) *cms.SignedData {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	pf, err := authenticode.Parse(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := pf.Certificates()
+	if err != nil || len(certs) == 0 {
+		t.Fatalf("certificates: %v", err)
+	}
+	sd, err := cms.Parse(certs[0].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sd
+}
+
+// indexUnique finds b in raw and fails unless it occurs exactly once.
+func indexUnique(t *testing.T, raw, b []byte) int {
+	t.Helper()
+	i := bytes.Index(raw, b)
+	if i < 0 || bytes.Contains(raw[i+1:], b) {
+		t.Fatal("bytes not found exactly once")
+	}
+	return i
 }

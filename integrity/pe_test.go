@@ -130,6 +130,7 @@ func TestPETimestampsExpiryRevocation(t *testing.T) {
 	bare := e.osslSign(t, "bare", "-h", "sha256")
 	p := e.policy(t, "")
 
+	testpe.Run(t, "osslsigncode", "verify", "-CAfile", e.rootPEM, "-TSA-CAfile", e.tsaRootPEM, "-in", stamped)
 	v := verify(t, p, stamped)
 	want(t, v, true)
 	ts := v.Signatures[0].Timestamp
