@@ -56,7 +56,7 @@ func TestImportCRL(t *testing.T) {
 		{SerialNumber: big.NewInt(0x1001), RevocationTime: tA, ReasonCode: 1}, // keyCompromise
 		{SerialNumber: big.NewInt(0x1002), RevocationTime: tB, ReasonCode: 4, // superseded, with an earlier invalidityDate
 			ExtraExtensions: []pkix.Extension{mustExt(t, oidInvalidityDate, early, "generalized")}},
-		{SerialNumber: big.NewInt(0x1003), RevocationTime: tB}, // no reason
+		{SerialNumber: big.NewInt(0x1003), RevocationTime: tB},                // no reason
 		{SerialNumber: big.NewInt(0x1004), RevocationTime: tB, ReasonCode: 6}, // certificateHold
 		{SerialNumber: big.NewInt(0x1005), RevocationTime: tB, ReasonCode: 8}, // removeFromCRL
 	})
@@ -207,8 +207,8 @@ func TestImportCRLOpenSSL(t *testing.T) {
 	leafA := root.NewLeaf(testpki.Options{Key: testpki.ECDSAP256, Serial: big.NewInt(0x51)})
 	leafB := root.NewLeaf(testpki.Options{Key: testpki.ECDSAP256, Serial: big.NewInt(0xc0ffee)})
 	// index.txt: status, expiry, revocation date[,reason], serial, file, subject.
-	index := fmt.Sprintf("R\t361231000000Z\t260115103000Z,keyCompromise\t51\tunknown\t/CN=A\n"+
-		"R\t361231000000Z\t260201000000Z,superseded\tC0FFEE\tunknown\t/CN=B\n"+
+	index := fmt.Sprintf("R\t361231000000Z\t260115103000Z,keyCompromise\t51\tunknown\t/CN=A\n" +
+		"R\t361231000000Z\t260201000000Z,superseded\tC0FFEE\tunknown\t/CN=B\n" +
 		"V\t361231000000Z\t\t52\tunknown\t/CN=C\n")
 	conf := fmt.Sprintf(`[ca]
 default_ca = test
