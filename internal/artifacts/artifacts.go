@@ -72,3 +72,27 @@ func Modules(tb testing.TB) []string {
 	sort.Strings(out)
 	return out
 }
+
+// SharedData returns the path of a file under the workplace's shared/data
+// directory (real event logs, IMA logs, the LOLDrivers block list), which
+// lives beside the repository. $VIGIL_SHARED_DATA overrides the location.
+func SharedData(tb testing.TB, rel string) string {
+	tb.Helper()
+	var dirs []string
+	if d := os.Getenv("VIGIL_SHARED_DATA"); d != "" {
+		dirs = append(dirs, d)
+	}
+	_, file, _, _ := runtime.Caller(0)
+	for d := filepath.Dir(file); d != filepath.Dir(d); d = filepath.Dir(d) {
+		dirs = append(dirs, filepath.Join(d, "shared", "data"))
+	}
+	dirs = append(dirs, "/work/shared/data")
+	for _, d := range dirs {
+		p := filepath.Join(d, rel)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	tb.Fatalf("shared data %s not found (set VIGIL_SHARED_DATA)", rel)
+	return ""
+}
