@@ -33,11 +33,7 @@ func readBounded(path string, max int64) ([]byte, error) {
 
 // verifyDetached checks a detached CMS signature (FILE.p7s, DER or PEM) over
 // the whole file.
-func (e *Engine) verifyDetached(ctx context.Context, v *Verdict, f io.ReaderAt, size int64, sigPath string) error {
-	raw, err := readBounded(sigPath, cms.MaxInput)
-	if err != nil {
-		return err
-	}
+func (e *Engine) verifyDetached(ctx context.Context, v *Verdict, f io.ReaderAt, size int64, raw []byte) error {
 	der := pemOrDER(raw, "PKCS7", "CMS")
 	sd, perr := cms.Parse(der)
 	algs := []crypto.Hash{crypto.SHA256}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vigil-attest/vigil/cms"
 	"github.com/vigil-attest/vigil/codepolicy"
 	"github.com/vigil-attest/vigil/kmodsig"
 	"github.com/vigil-attest/vigil/reason"
@@ -122,7 +123,7 @@ func (e *Engine) VerifyFileWith(ctx context.Context, path, sigPath string) (*Ver
 			return v, nil
 		}
 	}
-	v, err := e.verify(ctx, path, f, st.Size(), sigPath)
+	v, err := e.verify(ctx, path, f, st.Size(), fileSigSource(path, sigPath))
 	if err == nil && e.cacheOn && sigPath == "" {
 		e.mu.Lock()
 		e.cache[key] = v
@@ -158,7 +159,22 @@ func isModuleName(name string) bool {
 	return false
 }
 
-func (e *Engine) verify(ctx context.Context, path string, f *os.File, size int64, sigPath string) (*Verdict, error) {
+// VerifyReader decides whether the content of r (size bytes, named name for
+// format detection and the verdict's path) may load. sig, when not nil, is a
+// detached CMS signature over the content; nothing is read from disk.
+func (e *Engine) VerifyReader(ctx context.Context, name string, r io.ReaderAt, size int64, sig []byte) (*Verdict, error) {
+	return e.verify(ctx, name, r, size, sigSource{explicit: sig != nil, load: func() ([]byte, bool, error) { return sig, sig != nil, nil }})
+}
+
+// sigSource finds a detached signature: load returns its bytes, whether
+// there is one, and an I/O error. An explicit signature makes the file be
+// checked as detached CMS whatever its format.
+type sigSource struct {
+	explicit bool
+	load     func() ([]byte, bool, error)
+}
+
+func (e *Engine) verify(ctx context.Context, path string, f io.ReaderAt, size int64, detached sigSource) (*Verdict, error) {
 	v := &Verdict{Path: path, Size: size, Reasons: []reason.Code{}, Signatures: []Signature{}, PolicyDigest: e.policy.Digest()}
 	head := make([]byte, 8)
 	n, _ := f.ReadAt(head, 0)
@@ -166,14 +182,15 @@ func (e *Engine) verify(ctx context.Context, path string, f *os.File, size int64
 	if v.Format == FormatUnknown && bytes.HasPrefix(head[:n], []byte("\x7fELF")) && hasModuleTrailer(f, size) {
 		v.Format = FormatKmod
 	}
-	if v.Format == FormatUnknown || sigPath != "" {
-		if sigPath == "" {
-			if _, err := os.Stat(path + ".p7s"); err == nil {
-				sigPath = path + ".p7s"
-			}
+	var sig []byte
+	if v.Format == FormatUnknown || detached.explicit {
+		b, ok, err := detached.load()
+		if err != nil {
+			v.Error = err.Error()
+			return v, err
 		}
-		if sigPath != "" {
-			v.Format = FormatCMS
+		if ok {
+			v.Format, sig = FormatCMS, b
 		}
 	}
 	var err error
@@ -183,7 +200,7 @@ func (e *Engine) verify(ctx context.Context, path string, f *os.File, size int64
 	case FormatKmod:
 		err = e.verifyModule(ctx, v, f, size)
 	case FormatCMS:
-		err = e.verifyDetached(ctx, v, f, size, sigPath)
+		err = e.verifyDetached(ctx, v, f, size, sig)
 	default:
 		sum, herr := hashFile(f, size)
 		if herr != nil {
@@ -303,4 +320,27 @@ func newHashes(hs ...crypto.Hash) (map[crypto.Hash]hash.Hash, multiHash) {
 // verdicts. The copy has no cache.
 func (e *Engine) WithDetail() *Engine {
 	return &Engine{policy: e.policy, keyring: e.keyring, now: e.now, log: e.log, detail: true}
+}
+
+// fileSigSource reads sigPath, or path+".p7s" when sigPath is empty and that
+// file exists.
+func fileSigSource(path, sigPath string) sigSource {
+	return sigSource{explicit: sigPath != "", load: func() ([]byte, bool, error) {
+		p := sigPath
+		if p == "" {
+			p = path + ".p7s"
+			if _, err := os.Stat(p); err != nil {
+				return nil, false, nil
+			}
+		}
+		b, err := readBounded(p, cms.MaxInput)
+		if err != nil {
+			var re *reason.Error
+			if errors.As(err, &re) {
+				return nil, false, err
+			}
+			return nil, false, fmt.Errorf("signature %s: %w", p, err)
+		}
+		return b, true, nil
+	}}
 }

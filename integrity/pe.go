@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/vigil-attest/vigil/authenticode"
 	"github.com/vigil-attest/vigil/cms"
@@ -60,7 +59,7 @@ func collectPESignatures(certs []authenticode.WinCertificate) []peSig {
 	return out
 }
 
-func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f *os.File, size int64) error {
+func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size int64) error {
 	sum, err := hashFile(f, size)
 	if err != nil {
 		return err
