@@ -13,9 +13,14 @@ for pkg in $(go list "$PKGS"); do
 	targets=$(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u)
 	for t in $targets; do
 		echo "== $pkg $t ($T)"
-		if ! go test "$pkg" -run '^$' -fuzz "^$t\$" -fuzztime "$T" 2>&1 | tail -n 3; then
+		log=$(mktemp)
+		if go test "$pkg" -run '^$' -fuzz "^$t\$" -fuzztime "$T" >"$log" 2>&1; then
+			tail -n 2 "$log"
+		else
+			cat "$log"
 			fail=1
 		fi
+		rm -f "$log"
 	done
 done
 exit $fail
