@@ -243,3 +243,56 @@ func TestModuleTamper(t *testing.T) {
 		}
 	})
 }
+
+// TestModuleSubjectKeyID: a module signed like `sign-file -k` names its
+// signer by subject key identifier; the kernel (and vigil) find it by SKID.
+func TestModuleSubjectKeyID(t *testing.T) {
+	e := newEnv(t, testpki.Options{Key: testpki.ECDSAP256})
+	content := append([]byte("\x7fELF"), bytes.Repeat([]byte{0x90}, 5000)...)
+	in := filepath.Join(e.dir, "skid.in.ko")
+	os.WriteFile(in, content, 0o644)
+	out := filepath.Join(e.dir, "skid.ko")
+	s := &codesign.Signer{Key: e.h.Leaf.Key, Cert: e.h.Leaf.Cert, SubjectKeyID: true}
+	if err := codesign.SignFile(s, codesign.Module, in, out); err != nil {
+		t.Fatal(err)
+	}
+	m, err := kmodsig.ParseFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := filepath.Join(e.dir, "skid.p7")
+	os.WriteFile(sig, m.PKCS7, 0o644)
+	os.WriteFile(in, content, 0o644)
+	testpe.Run(t, "openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", sig, "-content", in,
+		"-certfile", e.leafPEM, "-CAfile", testpki.WritePEMs(t, e.dir, "ca.pem", e.h.Root, e.h.Intermediate), "-purpose", "any", "-out", "/dev/null")
+	keyring := []*x509.Certificate{e.h.Leaf.Cert, e.h.Intermediate.Cert}
+	v := verifyKeyring(t, e.policy(t, ""), keyring, out)
+	want(t, v, true)
+	// A different certificate with the same subject but another key does
+	// not match the identifier.
+	impostor := e.h.Intermediate.NewLeaf(testpki.Options{Key: testpki.ECDSAP256})
+	want(t, verifyKeyring(t, e.policy(t, ""), []*x509.Certificate{impostor.Cert}, out), false, reason.UntrustedChain)
+}
+
+// TestCache: the verdict cache is keyed by path, size, mtime and inode, so
+// a rewritten file is verified again.
+func TestCache(t *testing.T) {
+	e, signed, _ := moduleFixture(t, testpki.Options{})
+	eng := integrity.New(integrity.Options{Policy: e.policy(t, ""), Keyring: []*x509.Certificate{e.h.Leaf.Cert, e.h.Intermediate.Cert}, Cache: true})
+	v1, err := eng.VerifyFile(context.Background(), signed)
+	if err != nil || !v1.Allowed {
+		t.Fatalf("first: %v %+v", err, v1)
+	}
+	v2, _ := eng.VerifyFile(context.Background(), signed)
+	if v1 != v2 {
+		t.Fatal("second verification was not served from the cache")
+	}
+	// Rewrite with one byte changed (new inode via rename).
+	b := readFile(t, signed)
+	b[100] ^= 1
+	tmp := signed + ".new"
+	os.WriteFile(tmp, b, 0o644)
+	os.Rename(tmp, signed)
+	v3, _ := eng.VerifyFile(context.Background(), signed)
+	want(t, v3, false, reason.DigestMismatch)
+}
