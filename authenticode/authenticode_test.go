@@ -294,7 +294,7 @@ func TestSbsign(t *testing.T) {
 
 var reSbverifySig = regexp.MustCompile(`(?m)^signature \d+$`)
 
-func vmlinuzPath(t *testing.T) string {
+func vmlinuzPath(t testing.TB) string {
 	p := artifacts.Vmlinuz(t)
 	if _, err := os.Stat(p); err == nil {
 		return p
@@ -594,6 +594,26 @@ func TestSyntheticLayouts(t *testing.T) {
 		if changed := !bytes.Equal(imageHash(t, parseBytes(t, m), crypto.SHA256), base); changed != c.changes {
 			t.Fatalf("flip at 0x%x: hash changed=%v, want %v", c.at, changed, c.changes)
 		}
+	}
+
+	// Partly overlapping sections are accepted and hashed once each, in
+	// PointerToRawData order, as Windows hashes them.
+	ov := synthPE(synthOpts{trailer: 8})
+	of := parseBytes(t, ov)
+	s1, s2 := of.Sections[0], of.Sections[1]
+	put32(ov, int(of.PEOffset)+24+int(binary.LittleEndian.Uint16(ov[of.PEOffset+20:]))+40+20, s1.PointerToRawData+0x100)
+	of = parseBytes(t, ov)
+	w := crypto.SHA256.New()
+	cs, cd := int(of.ChecksumOffset), int(of.CertDirOffset)
+	w.Write(ov[:cs])
+	w.Write(ov[cs+4 : cd])
+	w.Write(ov[cd+8 : of.SizeOfHeaders])
+	w.Write(ov[s1.PointerToRawData : s1.PointerToRawData+s1.SizeOfRawData])
+	w.Write(ov[s1.PointerToRawData+0x100 : s1.PointerToRawData+0x100+s2.SizeOfRawData])
+	w.Write(ov[s1.PointerToRawData+s1.SizeOfRawData:])
+	w.Write(make([]byte, (8-len(ov)%8)%8))
+	if got := imageHash(t, of, crypto.SHA256); !bytes.Equal(got, w.Sum(nil)) {
+		t.Fatal("overlapping sections: unexpected image hash")
 	}
 
 	if _, err := f.ImageHash(); err == nil {

@@ -55,7 +55,7 @@ func (f *File) hashSpans() (spans []span, pad int64) {
 }
 
 // ImageHash computes the Authenticode image hash of f for each requested
-// hash function, in one streaming pass over the file with a fixed buffer.
+// hash function, in one streaming pass over the file.
 //
 // The hash covers, as Windows computes it: the headers up to SizeOfHeaders
 // except the CheckSum field and the security directory entry; the raw data
@@ -66,6 +66,9 @@ func (f *File) hashSpans() (spans []span, pad int64) {
 // includes the zero padding up to the next multiple of 8, so that it equals
 // the hash embedded once the file is signed (osslsigncode and signtool pad it
 // so).
+//
+// Memory is bounded: two 256 KiB buffers, so that reading the next chunk
+// overlaps hashing the previous one, and the hash functions run in parallel.
 func (f *File) ImageHash(hashes ...crypto.Hash) (map[crypto.Hash][]byte, error) {
 	if len(hashes) == 0 {
 		return nil, errors.New("pe: ImageHash: no hash function requested")
@@ -85,21 +88,15 @@ func (f *File) ImageHash(hashes ...crypto.Hash) (map[crypto.Hash][]byte, error) 
 			ws = append(ws, h.New())
 		}
 	}
-	sink := func(p []byte) {
-		for _, w := range ws {
-			w.Write(p)
-		}
-	}
-	if len(ws) == 1 {
-		w := ws[0]
-		sink = func(p []byte) { w.Write(p) }
-	}
 	spans, pad := f.hashSpans()
-	if err := f.stream(spans, sink); err != nil {
+	if err := f.hashStream(spans, ws); err != nil {
 		return nil, err
 	}
 	if pad > 0 {
-		sink(make([]byte, pad))
+		z := make([]byte, pad)
+		for _, w := range ws {
+			w.Write(z)
+		}
 	}
 	out := make(map[crypto.Hash][]byte, len(ids))
 	for i, h := range ids {
@@ -108,19 +105,45 @@ func (f *File) ImageHash(hashes ...crypto.Hash) (map[crypto.Hash][]byte, error) 
 	return out, nil
 }
 
-// stream reads the spans through the pooled buffer and passes each chunk to
-// sink.
-func (f *File) stream(spans []span, sink func([]byte)) error {
+// hashStream feeds the spans to every hash. Chunks are read alternately into
+// two buffers: while the hashes consume one chunk (each in its own
+// goroutine), the next is read into the other buffer.
+func (f *File) hashStream(spans []span, ws []hash.Hash) error {
+	b0, b1 := bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
+	defer bufPool.Put(b0)
+	defer bufPool.Put(b1)
+	bufs := [2][]byte{*b0, *b1}
+	var wg sync.WaitGroup
+	defer wg.Wait() // never return while a goroutine still reads a buffer
+	k := 0
 	for _, s := range spans {
 		if s.n < 0 || s.off < 0 || s.off+s.n > f.Size {
 			// Parse prevents this; never read out of bounds regardless.
 			return reason.New(reason.Malformed, "pe: internal range [%d,+%d) outside the file", s.off, s.n)
 		}
-		err := copyRange(f.r, s.off, s.n, func(_ int64, p []byte) error { sink(p); return nil })
-		if err != nil {
-			return err
+		for off, left := s.off, s.n; left > 0; {
+			buf := bufs[k%2]
+			k++
+			n := min(left, int64(len(buf)))
+			// The goroutines of chunk k-2, the last users of buf, were
+			// waited for before chunk k-1 was dispatched.
+			if err := readFull(f.r, buf[:n], off); err != nil {
+				return err
+			}
+			wg.Wait() // chunk k-1 is hashed: the hashes are free
+			p := buf[:n]
+			wg.Add(len(ws))
+			for _, w := range ws {
+				go func() {
+					defer wg.Done()
+					w.Write(p)
+				}()
+			}
+			off += n
+			left -= n
 		}
 	}
+	wg.Wait()
 	return nil
 }
 

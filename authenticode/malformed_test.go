@@ -90,6 +90,15 @@ func TestMalformed(t *testing.T) {
 		{"section pointer at EOF", func(b []byte, l layout) []byte { put32(b, l.secTab+20, uint32(len(b))); return b }},
 		{"section overlaps headers", func(b []byte, l layout) []byte { put32(b, l.secTab+20, 0x10); return b }},
 		{"section at 0", func(b []byte, l layout) []byte { put32(b, l.secTab+20, 0); return b }},
+		{"sections overlapping many times", func(b []byte, l layout) []byte {
+			// Every section covers all the section data: the raw data
+			// total exceeds the file, and hashing would be quadratic.
+			for i := range l.f.Sections {
+				put32(b, l.secTab+40*i+16, uint32(l.f.endSec-l.f.SizeOfHeaders))
+				put32(b, l.secTab+40*i+20, uint32(l.f.SizeOfHeaders))
+			}
+			return b
+		}},
 		{"cert table offset past EOF", func(b []byte, l layout) []byte { put32(b, l.opt+l.dirStart+32, 0xfffffff0); return b }},
 		{"cert table size past EOF", func(b []byte, l layout) []byte {
 			put32(b, l.opt+l.dirStart+36, uint32(l.f.CertTableSize+8))

@@ -106,8 +106,9 @@ func readFull(r io.ReaderAt, p []byte, off int64) error {
 // Parse parses the headers and section table of the PE image of the given
 // size read through r. It rejects, as reason.Malformed, any image whose
 // headers, section data or certificate table do not fit in the file, whose
-// section data overlaps the headers, or whose certificate table overlaps
-// section data.
+// section data overlaps the headers, whose sections hold more raw data in
+// total than the file size (heavily overlapping sections, which would make
+// hashing quadratic), or whose certificate table overlaps section data.
 func Parse(r io.ReaderAt, size int64) (*File, error) {
 	if r == nil {
 		return nil, errors.New("pe: nil reader")
@@ -202,6 +203,7 @@ func Parse(r io.ReaderAt, size int64) (*File, error) {
 	}
 	f.Sections = make([]Section, nsec)
 	f.endSec = f.SizeOfHeaders
+	var rawTotal int64
 	for i := range f.Sections {
 		b := tab[i*sectionHdrSize:]
 		s := Section{
@@ -224,6 +226,13 @@ func Parse(r io.ReaderAt, size int64) (*File, error) {
 		}
 		if end > f.endSec {
 			f.endSec = end
+		}
+		// Overlapping section data is hashed once per section, as Windows
+		// hashes it; bound the total so that hashing stays linear in the
+		// file size.
+		rawTotal += int64(s.SizeOfRawData)
+		if rawTotal > size {
+			return nil, malformed("sections hold %d or more bytes of raw data, more than the %d-byte file (overlapping sections)", rawTotal, size)
 		}
 		f.sorted = append(f.sorted, s)
 	}
