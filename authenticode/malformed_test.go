@@ -111,6 +111,11 @@ func TestMalformed(t *testing.T) {
 			put32(b, l.opt+l.dirStart+32, uint32(l.f.CertTableOffset-16))
 			return b
 		}},
+		{"cert table misaligned", func(b []byte, l layout) []byte {
+			put32(b, l.opt+l.dirStart+32, uint32(l.f.CertTableOffset+3))
+			put32(b, l.opt+l.dirStart+36, uint32(l.f.CertTableSize-3))
+			return b
+		}},
 		{"cert table inside headers", func(b []byte, l layout) []byte { put32(b, l.opt+l.dirStart+32, 0x40); return b }},
 		{"dwLength 0", func(b []byte, l layout) []byte { put32(b, int(l.f.CertTableOffset), 0); return b }},
 		{"dwLength 7", func(b []byte, l layout) []byte { put32(b, int(l.f.CertTableOffset), 7); return b }},

@@ -108,7 +108,8 @@ func readFull(r io.ReaderAt, p []byte, off int64) error {
 // headers, section data or certificate table do not fit in the file, whose
 // section data overlaps the headers, whose sections hold more raw data in
 // total than the file size (heavily overlapping sections, which would make
-// hashing quadratic), or whose certificate table overlaps section data.
+// hashing quadratic), or whose certificate table is not 8-byte aligned or
+// overlaps section data.
 func Parse(r io.ReaderAt, size int64) (*File, error) {
 	if r == nil {
 		return nil, errors.New("pe: nil reader")
@@ -194,6 +195,13 @@ func Parse(r io.ReaderAt, size int64) (*File, error) {
 		}
 		if f.CertTableOffset+f.CertTableSize > size {
 			return nil, malformed("certificate table [0x%x,+%d) runs past the end of the file (%d bytes)", f.CertTableOffset, f.CertTableSize, size)
+		}
+		// Its entries are quadword aligned (PE/COFF specification, and every
+		// signing tool pads the image so): a misaligned table would also
+		// make the image hash of a re-signed copy differ, since the copy is
+		// padded before its table.
+		if f.CertTableOffset%8 != 0 {
+			return nil, malformed("certificate table at 0x%x is not 8-byte aligned", f.CertTableOffset)
 		}
 	}
 
