@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf16"
 )
@@ -89,7 +90,12 @@ func makeKey(attrs []dnAttr) dnKey {
 	})
 	var b strings.Builder
 	for _, a := range attrs {
-		fmt.Fprintf(&b, "%s=%d:%s;", a.oid, len(a.val), a.val)
+		b.WriteString(a.oid)
+		b.WriteByte('=')
+		b.WriteString(strconv.Itoa(len(a.val)))
+		b.WriteByte(':')
+		b.WriteString(a.val)
+		b.WriteByte(';')
 	}
 	return dnKey(b.String())
 }

@@ -85,7 +85,7 @@ func (p *Policy) mergeDeny(st *ImportStats, vals []pendingDeny) {
 // revoked_at or reason is added too; lookups use the strictest.
 func (p *Policy) mergeRevocations(st *ImportStats, revs []Revocation) {
 	for _, r := range revs {
-		if err := normRevocation(&r); err != nil {
+		if err := p.ix.normRevocation(&r); err != nil {
 			st.skip("malformed-entry")
 			continue
 		}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,16 +22,89 @@ func (p *Policy) Marshal() ([]byte, error) {
 }
 
 func marshalYAML(v any) ([]byte, error) {
+	n := encodeNode(reflect.ValueOf(v))
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(v); err != nil {
+	if err := enc.Encode(n); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// encodeNode builds the YAML node tree of the policy structs, driven by
+// their yaml tags (the decoder's mirror). It does not go through
+// yaml.v3's Node.Encode, which loses a leading line break of a string.
+func encodeNode(v reflect.Value) *yaml.Node {
+	for v.Kind() == reflect.Pointer && v.Type().Elem() != timeType {
+		v = v.Elem()
+	}
+	switch {
+	case v.Kind() == reflect.Pointer: // *time.Time
+		t := v.Interface().(*time.Time)
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!timestamp", Value: t.UTC().Format(time.RFC3339Nano)}
+	case v.Kind() == reflect.Struct:
+		m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := f.Tag.Get("yaml")
+			if !f.IsExported() || tag == "" || tag == "-" {
+				continue
+			}
+			name, opts, _ := strings.Cut(tag, ",")
+			fv := v.Field(i)
+			if opts == "omitempty" && isEmptyValue(fv) {
+				continue
+			}
+			m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: name}, encodeNode(fv))
+		}
+		return m
+	case v.Kind() == reflect.Slice:
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		if v.Len() == 0 {
+			seq.Style = yaml.FlowStyle
+		}
+		for i := 0; i < v.Len(); i++ {
+			seq.Content = append(seq.Content, encodeNode(v.Index(i)))
+		}
+		return seq
+	case v.Kind() == reflect.Bool:
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(v.Bool())}
+	default:
+		s := v.String()
+		n := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+		// Double quotes represent any string exactly; yaml.v3's block
+		// scalars do not (a leading line break is lost).
+		if strings.IndexFunc(s, func(r rune) bool {
+			return r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 || r == '\ufeff'
+		}) >= 0 {
+			n.Style = yaml.DoubleQuotedStyle
+		}
+		return n
+	}
+}
+
+func isEmptyValue(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.String, reflect.Slice:
+		return v.Len() == 0
+	case reflect.Bool:
+		return !v.Bool()
+	case reflect.Pointer:
+		return v.IsNil()
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() && !isEmptyValue(v.Field(i)) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // Digest returns "sha256:" and the hex SHA-256 of the canonical policy: the
@@ -49,9 +124,7 @@ func (p *Policy) Digest() string {
 		c.AllowSigners[i].Subject = canonicalDNText(c.AllowSigners[i].Subject)
 		c.AllowSigners[i].Issuer = canonicalDNText(c.AllowSigners[i].Issuer)
 	}
-	sort.SliceStable(c.Revocations, func(i, j int) bool {
-		return revSortKey(&c.Revocations[i]) < revSortKey(&c.Revocations[j])
-	})
+	sortRevocations(c.Revocations)
 	sort.SliceStable(c.AllowSigners, func(i, j int) bool { return signerSortKey(&c.AllowSigners[i]) < signerSortKey(&c.AllowSigners[j]) })
 	b, err := marshalYAML(c)
 	if err != nil {
@@ -122,9 +195,7 @@ func (p *Policy) canonical() *Policy {
 		seen[ek] = true
 		c.Revocations = append(c.Revocations, r)
 	}
-	sort.SliceStable(c.Revocations, func(i, j int) bool {
-		return revSortKey(&c.Revocations[i]) < revSortKey(&c.Revocations[j])
-	})
+	sortRevocations(c.Revocations)
 
 	seenS := map[string]bool{}
 	for _, s := range p.AllowSigners {
@@ -141,6 +212,22 @@ func (p *Policy) canonical() *Policy {
 
 func signerSortKey(s *Signer) string {
 	return strings.Join([]string{s.Subject, s.Issuer, s.TBSSHA256, s.SPKISHA256, s.Comment}, "\x00")
+}
+
+// sortRevocations sorts by revSortKey, computing each key once.
+func sortRevocations(rs []Revocation) {
+	type keyed struct {
+		key string
+		r   Revocation
+	}
+	ks := make([]keyed, len(rs))
+	for i := range rs {
+		ks[i] = keyed{revSortKey(&rs[i]), rs[i]}
+	}
+	sort.SliceStable(ks, func(i, j int) bool { return ks[i].key < ks[j].key })
+	for i := range ks {
+		rs[i] = ks[i].r
+	}
 }
 
 func revForm(r *Revocation) string {

@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/hex"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +53,45 @@ type index struct {
 	allow       []allowRule
 	ekus        []asn1.ObjectIdentifier
 	minHash     crypto.Hash
+
+	// Name caches: textual names seen while building (single-threaded),
+	// and DER issuer names seen by lookups (concurrent, bounded).
+	textDN     map[string]dnKey
+	rawDN      sync.Map // string(DER) → dnKey
+	rawDNCount atomic.Int64
+}
+
+// maxRawDNCache bounds the lookup cache; a fleet has few distinct issuers.
+const maxRawDNCache = 4096
+
+// textKey parses a textual name, with a cache.
+func (ix *index) textKey(s string) (dnKey, error) {
+	if k, ok := ix.textDN[s]; ok {
+		return k, nil
+	}
+	k, err := parseDN(s)
+	if err != nil {
+		return "", err
+	}
+	ix.textDN[s] = k
+	return k, nil
+}
+
+// rawKey returns the key of a DER name, with a cache.
+func (ix *index) rawKey(der []byte) (dnKey, error) {
+	if k, ok := ix.rawDN.Load(string(der)); ok {
+		return k.(dnKey), nil
+	}
+	k, err := keyOfRawDN(der)
+	if err != nil {
+		return "", err
+	}
+	if ix.rawDNCount.Load() < maxRawDNCache {
+		if _, loaded := ix.rawDN.LoadOrStore(string(der), k); !loaded {
+			ix.rawDNCount.Add(1)
+		}
+	}
+	return k, nil
 }
 
 type allowRule struct {
@@ -65,6 +106,7 @@ func newIndex() *index {
 		revByTBS:    map[string]*Revocation{},
 		revBySPKI:   map[string]*Revocation{},
 		revExact:    map[string]struct{}{},
+		textDN:      map[string]dnKey{},
 	}
 	for i := range ix.deny {
 		ix.deny[i] = map[string]struct{}{}
@@ -77,7 +119,7 @@ func newIndex() *index {
 func (ix *index) revIdentity(r *Revocation) (map[string]*Revocation, string, error) {
 	switch {
 	case r.Issuer != "":
-		k, err := parseDN(r.Issuer)
+		k, err := ix.textKey(r.Issuer)
 		if err != nil {
 			return nil, "", err
 		}
@@ -202,7 +244,7 @@ func (p *Policy) Revocation(cert *x509.Certificate) *Revocation {
 		consider(ix.revBySPKI[string(h[:])])
 	}
 	if len(ix.revBySerial) > 0 && cert.SerialNumber != nil {
-		if k, err := keyOfRawDN(cert.RawIssuer); err == nil {
+		if k, err := ix.rawKey(cert.RawIssuer); err == nil {
 			consider(ix.revBySerial[string(k)+"\x00"+cert.SerialNumber.Text(16)])
 		}
 	}
@@ -292,7 +334,7 @@ func (p *Policy) SignerAllowed(cert *x509.Certificate) bool {
 	for _, r := range ix.allow {
 		if r.hasSubject {
 			if !subjDone {
-				subj, subjErr = keyOfRawDN(cert.RawSubject)
+				subj, subjErr = ix.rawKey(cert.RawSubject)
 				subjDone = true
 			}
 			if subjErr != nil || subj != r.subject {
@@ -301,7 +343,7 @@ func (p *Policy) SignerAllowed(cert *x509.Certificate) bool {
 		}
 		if r.hasIssuer {
 			if !issDone {
-				iss, issErr = keyOfRawDN(cert.RawIssuer)
+				iss, issErr = ix.rawKey(cert.RawIssuer)
 				issDone = true
 			}
 			if issErr != nil || iss != r.issuer {

@@ -323,7 +323,7 @@ func (p *Policy) compile(root *yaml.Node, file string) error {
 	for i := range p.Revocations {
 		r := &p.Revocations[i]
 		key := fmt.Sprintf("revocations[%d]", i)
-		if err := normRevocation(r); err != nil {
+		if err := ix.normRevocation(r); err != nil {
 			var fe *fieldError
 			if errors.As(err, &fe) {
 				ps.add(key+"."+fe.field, "%s", fe.msg)
@@ -420,10 +420,31 @@ func hashRank(h crypto.Hash) int {
 	return 0
 }
 
+// maxAnchorFile bounds a trust file; certificate bundles are kilobytes.
+const maxAnchorFile = 16 << 20
+
 // loadAnchorFile reads the certificates of one trust file: PEM (every
-// CERTIFICATE block; other blocks are ignored) or DER.
+// CERTIFICATE block; other blocks are ignored) or DER. It reads only
+// regular files of a sane size, so that a policy naming /dev/zero or a FIFO
+// cannot hang the loader.
 func loadAnchorFile(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
+	// Stat before opening: opening a FIFO blocks.
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Size() > maxAnchorFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes: not a certificate file", path, maxAnchorFile)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxAnchorFile+1))
 	if err != nil {
 		return nil, err
 	}
@@ -459,8 +480,10 @@ func loadAnchorFile(path string) ([]*x509.Certificate, error) {
 
 // normHex normalises a hex digest of size bytes: case-insensitive, with
 // optional ':' or ' ' separators.
+var hexSeparators = strings.NewReplacer(":", "", " ", "")
+
 func normHex(s string, size int) (string, []byte, error) {
-	t := strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(strings.TrimSpace(s)))
+	t := strings.ToLower(hexSeparators.Replace(strings.TrimSpace(s)))
 	raw, err := hex.DecodeString(t)
 	if err != nil || len(raw) != size {
 		return "", nil, fmt.Errorf("%q is not a %s (%d hex digits)", s, digestName(size), 2*size)
@@ -486,7 +509,7 @@ func digestName(size int) string {
 // allowed; leading zeros do not matter) to lower-case hex without leading
 // zeros.
 func normSerial(s string) (string, error) {
-	t := strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(strings.TrimSpace(s)))
+	t := strings.ToLower(hexSeparators.Replace(strings.TrimSpace(s)))
 	t = strings.TrimPrefix(t, "0x")
 	if t == "" || len(t) > 256 {
 		return "", fmt.Errorf("%q is not a hex serial number", s)
@@ -525,7 +548,7 @@ func reasonNames() string {
 }
 
 // normRevocation validates and normalises one entry in place.
-func normRevocation(r *Revocation) error {
+func (ix *index) normRevocation(r *Revocation) error {
 	forms := 0
 	if r.Issuer != "" || r.Serial != "" {
 		forms++
@@ -535,7 +558,7 @@ func normRevocation(r *Revocation) error {
 		if r.Serial == "" {
 			return ferr("serial", "issuer needs serial too")
 		}
-		if _, err := parseDN(r.Issuer); err != nil {
+		if _, err := ix.textKey(r.Issuer); err != nil {
 			return ferr("issuer", "%v", err)
 		}
 		s, err := normSerial(r.Serial)

@@ -198,6 +198,8 @@ func TestParseErrors(t *testing.T) {
 		{"string expected", "name: [a]\n", []string{"name", "expected a string"}},
 		{"missing trust file", "trust:\n  - certs/chain.pem\n  - certs/nope.pem\n", []string{"line 3: ", "trust[1]", "nope.pem", "no such file"}},
 		{"trust file without certs", "trust: [key.pem]\n", []string{"trust[0]", "no certificate"}},
+		{"trust is a directory", "trust: [certs]\n", []string{"trust[0]", "not a regular file"}},
+		{"trust is a device", "trust: [/dev/zero]\n", []string{"trust[0]", "not a regular file"}},
 		{"allow_signers empty entry", "allow_signers:\n  - comment: nothing\n", []string{"line 2: ", "allow_signers[0]", "at least one"}},
 		{"two documents", "name: a\n---\nname: b\n", []string{"more than one YAML document"}},
 	} {
