@@ -14,7 +14,7 @@ for pkg in $(go list "$PKGS"); do
 	for t in $targets; do
 		echo "== $pkg $t ($T)"
 		log=$(mktemp)
-		if go test "$pkg" -run '^$' -fuzz "^$t\$" -fuzztime "$T" >"$log" 2>&1; then
+		if go test "$pkg" -run '^$' -fuzz "^$t\$" -fuzztime "$T" -fuzzminimizetime 5s >"$log" 2>&1; then
 			tail -n 2 "$log"
 		else
 			cat "$log"
