@@ -6,27 +6,28 @@ import (
 	"strings"
 )
 
-// ImportStats reports what an importer did.
+// ImportStats reports what an importer did. Its JSON form is what
+// `vigil policy import --output json` prints.
 type ImportStats struct {
 	// Source is the importer: "loldrivers", "wdac" or "crl".
-	Source string
+	Source string `json:"source"`
 	// Read counts the source's records: CSV rows (LOLDrivers), file rules
 	// and signers (WDAC), revoked-certificate entries (CRL).
-	Read int
+	Read int `json:"read"`
 	// Added counts new policy entries per key, such as "deny.sha256" or
 	// "revocations".
-	Added map[string]int
+	Added map[string]int `json:"added"`
 	// Duplicates counts values that were already in the policy or repeated
 	// in the source.
-	Duplicates int
+	Duplicates int `json:"duplicates"`
 	// Skipped counts values or records not imported; SkippedReasons breaks
 	// it down by reason.
-	Skipped        int
-	SkippedReasons map[string]int
+	Skipped        int            `json:"skipped"`
+	SkippedReasons map[string]int `json:"skipped_reasons"`
 	// Verified is set when ImportCRL checked the CRL's signature.
-	Verified bool
+	Verified bool `json:"verified"`
 	// Warnings are notes for the operator.
-	Warnings []string
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // TotalAdded sums Added.
