@@ -252,3 +252,34 @@ crlnumber = %[1]s/crlnumber
 		t.Errorf("issuer %q", ra.Issuer)
 	}
 }
+
+func TestImportCRLWarnings(t *testing.T) {
+	ca := testpki.NewRoot(testpki.Options{Key: testpki.ECDSAP256})
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:     big.NewInt(3),
+		ThisUpdate: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+		NextUpdate: time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC),
+		RevokedCertificateEntries: []x509.RevocationListEntry{
+			{SerialNumber: big.NewInt(5), RevocationTime: time.Date(2024, 12, 1, 0, 0, 0, 0, time.UTC), ReasonCode: 7}, // unused code
+		},
+		ExtraExtensions: []pkix.Extension{mustExt(t, oidDeltaCRLIndicator, big.NewInt(2), "")},
+	}, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Default()
+	st, err := ImportCRL(p, der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(st.Warnings, "\n")
+	for _, want := range []string{"delta CRL", "past its nextUpdate", "unknown reason code 7", "unverified"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings lack %q:\n%s", want, w)
+		}
+	}
+	// An unknown reason still revokes, with no reason: fail closed.
+	if len(p.Revocations) != 1 || p.Revocations[0].Reason != "" || p.Revocations[0].RevokedAt == nil {
+		t.Errorf("revocations: %+v", p.Revocations)
+	}
+}

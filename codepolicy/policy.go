@@ -183,27 +183,37 @@ func yamlError(file string, err error) error {
 	return pe
 }
 
-func parse(data []byte, baseDir, file string) (p *Policy, err error) {
-	// yaml.v3 has panicked on hostile input before; a policy may come from
-	// a bundle, so turn a panic into an error.
+// safeDecode runs one yaml.v3 Decode. yaml.v3 has panicked on hostile input
+// before, and a policy may come from a bundle, so a panic becomes an error.
+func safeDecode(dec *yaml.Decoder, n *yaml.Node) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			p, err = nil, &ParseError{File: file, Msg: fmt.Sprintf("YAML parser failed: %v", r)}
+			err = fmt.Errorf("YAML parser failed: %v", r)
 		}
 	}()
+	return dec.Decode(n)
+}
+
+func parse(data []byte, baseDir, file string) (*Policy, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
-	if err := dec.Decode(&root); err != nil && err != io.EOF {
+	if err := safeDecode(dec, &root); err != nil && err != io.EOF {
 		return nil, yamlError(file, err)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
+	for { // further documents must be empty ("---" at the end is fine)
+		var extra yaml.Node
+		err := safeDecode(dec, &extra)
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
 			return nil, yamlError(file, err)
 		}
-		return nil, &ParseError{File: file, Line: extra.Line, Msg: "more than one YAML document"}
+		if len(extra.Content) > 0 && !isNull(extra.Content[0]) {
+			return nil, &ParseError{File: file, Line: extra.Content[0].Line, Msg: "more than one YAML document"}
+		}
 	}
-	p = &Policy{baseDir: baseDir}
+	p := &Policy{baseDir: baseDir}
 	if len(root.Content) > 0 {
 		doc := root.Content[0]
 		if !isNull(doc) {

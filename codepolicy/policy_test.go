@@ -31,9 +31,16 @@ func TestDefault(t *testing.T) {
 	if e.MinHash != "sha256" || len(e.RequiredEKUs()) != 1 {
 		t.Errorf("empty policy: %+v", e)
 	}
-	e.Name = p.Name
 	if e.Digest() != p.Digest() {
 		t.Errorf("empty policy digest differs from the default")
+	}
+}
+
+func TestDocumentMarkers(t *testing.T) {
+	for _, y := range []string{"---\nname: a\n", "name: a\n---\n", "name: a\n...\n", "---\nname: a\n---\n---\n"} {
+		if p, err := Parse([]byte(y), ""); err != nil || p.Name != "a" {
+			t.Errorf("%q: %v", y, err)
+		}
 	}
 }
 
