@@ -268,7 +268,15 @@ func (e *Engine) decide(v *Verdict) {
 			}
 		}
 	}
-	v.Allowed = anyValid && len(v.DenyRules) == 0 && !containsCode(v.Reasons, reason.Malformed)
+	// A deny rule on a signer denies the file whatever else signs it, like
+	// a hash deny rule; revocation only invalidates its own signature.
+	for _, s := range v.Signatures {
+		if containsCode(s.Reasons, reason.BlocklistedSigner) {
+			v.Reasons = appendCode(v.Reasons, reason.BlocklistedSigner)
+		}
+	}
+	v.Allowed = anyValid && len(v.DenyRules) == 0 && !containsCode(v.Reasons, reason.Malformed) &&
+		!containsCode(v.Reasons, reason.BlocklistedSigner)
 	if !v.Allowed && len(v.Reasons) == 0 {
 		v.Reasons = appendCode(v.Reasons, reason.Malformed)
 	}

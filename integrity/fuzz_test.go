@@ -129,4 +129,3 @@ func FuzzVerifyDetached(f *testing.F) {
 		checkVerdict(t, v, err)
 	})
 }
-

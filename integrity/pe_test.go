@@ -315,3 +315,23 @@ func mustHex(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// TestPEDenySignerOverridesOtherSignature: a denied signer on one signature
+// denies the file even though a nested signature by another signer is valid,
+// while a revoked signer only loses its own signature.
+func TestPEDenySignerOverridesOtherSignature(t *testing.T) {
+	e := newEnv(t, testpki.Options{})
+	other := e.h.Intermediate.NewLeaf(testpki.Options{CommonName: "Second Publisher"})
+	_, otherKey := other.WriteFiles(t, e.dir, "other")
+	chain2 := testpki.WritePEMs(t, e.dir, "chain2.pem", other, e.h.Intermediate)
+	first := e.osslSign(t, "dual-base", "-h", "sha256")
+	dual := testpe.OsslSign(t, first, filepath.Join(e.dir, "dual.exe"), "-nest", "-h", "sha256", "-certs", chain2, "-key", otherKey)
+	want(t, verify(t, e.policy(t, ""), dual), true)
+	want(t, verify(t, e.policy(t, "deny:\n  signer_tbs_sha256: ["+tbsSHA256(e.h.Leaf)+"]\n"), dual), false, reason.BlocklistedSigner)
+	y := fmt.Sprintf("revocations:\n  - tbs_sha256: %s\n", tbsSHA256(e.h.Leaf))
+	v := verify(t, e.policy(t, y), dual)
+	want(t, v, true)
+	if v.Signatures[0].Valid || !v.Signatures[1].Valid {
+		t.Fatalf("revoked first signer:\n%s", describe(v))
+	}
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -27,6 +28,8 @@ type policyImportOptions struct {
 	Out        string
 	Output     string
 	Categories []string
+	VerifyCRL  bool
+	CRLIssuer  []string
 }
 
 func newPolicyImportCmd(g *globalOptions) *cobra.Command {
@@ -74,8 +77,20 @@ default policy is used) and written to --out (default: --policy, or stdout).
 				st, err = codepolicy.ImportWDAC(p, in)
 			case "crl":
 				var b []byte
+				var opts []codepolicy.CRLOption
+				if o.VerifyCRL || len(o.CRLIssuer) > 0 {
+					var inter []*x509.Certificate
+					for _, f := range o.CRLIssuer {
+						cs, err := readCertificates(f)
+						if err != nil {
+							return usageErr("--crl-issuer: %v", err)
+						}
+						inter = append(inter, cs...)
+					}
+					opts = append(opts, codepolicy.VerifyCRL(inter...))
+				}
 				if b, err = readAllBounded(in, 512<<20); err == nil {
-					st, err = codepolicy.ImportCRL(p, b)
+					st, err = codepolicy.ImportCRL(p, b, opts...)
 				}
 			default:
 				return usageErr("--from must be loldrivers, wdac or crl")
@@ -115,6 +130,16 @@ default policy is used) and written to --out (default: --policy, or stdout).
 			for _, k := range sortedKeys(st.SkippedReasons) {
 				fmt.Fprintf(w, "  skipped: %-26s %d\n", k, st.SkippedReasons[k])
 			}
+			if o.From == "crl" {
+				if st.Verified {
+					fmt.Fprintf(w, "  CRL signature verified against the policy's anchors\n")
+				} else {
+					fmt.Fprintf(w, "  CRL signature NOT verified (use --verify-crl)\n")
+				}
+			}
+			for _, warn := range st.Warnings {
+				fmt.Fprintf(w, "  warning: %s\n", warn)
+			}
 			return nil
 		},
 	}
@@ -124,6 +149,8 @@ default policy is used) and written to --out (default: --policy, or stdout).
 	f.StringVar(&o.Out, "out", "", "where to write the merged policy (default: --policy, or stdout)")
 	f.StringVarP(&o.Output, "output", "o", "text", "report format: text or json")
 	f.StringSliceVar(&o.Categories, "category", nil, "LOLDrivers categories to import (default: vulnerable driver, malicious)")
+	f.BoolVar(&o.VerifyCRL, "verify-crl", false, "crl: refuse a CRL whose signature does not chain to the policy's anchors")
+	f.StringSliceVar(&o.CRLIssuer, "crl-issuer", nil, "crl: intermediate certificates for verifying the CRL (implies --verify-crl)")
 	return cmd
 }
 
