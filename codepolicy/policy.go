@@ -23,7 +23,6 @@ import (
 	_ "embed"
 	"encoding/asn1"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +33,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigil-attest/vigil/trust"
 
 	"gopkg.in/yaml.v3"
 )
@@ -316,7 +317,7 @@ func (p *Policy) compile(root *yaml.Node, file string) error {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(p.baseDir, path)
 		}
-		certs, err := loadAnchorFile(path)
+		certs, err := trust.LoadCertificates(path)
 		if err != nil {
 			ps.add(key, "%v", err)
 			continue
@@ -428,64 +429,6 @@ func hashRank(h crypto.Hash) int {
 		}
 	}
 	return 0
-}
-
-// maxAnchorFile bounds a trust file; certificate bundles are kilobytes.
-const maxAnchorFile = 16 << 20
-
-// loadAnchorFile reads the certificates of one trust file: PEM (every
-// CERTIFICATE block; other blocks are ignored) or DER. It reads only
-// regular files of a sane size, so that a policy naming /dev/zero or a FIFO
-// cannot hang the loader.
-func loadAnchorFile(path string) ([]*x509.Certificate, error) {
-	// Stat before opening: opening a FIFO blocks.
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	if st.Size() > maxAnchorFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes: not a certificate file", path, maxAnchorFile)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxAnchorFile+1))
-	if err != nil {
-		return nil, err
-	}
-	var certs []*x509.Certificate
-	if bytes.Contains(data, []byte("-----BEGIN")) {
-		rest := data
-		for n := 1; ; n++ {
-			var b *pem.Block
-			b, rest = pem.Decode(rest)
-			if b == nil {
-				break
-			}
-			if b.Type != "CERTIFICATE" {
-				continue
-			}
-			c, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("%s: PEM block %d: %v", path, n, err)
-			}
-			certs = append(certs, c)
-		}
-	} else {
-		certs, err = x509.ParseCertificates(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: not PEM, and not DER certificates: %v", path, err)
-		}
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s holds no certificate", path)
-	}
-	return certs, nil
 }
 
 // normHex normalises a hex digest of size bytes: case-insensitive, with

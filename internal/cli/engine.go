@@ -2,8 +2,6 @@ package cli
 
 import (
 	"crypto/x509"
-	"encoding/pem"
-	"fmt"
 	"log/slog"
 	"os"
 
@@ -12,6 +10,7 @@ import (
 	"github.com/vigil-attest/vigil/codepolicy"
 	"github.com/vigil-attest/vigil/integrity"
 	"github.com/vigil-attest/vigil/kernelkeys"
+	"github.com/vigil-attest/vigil/trust"
 )
 
 // engineOptions are the flags that build a code-integrity engine.
@@ -84,36 +83,7 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 	return integrity.New(integrity.Options{Policy: p, Keyring: keyring, Logger: log}), nil
 }
 
-// readCertificates reads PEM (any number of CERTIFICATE blocks) or one DER
-// certificate.
+// readCertificates reads PEM (every CERTIFICATE block) or DER certificates.
 func readCertificates(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	rest := b
-	for {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		c, err := x509.ParseCertificate(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: no PEM certificate and not DER: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return trust.LoadCertificates(path)
 }
