@@ -148,6 +148,9 @@ const (
 	maxDER  = 4 + 0xffff // 30 82 hi lo + content
 	scanBuf = 256 << 10  // comfortably more than two maxDER
 	minDER  = 4 + 100    // no real certificate is smaller
+
+	// maxFailedParses bounds the x509 parsing work on a crafted image.
+	maxFailedParses = 10000
 )
 
 // ScanWith is Scan with explicit bounds (only MaxCertificates applies). It
@@ -158,12 +161,13 @@ func ScanWith(r io.Reader, o Options) ([]*x509.Certificate, error) {
 		maxCerts = DefaultMaxCertificates
 	}
 	var (
-		out  []*x509.Certificate
-		seen = map[string]bool{}
-		buf  = make([]byte, scanBuf)
-		n    int
-		eof  bool
-		zero int
+		out    []*x509.Certificate
+		seen   = map[string]bool{}
+		buf    = make([]byte, scanBuf)
+		n      int
+		eof    bool
+		zero   int
+		failed int
 	)
 	for {
 		// Fill the window.
@@ -209,7 +213,15 @@ func ScanWith(r io.Reader, o Options) ([]*x509.Certificate, error) {
 				continue
 			}
 			if der := buf[i : i+l]; looksLikeCert(der) {
-				if _, err := x509.ParseCertificate(der); err == nil {
+				_, err := x509.ParseCertificate(der)
+				if err != nil {
+					// A real kernel has next to none of these; a crafted
+					// image could have one every few bytes.
+					if failed++; failed > maxFailedParses {
+						return nil, reason.New(reason.Malformed, "kernelkeys: more than %d certificate-like structures that do not parse", maxFailedParses)
+					}
+				}
+				if err == nil {
 					// The parsed certificate aliases its input, and buf is
 					// reused: parse a copy to keep.
 					c, _ := x509.ParseCertificate(bytes.Clone(der))
@@ -234,27 +246,52 @@ func ScanWith(r io.Reader, o Options) ([]*x509.Certificate, error) {
 	}
 }
 
-// looksLikeCert cheaply filters candidates before x509.ParseCertificate: a
-// Certificate is SEQUENCE { tbsCertificate SEQUENCE { [0] version or
-// INTEGER serial, ... }, ... } with the TBS inside the outer SEQUENCE.
+// looksLikeCert cheaply filters candidates before x509.ParseCertificate:
+// a Certificate is SEQUENCE { tbsCertificate SEQUENCE { [0] version or
+// INTEGER serial, ... }, signatureAlgorithm SEQUENCE, signatureValue BIT
+// STRING } and the three must fill the outer SEQUENCE exactly.
 func looksLikeCert(der []byte) bool {
 	if len(der) < minDER || der[4] != 0x30 {
 		return false
 	}
-	var tbs, h int
-	switch der[5] {
-	case 0x81:
-		tbs, h = int(der[6]), 3
-	case 0x82:
-		tbs, h = int(der[6])<<8|int(der[7]), 4
+	tbs, h, ok := derLen(der, 4)
+	if !ok || (der[4+h] != 0xa0 && der[4+h] != 0x02) {
+		return false
+	}
+	p := 4 + h + tbs
+	if p >= len(der) || der[p] != 0x30 {
+		return false
+	}
+	alg, h, ok := derLen(der, p)
+	if !ok {
+		return false
+	}
+	p += h + alg
+	if p >= len(der) || der[p] != 0x03 {
+		return false
+	}
+	sig, h, ok := derLen(der, p)
+	return ok && p+h+sig == len(der)
+}
+
+// derLen decodes the DER length of the element at der[p] (its tag), with at
+// most two length bytes, and returns the content length and the header
+// length; ok is false when the element does not fit in der.
+func derLen(der []byte, p int) (n, h int, ok bool) {
+	if p+2 > len(der) {
+		return 0, 0, false
+	}
+	switch l := der[p+1]; {
+	case l < 0x80:
+		n, h = int(l), 2
+	case l == 0x81 && p+3 <= len(der):
+		n, h = int(der[p+2]), 3
+	case l == 0x82 && p+4 <= len(der):
+		n, h = int(der[p+2])<<8|int(der[p+3]), 4
 	default:
-		return false
+		return 0, 0, false
 	}
-	if 4+h+tbs >= len(der) {
-		return false
-	}
-	first := der[4+h]
-	return first == 0xa0 || first == 0x02
+	return n, h, p+h+n <= len(der)
 }
 
 func readFull(r io.ReaderAt, p []byte, off int64) error {

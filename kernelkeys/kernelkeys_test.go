@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testpki"
@@ -465,5 +466,57 @@ func TestScanWindow(t *testing.T) {
 	boom := errors.New("boom")
 	if _, err := kernelkeys.Scan(io.MultiReader(bytes.NewReader(data[:1000]), iotest.ErrReader(boom))); !errors.Is(err, boom) {
 		t.Fatalf("read error: %v", err)
+	}
+}
+
+// BenchmarkCertificates extracts the certificates from the Debian vmlinuz:
+// xz (x86 BCJ + LZMA2) decompression of 66 MB and the scan.
+func BenchmarkCertificates(b *testing.B) {
+	img := image(b)
+	b.SetBytes(int64(len(img)))
+	for b.Loop() {
+		certs, err := kernelkeys.Certificates(bytes.NewReader(img), int64(len(img)))
+		if err != nil || len(certs) == 0 {
+			b.Fatal(len(certs), err)
+		}
+	}
+}
+
+// BenchmarkScan scans the uncompressed Debian vmlinux (66 MB) in memory.
+func BenchmarkScan(b *testing.B) {
+	elf := debianVmlinux(b)
+	b.SetBytes(int64(len(elf)))
+	for b.Loop() {
+		certs, err := kernelkeys.Scan(bytes.NewReader(elf))
+		if err != nil || len(certs) == 0 {
+			b.Fatal(len(certs), err)
+		}
+	}
+}
+
+// TestCertificateLikeJunk: structures shaped like certificates that do not
+// parse cost bounded work and end in an error, not in a long scan.
+func TestCertificateLikeJunk(t *testing.T) {
+	// SEQUENCE { SEQUENCE { INTEGER 1, junk }, SEQUENCE {}, BIT STRING {0} }
+	tbs := append([]byte{0x30, 0x81, 120, 0x02, 0x01, 0x01}, bytes.Repeat([]byte{0x05}, 117)...)
+	body := append(append(tbs, 0x30, 0x00), 0x03, 0x01, 0x00)
+	junk := append([]byte{0x30, 0x82, 0x00, byte(len(body))}, body...)
+	got, err := kernelkeys.Scan(bytes.NewReader(bytes.Repeat(junk, 100)))
+	if err != nil || len(got) != 0 {
+		t.Fatalf("100 junk structures: %d, %v", len(got), err)
+	}
+	start := time.Now()
+	_, err = kernelkeys.Scan(bytes.NewReader(bytes.Repeat(junk, 20000)))
+	if reason.Of(err, "") != reason.Malformed || !strings.Contains(err.Error(), "do not parse") {
+		t.Fatalf("20000 junk structures: %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	// A real certificate among a few junk structures is found.
+	c := testpki.NewRoot(testpki.Options{Key: testpki.ECDSAP256}).Cert
+	data := append(append(bytes.Repeat(junk, 50), c.Raw...), junk...)
+	if got, err := kernelkeys.Scan(bytes.NewReader(data)); err != nil || len(got) != 1 || !got[0].Equal(c) {
+		t.Fatalf("mixed: %d, %v", len(got), err)
 	}
 }

@@ -612,3 +612,57 @@ func TestFixtureSigner(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkParse opens and parses the real Debian modules in turn (a file
+// open, two small reads and a close per module).
+func BenchmarkParse(b *testing.B) {
+	mods := artifacts.Modules(b)
+	i := 0
+	for b.Loop() {
+		if _, err := kmodsig.ParseFile(mods[i%len(mods)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkParseInMemory parses module tails already in memory: the cost of
+// the trailer logic alone.
+func BenchmarkParseInMemory(b *testing.B) {
+	var mods [][]byte
+	for _, p := range spread(b, 64) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mods = append(mods, data)
+	}
+	i := 0
+	for b.Loop() {
+		m := mods[i%len(mods)]
+		if _, err := kmodsig.Parse(bytes.NewReader(m), int64(len(m))); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkOpenXZ decompresses and parses an xz-compressed module, as kmod
+// writes them (--check=crc32 --lzma2=dict=1MiB).
+func BenchmarkOpenXZ(b *testing.B) {
+	plain, err := os.ReadFile(moduleByName(b, "e1000.ko"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	comp := run(b, plain, "xz", "-c", "--check=crc32", "--lzma2=dict=1MiB")
+	b.SetBytes(int64(len(plain)))
+	for b.Loop() {
+		r, err := kmodsig.NewReader(bytes.NewReader(comp), int64(len(comp)), kmodsig.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := r.Parse(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -186,11 +186,32 @@ func ReadAll(src io.Reader, f Format, o Options) ([]byte, error) {
 		return nil, err
 	}
 	defer r.Close()
-	var b bytes.Buffer
-	if _, err := b.ReadFrom(r); err != nil {
-		return nil, err
+	// Grow by doubling, but never past the cap (+1), so the peak
+	// allocation stays under one and a half times the cap.
+	limit := o.maxOutput() + 1
+	buf := make([]byte, 0, min(limit, 64<<10))
+	zero := 0
+	for {
+		if len(buf) == cap(buf) {
+			// limitReader delivers at most the cap, so cap(buf) < limit.
+			grown := make([]byte, len(buf), min(2*int64(cap(buf)), limit))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			if zero++; zero > 100 {
+				return nil, io.ErrNoProgress
+			}
+		}
 	}
-	return b.Bytes(), nil
 }
 
 // limitReader enforces MaxOutput and tags decoder errors.
