@@ -72,13 +72,7 @@ func (e *Engine) verifyDetached(ctx context.Context, v *Verdict, f io.ReaderAt, 
 			return err
 		}
 		e.checkSigner(signerCheck{
-			sd: sd, si: si, contentType: sd.ContentType,
-			contentDigest: func(h crypto.Hash) ([]byte, error) {
-				if d, ok := sums[h]; ok {
-					return d, nil
-				}
-				return nil, reason.New(reason.Unsupported, "digest %v unavailable", h)
-			},
+			sd: sd, si: si, contentType: sd.ContentType, contentDigest: lookupDigest(sums),
 		}, &sig)
 		v.Signatures = append(v.Signatures, sig)
 	}

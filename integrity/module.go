@@ -99,13 +99,7 @@ func (e *Engine) verifyModule(ctx context.Context, v *Verdict, f io.ReaderAt, si
 		}
 		sig := Signature{Index: i}
 		e.checkSigner(signerCheck{
-			sd: sd, si: si, contentType: cms.OIDData,
-			contentDigest: func(h crypto.Hash) ([]byte, error) {
-				if d, ok := sums[h]; ok {
-					return d, nil
-				}
-				return nil, reason.New(reason.Unsupported, "digest %v unavailable", h)
-			},
+			sd: sd, si: si, contentType: cms.OIDData, contentDigest: lookupDigest(sums),
 		}, &sig)
 		v.Signatures = append(v.Signatures, sig)
 	}

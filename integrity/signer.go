@@ -26,6 +26,17 @@ type signerCheck struct {
 	contentDigest func(h crypto.Hash) ([]byte, error)
 }
 
+// lookupDigest serves content digests computed in advance, in the pass
+// that also hashed the whole file.
+func lookupDigest(sums map[crypto.Hash][]byte) func(crypto.Hash) ([]byte, error) {
+	return func(h crypto.Hash) ([]byte, error) {
+		if d, ok := sums[h]; ok {
+			return d, nil
+		}
+		return nil, reason.New(reason.Unsupported, "digest %v unavailable", h)
+	}
+}
+
 // checkSigner verifies one SignerInfo against the policy and fills sig. It
 // appends reasons; sig.Valid is set by the caller once format checks ran.
 func (e *Engine) checkSigner(c signerCheck, sig *Signature) {
