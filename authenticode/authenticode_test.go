@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/vigil-attest/vigil/internal/artifacts"
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/reason"
 )
 
@@ -275,8 +276,8 @@ func TestSbsign(t *testing.T) {
 	p := testPKI(t)
 	in := goPE(t, "amd64")
 	out := filepath.Join(t.TempDir(), "sbsigned.efi")
-	run(t, "sbsign", "--key", p.RSALeafKey, "--cert", p.Leaf, "--output", out, in)
-	run(t, "sbverify", "--cert", p.Leaf, out)
+	testcmd.Run(t, "sbsign", "--key", p.RSALeafKey, "--cert", p.Leaf, "--output", out, in)
+	testcmd.Run(t, "sbverify", "--cert", p.Leaf, out)
 	f := parsePath(t, out)
 	sigs := signatures(t, f)
 	if len(sigs) != 1 {
@@ -322,7 +323,7 @@ func TestDebianSignedBinaries(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := parsePath(t, path)
 			sigs := signatures(t, f)
-			list := run(t, "sbverify", "--list", path)
+			list := testcmd.Run(t, "sbverify", "--list", path)
 			if n := len(reSbverifySig.FindAllString(list, -1)); n != len(sigs) {
 				t.Fatalf("%d certificate entries, sbverify --list shows %d", len(sigs), n)
 			}
@@ -389,7 +390,7 @@ func TestWriteSigned(t *testing.T) {
 			if !ok || !strings.Contains(vout, "Signature verification: ok") {
 				t.Fatalf("osslsigncode verify:\n%s", vout)
 			}
-			run(t, "sbverify", "--cert", p.Leaf, out)
+			testcmd.Run(t, "sbverify", "--cert", p.Leaf, out)
 			cur, calc := osslChecksums(t, vout)
 			g := parseBytes(t, buf.Bytes())
 			sum, err := Checksum(bytes.NewReader(buf.Bytes()), g.Size, g.ChecksumOffset)
@@ -436,10 +437,10 @@ func TestWriteSignedReplaceAndRemove(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "two.exe")
 	os.WriteFile(out, two.Bytes(), 0o644)
-	if n := len(reSbverifySig.FindAllString(run(t, "sbverify", "--list", out), -1)); n != 2 {
+	if n := len(reSbverifySig.FindAllString(testcmd.Run(t, "sbverify", "--list", out), -1)); n != 2 {
 		t.Fatalf("sbverify --list sees %d signatures", n)
 	}
-	run(t, "sbverify", "--cert", p.Leaf, out) // checks the first (SHA-256) signature
+	testcmd.Run(t, "sbverify", "--cert", p.Leaf, out) // checks the first (SHA-256) signature
 	sum, _ := Checksum(bytes.NewReader(two.Bytes()), g.Size, g.ChecksumOffset)
 	if sum != g.Checksum {
 		t.Fatalf("checksum %08x, stored %08x", sum, g.Checksum)
@@ -450,7 +451,7 @@ func TestWriteSignedReplaceAndRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	removed := filepath.Join(t.TempDir(), "removed.exe")
-	run(t, "osslsigncode", "remove-signature", "-in", s256, "-out", removed)
+	testcmd.Run(t, "osslsigncode", "remove-signature", "-in", s256, "-out", removed)
 	if !bytes.Equal(none.Bytes(), readFile(t, removed)) {
 		t.Fatal("WriteSigned without signatures differs from osslsigncode remove-signature")
 	}

@@ -6,23 +6,23 @@ import (
 	"encoding/asn1"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/vigil-attest/vigil/internal/testcmd"
+	"github.com/vigil-attest/vigil/internal/testpe"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/reason"
 )
 
-// cacheDir holds files shared by all tests of one test binary run: the
-// Go-built PEs, the test PKI and osslsigncode outputs. TestMain removes it.
+// cacheDir holds files shared by all tests of one test binary run: the test
+// PKI and osslsigncode outputs. TestMain removes it and the Go-built PEs.
 var cacheDir string
 
 func TestMain(m *testing.M) {
@@ -34,84 +34,46 @@ func TestMain(m *testing.M) {
 	cacheDir = d
 	code := m.Run()
 	os.RemoveAll(d)
+	testpe.Cleanup()
 	os.Exit(code)
 }
 
-// once runs fn once per key for the whole test binary, and replays its
-// failure to every caller.
+// onceResult is the outcome of one cached call.
 type onceResult struct {
 	once sync.Once
 	val  string
-	err  error
+	ok   bool
 }
 
 var onces sync.Map
 
-func cached(tb testing.TB, key string, fn func() (string, error)) string {
+// cached runs fn once per key for the whole test binary and returns its
+// result to every caller. fn may fail the test; every later caller for the
+// same key then fails too.
+func cached(tb testing.TB, key string, fn func() string) string {
 	tb.Helper()
 	v, _ := onces.LoadOrStore(key, &onceResult{})
 	o := v.(*onceResult)
-	o.once.Do(func() { o.val, o.err = fn() })
-	if o.err != nil {
-		tb.Fatalf("%s: %v", key, o.err)
+	o.once.Do(func() { o.val = fn(); o.ok = true })
+	if !o.ok {
+		tb.Fatalf("%s: failed earlier", key)
 	}
 	return o.val
 }
 
-const helloMain = `package main
-
-import "fmt"
-
-func main() { fmt.Println("hello from vigil authenticode tests") }
-`
-
 // goPE returns the path of a tiny Windows program built by the Go toolchain
-// for goarch (amd64 gives PE32+, 386 gives PE32), built once per run.
+// for goarch (amd64 gives PE32+, 386 gives PE32) with its DWARF sections and
+// symbol table, built once per run.
 func goPE(tb testing.TB, goarch string) string {
 	tb.Helper()
-	return cached(tb, "gobuild-"+goarch, func() (string, error) {
-		src := filepath.Join(cacheDir, "src-"+goarch)
-		if err := os.MkdirAll(src, 0o755); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(helloMain), 0o644); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module hello\n\ngo 1.22\n"), 0o644); err != nil {
-			return "", err
-		}
-		out := filepath.Join(cacheDir, "hello-"+goarch+".exe")
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			return "", err
-		}
-		cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, ".")
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "GOOS=windows", "GOARCH="+goarch, "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go build: %v\n%s", err, b)
-		}
-		return out, nil
-	})
+	return testpe.BuildWith(tb, testpe.Options{GOARCH: goarch, Debug: true})
 }
 
-// goPEOdd returns a copy of the amd64 PE with 3 bytes appended, so that its
+// goPEOdd returns the amd64 PE of goPE with 3 bytes appended, so that its
 // size is not a multiple of 8.
 func goPEOdd(tb testing.TB) string {
 	tb.Helper()
-	src := goPE(tb, "amd64")
-	return cached(tb, "gobuild-odd", func() (string, error) {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			return "", err
-		}
-		b = append(b, 0xde, 0xad, 0xbe)
-		if len(b)%8 == 0 {
-			return "", errors.New("odd PE is 8-aligned")
-		}
-		p := filepath.Join(cacheDir, "hello-odd.exe")
-		return p, os.WriteFile(p, b, 0o644)
-	})
+	return testpe.BuildWith(tb, testpe.Options{GOARCH: "amd64", Debug: true, Unaligned: true})
 }
 
 // pki is the test hierarchy, written once as PEM files.
@@ -141,9 +103,7 @@ func testPKI(tb testing.TB) *pkiFiles {
 		p.Chain = testpki.WritePEMs(tb, dir, "chain.pem", h.Leaf, h.Intermediate)
 		// sbsign wants a traditional RSA key file; openssl converts it.
 		p.RSALeafKey = filepath.Join(dir, "leaf-rsa.key")
-		if b, err := exec.Command("openssl", "rsa", "-in", p.LeafKey, "-out", p.RSALeafKey, "-traditional").CombinedOutput(); err != nil {
-			tb.Fatalf("openssl rsa: %v\n%s", err, b)
-		}
+		testcmd.Run(tb, "openssl", "rsa", "-in", p.LeafKey, "-out", p.RSALeafKey, "-traditional")
 		pkiVal = p
 	})
 	if pkiVal == nil {
@@ -152,30 +112,15 @@ func testPKI(tb testing.TB) *pkiFiles {
 	return pkiVal
 }
 
-func run(tb testing.TB, name string, args ...string) string {
-	tb.Helper()
-	b, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, b)
-	}
-	return string(b)
-}
-
 // osslSign signs in with osslsigncode and returns the output path, cached per
 // (input, options). Extra args go before -in.
 func osslSign(tb testing.TB, in string, args ...string) string {
 	tb.Helper()
 	p := testPKI(tb)
 	key := "ossl:" + in + ":" + strings.Join(args, " ")
-	return cached(tb, key, func() (string, error) {
+	return cached(tb, key, func() string {
 		out := filepath.Join(cacheDir, fmt.Sprintf("signed-%08x.exe", hashString(key)))
-		full := append([]string{"sign", "-certs", p.Chain, "-key", p.LeafKey}, args...)
-		full = append(full, "-in", in, "-out", out)
-		b, err := exec.Command("osslsigncode", full...).CombinedOutput()
-		if err != nil {
-			return "", fmt.Errorf("osslsigncode %s: %v\n%s", strings.Join(full, " "), err, b)
-		}
-		return out, nil
+		return testpe.OsslSign(tb, in, out, append([]string{"-certs", p.Chain, "-key", p.LeafKey}, args...)...)
 	})
 }
 
@@ -193,8 +138,8 @@ func osslVerify(tb testing.TB, path string, args ...string) (string, bool) {
 	tb.Helper()
 	full := append([]string{"verify"}, args...)
 	full = append(full, "-in", path)
-	b, err := exec.Command("osslsigncode", full...).CombinedOutput()
-	return string(b), err == nil
+	out, err := testcmd.Output("osslsigncode", full...)
+	return out, err == nil
 }
 
 var (

@@ -6,25 +6,15 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/vigil-attest/vigil/cms"
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/reason"
 )
-
-func run(t *testing.T, name string, args ...string) []byte {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return out
-}
 
 // TestSignVerifiedByOpenSSL: our detached and attached signatures pass
 // `openssl cms -verify` with the chain to the root.
@@ -61,7 +51,7 @@ func TestSignVerifiedByOpenSSL(t *testing.T) {
 			if o.Detached {
 				args = append(args, "-content", filepath.Join(dir, "content"))
 			}
-			run(t, "openssl", args...)
+			testcmd.Run(t, "openssl", args...)
 			if !o.Detached {
 				got, _ := os.ReadFile(filepath.Join(dir, "out"))
 				if !bytes.Equal(got, content) {
@@ -109,7 +99,7 @@ func TestVerifyOpenSSLSignatures(t *testing.T) {
 			sig := filepath.Join(dir, tc.name+".der")
 			args := append([]string{"cms", "-sign", "-binary", "-md", "sha256", "-outform", "DER",
 				"-signer", leafPEM, "-inkey", leafKey, "-in", cpath, "-out", sig}, tc.extra...)
-			run(t, "openssl", args...)
+			testcmd.Run(t, "openssl", args...)
 			der, _ := os.ReadFile(sig)
 			sd, err := cms.Parse(der)
 			if err != nil {

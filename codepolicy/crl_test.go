@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpki"
 )
 
@@ -225,10 +226,7 @@ crlnumber = %[1]s/crlnumber
 			t.Fatal(err)
 		}
 	}
-	out, err := exec.Command("openssl", "ca", "-gencrl", "-config", filepath.Join(dir, "openssl.cnf"), "-out", filepath.Join(dir, "crl.pem")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("openssl ca -gencrl: %v\n%s", err, out)
-	}
+	testcmd.Run(t, "openssl", "ca", "-gencrl", "-config", filepath.Join(dir, "openssl.cnf"), "-out", filepath.Join(dir, "crl.pem"))
 	crl, err := os.ReadFile(filepath.Join(dir, "crl.pem"))
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/vigil-attest/vigil/codesign"
 	"github.com/vigil-attest/vigil/integrity"
 	"github.com/vigil-attest/vigil/internal/artifacts"
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpe"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/kernelkeys"
@@ -43,7 +44,7 @@ func TestDetachedCMS(t *testing.T) {
 			os.WriteFile(f, blob, 0o644)
 			args := append([]string{"cms", "-sign", "-binary", "-md", "sha256", "-signer", e.leafPEM, "-inkey", e.leafKey,
 				"-certfile", e.interPEM, "-in", f, "-out", f + ".p7s"}, tc.args...)
-			testpe.Run(t, "openssl", args...)
+			testcmd.Run(t, "openssl", args...)
 			v := verify(t, p, f)
 			want(t, v, true)
 			if v.Format != integrity.FormatCMS {
@@ -61,7 +62,7 @@ func TestDetachedCMS(t *testing.T) {
 		if err := codesign.SignFile(s, codesign.Detached, f, f+".p7s"); err != nil {
 			t.Fatal(err)
 		}
-		testpe.Run(t, "openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", f+".p7s", "-content", f,
+		testcmd.Run(t, "openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", f+".p7s", "-content", f,
 			"-CAfile", e.rootPEM, "-purpose", "any", "-out", "/dev/null")
 		want(t, verify(t, p, f), true)
 		// The signature of one file does not fit another.
@@ -99,22 +100,7 @@ func TestDetachedCMS(t *testing.T) {
 // Secure Boot.
 func shimVendorCA(t *testing.T) *x509.Certificate {
 	t.Helper()
-	f, err := os.Open(artifacts.EFI(t, "shimx64.efi.signed"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cs, err := kernelkeys.Scan(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cs {
-		if c.Subject.CommonName == "Debian Secure Boot CA" {
-			return c
-		}
-	}
-	t.Fatal("Debian Secure Boot CA not found in shim")
-	return nil
+	return embeddedCert(t, artifacts.EFI(t, "shimx64.efi.signed"), "Debian Secure Boot CA")
 }
 
 // embeddedCert returns a certificate with the given CN from a PE's
@@ -167,7 +153,7 @@ func TestDebianSecureBoot(t *testing.T) {
 		if !strings.HasPrefix(v.Signatures[0].Signer.Subject, "CN=Debian Secure Boot Signer") {
 			t.Fatalf("%s: signer %s", path, v.Signatures[0].Signer.Subject)
 		}
-		testpe.Run(t, "sbverify", "--cert", caPEM, path)
+		testcmd.Run(t, "sbverify", "--cert", caPEM, path)
 		// Real time and the default EKU rules: expiry no longer ignored.
 		p := codepolicy.Default()
 		p.AddAnchors(debianCA)
@@ -201,7 +187,7 @@ func TestDebianSecureBoot(t *testing.T) {
 		}
 		p := filepath.Join(dir, "ms.pem")
 		writeCertPEM(t, p, ca)
-		testpe.Run(t, "sbverify", "--cert", p, shim)
+		testcmd.Run(t, "sbverify", "--cert", p, shim)
 	}
 	// Not ignoring expiry, a day after the 2011 signer certificate expired:
 	// that signature is expired (its Microsoft timestamp is not trusted:
@@ -227,14 +213,6 @@ func TestDebianSecureBoot(t *testing.T) {
 	if ts == nil || v.Signatures[0].TimestampKind != "rfc3161" || ts.After(pub.NotAfter) || ts.Before(pub.NotBefore) {
 		t.Fatalf("shim timestamp %v (%s)", ts, v.Signatures[0].TimestampKind)
 	}
-}
-
-func codes(cs []reason.Code) []string {
-	out := make([]string, len(cs))
-	for i, c := range cs {
-		out[i] = string(c)
-	}
-	return out
 }
 
 func slicesEqual(a, b []reason.Code) bool {

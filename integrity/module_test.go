@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/vigil-attest/vigil/codesign"
 	"github.com/vigil-attest/vigil/integrity"
 	"github.com/vigil-attest/vigil/internal/artifacts"
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpe"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/kernelkeys"
@@ -46,14 +46,23 @@ func kernelPolicy(t *testing.T) *codepolicy.Policy {
 // modinfo returns modinfo's signer, sig_key and sig_hashalgo fields.
 func modinfo(t *testing.T, path string) (signer, key, algo string) {
 	t.Helper()
-	get := func(f string) string {
-		out, err := exec.Command("modinfo", "-F", f, path).Output()
-		if err != nil {
-			t.Fatalf("modinfo -F %s %s: %v", f, path, err)
-		}
-		return strings.TrimSpace(string(out))
+	return testcmd.Modinfo(t, "signer", path), testcmd.Modinfo(t, "sig_key", path), testcmd.Modinfo(t, "sig_hashalgo", path)
+}
+
+// opensslVerifyModule checks a module's PKCS#7 signature over content with
+// openssl cms -verify, given the signer certificate and building the chain
+// to the test root.
+func (e *env) opensslVerifyModule(t *testing.T, p7, content []byte) {
+	t.Helper()
+	sig, cpath := filepath.Join(e.dir, "sig.der"), filepath.Join(e.dir, "content")
+	if err := os.WriteFile(sig, p7, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	return get("signer"), get("sig_key"), get("sig_hashalgo")
+	if err := os.WriteFile(cpath, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testcmd.Run(t, "openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", sig, "-content", cpath,
+		"-certfile", e.leafPEM, "-CAfile", testpki.WritePEMs(t, e.dir, "ca.pem", e.h.Root, e.h.Intermediate), "-purpose", "any", "-out", os.DevNull)
 }
 
 // colonHex turns "0a1b" into "0A:1B", modinfo's sig_key format.
@@ -150,12 +159,7 @@ func TestModuleSignVerifiedByPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig := filepath.Join(e.dir, "sig.der")
-	cpath := filepath.Join(e.dir, "content")
-	os.WriteFile(sig, m.PKCS7, 0o644)
-	os.WriteFile(cpath, content, 0o644)
-	testpe.Run(t, "openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", sig, "-content", cpath,
-		"-certfile", e.leafPEM, "-CAfile", testpki.WritePEMs(t, e.dir, "ca.pem", e.h.Root, e.h.Intermediate), "-purpose", "any", "-out", "/dev/null")
+	e.opensslVerifyModule(t, m.PKCS7, content)
 
 	keyring := []*x509.Certificate{e.h.Leaf.Cert, e.h.Intermediate.Cert}
 	p := e.policy(t, "")
@@ -165,7 +169,7 @@ func TestModuleSignVerifiedByPeers(t *testing.T) {
 
 	// Compressed like kmod installs them.
 	for _, c := range [][]string{{"xz", "--check=crc32", "-k", "-f"}, {"zstd", "-q", "-k", "-f"}, {"gzip", "-k", "-f"}} {
-		testpe.Run(t, c[0], append(c[1:], signed)...)
+		testcmd.Run(t, c[0], append(c[1:], signed)...)
 		ext := map[string]string{"xz": ".xz", "zstd": ".zst", "gzip": ".gz"}[c[0]]
 		v := verifyKeyring(t, p, keyring, signed+ext)
 		want(t, v, true)
@@ -260,11 +264,7 @@ func TestModuleSubjectKeyID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig := filepath.Join(e.dir, "skid.p7")
-	os.WriteFile(sig, m.PKCS7, 0o644)
-	os.WriteFile(in, content, 0o644)
-	testpe.Run(t, "openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", sig, "-content", in,
-		"-certfile", e.leafPEM, "-CAfile", testpki.WritePEMs(t, e.dir, "ca.pem", e.h.Root, e.h.Intermediate), "-purpose", "any", "-out", "/dev/null")
+	e.opensslVerifyModule(t, m.PKCS7, content)
 	keyring := []*x509.Certificate{e.h.Leaf.Cert, e.h.Intermediate.Cert}
 	v := verifyKeyring(t, e.policy(t, ""), keyring, out)
 	want(t, v, true)

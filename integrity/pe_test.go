@@ -14,6 +14,7 @@ import (
 	"github.com/vigil-attest/vigil/authenticode"
 	"github.com/vigil-attest/vigil/cms"
 	"github.com/vigil-attest/vigil/codesign"
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpe"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/reason"
@@ -130,7 +131,7 @@ func TestPETimestampsExpiryRevocation(t *testing.T) {
 	bare := e.osslSign(t, "bare", "-h", "sha256")
 	p := e.policy(t, "")
 
-	testpe.Run(t, "osslsigncode", "verify", "-CAfile", e.rootPEM, "-TSA-CAfile", e.tsaRootPEM, "-in", stamped)
+	testcmd.Run(t, "osslsigncode", "verify", "-CAfile", e.rootPEM, "-TSA-CAfile", e.tsaRootPEM, "-in", stamped)
 	v := verify(t, p, stamped)
 	want(t, v, true)
 	ts := v.Signatures[0].Timestamp
@@ -224,7 +225,7 @@ func TestPETamper(t *testing.T) {
 	raw, _ := os.ReadFile(signed)
 	locate := func(t *testing.T, b []byte) int64 {
 		i := bytes.Index(raw, b)
-		if i < 0 || bytes.Index(raw[i+1:], b) >= 0 {
+		if i < 0 || bytes.Contains(raw[i+1:], b) {
 			t.Fatalf("cannot locate bytes uniquely")
 		}
 		return int64(i)
@@ -296,8 +297,8 @@ func TestPESignVerifiedByPeers(t *testing.T) {
 			if err := codesign.SignFile(s, codesign.PE, in, out); err != nil {
 				t.Fatal(err)
 			}
-			testpe.Run(t, "osslsigncode", "verify", "-CAfile", e.rootPEM, "-in", out)
-			testpe.Run(t, "sbverify", "--cert", e.leafPEM, out)
+			testcmd.Run(t, "osslsigncode", "verify", "-CAfile", e.rootPEM, "-in", out)
+			testcmd.Run(t, "sbverify", "--cert", e.leafPEM, out)
 			want(t, verify(t, e.policy(t, ""), out), true)
 		}
 	}

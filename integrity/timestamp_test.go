@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/cms"
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpe"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/reason"
@@ -74,7 +75,7 @@ func TestPELegacyCountersignature(t *testing.T) {
 
 	// The peer agrees: the countersignature is valid and the signer was
 	// valid at its time.
-	testpe.Run(t, "osslsigncode", "verify", "-CAfile", e.rootPEM, "-TSA-CAfile", e.tsaRootPEM, "-in", out)
+	testcmd.Run(t, "osslsigncode", "verify", "-CAfile", e.rootPEM, "-TSA-CAfile", e.tsaRootPEM, "-in", out)
 	v := verify(t, e.policy(t, ""), out)
 	want(t, v, true)
 	s := v.Signatures[0]

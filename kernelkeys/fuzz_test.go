@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/kernelkeys"
 	"github.com/vigil-attest/vigil/kmodsig/decompress"
 	"github.com/vigil-attest/vigil/reason"
@@ -41,10 +42,10 @@ func FuzzKernelCertificates(f *testing.F) {
 	// finds new coverage, which takes long on large ones.
 	small := append(append(bytes.Repeat([]byte{0xe8, 0, 0, 0, 0, 0x90}, 20), debianKey...), 0xe9, 1, 2, 3)
 	f.Add(small)
-	f.Add(miniBzImage(img, sizeAppended(run(f, small, "xz", "-c", "--check=crc32", "--x86", "--lzma2=dict=32MiB"), len(small))))
-	f.Add(miniBzImage(img, sizeAppended(run(f, small, "zstd", "-q", "-c"), len(small))))
-	f.Add(miniBzImage(img, run(f, small, "gzip", "-c", "-n")))
-	f.Add(run(f, small, "gzip", "-c", "-n"))
+	f.Add(miniBzImage(img, sizeAppended(testcmd.RunStdin(f, small, "xz", "-c", "--check=crc32", "--x86", "--lzma2=dict=32MiB"), len(small))))
+	f.Add(miniBzImage(img, sizeAppended(testcmd.RunStdin(f, small, "zstd", "-q", "-c"), len(small))))
+	f.Add(miniBzImage(img, testcmd.RunStdin(f, small, "gzip", "-c", "-n")))
+	f.Add(testcmd.RunStdin(f, small, "gzip", "-c", "-n"))
 	f.Add(img[:0x400])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		o := kernelkeys.Options{MaxDecompressedSize: 1 << 20, MaxWindow: 1 << 20, MaxCertificates: 16}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/kmodsig"
 	"github.com/vigil-attest/vigil/kmodsig/decompress"
 	"github.com/vigil-attest/vigil/reason"
@@ -81,11 +82,11 @@ func FuzzOpenDecompress(f *testing.F) {
 		f.Add(t)
 		tools := [][]string{{"xz", "-c", "--check=crc32", "--lzma2=dict=1MiB"}, {"zstd", "-q", "-c"}, {"gzip", "-c", "-n"}, {"xz", "-c", "--x86", "--lzma2=preset=1", "--check=sha256"}}
 		tool := tools[i%len(tools)]
-		f.Add(run(f, t, tool[0], tool[1:]...))
+		f.Add(testcmd.RunStdin(f, t, tool[0], tool[1:]...))
 	}
-	f.Add(run(f, tails[0], "zstd", "-q", "-c", "--check", "-19"))
-	f.Add(run(f, tails[1], "xz", "-c", "--check=crc64", "-T2", "--block-size=300"))
-	f.Add(run(f, bytes.Repeat([]byte{0}, 1<<16), "xz", "-c"))
+	f.Add(testcmd.RunStdin(f, tails[0], "zstd", "-q", "-c", "--check", "-19"))
+	f.Add(testcmd.RunStdin(f, tails[1], "xz", "-c", "--check=crc64", "-T2", "--block-size=300"))
+	f.Add(testcmd.RunStdin(f, bytes.Repeat([]byte{0}, 1<<16), "xz", "-c"))
 	const limit = 1 << 20
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := kmodsig.NewReader(bytes.NewReader(data), int64(len(data)), kmodsig.Options{MaxDecompressedSize: limit, MaxWindow: limit})

@@ -8,14 +8,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
+
+	"github.com/vigil-attest/vigil/internal/testcmd"
 )
 
 var (
 	mu    sync.Mutex
-	cache = map[string]string{}
+	cache = map[Options]string{}
 	dir   string
 )
 
@@ -26,14 +27,40 @@ import "fmt"
 func main() { fmt.Println("hello from a vigil test image") }
 `
 
-// Build returns the path of a Windows PE built for goarch ("amd64" gives
-// PE32+, "386" gives PE32), built once per test process. Callers must not
-// modify the file; copy it first.
+// Options choose the image Build returns.
+type Options struct {
+	// GOARCH is "amd64" (PE32+) or "386" (PE32).
+	GOARCH string
+	// Debug keeps the DWARF sections and the COFF symbol table (no
+	// -ldflags="-s -w"): twice the sections, most of them named through
+	// the string table ("/4", "/19", ...).
+	Debug bool
+	// Unaligned appends three bytes to the image, so that its size is not
+	// a multiple of 8.
+	Unaligned bool
+}
+
+// Build returns the path of a stripped Windows PE built for goarch
+// ("amd64" gives PE32+, "386" gives PE32), built once per test process.
+// Callers must not modify the file; copy it first.
 func Build(tb testing.TB, goarch string) string {
+	tb.Helper()
+	return BuildWith(tb, Options{GOARCH: goarch})
+}
+
+// BuildWith is Build with more choices; each image is built once per test
+// process. Callers must not modify the file; copy it first.
+func BuildWith(tb testing.TB, o Options) string {
 	tb.Helper()
 	mu.Lock()
 	defer mu.Unlock()
-	if p, ok := cache[goarch]; ok {
+	return build(tb, o)
+}
+
+// build does BuildWith's work with mu held.
+func build(tb testing.TB, o Options) string {
+	tb.Helper()
+	if p, ok := cache[o]; ok {
 		return p
 	}
 	if dir == "" {
@@ -43,21 +70,61 @@ func Build(tb testing.TB, goarch string) string {
 		}
 		dir = d
 	}
-	src := filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		tb.Fatal(err)
+	name := "hello-" + o.GOARCH
+	if o.Debug {
+		name += "-debug"
 	}
-	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module hello\n\ngo 1.21\n"), 0o644)
-	os.WriteFile(filepath.Join(src, "main.go"), []byte(program), 0o644)
-	out := filepath.Join(dir, "hello-"+goarch+".exe")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOOS=windows", "GOARCH="+goarch, "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building test PE: %v\n%s", err, b)
+	var out string
+	if o.Unaligned {
+		base := o
+		base.Unaligned = false
+		b, err := os.ReadFile(build(tb, base))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		b = append(b, 0xde, 0xad, 0xbe)
+		if len(b)%8 == 0 {
+			tb.Fatalf("unaligned test PE is %d bytes, a multiple of 8", len(b))
+		}
+		out = filepath.Join(dir, name+"-odd.exe")
+		if err := os.WriteFile(out, b, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	} else {
+		src := filepath.Join(dir, "src")
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		for f, content := range map[string]string{"go.mod": "module hello\n\ngo 1.21\n", "main.go": program} {
+			if err := os.WriteFile(filepath.Join(src, f), []byte(content), 0o644); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		out = filepath.Join(dir, name+".exe")
+		args := []string{"build", "-trimpath", "-o", out, "."}
+		if !o.Debug {
+			args = []string{"build", "-trimpath", "-ldflags=-s -w", "-o", out, "."}
+		}
+		cmd := exec.Command("go", args...)
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "GOOS=windows", "GOARCH="+o.GOARCH, "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			tb.Fatalf("building test PE: %v\n%s", err, b)
+		}
 	}
-	cache[goarch] = out
+	cache[o] = out
 	return out
+}
+
+// Cleanup removes every image built so far. A package whose TestMain calls
+// it after m.Run leaves nothing behind; later Builds build again.
+func Cleanup() {
+	mu.Lock()
+	defer mu.Unlock()
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+	dir, cache = "", map[Options]string{}
 }
 
 // Copy copies src into dir under name and returns the new path.
@@ -74,26 +141,14 @@ func Copy(tb testing.TB, src, dir, name string) string {
 	return p
 }
 
-// OsslSign runs osslsigncode sign with args on in and returns the output
-// path (in + suffix).
+// OsslSign runs osslsigncode sign with args on in, writes out and returns
+// out.
 func OsslSign(tb testing.TB, in, out string, args ...string) string {
 	tb.Helper()
 	full := append([]string{"sign"}, args...)
 	full = append(full, "-in", in, "-out", out)
-	if b, err := exec.Command("osslsigncode", full...).CombinedOutput(); err != nil {
-		tb.Fatalf("osslsigncode %s: %v\n%s", strings.Join(full, " "), err, b)
-	}
+	testcmd.Run(tb, "osslsigncode", full...)
 	return out
-}
-
-// Run runs a command and fails the test when it fails.
-func Run(tb testing.TB, name string, args ...string) string {
-	tb.Helper()
-	b, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, b)
-	}
-	return string(b)
 }
 
 // FlipByte xors one byte of the file at off.

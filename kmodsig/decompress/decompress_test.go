@@ -18,21 +18,9 @@ import (
 	"github.com/ulikunitz/xz/lzma"
 
 	"github.com/vigil-attest/vigil/internal/artifacts"
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/reason"
 )
-
-// run runs a command with stdin and returns its stdout.
-func run(t testing.TB, stdin []byte, name string, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, errb.String())
-	}
-	return out.Bytes()
-}
 
 // sample returns real binary data: a Debian kernel module of a few hundred
 // KiB (x86 code, so the BCJ filter has work to do).
@@ -91,7 +79,7 @@ func TestDetect(t *testing.T) {
 			}
 			t.Fatalf("%s: %v", args[0], err)
 		}
-		if got := Detect(run(t, data, args[0], args[1:]...)); got != f {
+		if got := Detect(testcmd.RunStdin(t, data, args[0], args[1:]...)); got != f {
 			t.Errorf("Detect(%s output) = %s", args[0], got)
 		}
 	}
@@ -104,12 +92,12 @@ func TestDetect(t *testing.T) {
 func TestRoundTripCLI(t *testing.T) {
 	data := sample(t)
 	two := append(append([]byte{}, data...), data[:1000]...)
-	xzA := run(t, data, "xz", "-c", "--check=crc32", "--lzma2=dict=1MiB")
-	xzB := run(t, data[:1000], "xz", "-c", "--check=crc64")
-	gzA := run(t, data, "gzip", "-c", "-9")
-	gzB := run(t, data[:1000], "gzip", "-c")
-	zsA := run(t, data, "zstd", "-q", "-c")
-	zsB := run(t, data[:1000], "zstd", "-q", "-c", "--no-check")
+	xzA := testcmd.RunStdin(t, data, "xz", "-c", "--check=crc32", "--lzma2=dict=1MiB")
+	xzB := testcmd.RunStdin(t, data[:1000], "xz", "-c", "--check=crc64")
+	gzA := testcmd.RunStdin(t, data, "gzip", "-c", "-9")
+	gzB := testcmd.RunStdin(t, data[:1000], "gzip", "-c")
+	zsA := testcmd.RunStdin(t, data, "zstd", "-q", "-c")
+	zsB := testcmd.RunStdin(t, data[:1000], "zstd", "-q", "-c", "--no-check")
 	padded := append(append(append([]byte{}, xzA...), 0, 0, 0, 0, 0, 0, 0, 0), xzB...)
 	cases := []struct {
 		name string
@@ -118,23 +106,23 @@ func TestRoundTripCLI(t *testing.T) {
 		want []byte
 	}{
 		{"xz kmod crc32", XZ, xzA, data},
-		{"xz crc64", XZ, run(t, data, "xz", "-c", "--check=crc64"), data},
-		{"xz sha256", XZ, run(t, data, "xz", "-c", "--check=sha256"), data},
-		{"xz no check", XZ, run(t, data, "xz", "-c", "--check=none"), data},
-		{"xz kernel x86 bcj", XZ, run(t, data, "xz", "-c", "--check=crc32", "--x86", "--lzma2=dict=32MiB"), data},
-		{"xz x86 bcj start offset", XZ, run(t, data, "xz", "-c", "--x86=start=4096", "--lzma2=preset=1"), data},
-		{"xz two bcj filters", XZ, run(t, data, "xz", "-c", "--x86", "--x86=start=16", "--lzma2=preset=0"), data},
-		{"xz blocks with sizes", XZ, run(t, data, "xz", "-c", "-T2", "--block-size=40000"), data},
-		{"xz blocks, one thread", XZ, run(t, data, "xz", "-c", "-T1", "--block-size=40000", "--x86", "--lzma2=preset=6"), data},
-		{"xz empty", XZ, run(t, nil, "xz", "-c"), nil},
-		{"xz incompressible", XZ, run(t, run(t, data, "xz", "-c", "-9"), "xz", "-c", "-0"), run(t, data, "xz", "-c", "-9")},
+		{"xz crc64", XZ, testcmd.RunStdin(t, data, "xz", "-c", "--check=crc64"), data},
+		{"xz sha256", XZ, testcmd.RunStdin(t, data, "xz", "-c", "--check=sha256"), data},
+		{"xz no check", XZ, testcmd.RunStdin(t, data, "xz", "-c", "--check=none"), data},
+		{"xz kernel x86 bcj", XZ, testcmd.RunStdin(t, data, "xz", "-c", "--check=crc32", "--x86", "--lzma2=dict=32MiB"), data},
+		{"xz x86 bcj start offset", XZ, testcmd.RunStdin(t, data, "xz", "-c", "--x86=start=4096", "--lzma2=preset=1"), data},
+		{"xz two bcj filters", XZ, testcmd.RunStdin(t, data, "xz", "-c", "--x86", "--x86=start=16", "--lzma2=preset=0"), data},
+		{"xz blocks with sizes", XZ, testcmd.RunStdin(t, data, "xz", "-c", "-T2", "--block-size=40000"), data},
+		{"xz blocks, one thread", XZ, testcmd.RunStdin(t, data, "xz", "-c", "-T1", "--block-size=40000", "--x86", "--lzma2=preset=6"), data},
+		{"xz empty", XZ, testcmd.RunStdin(t, nil, "xz", "-c"), nil},
+		{"xz incompressible", XZ, testcmd.RunStdin(t, testcmd.RunStdin(t, data, "xz", "-c", "-9"), "xz", "-c", "-0"), testcmd.RunStdin(t, data, "xz", "-c", "-9")},
 		{"xz concatenated", XZ, append(append([]byte{}, xzA...), xzB...), two},
 		{"xz stream padding", XZ, padded, two},
 		{"xz trailing padding", XZ, append(append([]byte{}, xzA...), 0, 0, 0, 0), data},
 		{"gzip", Gzip, gzA, data},
 		{"gzip members", Gzip, append(append([]byte{}, gzA...), gzB...), two},
 		{"zstd", Zstd, zsA, data},
-		{"zstd -19 checksum", Zstd, run(t, data, "zstd", "-q", "-c", "-19", "--check"), data},
+		{"zstd -19 checksum", Zstd, testcmd.RunStdin(t, data, "zstd", "-q", "-c", "-19", "--check"), data},
 		{"zstd frames", Zstd, append(append([]byte{}, zsA...), zsB...), two},
 		{"none", None, data, data},
 	}
@@ -176,7 +164,7 @@ func TestKernelPayload(t *testing.T) {
 	pm := (int(img[0x1f1]) + 1) * 512
 	off := pm + int(binary.LittleEndian.Uint32(img[0x248:]))
 	payload := img[off : off+int(binary.LittleEndian.Uint32(img[0x24c:]))]
-	want := run(t, payload, "xz", "-dc", "--single-stream")
+	want := testcmd.RunStdin(t, payload, "xz", "-dc", "--single-stream")
 	start := time.Now()
 	got, err := ReadAll(bytes.NewReader(payload), XZ, Options{FirstStream: true})
 	if err != nil {
@@ -196,7 +184,7 @@ func TestKernelPayload(t *testing.T) {
 // unpacked with the LZMA2 decoder alone.
 func TestBCJSplits(t *testing.T) {
 	data := sample(t)
-	raw := run(t, data, "xz", "-c", "--format=raw", "--x86", "--lzma2=dict=1MiB")
+	raw := testcmd.RunStdin(t, data, "xz", "-c", "--format=raw", "--x86", "--lzma2=dict=1MiB")
 	lz, err := lzma.Reader2Config{DictCap: 1 << 20}.NewReader2(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
@@ -246,9 +234,9 @@ func TestBCJSplits(t *testing.T) {
 func TestTruncated(t *testing.T) {
 	data := sample(t)[:100000]
 	for f, in := range map[Format][]byte{
-		XZ:   run(t, data, "xz", "-c", "--check=crc32"),
-		Zstd: run(t, data, "zstd", "-q", "-c"),
-		Gzip: run(t, data, "gzip", "-c"),
+		XZ:   testcmd.RunStdin(t, data, "xz", "-c", "--check=crc32"),
+		Zstd: testcmd.RunStdin(t, data, "zstd", "-q", "-c"),
+		Gzip: testcmd.RunStdin(t, data, "gzip", "-c"),
 	} {
 		cuts := []int{0, 1, 5, 11, 12, 13, 20, len(in) / 2}
 		for i := 1; i <= 24 && i < len(in); i++ {
@@ -272,9 +260,9 @@ func TestTruncated(t *testing.T) {
 func TestCorrupt(t *testing.T) {
 	data := sample(t)[:100000]
 	for f, in := range map[Format][]byte{
-		XZ:   run(t, data, "xz", "-c", "--check=crc32"),
-		Zstd: run(t, data, "zstd", "-q", "-c", "--check"),
-		Gzip: run(t, data, "gzip", "-c"),
+		XZ:   testcmd.RunStdin(t, data, "xz", "-c", "--check=crc32"),
+		Zstd: testcmd.RunStdin(t, data, "zstd", "-q", "-c", "--check"),
+		Gzip: testcmd.RunStdin(t, data, "gzip", "-c"),
 	} {
 		for _, at := range []int{len(in) / 3, len(in) / 2, len(in) - 9, len(in) - 2} {
 			bad := bytes.Clone(in)
@@ -298,9 +286,9 @@ func TestCorrupt(t *testing.T) {
 func TestTrailingGarbage(t *testing.T) {
 	data := sample(t)[:5000]
 	for f, in := range map[Format][]byte{
-		XZ:   run(t, data, "xz", "-c"),
-		Zstd: run(t, data, "zstd", "-q", "-c"),
-		Gzip: run(t, data, "gzip", "-c"),
+		XZ:   testcmd.RunStdin(t, data, "xz", "-c"),
+		Zstd: testcmd.RunStdin(t, data, "zstd", "-q", "-c"),
+		Gzip: testcmd.RunStdin(t, data, "gzip", "-c"),
 	} {
 		junk := append(bytes.Clone(in), 0x34, 0x12, 0x99, 0x00)
 		_, err := ReadAll(bytes.NewReader(junk), f, Options{})
@@ -330,9 +318,9 @@ func TestBombs(t *testing.T) {
 	zeros := make([]byte, 64<<20)
 	const limit = 1 << 20
 	for f, in := range map[Format][]byte{
-		XZ:   run(t, zeros, "xz", "-c", "-0"),
-		Zstd: run(t, zeros, "zstd", "-q", "-c", "-1"),
-		Gzip: run(t, zeros, "gzip", "-c", "-1"),
+		XZ:   testcmd.RunStdin(t, zeros, "xz", "-c", "-0"),
+		Zstd: testcmd.RunStdin(t, zeros, "zstd", "-q", "-c", "-1"),
+		Gzip: testcmd.RunStdin(t, zeros, "gzip", "-c", "-1"),
 	} {
 		t.Logf("%s: %d bytes expand to %d", f, len(in), len(zeros))
 		var err error
@@ -350,7 +338,7 @@ func TestBombs(t *testing.T) {
 		}
 	}
 	// Output of exactly the limit is accepted.
-	exact := run(t, zeros[:limit], "xz", "-c", "-0")
+	exact := testcmd.RunStdin(t, zeros[:limit], "xz", "-c", "-0")
 	if got, err := ReadAll(bytes.NewReader(exact), XZ, Options{MaxOutput: limit}); err != nil || len(got) != limit {
 		t.Errorf("exactly the limit: %d bytes, %v", len(got), err)
 	}
@@ -363,8 +351,8 @@ func TestDefaultLimit(t *testing.T) {
 	}
 	zeros := make([]byte, 300<<20)
 	for f, in := range map[Format][]byte{
-		Zstd: run(t, zeros, "zstd", "-q", "-c", "-1"),
-		Gzip: run(t, zeros, "gzip", "-c", "-1"),
+		Zstd: testcmd.RunStdin(t, zeros, "zstd", "-q", "-c", "-1"),
+		Gzip: testcmd.RunStdin(t, zeros, "gzip", "-c", "-1"),
 	} {
 		r, err := NewReader(bytes.NewReader(in), f, Options{})
 		if err != nil {
@@ -462,7 +450,7 @@ func TestXZBuilderIsValid(t *testing.T) {
 	b.blockCRC([]byte("world"))
 	in := b.finish()
 	// xz itself accepts what the builder writes.
-	if got := run(t, in, "xz", "-dc"); string(got) != "hello world" {
+	if got := testcmd.RunStdin(t, in, "xz", "-dc"); string(got) != "hello world" {
 		t.Fatalf("xz -dc: %q", got)
 	}
 	got, err := ReadAll(bytes.NewReader(in), XZ, Options{})
@@ -475,7 +463,7 @@ func TestXZBuilderIsValid(t *testing.T) {
 // decoder must not allocate it.
 func TestXZDictionaryClamped(t *testing.T) {
 	data := sample(t)[:200000]
-	in := run(t, data, "xz", "-c", "--check=crc32", "--lzma2=dict=1MiB")
+	in := testcmd.RunStdin(t, data, "xz", "-c", "--check=crc32", "--lzma2=dict=1MiB")
 	// Rewrite the LZMA2 dictionary property in the block header (size byte
 	// at 12, flags, filter id 0x21, props size 1, dict) and fix its CRC32.
 	hsize := (int(in[12]) + 1) * 4
@@ -488,7 +476,7 @@ func TestXZDictionaryClamped(t *testing.T) {
 		bad := bytes.Clone(in)
 		bad[12+i+2] = prop
 		binary.LittleEndian.PutUint32(bad[12+hsize-4:], crc32.ChecksumIEEE(bad[12:12+hsize-4]))
-		if out := run(t, bad, "xz", "-dc", "--memlimit=0"); !bytes.Equal(out, data) {
+		if out := testcmd.RunStdin(t, bad, "xz", "-dc", "--memlimit=0"); !bytes.Equal(out, data) {
 			t.Fatal("xz -dc rejects the rewritten header")
 		}
 		var got []byte
@@ -621,14 +609,14 @@ func TestUnsupportedAndSourceErrors(t *testing.T) {
 	}
 	// An I/O error of the source is not a verdict about the data.
 	boom := errors.New("disk on fire")
-	in := run(t, sample(t)[:100000], "xz", "-c")
+	in := testcmd.RunStdin(t, sample(t)[:100000], "xz", "-c")
 	for _, f := range []Format{XZ, Gzip, Zstd, None} {
 		src := io.MultiReader(bytes.NewReader(in[:len(in)/2]), iotest.ErrReader(boom))
 		if f == Gzip {
-			src = io.MultiReader(bytes.NewReader(run(t, sample(t)[:100000], "gzip", "-c")[:1000]), iotest.ErrReader(boom))
+			src = io.MultiReader(bytes.NewReader(testcmd.RunStdin(t, sample(t)[:100000], "gzip", "-c")[:1000]), iotest.ErrReader(boom))
 		}
 		if f == Zstd {
-			src = io.MultiReader(bytes.NewReader(run(t, sample(t)[:100000], "zstd", "-q", "-c")[:1000]), iotest.ErrReader(boom))
+			src = io.MultiReader(bytes.NewReader(testcmd.RunStdin(t, sample(t)[:100000], "zstd", "-q", "-c")[:1000]), iotest.ErrReader(boom))
 		}
 		_, err := ReadAll(src, f, Options{})
 		if !errors.Is(err, boom) {
