@@ -50,6 +50,7 @@ type Engine struct {
 	log     *slog.Logger
 
 	detail  bool
+	digest  string // the policy's, computed once
 	cacheOn bool
 	mu      sync.Mutex
 	cache   map[cacheKey]*Verdict
@@ -74,6 +75,7 @@ func New(o Options) *Engine {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	e.keyring = append(append([]*x509.Certificate(nil), o.Keyring...), e.policy.Anchors()...)
+	e.digest = e.policy.Digest()
 	if e.cacheOn {
 		e.cache = map[cacheKey]*Verdict{}
 	}
@@ -175,7 +177,7 @@ type sigSource struct {
 }
 
 func (e *Engine) verify(ctx context.Context, path string, f io.ReaderAt, size int64, detached sigSource) (*Verdict, error) {
-	v := &Verdict{Path: path, Size: size, Reasons: []reason.Code{}, Signatures: []Signature{}, PolicyDigest: e.policy.Digest()}
+	v := &Verdict{Path: path, Size: size, Reasons: []reason.Code{}, Signatures: []Signature{}, PolicyDigest: e.digest}
 	head := make([]byte, 8)
 	n, _ := f.ReadAt(head, 0)
 	v.Format = Detect(path, head[:n])
@@ -327,7 +329,7 @@ func newHashes(hs ...crypto.Hash) (map[crypto.Hash]hash.Hash, multiHash) {
 // WithDetail returns a copy of the engine that adds certificate details to
 // verdicts. The copy has no cache.
 func (e *Engine) WithDetail() *Engine {
-	return &Engine{policy: e.policy, keyring: e.keyring, now: e.now, log: e.log, detail: true}
+	return &Engine{policy: e.policy, keyring: e.keyring, now: e.now, log: e.log, detail: true, digest: e.digest}
 }
 
 // fileSigSource reads sigPath, or path+".p7s" when sigPath is empty and that

@@ -46,12 +46,22 @@ func (e *Engine) verifyModule(ctx context.Context, v *Verdict, f io.ReaderAt, si
 	// For an uncompressed module both read the same bytes.
 	sums := map[crypto.Hash][]byte{}
 	if r.Size() == size && merr == nil {
+		// The signed content is a prefix of the file, so one SHA-256 pass
+		// serves both: snapshot the state at the end of the content (the
+		// content digest) and go on over the signature (the file digest).
 		fileHash := sha256.New()
-		hs, mh := newHashes(algs...)
+		others := []crypto.Hash{}
+		for _, h := range algs {
+			if h != crypto.SHA256 {
+				others = append(others, h)
+			}
+		}
+		hs, mh := newHashes(others...)
 		both := append(multiHash{fileHash}, mh...)
 		if _, err := io.Copy(both, io.NewSectionReader(f, 0, m.ContentLength)); err != nil {
 			return fmt.Errorf("read: %w", err)
 		}
+		sums[crypto.SHA256] = fileHash.Sum(nil) // Sum does not change the state
 		if _, err := io.Copy(fileHash, io.NewSectionReader(f, m.ContentLength, size-m.ContentLength)); err != nil {
 			return fmt.Errorf("read: %w", err)
 		}

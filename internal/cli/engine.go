@@ -1,9 +1,15 @@
 package cli
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/pflag"
 
@@ -49,20 +55,10 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 		anchors = append(anchors, cs...)
 	}
 	for _, k := range o.Kernel {
-		f, err := os.Open(k)
-		if err != nil {
-			return nil, usageErr("--kernel: %v", err)
-		}
-		st, _ := f.Stat()
-		cs, err := kernelkeys.Certificates(f, st.Size())
-		f.Close()
+		cs, err := kernelKeys(k, log)
 		if err != nil {
 			return nil, usageErr("--kernel %s: %v", k, err)
 		}
-		if len(cs) == 0 {
-			return nil, usageErr("--kernel %s: no built-in certificates found", k)
-		}
-		log.Info("kernel keys", "kernel", k, "certificates", len(cs))
 		// A kernel's built-in keys are what it trusts for modules: anchors.
 		anchors = append(anchors, cs...)
 	}
@@ -86,4 +82,66 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 // readCertificates reads PEM (every CERTIFICATE block) or DER certificates.
 func readCertificates(path string) ([]*x509.Certificate, error) {
 	return trust.LoadCertificates(path)
+}
+
+// kernelKeys returns the certificates built into a kernel image. Finding
+// them means decompressing the whole image (a second or more), so the result
+// is cached under the user's cache directory, keyed by the SHA-256 of the
+// image: the same image always yields the same keys, and a changed image
+// misses the cache. $VIGIL_CACHE_DIR overrides the location; an unusable
+// cache is ignored.
+func kernelKeys(path string, log *slog.Logger) ([]*x509.Certificate, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	cacheFile := ""
+	if dir := cacheDir(); dir != "" {
+		cacheFile = filepath.Join(dir, "kernelkeys", sum+".pem")
+		if cs, err := trust.LoadCertificates(cacheFile); err == nil {
+			log.Debug("kernel keys from cache", "kernel", path, "cache", cacheFile, "certificates", len(cs))
+			return cs, nil
+		}
+	}
+	cs, err := kernelkeys.Certificates(f, st.Size())
+	if err != nil {
+		return nil, err
+	}
+	if len(cs) == 0 {
+		return nil, fmt.Errorf("no built-in certificates found")
+	}
+	log.Info("kernel keys", "kernel", path, "certificates", len(cs))
+	if cacheFile != "" {
+		var b []byte
+		for _, c := range cs {
+			b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		}
+		if err := os.MkdirAll(filepath.Dir(cacheFile), 0o755); err == nil {
+			if err := writeFileAtomic(cacheFile, b, 0o644); err != nil {
+				log.Debug("kernel key cache not written", "err", err)
+			}
+		}
+	}
+	return cs, nil
+}
+
+func cacheDir() string {
+	if d := os.Getenv("VIGIL_CACHE_DIR"); d != "" {
+		return d
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "vigil")
 }

@@ -27,6 +27,7 @@ type verifyOptions struct {
 	engineOptions
 	Output    string
 	Signature string
+	Jobs      int
 }
 
 func (o *verifyOptions) addFlags(fs *pflag.FlagSet, outputs string) {
@@ -61,16 +62,26 @@ I/O error. --output json prints one JSON object per file (JSON Lines).`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
 			var verdicts []*integrity.Verdict
 			ioFailed := false
-			for _, path := range args {
-				v, err := eng.VerifyFileWith(ctx, path, o.Signature)
+			if o.Signature != "" {
+				v, err := eng.VerifyFileWith(cmd.Context(), args[0], o.Signature)
 				if err != nil {
-					g.logger.Error("verify failed", "path", path, "err", err)
+					g.logger.Error("verify failed", "path", args[0], "err", err)
 					ioFailed = true
 				}
 				verdicts = append(verdicts, v)
+			} else {
+				for _, r := range scanFiles(cmd.Context(), eng, args, o.Jobs, true, func() {}) {
+					if r.err != nil {
+						g.logger.Error("verify failed", "path", r.path, "err", r.err)
+						ioFailed = true
+					}
+					if r.v == nil {
+						r.v = &integrity.Verdict{Path: r.path, Format: integrity.FormatUnknown, Error: "not verified"}
+					}
+					verdicts = append(verdicts, r.v)
+				}
 			}
 			if err := writeVerdicts(g.stdout, o.Output, verdicts, false, true); err != nil {
 				return err
@@ -80,6 +91,7 @@ I/O error. --output json prints one JSON object per file (JSON Lines).`,
 	}
 	o.addFlags(cmd.Flags(), "text, json")
 	cmd.Flags().StringVar(&o.Signature, "signature", "", "detached CMS signature for the single FILE (default FILE.p7s when present)")
+	cmd.Flags().IntVarP(&o.Jobs, "jobs", "j", runtime.NumCPU(), "files verified in parallel (output keeps argument order)")
 	return cmd
 }
 
@@ -198,7 +210,6 @@ func writeSummary(w io.Writer, vs []*integrity.Verdict) {
 // scanOptions adds the scan-only flags.
 type scanOptions struct {
 	verifyOptions
-	Jobs    int
 	All     bool
 	Verbose bool
 }
@@ -226,9 +237,6 @@ error.`,
 			case "text", "json", "sarif":
 			default:
 				return usageErr("--output must be text, json or sarif")
-			}
-			if o.Jobs < 1 {
-				o.Jobs = runtime.NumCPU()
 			}
 			eng, err := o.build(g.logger)
 			if err != nil {
@@ -271,7 +279,7 @@ error.`,
 		},
 	}
 	o.addFlags(cmd.Flags(), "text, json, sarif")
-	cmd.Flags().IntVarP(&o.Jobs, "jobs", "j", 0, "parallel workers (default: number of CPUs)")
+	cmd.Flags().IntVarP(&o.Jobs, "jobs", "j", runtime.NumCPU(), "parallel workers")
 	cmd.Flags().BoolVar(&o.All, "all", false, "also report files in no known signed format (as unsigned)")
 	cmd.Flags().BoolVarP(&o.Verbose, "verbose", "v", false, "text output lists allowed files too, not only denied ones")
 	return cmd
@@ -295,6 +303,13 @@ func collectFiles(paths []string) ([]string, error) {
 		if !st.IsDir() {
 			out = append(out, p)
 			continue
+		}
+		// A PATH that is a symbolic link to a directory is walked (links
+		// inside it are not followed).
+		if lst, err := os.Lstat(p); err == nil && lst.Mode()&os.ModeSymlink != 0 {
+			if p, err = filepath.EvalSymlinks(p); err != nil {
+				return nil, err
+			}
 		}
 		err = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
 			if err != nil {
@@ -324,6 +339,9 @@ type scanResult struct {
 // order.
 func scanFiles(ctx context.Context, eng *integrity.Engine, files []string, jobs int, all bool, done func()) []scanResult {
 	res := make([]scanResult, len(files))
+	if jobs < 1 {
+		jobs = 1
+	}
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for w := 0; w < jobs; w++ {
