@@ -29,7 +29,7 @@ artifacts:
 	./scripts/fetch-artifacts.sh
 
 $(STATICCHECK):
-	$(GO) install honnef.co/go/tools/cmd/staticcheck@2025.1.1
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 ## lint: gofmt, go vet and staticcheck.
 lint: $(STATICCHECK)
