@@ -19,7 +19,11 @@ if [ -f "$DIR/STAMP" ]; then
 fi
 mkdir -p "$DIR/deb" "$DIR/x" "$DIR/efi" "$DIR/kernel"
 cd "$DIR/deb"
-KPKG=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1)
+resolve() { apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1; }
+KPKG=$(resolve)
+if [ -z "$KPKG" ] && [ "$(id -u)" = 0 ]; then
+	apt-get update -qq && KPKG=$(resolve)
+fi
 if [ -z "$KPKG" ]; then
 	echo "artifacts: cannot resolve the linux-image package (apt-get update needed?)" >&2
 	exit 2
