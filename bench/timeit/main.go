@@ -8,9 +8,11 @@
 // Runs are interleaved (A B A B ...) so that load from other processes on a
 // shared machine falls on every command alike. Every run must exit 0: a
 // non-zero exit or a timeout makes timeit exit 1 without printing results,
-// so a failing command is never timed as if it had succeeded. With exactly
-// two commands it also prints the ratio of the medians (first/second) and
-// the median of the per-round ratios. With -budget, no new round starts
+// so a failing command is never timed as if it had succeeded. It also
+// prints, for every command but the last, the ratio of its medians to the
+// last command's and the median of the per-round ratios (P_ratio,
+// P_pair_ratio, P_cpu_ratio with two commands; P_LABEL_ratio, ... with
+// more). With -budget, no new round starts
 // once the budget is spent and at least 3 rounds are done (a loaded
 // machine then gets fewer runs, not an unbounded wait); P_runs says how
 // many rounds were timed.
@@ -21,7 +23,9 @@
 //	P_LABEL_cpu=3.5         median user+system seconds
 //	P_LABEL_rss=78684       median max RSS, KiB
 //	P_LABEL_min=… P_LABEL_max=…   wall range
-//	P_ratio=…  P_pair_ratio=…  P_cpu_ratio=…
+//	P_ratio=…  P_pair_ratio=…  P_cpu_ratio=…   (two commands)
+//	P_LABEL_ratio=… P_LABEL_pair_ratio=… P_LABEL_cpu_ratio=…   (more)
+//	P_runs=5                rounds timed
 package main
 
 import (
@@ -100,18 +104,29 @@ func main() {
 		fmt.Printf("%s_rss=%.0f\n", p, median(pick(j.runs, func(s sample) float64 { return s.rss })))
 		fmt.Printf("%s_min=%.6f\n%s_max=%.6f\n", p, slices.Min(walls), p, slices.Max(walls))
 	}
-	if len(jobs) == 2 {
-		a, b := jobs[0].runs, jobs[1].runs
-		pairs := make([]float64, len(a))
-		for i := range a {
-			pairs[i] = a[i].wall / b[i].wall
+	// Ratios of every command but the last to the last one.
+	last := jobs[len(jobs)-1]
+	for _, j := range jobs[:len(jobs)-1] {
+		p := *prefix + "_" + j.label
+		if len(jobs) == 2 {
+			p = *prefix
 		}
-		wall := func(s sample) float64 { return s.wall }
-		cpu := func(s sample) float64 { return s.cpu }
-		fmt.Printf("%s_ratio=%.6f\n", *prefix, median(pick(a, wall))/median(pick(b, wall)))
-		fmt.Printf("%s_pair_ratio=%.6f\n", *prefix, median(pairs))
-		fmt.Printf("%s_cpu_ratio=%.6f\n", *prefix, median(pick(a, cpu))/median(pick(b, cpu)))
+		ratios(p, j.runs, last.runs)
 	}
+}
+
+// ratios prints P_ratio (of the wall medians), P_pair_ratio (median of the
+// per-round ratios) and P_cpu_ratio (of the CPU medians) of a to b.
+func ratios(p string, a, b []sample) {
+	pairs := make([]float64, len(a))
+	for i := range a {
+		pairs[i] = a[i].wall / b[i].wall
+	}
+	wall := func(s sample) float64 { return s.wall }
+	cpu := func(s sample) float64 { return s.cpu }
+	fmt.Printf("%s_ratio=%.6f\n", p, median(pick(a, wall))/median(pick(b, wall)))
+	fmt.Printf("%s_pair_ratio=%.6f\n", p, median(pairs))
+	fmt.Printf("%s_cpu_ratio=%.6f\n", p, median(pick(a, cpu))/median(pick(b, cpu)))
 }
 
 // run runs cmd with sh -c in its own process group, stdin from /dev/null,
