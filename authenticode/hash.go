@@ -73,20 +73,9 @@ func (f *File) ImageHash(hashes ...crypto.Hash) (map[crypto.Hash][]byte, error) 
 	if len(hashes) == 0 {
 		return nil, errors.New("pe: ImageHash: no hash function requested")
 	}
-	var ws []hash.Hash
-	var ids []crypto.Hash
-	for _, h := range hashes {
-		if !h.Available() {
-			return nil, fmt.Errorf("pe: ImageHash: hash function %v not available", h)
-		}
-		dup := false
-		for _, x := range ids {
-			dup = dup || x == h
-		}
-		if !dup {
-			ids = append(ids, h)
-			ws = append(ws, h.New())
-		}
+	ws, ids, err := newWriters(hashes)
+	if err != nil {
+		return nil, err
 	}
 	spans, pad := f.hashSpans()
 	if err := f.hashStream(spans, ws); err != nil {
@@ -98,11 +87,7 @@ func (f *File) ImageHash(hashes ...crypto.Hash) (map[crypto.Hash][]byte, error) 
 			w.Write(z)
 		}
 	}
-	out := make(map[crypto.Hash][]byte, len(ids))
-	for i, h := range ids {
-		out[h] = ws[i].Sum(nil)
-	}
-	return out, nil
+	return sums(ids, ws), nil
 }
 
 // hashStream feeds the spans to every hash. Chunks are read alternately into
@@ -167,4 +152,137 @@ func copyRange(r io.ReaderAt, off, n int64, sink func(off int64, p []byte) error
 		left -= c
 	}
 	return nil
+}
+
+// Hashes computes, in one read of the file, the Authenticode image hash for
+// each of image and the hash of the whole file as stored for each of file
+// (what block lists match). For the usual layout, where the hashed ranges
+// come in file order, every byte is read once; otherwise it falls back to
+// ImageHash and a second pass.
+func (f *File) Hashes(image, file []crypto.Hash) (imageSums, fileSums map[crypto.Hash][]byte, err error) {
+	spans, pad := f.hashSpans()
+	monotonic := true
+	for i := 1; i < len(spans); i++ {
+		if spans[i].off < spans[i-1].off+spans[i-1].n {
+			monotonic = false
+		}
+	}
+	if !monotonic || len(image) == 0 {
+		if len(image) > 0 {
+			if imageSums, err = f.ImageHash(image...); err != nil {
+				return nil, nil, err
+			}
+		}
+		fileSums, err = f.fileHashes(file)
+		return imageSums, fileSums, err
+	}
+	iw, ids, err := newWriters(image)
+	if err != nil {
+		return nil, nil, err
+	}
+	fw, fids, err := newWriters(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range spans {
+		if s.n < 0 || s.off < 0 || s.off+s.n > f.Size {
+			return nil, nil, reason.New(reason.Malformed, "pe: internal range [%d,+%d) outside the file", s.off, s.n)
+		}
+	}
+	b0, b1 := bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
+	defer bufPool.Put(b0)
+	defer bufPool.Put(b1)
+	bufs := [2][]byte{*b0, *b1}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	si := 0 // first span that may still intersect
+	for k, off := 0, int64(0); off < f.Size; k++ {
+		buf := bufs[k%2]
+		n := min(f.Size-off, int64(len(buf)))
+		if err := readFull(f.r, buf[:n], off); err != nil {
+			return nil, nil, err
+		}
+		wg.Wait()
+		chunk := buf[:n]
+		// The parts of this chunk that the image hash covers, in order.
+		var parts [][]byte
+		for si < len(spans) && spans[si].off+spans[si].n <= off {
+			si++
+		}
+		for j := si; j < len(spans) && spans[j].off < off+n; j++ {
+			lo := max(spans[j].off, off) - off
+			hi := min(spans[j].off+spans[j].n, off+n) - off
+			if hi > lo {
+				parts = append(parts, chunk[lo:hi])
+			}
+		}
+		wg.Add(len(iw) + len(fw))
+		for _, w := range iw {
+			go func() {
+				defer wg.Done()
+				for _, p := range parts {
+					w.Write(p)
+				}
+			}()
+		}
+		for _, w := range fw {
+			go func() {
+				defer wg.Done()
+				w.Write(chunk)
+			}()
+		}
+		off += n
+	}
+	wg.Wait()
+	if pad > 0 {
+		z := make([]byte, pad)
+		for _, w := range iw {
+			w.Write(z)
+		}
+	}
+	return sums(ids, iw), sums(fids, fw), nil
+}
+
+func (f *File) fileHashes(hs []crypto.Hash) (map[crypto.Hash][]byte, error) {
+	ws, ids, err := newWriters(hs)
+	if err != nil || len(ws) == 0 {
+		return map[crypto.Hash][]byte{}, err
+	}
+	err = copyRange(f.r, 0, f.Size, func(_ int64, p []byte) error {
+		for _, w := range ws {
+			w.Write(p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return sums(ids, ws), nil
+}
+
+func newWriters(hs []crypto.Hash) ([]hash.Hash, []crypto.Hash, error) {
+	var ws []hash.Hash
+	var ids []crypto.Hash
+	for _, h := range hs {
+		if !h.Available() {
+			return nil, nil, fmt.Errorf("pe: hash function %v not available", h)
+		}
+		dup := false
+		for _, x := range ids {
+			dup = dup || x == h
+		}
+		if !dup {
+			ids = append(ids, h)
+			ws = append(ws, h.New())
+		}
+	}
+	return ws, ids, nil
+}
+
+func sums(ids []crypto.Hash, ws []hash.Hash) map[crypto.Hash][]byte {
+	out := make(map[crypto.Hash][]byte, len(ids))
+	for i, h := range ids {
+		out[h] = ws[i].Sum(nil)
+	}
+	return out
 }

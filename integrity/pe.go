@@ -60,20 +60,21 @@ func collectPESignatures(certs []authenticode.WinCertificate) []peSig {
 }
 
 func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size int64) error {
-	sum, err := hashFile(f, size)
-	if err != nil {
-		return err
-	}
-	v.SHA256 = sum
 	pf, err := authenticode.Parse(f, size)
 	if err != nil {
+		sum, herr := hashFile(f, size)
+		if herr != nil {
+			return herr
+		}
+		v.SHA256 = sum
 		return reason.Wrap(reason.Of(err, reason.Malformed), err)
 	}
 	certs, certErr := pf.Certificates()
 	sigs := collectPESignatures(certs)
 
-	// One pass computes every image hash needed: SHA-1 and SHA-256 for block
-	// lists, and whatever the signatures use.
+	// One read of the file computes every hash needed: the file's SHA-256,
+	// the image hash in SHA-1 and SHA-256 for block lists and output, and
+	// whatever the signatures use.
 	algs := []crypto.Hash{crypto.SHA1, crypto.SHA256}
 	idatas := make([]*authenticode.IndirectData, len(sigs))
 	idErrs := make([]error, len(sigs))
@@ -93,10 +94,11 @@ func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size i
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	hashes, err := pf.ImageHash(algs...)
+	hashes, fileSums, err := pf.Hashes(algs, []crypto.Hash{crypto.SHA256})
 	if err != nil {
 		return reason.Wrap(reason.Of(err, reason.Malformed), err)
 	}
+	v.SHA256 = hex.EncodeToString(fileSums[crypto.SHA256])
 	v.Authentihash = &Authentihash{SHA1: hex.EncodeToString(hashes[crypto.SHA1]), SHA256: hex.EncodeToString(hashes[crypto.SHA256])}
 
 	for i, s := range sigs {
