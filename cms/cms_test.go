@@ -10,9 +10,12 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/vigil-attest/vigil/authenticode"
 	"github.com/vigil-attest/vigil/cms"
+	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpki"
+	"github.com/vigil-attest/vigil/kmodsig"
 	"github.com/vigil-attest/vigil/reason"
 )
 
@@ -178,6 +181,35 @@ func FuzzParse(f *testing.F) {
 	for _, o := range []cms.SignOptions{{Content: []byte("abc")}, {Detached: true, Content: []byte("abc"), NoAttributes: true}} {
 		der, _ := cms.Sign(h.Leaf.Key, h.Leaf.Cert, o)
 		f.Add(der)
+	}
+	// Real signatures: a Debian module's (no certificates, no attributes)
+	// and the Authenticode signatures of Debian's EFI binaries, with
+	// timestamps, nested signatures and Microsoft's chains.
+	for _, m := range artifacts.Modules(f)[:3] {
+		mod, err := kmodsig.ParseFile(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(mod.PKCS7)
+	}
+	for _, name := range []string{"shimx64.efi.signed", "fwupdx64.efi.signed"} {
+		file, err := os.Open(artifacts.EFI(f, name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		st, _ := file.Stat()
+		pf, err := authenticode.Parse(file, st.Size())
+		if err != nil {
+			f.Fatal(err)
+		}
+		certs, err := pf.Certificates()
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, c := range certs {
+			f.Add(c.Data)
+		}
+		file.Close()
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sd, err := cms.Parse(b)
