@@ -286,6 +286,11 @@ func verifyPKCS1v15(k *rsa.PublicKey, h crypto.Hash, digest, sig []byte) error {
 	if k.N.Sign() <= 0 || k.E < 3 || k.E&1 == 0 || k.N.BitLen() < 1024 {
 		return reason.New(reason.WeakAlgorithm, "cms: RSA public key of %d bits (e=%d) is not acceptable", k.N.BitLen(), k.E)
 	}
+	// Bound the work a hostile certificate can ask for (crypto/rsa refuses
+	// more than 16384 bits too).
+	if k.N.BitLen() > 16384 || k.E > 1<<32 {
+		return reason.New(reason.Unsupported, "cms: RSA public key of %d bits (e=%d) is too large", k.N.BitLen(), k.E)
+	}
 	if len(sig) != size {
 		return reason.New(reason.BadSignature, "cms: RSA signature of %d bytes for a %d-byte modulus", len(sig), size)
 	}
