@@ -107,33 +107,25 @@ func skid(pub crypto.PublicKey) []byte {
 
 // NewRoot makes a self-signed root CA.
 func NewRoot(o Options) *Cert {
-	o.defaults()
-	if o.CommonName == "" {
-		o.CommonName = "Vigil Test Root CA"
-	}
-	key := newKey(o.Key)
-	tmpl := &x509.Certificate{
-		SerialNumber:          o.Serial,
-		Subject:               pkix.Name{CommonName: o.CommonName, Organization: []string{"Vigil Test"}},
-		NotBefore:             o.NotBefore,
-		NotAfter:              o.NotAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		SubjectKeyId:          skid(key.Public()),
-		SignatureAlgorithm:    o.SigAlg,
-	}
+	tmpl, key := caTemplate(o, "Vigil Test Root CA")
 	return sign(tmpl, tmpl, key.Public(), key, key)
 }
 
 // NewIntermediate makes a CA certificate issued by parent.
 func (parent *Cert) NewIntermediate(o Options) *Cert {
+	tmpl, key := caTemplate(o, "Vigil Test Intermediate CA")
+	tmpl.ExtKeyUsage = o.EKU
+	return sign(tmpl, parent.Cert, key.Public(), parent.Key, key)
+}
+
+// caTemplate returns a CA certificate template and its new key.
+func caTemplate(o Options, defaultCN string) (*x509.Certificate, crypto.Signer) {
 	o.defaults()
 	if o.CommonName == "" {
-		o.CommonName = "Vigil Test Intermediate CA"
+		o.CommonName = defaultCN
 	}
 	key := newKey(o.Key)
-	tmpl := &x509.Certificate{
+	return &x509.Certificate{
 		SerialNumber:          o.Serial,
 		Subject:               pkix.Name{CommonName: o.CommonName, Organization: []string{"Vigil Test"}},
 		NotBefore:             o.NotBefore,
@@ -142,10 +134,8 @@ func (parent *Cert) NewIntermediate(o Options) *Cert {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		SubjectKeyId:          skid(key.Public()),
-		ExtKeyUsage:           o.EKU,
 		SignatureAlgorithm:    o.SigAlg,
-	}
-	return sign(tmpl, parent.Cert, key.Public(), parent.Key, key)
+	}, key
 }
 
 // NewLeaf makes an end-entity certificate issued by parent. Its EKU defaults
