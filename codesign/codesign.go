@@ -145,7 +145,7 @@ func SignPE(s *Signer, r io.ReaderAt, size int64, w io.Writer) error {
 // and serial (or subject key identifier).
 func SignModule(s *Signer, r io.ReaderAt, size int64, w io.Writer) error {
 	content := io.NewSectionReader(r, 0, size)
-	if isSigned(r, size) {
+	if kmodsig.HasMarker(r, size) {
 		return fmt.Errorf("module is already signed (strip the signature first)")
 	}
 	h := s.hash().New()
@@ -164,18 +164,6 @@ func SignModule(s *Signer, r io.ReaderAt, size int64, w io.Writer) error {
 		return err
 	}
 	return kmodsig.Append(w, io.NewSectionReader(r, 0, size), sig)
-}
-
-func isSigned(r io.ReaderAt, size int64) bool {
-	n := int64(len(kmodsig.Magic))
-	if size < n {
-		return false
-	}
-	b := make([]byte, n)
-	if _, err := r.ReadAt(b, size-n); err != nil {
-		return false
-	}
-	return string(b) == kmodsig.Magic
 }
 
 // SignDetached writes a DER detached CMS signature of the content, with

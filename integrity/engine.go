@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +23,7 @@ import (
 	"github.com/vigil-attest/vigil/cms"
 	"github.com/vigil-attest/vigil/codepolicy"
 	"github.com/vigil-attest/vigil/kmodsig"
+	"github.com/vigil-attest/vigil/kmodsig/decompress"
 	"github.com/vigil-attest/vigil/reason"
 )
 
@@ -51,6 +54,8 @@ type Engine struct {
 
 	detail  bool
 	digest  string // the policy's, computed once
+	anchors []*x509.Certificate
+	ekus    []asn1.ObjectIdentifier
 	cacheOn bool
 	mu      sync.Mutex
 	cache   map[cacheKey]*Verdict
@@ -74,7 +79,9 @@ func New(o Options) *Engine {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	e.keyring = append(append([]*x509.Certificate(nil), o.Keyring...), e.policy.Anchors()...)
+	// The policy is fixed for the engine's life: copy what every file needs.
+	e.anchors, e.ekus = e.policy.Anchors(), e.policy.RequiredEKUs()
+	e.keyring = append(append([]*x509.Certificate(nil), o.Keyring...), e.anchors...)
 	e.digest = e.policy.Digest()
 	if e.cacheOn {
 		e.cache = map[cacheKey]*Verdict{}
@@ -145,11 +152,16 @@ func Detect(name string, head []byte) Format {
 		return FormatPE
 	case bytes.HasPrefix(head, []byte("\x7fELF")) && isModuleName(name):
 		return FormatKmod
-	case isModuleName(name) && (bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}) ||
-		bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}) || bytes.HasPrefix(head, []byte{0x1f, 0x8b})):
+	case isModuleName(name) && isCompressedModule(head):
 		return FormatKmod
 	}
 	return FormatUnknown
+}
+
+// isCompressedModule reports a compression kmod can load modules from.
+func isCompressedModule(head []byte) bool {
+	f := decompress.Detect(head)
+	return f != decompress.None && f.Decodable()
 }
 
 func isModuleName(name string) bool {
@@ -181,7 +193,7 @@ func (e *Engine) verify(ctx context.Context, path string, f io.ReaderAt, size in
 	head := make([]byte, 8)
 	n, _ := f.ReadAt(head, 0)
 	v.Format = Detect(path, head[:n])
-	if v.Format == FormatUnknown && bytes.HasPrefix(head[:n], []byte("\x7fELF")) && hasModuleTrailer(f, size) {
+	if v.Format == FormatUnknown && bytes.HasPrefix(head[:n], []byte("\x7fELF")) && kmodsig.HasMarker(f, size) {
 		v.Format = FormatKmod
 	}
 	var sig []byte
@@ -204,12 +216,7 @@ func (e *Engine) verify(ctx context.Context, path string, f io.ReaderAt, size in
 	case FormatCMS:
 		err = e.verifyDetached(ctx, v, f, size, sig)
 	default:
-		sum, herr := hashFile(f, size)
-		if herr != nil {
-			v.Error = herr.Error()
-			return v, herr
-		}
-		v.SHA256 = sum
+		v.SHA256, err = hashFile(f, size)
 	}
 	if err != nil {
 		var re *reason.Error
@@ -223,17 +230,6 @@ func (e *Engine) verify(ctx context.Context, path string, f io.ReaderAt, size in
 	}
 	e.decide(v)
 	return v, nil
-}
-
-func hasModuleTrailer(r io.ReaderAt, size int64) bool {
-	if size < int64(len(kmodsig.Magic)) {
-		return false
-	}
-	b := make([]byte, len(kmodsig.Magic))
-	if _, err := r.ReadAt(b, size-int64(len(b))); err != nil {
-		return false
-	}
-	return string(b) == kmodsig.Magic
 }
 
 // decide applies the file-level rule: allowed when at least one signature is
@@ -273,24 +269,26 @@ func (e *Engine) decide(v *Verdict) {
 	// A deny rule on a signer denies the file whatever else signs it, like
 	// a hash deny rule; revocation only invalidates its own signature.
 	for _, s := range v.Signatures {
-		if containsCode(s.Reasons, reason.BlocklistedSigner) {
+		if slices.Contains(s.Reasons, reason.BlocklistedSigner) {
 			v.Reasons = appendCode(v.Reasons, reason.BlocklistedSigner)
 		}
 	}
-	v.Allowed = anyValid && len(v.DenyRules) == 0 && !containsCode(v.Reasons, reason.Malformed) &&
-		!containsCode(v.Reasons, reason.BlocklistedSigner)
+	v.Allowed = anyValid && len(v.DenyRules) == 0 && !slices.Contains(v.Reasons, reason.Malformed) &&
+		!slices.Contains(v.Reasons, reason.BlocklistedSigner)
 	if !v.Allowed && len(v.Reasons) == 0 {
 		v.Reasons = appendCode(v.Reasons, reason.Malformed)
 	}
 }
 
-func containsCode(cs []reason.Code, c reason.Code) bool {
-	for _, x := range cs {
-		if x == c {
-			return true
-		}
+// unparsable records the file's SHA-256 (block lists still apply) and
+// returns the parse error tagged malformed unless it carries its own code.
+func unparsable(v *Verdict, f io.ReaderAt, size int64, err error) error {
+	sum, herr := hashFile(f, size)
+	if herr != nil {
+		return herr
 	}
-	return false
+	v.SHA256 = sum
+	return reason.Wrap(reason.Of(err, reason.Malformed), err)
 }
 
 // hashFile returns the hex SHA-256 of a whole file.
@@ -324,12 +322,6 @@ func newHashes(hs ...crypto.Hash) (map[crypto.Hash]hash.Hash, multiHash) {
 		m = append(m, x)
 	}
 	return out, m
-}
-
-// WithDetail returns a copy of the engine that adds certificate details to
-// verdicts. The copy has no cache.
-func (e *Engine) WithDetail() *Engine {
-	return &Engine{policy: e.policy, keyring: e.keyring, now: e.now, log: e.log, detail: true, digest: e.digest}
 }
 
 // fileSigSource reads sigPath, or path+".p7s" when sigPath is empty and that
