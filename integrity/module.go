@@ -21,12 +21,7 @@ import (
 func (e *Engine) verifyModule(ctx context.Context, v *Verdict, f io.ReaderAt, size int64) error {
 	r, err := kmodsig.NewReader(f, size, kmodsig.Options{})
 	if err != nil {
-		sum, herr := hashFile(f, size)
-		if herr != nil {
-			return herr
-		}
-		v.SHA256 = sum
-		return reason.Wrap(reason.Of(err, reason.Malformed), err)
+		return unparsable(v, f, size, err)
 	}
 	defer r.Close()
 	m, merr := r.Parse()

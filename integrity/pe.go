@@ -62,12 +62,7 @@ func collectPESignatures(certs []authenticode.WinCertificate) []peSig {
 func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size int64) error {
 	pf, err := authenticode.Parse(f, size)
 	if err != nil {
-		sum, herr := hashFile(f, size)
-		if herr != nil {
-			return herr
-		}
-		v.SHA256 = sum
-		return reason.Wrap(reason.Of(err, reason.Malformed), err)
+		return unparsable(v, f, size, err)
 	}
 	certs, certErr := pf.Certificates()
 	sigs := collectPESignatures(certs)
