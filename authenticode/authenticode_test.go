@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-attest/vigil/cms"
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/reason"
@@ -264,7 +265,7 @@ func TestNestedSignature(t *testing.T) {
 	if err != nil || id.DigestAlgorithm != crypto.SHA256 || !bytes.Equal(id.Digest, hashes[crypto.SHA256]) {
 		t.Fatalf("primary: %+v, %v", id, err)
 	}
-	nested := parseP7(t, attrValue(t, sigs[0].UnauthAttrs, OIDNestedSignature))
+	nested := parseP7(t, attrValue(t, sigs[0].UnauthAttrs, cms.OIDNestedSignature))
 	nid, err := ParseIndirectData(nested.Content)
 	if err != nil || nid.DigestAlgorithm != crypto.SHA1 || !bytes.Equal(nid.Digest, hashes[crypto.SHA1]) {
 		t.Fatalf("nested: %+v, %v", nid, err)
@@ -657,21 +658,21 @@ func TestParseIndirectDataErrors(t *testing.T) {
 	short, _ := asn1.Marshal(struct {
 		Data attr
 		D    di
-	}{attr{asn1.ObjectIdentifier{1, 2, 3}}, di{algo{oidSHA256}, make([]byte, 31)}})
+	}{attr{asn1.ObjectIdentifier{1, 2, 3}}, di{algo{cms.OIDSHA256}, make([]byte, 31)}})
 	_, err = ParseIndirectData(short)
 	wantCode(t, err, reason.Malformed)
 	// SpcPeImageData type without a value: malformed.
 	noVal, _ := asn1.Marshal(struct {
 		Data attr
 		D    di
-	}{attr{OIDSpcPEImageData}, di{algo{oidSHA256}, make([]byte, 32)}})
+	}{attr{OIDSpcPEImageData}, di{algo{cms.OIDSHA256}, make([]byte, 32)}})
 	_, err = ParseIndirectData(noVal)
 	wantCode(t, err, reason.Malformed)
 	// Another data type is accepted and carries its value.
 	other, _ := asn1.Marshal(struct {
 		Data attr
 		D    di
-	}{attr{asn1.ObjectIdentifier{1, 2, 3}}, di{algo{oidSHA1}, make([]byte, 20)}})
+	}{attr{asn1.ObjectIdentifier{1, 2, 3}}, di{algo{cms.OIDSHA1}, make([]byte, 20)}})
 	if id, err := ParseIndirectData(other); err != nil || id.PageHashes != nil || id.DigestAlgorithm != crypto.SHA1 {
 		t.Fatalf("%+v, %v", id, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"unicode/utf16"
 
+	"github.com/vigil-attest/vigil/cms"
 	"github.com/vigil-attest/vigil/reason"
 )
 
@@ -22,40 +23,10 @@ var (
 	OIDCommercialCodeSigning  = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 2, 1, 22}
 	OIDSpcPEImagePageHashesV1 = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 2, 3, 1} // SHA-1 page hashes
 	OIDSpcPEImagePageHashesV2 = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 2, 3, 2} // SHA-256 page hashes
-	OIDNestedSignature        = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 2, 4, 1}
-	OIDMSTimestamp            = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 3, 3, 1} // RFC 3161 token as an unsigned attribute
-	oidSHA1, oidSHA256        = asn1.ObjectIdentifier{1, 3, 14, 3, 2, 26}, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 1}
-	oidSHA384, oidSHA512      = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 2}, asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 3}
-	oidMD5                    = asn1.ObjectIdentifier{1, 2, 840, 113549, 2, 5}
 	spcPageHashClassID        = []byte{0xa6, 0xb5, 0x86, 0xd5, 0xb4, 0xa1, 0x24, 0x66, 0xae, 0x05, 0xa2, 0x17, 0xda, 0x8e, 0x60, 0xd6}
 	obsoleteLinkDER           = mustObsoleteLink()
 	errIndirectTrailing       = errors.New("trailing data")
-	hashOIDs                  = []struct {
-		h   crypto.Hash
-		oid asn1.ObjectIdentifier
-	}{{crypto.SHA1, oidSHA1}, {crypto.SHA256, oidSHA256}, {crypto.SHA384, oidSHA384}, {crypto.SHA512, oidSHA512}, {crypto.MD5, oidMD5}}
 )
-
-// HashOID returns the digest algorithm OID of h, and false for hashes
-// Authenticode does not use.
-func HashOID(h crypto.Hash) (asn1.ObjectIdentifier, bool) {
-	for _, x := range hashOIDs {
-		if x.h == h {
-			return x.oid, true
-		}
-	}
-	return nil, false
-}
-
-// HashFromOID maps a digest algorithm OID to its crypto.Hash, or 0.
-func HashFromOID(oid asn1.ObjectIdentifier) crypto.Hash {
-	for _, x := range hashOIDs {
-		if x.oid.Equal(oid) {
-			return x.h
-		}
-	}
-	return 0
-}
 
 // PageHashes is the page hash table of a signature: a sequence of entries,
 // each a 4-byte little-endian file offset followed by a digest, one per 4096
@@ -144,8 +115,8 @@ func ParseIndirectData(der []byte) (*IndirectData, error) {
 	if len(c.Data.Value.FullBytes) > 0 {
 		id.DataValue = c.Data.Value.FullBytes
 	}
-	id.DigestAlgorithm = HashFromOID(id.DigestOID)
-	if id.DigestAlgorithm == 0 {
+	var err error
+	if id.DigestAlgorithm, err = cms.HashFromOID(id.DigestOID); err != nil {
 		return nil, reason.New(reason.Unsupported, "authenticode: unsupported digest algorithm %v", id.DigestOID)
 	}
 	if len(id.Digest) != id.DigestAlgorithm.Size() {
@@ -300,8 +271,12 @@ func MarshalIndirectDataWithPageHashes(h crypto.Hash, digest []byte, ph *PageHas
 }
 
 func marshalIndirectData(h crypto.Hash, digest []byte, link []byte) ([]byte, error) {
-	oid, ok := HashOID(h)
-	if !ok {
+	// cms.OIDFromHash leaves out MD5, which Authenticode content may use.
+	oid, err := cms.OIDFromHash(h)
+	if h == crypto.MD5 {
+		oid, err = cms.OIDMD5, nil
+	}
+	if err != nil {
 		return nil, fmt.Errorf("authenticode: unsupported digest algorithm %v", h)
 	}
 	if len(digest) != h.Size() {
