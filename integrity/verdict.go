@@ -10,6 +10,7 @@
 package integrity
 
 import (
+	"slices"
 	"time"
 
 	"github.com/vigil-attest/vigil/reason"
@@ -115,10 +116,8 @@ func (s *Signature) fail(c reason.Code, err error) {
 }
 
 func appendCode(cs []reason.Code, c reason.Code) []reason.Code {
-	for _, x := range cs {
-		if x == c {
-			return cs
-		}
+	if slices.Contains(cs, c) {
+		return cs
 	}
 	return append(cs, c)
 }

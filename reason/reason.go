@@ -79,26 +79,3 @@ func Of(err error, def Code) Code {
 	}
 	return def
 }
-
-// Set is an ordered set of codes, used to collect the reasons of a verdict.
-type Set []Code
-
-// Add appends c when it is not already present.
-func (s *Set) Add(c Code) {
-	for _, x := range *s {
-		if x == c {
-			return
-		}
-	}
-	*s = append(*s, c)
-}
-
-// Has reports whether c is in the set.
-func (s Set) Has(c Code) bool {
-	for _, x := range s {
-		if x == c {
-			return true
-		}
-	}
-	return false
-}
