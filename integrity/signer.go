@@ -104,11 +104,11 @@ func (e *Engine) checkSigner(c signerCheck, sig *Signature) {
 	}
 	intermediates := append(append([]*x509.Certificate(nil), c.sd.Certificates...), e.keyring...)
 	chain, err := trust.Build(cert, trust.Options{
-		Anchors:       p.Anchors(),
+		Anchors:       e.anchors,
 		Intermediates: intermediates,
 		At:            at,
 		IgnoreExpiry:  p.IgnoreExpiry,
-		RequireEKU:    p.RequiredEKUs(),
+		RequireEKU:    e.ekus,
 		MinHash:       p.MinimumHash(),
 	})
 	if err != nil {
@@ -155,7 +155,7 @@ func (e *Engine) checkTSA(ts cms.Timestamp) error {
 		return reason.New(reason.WrongEKU, "TSA certificate %q lacks a critical timeStamping-only extended key usage (RFC 3161 2.3)", ts.Signer.Subject.String())
 	}
 	_, err := trust.Build(ts.Signer, trust.Options{
-		Anchors:       e.policy.Anchors(),
+		Anchors:       e.anchors,
 		Intermediates: append(append([]*x509.Certificate(nil), ts.Certificates...), e.keyring...),
 		At:            ts.Time,
 		RequireEKU:    []asn1.ObjectIdentifier{trust.EKUTimeStamping},

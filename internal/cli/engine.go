@@ -26,6 +26,8 @@ type engineOptions struct {
 	Keyring      []string
 	Kernel       []string
 	IgnoreExpiry bool
+	// detail asks the engine for certificate details (inspect).
+	detail bool
 }
 
 func (o *engineOptions) addFlags(fs *pflag.FlagSet) {
@@ -46,13 +48,9 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 	} else {
 		p = codepolicy.Default()
 	}
-	var anchors []*x509.Certificate
-	for _, f := range o.Trust {
-		cs, err := readCertificates(f)
-		if err != nil {
-			return nil, usageErr("--trust: %v", err)
-		}
-		anchors = append(anchors, cs...)
+	anchors, err := loadCertificates(o.Trust)
+	if err != nil {
+		return nil, usageErr("--trust: %v", err)
 	}
 	for _, k := range o.Kernel {
 		cs, err := kernelKeys(k, log)
@@ -68,20 +66,24 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 	if o.IgnoreExpiry {
 		p.IgnoreExpiry = true
 	}
-	var keyring []*x509.Certificate
-	for _, f := range o.Keyring {
-		cs, err := readCertificates(f)
-		if err != nil {
-			return nil, usageErr("--keyring: %v", err)
-		}
-		keyring = append(keyring, cs...)
+	keyring, err := loadCertificates(o.Keyring)
+	if err != nil {
+		return nil, usageErr("--keyring: %v", err)
 	}
-	return integrity.New(integrity.Options{Policy: p, Keyring: keyring, Logger: log}), nil
+	return integrity.New(integrity.Options{Policy: p, Keyring: keyring, Logger: log, Detail: o.detail}), nil
 }
 
-// readCertificates reads PEM (every CERTIFICATE block) or DER certificates.
-func readCertificates(path string) ([]*x509.Certificate, error) {
-	return trust.LoadCertificates(path)
+// loadCertificates reads every certificate of every file (PEM or DER).
+func loadCertificates(files []string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for _, f := range files {
+		cs, err := trust.LoadCertificates(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cs...)
+	}
+	return out, nil
 }
 
 // kernelKeys returns the certificates built into a kernel image. Finding

@@ -29,11 +29,11 @@ Exit code 0 when every file is allowed, 1 when any is denied, 2 on a usage or I/
 			if o.Output != "text" && o.Output != "json" {
 				return usageErr("--output must be text or json")
 			}
+			o.detail = true
 			eng, err := o.build(g.logger)
 			if err != nil {
 				return err
 			}
-			eng = eng.WithDetail()
 			var vs []*integrity.Verdict
 			ioFailed := false
 			for _, p := range args {
