@@ -1,9 +1,9 @@
 package cli
 
 import (
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -79,13 +79,9 @@ default policy is used) and written to --out (default: --policy, or stdout).
 				var b []byte
 				var opts []codepolicy.CRLOption
 				if o.VerifyCRL || len(o.CRLIssuer) > 0 {
-					var inter []*x509.Certificate
-					for _, f := range o.CRLIssuer {
-						cs, err := readCertificates(f)
-						if err != nil {
-							return usageErr("--crl-issuer: %v", err)
-						}
-						inter = append(inter, cs...)
+					inter, err := loadCertificates(o.CRLIssuer)
+					if err != nil {
+						return usageErr("--crl-issuer: %v", err)
 					}
 					opts = append(opts, codepolicy.VerifyCRL(inter...))
 				}
@@ -216,15 +212,16 @@ func sortedKeys(m map[string]int) []string {
 	return ks
 }
 
-func readAllBounded(f *os.File, max int64) ([]byte, error) {
-	st, err := f.Stat()
+// readAllBounded reads what is left of r, refusing more than max bytes.
+func readAllBounded(r io.Reader, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
 	if err != nil {
 		return nil, err
 	}
-	if st.Size() > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", f.Name(), max)
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("input is larger than %d bytes", max)
 	}
-	return os.ReadFile(f.Name())
+	return b, nil
 }
 
 // writeFileAtomic writes through a temporary file and a rename, so a crash

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-attest/vigil/codesign"
+	"github.com/vigil-attest/vigil/trust"
 )
 
 type signOptions struct {
@@ -77,13 +78,13 @@ func (o *signOptions) signer() (*codesign.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--key %s: %w", o.Key, err)
 	}
-	certs, err := readCertificates(o.Cert)
+	certs, err := trust.LoadCertificates(o.Cert)
 	if err != nil {
 		return nil, err
 	}
 	s := &codesign.Signer{Key: key, Cert: certs[0], ProgramName: o.ProgramName, URL: o.URL, SubjectKeyID: o.KeyID}
 	if o.Chain != "" {
-		if s.Chain, err = readCertificates(o.Chain); err != nil {
+		if s.Chain, err = trust.LoadCertificates(o.Chain); err != nil {
 			return nil, err
 		}
 	}
