@@ -168,3 +168,11 @@ func FlipByte(tb testing.TB, path string, off int64) {
 		tb.Fatal(err)
 	}
 }
+
+// Main runs a package's tests and then removes the images Build made; call
+// it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	Cleanup()
+	os.Exit(code)
+}
