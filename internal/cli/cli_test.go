@@ -112,6 +112,11 @@ func TestVerifyExitCodesAndJSON(t *testing.T) {
 		t.Fatalf("formats %v", formats)
 	}
 
+	// Text: one line per file, and a summary table for several files.
+	code, out, _ = vigil(t, "verify", "--trust", f.root, f.pe, f.blob)
+	if code != 0 || strings.Count(out, "ALLOWED") != 2 || !strings.Contains(out, "SUMMARY") {
+		t.Fatalf("text output: exit %d\n%s", code, out)
+	}
 	// Denied: no trust anchor.
 	if code, _, _ := vigil(t, "verify", f.pe); code != 1 {
 		t.Fatalf("untrusted: exit %d, want 1", code)

@@ -72,7 +72,10 @@ I/O error. --output json prints one JSON object per file (JSON Lines).`,
 				}
 				verdicts = append(verdicts, v)
 			} else {
-				for _, r := range scanFiles(cmd.Context(), eng, args, o.Jobs, true, func() {}) {
+				tick, finish := progress(g, o.Output, len(args), "verifying")
+				res := scanFiles(cmd.Context(), eng, args, o.Jobs, true, tick)
+				finish()
+				for _, r := range res {
 					if r.err != nil {
 						g.logger.Error("verify failed", "path", r.path, "err", r.err)
 						ioFailed = true
@@ -83,7 +86,8 @@ I/O error. --output json prints one JSON object per file (JSON Lines).`,
 					verdicts = append(verdicts, r.v)
 				}
 			}
-			if err := writeVerdicts(g.stdout, o.Output, verdicts, false, true); err != nil {
+			// Several files get a summary table under their lines.
+			if err := writeVerdicts(g.stdout, o.Output, verdicts, len(verdicts) > 1, true); err != nil {
 				return err
 			}
 			return verdictExit(verdicts, ioFailed)
@@ -246,20 +250,9 @@ error.`,
 			if err != nil {
 				return &exitError{code: ExitUsage, err: err}
 			}
-			var bar *progressbar.ProgressBar
-			if o.Output == "text" && isTerminal(g.stderr) {
-				bar = progressbar.NewOptions(len(files), progressbar.OptionSetWriter(g.stderr),
-					progressbar.OptionSetDescription("scanning"), progressbar.OptionShowCount(),
-					progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100_000_000))
-			}
-			res := scanFiles(cmd.Context(), eng, files, o.Jobs, o.All, func() {
-				if bar != nil {
-					bar.Add(1)
-				}
-			})
-			if bar != nil {
-				bar.Finish()
-			}
+			tick, finish := progress(g, o.Output, len(files), "scanning")
+			res := scanFiles(cmd.Context(), eng, files, o.Jobs, o.All, tick)
+			finish()
 			var vs []*integrity.Verdict
 			ioFailed := false
 			for _, r := range res {
@@ -283,6 +276,18 @@ error.`,
 	cmd.Flags().BoolVar(&o.All, "all", false, "also report files in no known signed format (as unsigned)")
 	cmd.Flags().BoolVarP(&o.Verbose, "verbose", "v", false, "text output lists allowed files too, not only denied ones")
 	return cmd
+}
+
+// progress shows a progress bar on a terminal for text output. tick counts
+// one file done; finish clears the bar. Both are no-ops otherwise.
+func progress(g *globalOptions, output string, n int, label string) (tick, finish func()) {
+	if output != "text" || n < 2 || !isTerminal(g.stderr) {
+		return func() {}, func() {}
+	}
+	bar := progressbar.NewOptions(n, progressbar.OptionSetWriter(g.stderr),
+		progressbar.OptionSetDescription(label), progressbar.OptionShowCount(),
+		progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100_000_000))
+	return func() { bar.Add(1) }, func() { bar.Finish() }
 }
 
 func isTerminal(w io.Writer) bool {
