@@ -259,10 +259,7 @@ func MarshalIndirectDataWithPageHashes(h crypto.Hash, digest []byte, ph *PageHas
 	if err != nil {
 		return nil, err
 	}
-	set, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSet, IsCompound: true, Bytes: attr})
-	if err != nil {
-		return nil, err
-	}
+	set := tlv(asn1.ClassUniversal, asn1.TagSet, true, attr)
 	so, err := asn1.MarshalWithParams(spcSerializedObject{ClassID: spcPageHashClassID, SerializedData: set}, "tag:1")
 	if err != nil {
 		return nil, err
@@ -322,32 +319,18 @@ func MarshalSpOpusInfo(programName, url string) ([]byte, error) {
 		if !isASCII(programName) {
 			tag, val = 0, bmpString(programName)
 		}
-		s, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: tag, Bytes: val})
-		if err != nil {
-			return nil, err
-		}
-		e, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: s})
-		if err != nil {
-			return nil, err
-		}
-		body = append(body, e...)
+		body = append(body, tlv(asn1.ClassContextSpecific, 0, true,
+			tlv(asn1.ClassContextSpecific, tag, false, val))...)
 	}
 	if url != "" {
 		if !isASCII(url) {
 			return nil, errors.New("authenticode: opus info URL must be ASCII")
 		}
 		// moreInfo [1] EXPLICIT SpcLink, url [0] IMPLICIT IA5String
-		s, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, Bytes: []byte(url)})
-		if err != nil {
-			return nil, err
-		}
-		e, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 1, IsCompound: true, Bytes: s})
-		if err != nil {
-			return nil, err
-		}
-		body = append(body, e...)
+		body = append(body, tlv(asn1.ClassContextSpecific, 1, true,
+			tlv(asn1.ClassContextSpecific, 0, false, []byte(url)))...)
 	}
-	return asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: body})
+	return tlv(asn1.ClassUniversal, asn1.TagSequence, true, body), nil
 }
 
 // MarshalStatementType returns the DER of an SpcStatementType attribute
