@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,5 +232,21 @@ func writeCertPEM(t *testing.T, path string, c *x509.Certificate) {
 	t.Helper()
 	if err := os.WriteFile(path, testpki.CertPEMOf(c), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNotRegular: a FIFO or a directory is an I/O error, never a hang.
+func TestNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "pipe.ko")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eng := integrity.New(integrity.Options{})
+	for _, p := range []string{fifo, dir} {
+		v, err := eng.VerifyFile(context.Background(), p)
+		if err == nil || v.Allowed || v.Error == "" {
+			t.Fatalf("%s: err %v verdict %+v", p, err, v)
+		}
 	}
 }

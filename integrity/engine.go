@@ -56,7 +56,6 @@ type Engine struct {
 	digest  string // the policy's, computed once
 	anchors []*x509.Certificate
 	ekus    []asn1.ObjectIdentifier
-	cacheOn bool
 	mu      sync.Mutex
 	cache   map[cacheKey]*Verdict
 }
@@ -69,7 +68,7 @@ type cacheKey struct {
 
 // New returns an engine for the policy.
 func New(o Options) *Engine {
-	e := &Engine{policy: o.Policy, now: o.Now, log: o.Logger, cacheOn: o.Cache, detail: o.Detail}
+	e := &Engine{policy: o.Policy, now: o.Now, log: o.Logger, detail: o.Detail}
 	if e.policy == nil {
 		e.policy = codepolicy.Default()
 	}
@@ -83,7 +82,7 @@ func New(o Options) *Engine {
 	e.anchors, e.ekus = e.policy.Anchors(), e.policy.RequiredEKUs()
 	e.keyring = append(append([]*x509.Certificate(nil), o.Keyring...), e.anchors...)
 	e.digest = e.policy.Digest()
-	if e.cacheOn {
+	if o.Cache {
 		e.cache = map[cacheKey]*Verdict{}
 	}
 	return e
@@ -106,6 +105,13 @@ func (e *Engine) VerifyFileWith(ctx context.Context, path, sigPath string) (*Ver
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// Stat before opening: opening a FIFO would block.
+	if st, err := os.Stat(path); err != nil {
+		return ioVerdict(path, err), err
+	} else if !st.Mode().IsRegular() {
+		err := fmt.Errorf("%s: not a regular file", path)
+		return ioVerdict(path, err), err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return ioVerdict(path, err), err
@@ -115,12 +121,8 @@ func (e *Engine) VerifyFileWith(ctx context.Context, path, sigPath string) (*Ver
 	if err != nil {
 		return ioVerdict(path, err), err
 	}
-	if !st.Mode().IsRegular() {
-		err := fmt.Errorf("%s: not a regular file", path)
-		return ioVerdict(path, err), err
-	}
 	var key cacheKey
-	if e.cacheOn && sigPath == "" {
+	if e.cache != nil && sigPath == "" {
 		key = cacheKey{path: path, size: st.Size(), mtime: st.ModTime().UnixNano()}
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			key.ino, key.dev = sys.Ino, uint64(sys.Dev)
@@ -133,7 +135,7 @@ func (e *Engine) VerifyFileWith(ctx context.Context, path, sigPath string) (*Ver
 		}
 	}
 	v, err := e.verify(ctx, path, f, st.Size(), fileSigSource(path, sigPath))
-	if err == nil && e.cacheOn && sigPath == "" {
+	if err == nil && e.cache != nil && sigPath == "" {
 		e.mu.Lock()
 		e.cache[key] = v
 		e.mu.Unlock()
