@@ -284,34 +284,21 @@ func (p *Policy) DenySigner(cert *x509.Certificate) (rule string, denied bool) {
 		return "", false
 	}
 	tbs := cert.RawTBSCertificate
-	check := func(kind int, sum []byte) (string, bool) {
-		if _, ok := ix.deny[kind][string(sum)]; ok {
-			return "deny." + denyKinds[kind].key + ":" + hex.EncodeToString(sum), true
+	for _, c := range []struct {
+		kind int
+		sum  func([]byte) []byte
+	}{
+		{dkTBSSHA256, func(b []byte) []byte { h := sha256.Sum256(b); return h[:] }},
+		{dkTBSSHA1, func(b []byte) []byte { h := sha1.Sum(b); return h[:] }},
+		{dkTBSSHA384, func(b []byte) []byte { h := sha512.Sum384(b); return h[:] }},
+		{dkTBSSHA512, func(b []byte) []byte { h := sha512.Sum512(b); return h[:] }},
+	} {
+		if len(ix.deny[c.kind]) == 0 {
+			continue
 		}
-		return "", false
-	}
-	if len(ix.deny[dkTBSSHA256]) > 0 {
-		h := sha256.Sum256(tbs)
-		if r, ok := check(dkTBSSHA256, h[:]); ok {
-			return r, ok
-		}
-	}
-	if len(ix.deny[dkTBSSHA1]) > 0 {
-		h := sha1.Sum(tbs)
-		if r, ok := check(dkTBSSHA1, h[:]); ok {
-			return r, ok
-		}
-	}
-	if len(ix.deny[dkTBSSHA384]) > 0 {
-		h := sha512.Sum384(tbs)
-		if r, ok := check(dkTBSSHA384, h[:]); ok {
-			return r, ok
-		}
-	}
-	if len(ix.deny[dkTBSSHA512]) > 0 {
-		h := sha512.Sum512(tbs)
-		if r, ok := check(dkTBSSHA512, h[:]); ok {
-			return r, ok
+		sum := c.sum(tbs)
+		if _, ok := ix.deny[c.kind][string(sum)]; ok {
+			return "deny." + denyKinds[c.kind].key + ":" + hex.EncodeToString(sum), true
 		}
 	}
 	return "", false
