@@ -193,14 +193,9 @@ func parseDNAttrs(s string) ([]dnAttr, error) {
 					if i+1 >= len(s) {
 						return nil, fmt.Errorf("%s: trailing backslash", typ)
 					}
-					if i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]) {
-						b, _ := hex.DecodeString(s[i+1 : i+3])
-						buf = append(buf, b[0])
-						i += 3
-						continue
-					}
-					buf = append(buf, s[i+1])
-					i += 2
+					b, n := unescape(s, i)
+					buf = append(buf, b)
+					i += n
 					continue
 				}
 				buf = append(buf, c)
@@ -252,19 +247,25 @@ func parseQuoted(s string) (string, int, error) {
 			if i+1 >= len(s) {
 				return "", 0, errors.New("unterminated quoted value")
 			}
-			if i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]) {
-				b, _ := hex.DecodeString(s[i+1 : i+3])
-				buf = append(buf, b[0])
-				i += 2
-				continue
-			}
-			buf = append(buf, s[i+1])
-			i++
+			b, n := unescape(s, i)
+			buf = append(buf, b)
+			i += n - 1
 		default:
 			buf = append(buf, c)
 		}
 	}
 	return "", 0, errors.New("unterminated quoted value")
+}
+
+// unescape decodes the escape at s[i] (a backslash, with s[i+1] present):
+// a backslash and two hex digits, or a backslash and one character. It
+// returns the byte and the length of the escape.
+func unescape(s string, i int) (byte, int) {
+	if i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]) {
+		b, _ := hex.DecodeString(s[i+1 : i+3])
+		return b[0], 3
+	}
+	return s[i+1], 2
 }
 
 func isHexDigit(c byte) bool {
