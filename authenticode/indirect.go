@@ -268,11 +268,7 @@ func MarshalIndirectDataWithPageHashes(h crypto.Hash, digest []byte, ph *PageHas
 }
 
 func marshalIndirectData(h crypto.Hash, digest []byte, link []byte) ([]byte, error) {
-	// cms.OIDFromHash leaves out MD5, which Authenticode content may use.
 	oid, err := cms.OIDFromHash(h)
-	if h == crypto.MD5 {
-		oid, err = cms.OIDMD5, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("authenticode: unsupported digest algorithm %v", h)
 	}

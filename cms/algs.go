@@ -62,9 +62,12 @@ func HashFromOID(oid asn1.ObjectIdentifier) (crypto.Hash, error) {
 	return 0, reason.New(reason.Unsupported, "cms: unsupported digest algorithm %v", oid)
 }
 
-// OIDFromHash maps a hash to its digest algorithm identifier.
+// OIDFromHash maps a hash to its digest algorithm identifier, the inverse
+// of HashFromOID.
 func OIDFromHash(h crypto.Hash) (asn1.ObjectIdentifier, error) {
 	switch h {
+	case crypto.MD5:
+		return OIDMD5, nil
 	case crypto.SHA1:
 		return OIDSHA1, nil
 	case crypto.SHA256:

@@ -58,6 +58,9 @@ func Sign(signer crypto.Signer, cert *x509.Certificate, o SignOptions) ([]byte, 
 	if o.ContentType == nil {
 		o.ContentType = OIDData
 	}
+	if o.Hash == crypto.MD5 {
+		return nil, errors.New("cms: refusing to sign with MD5")
+	}
 	halg, err := OIDFromHash(o.Hash)
 	if err != nil {
 		return nil, err
