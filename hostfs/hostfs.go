@@ -1,0 +1,351 @@
+// Package hostfs reads a host's files through a root path. The agent's
+// collectors read /proc, /sys, /boot, /lib/modules and /etc only through a
+// Source, so a tree captured from another host (or built as a test fixture)
+// is measured exactly like the live system under "/".
+//
+// A Source records a SHA-256 digest of every file it reads; the runtime
+// report carries those digests, and Capture copies the same files into a
+// tree for support bundles.
+package hostfs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// MaxFile bounds ReadFile: no file a collector reads whole is larger on a
+// real host (the largest, an IMA list or event log, stream through Open).
+const MaxFile = 64 << 20
+
+// ErrTooLarge is returned for a file larger than the read limit.
+var ErrTooLarge = errors.New("file exceeds the read limit")
+
+// Source is what collectors read through. Names are absolute, slash
+// separated paths as on the measured host ("/proc/modules"). Errors for
+// absent files satisfy errors.Is(err, fs.ErrNotExist).
+//
+// Tests wrap a Source to model a rootkit that hides entries from one view
+// (a ReadDir that omits a PID, say) while another view still sees them.
+type Source interface {
+	// ReadFile returns the whole file, at most MaxFile bytes.
+	ReadFile(name string) ([]byte, error)
+	// ReadDir lists a directory, sorted by name.
+	ReadDir(name string) ([]fs.DirEntry, error)
+	// Readlink returns a symbolic link's target, unresolved.
+	Readlink(name string) (string, error)
+	// Stat follows symbolic links (inside the root).
+	Stat(name string) (fs.FileInfo, error)
+	// Lstat does not follow a final symbolic link.
+	Lstat(name string) (fs.FileInfo, error)
+	// Open opens a file for streaming (event logs, IMA lists, binaries).
+	Open(name string) (File, error)
+	// HostPath is the path on this machine for a host path, for code that
+	// needs an OS path (the code-integrity engine's cache keys).
+	HostPath(name string) string
+	// Record notes that a file's bytes were read elsewhere (streamed or
+	// verified by the engine) with this SHA-256, so that the report's input
+	// digests and a capture include it.
+	Record(name string, sha256hex string)
+}
+
+// File is an open file.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Seeker
+	io.Closer
+	Stat() (fs.FileInfo, error)
+}
+
+// Dir is a Source over a directory: "/" for the live host.
+type Dir struct {
+	root string
+
+	mu     sync.Mutex
+	inputs map[string]string // host path → sha256 hex
+	dirs   map[string]bool   // directories listed (for Capture)
+	links  map[string]string // symbolic links read
+}
+
+// New returns a Source rooted at root ("" means "/").
+func New(root string) *Dir {
+	if root == "" {
+		root = "/"
+	}
+	return &Dir{root: filepath.Clean(root), inputs: map[string]string{}, dirs: map[string]bool{}, links: map[string]string{}}
+}
+
+// Root is the directory the source reads under.
+func (d *Dir) Root() string { return d.root }
+
+// clean makes name absolute and clean; ".." cannot climb above "/".
+func clean(name string) string {
+	return path.Clean("/" + name)
+}
+
+// HostPath maps a host path to this machine's path under the root. Symbolic
+// links met along the way are not resolved here; use resolve for that.
+func (d *Dir) HostPath(name string) string {
+	return filepath.Join(d.root, filepath.FromSlash(clean(name)))
+}
+
+// resolve follows symbolic links in name inside the root, as if the root
+// were "/" (a captured tree's /proc/1/exe → /usr/sbin/init resolves to
+// ROOT/usr/sbin/init, never to this machine's file). On the live host the
+// result is the same path the kernel would use.
+func (d *Dir) resolve(name string) (string, error) {
+	name = clean(name)
+	if d.root == "/" {
+		return name, nil
+	}
+	parts := strings.Split(strings.TrimPrefix(name, "/"), "/")
+	cur := "/"
+	for hops := 0; len(parts) > 0; {
+		p := parts[0]
+		parts = parts[1:]
+		if p == "" || p == "." {
+			continue
+		}
+		next := path.Join(cur, p)
+		fi, err := os.Lstat(d.HostPath(next))
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		if hops++; hops > 40 {
+			return "", fmt.Errorf("%s: too many levels of symbolic links", name)
+		}
+		t, err := os.Readlink(d.HostPath(next))
+		if err != nil {
+			return "", err
+		}
+		if !path.IsAbs(t) {
+			t = path.Join(cur, t)
+		}
+		rest := strings.Split(strings.TrimPrefix(clean(t), "/"), "/")
+		parts = append(rest, parts...)
+		cur = "/"
+	}
+	return cur, nil
+}
+
+func (d *Dir) record(name string, b []byte) {
+	sum := sha256.Sum256(b)
+	d.Record(name, hex.EncodeToString(sum[:]))
+}
+
+// Record implements Source.
+func (d *Dir) Record(name, sum string) {
+	d.mu.Lock()
+	d.inputs[clean(name)] = sum
+	d.mu.Unlock()
+}
+
+// ReadFile implements Source.
+func (d *Dir) ReadFile(name string) ([]byte, error) {
+	f, err := d.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", clean(name), err)
+	}
+	if len(b) > MaxFile {
+		return nil, fmt.Errorf("read %s: %w (%d bytes)", clean(name), ErrTooLarge, MaxFile)
+	}
+	d.record(name, b)
+	return b, nil
+}
+
+// ReadDir implements Source.
+func (d *Dir) ReadDir(name string) ([]fs.DirEntry, error) {
+	p, err := d.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	es, err := os.ReadDir(d.HostPath(p))
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.dirs[clean(name)] = true
+	d.mu.Unlock()
+	return es, nil
+}
+
+// Readlink implements Source.
+func (d *Dir) Readlink(name string) (string, error) {
+	dir, base := path.Split(clean(name))
+	p, err := d.resolve(dir)
+	if err != nil {
+		return "", err
+	}
+	t, err := os.Readlink(d.HostPath(path.Join(p, base)))
+	if err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	d.links[clean(name)] = t
+	d.mu.Unlock()
+	return t, nil
+}
+
+// Stat implements Source.
+func (d *Dir) Stat(name string) (fs.FileInfo, error) {
+	p, err := d.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	return os.Stat(d.HostPath(p))
+}
+
+// Lstat implements Source.
+func (d *Dir) Lstat(name string) (fs.FileInfo, error) {
+	dir, base := path.Split(clean(name))
+	p, err := d.resolve(dir)
+	if err != nil {
+		return nil, err
+	}
+	return os.Lstat(d.HostPath(path.Join(p, base)))
+}
+
+// Open implements Source. The caller should Record what it read if the
+// bytes matter to the report.
+func (d *Dir) Open(name string) (File, error) {
+	p, err := d.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	return os.Open(d.HostPath(p))
+}
+
+// Inputs returns the digests of every file read so far, by host path.
+func (d *Dir) Inputs() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]string, len(d.inputs))
+	for k, v := range d.inputs {
+		out[k] = v
+	}
+	return out
+}
+
+// Capture copies every file, directory listing and symbolic link this
+// source has read into dst, laid out under dst as on the host, so that
+// New(dst) measures the same. Files are re-read: a /proc file's content is
+// what it is at capture time.
+func (d *Dir) Capture(dst string) error {
+	d.mu.Lock()
+	files := keys(d.inputs)
+	dirs := keys(d.dirs)
+	links := make(map[string]string, len(d.links))
+	for k, v := range d.links {
+		links[k] = v
+	}
+	d.mu.Unlock()
+	var errs []error
+	for _, dir := range dirs {
+		if err := os.MkdirAll(filepath.Join(dst, filepath.FromSlash(dir)), 0o755); err != nil {
+			errs = append(errs, err)
+		}
+		// Empty entries of a listed directory keep the listing the same:
+		// a listed file that was not read becomes an empty file, a
+		// subdirectory an empty directory.
+		es, err := os.ReadDir(d.HostPath(dir))
+		if err != nil {
+			continue
+		}
+		for _, e := range es {
+			target := filepath.Join(dst, filepath.FromSlash(dir), e.Name())
+			if _, err := os.Lstat(target); err == nil {
+				continue
+			}
+			switch {
+			case e.Type()&fs.ModeSymlink != 0:
+				if t, err := os.Readlink(d.HostPath(path.Join(dir, e.Name()))); err == nil {
+					_ = os.Symlink(t, target)
+				}
+			case e.IsDir():
+				_ = os.MkdirAll(target, 0o755)
+			default:
+				_ = os.WriteFile(target, nil, 0o644)
+			}
+		}
+	}
+	for _, l := range keys(links) {
+		target := filepath.Join(dst, filepath.FromSlash(l))
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_ = os.Remove(target)
+		if err := os.Symlink(links[l], target); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, f := range files {
+		if err := d.copyFile(dst, f); err != nil {
+			errs = append(errs, fmt.Errorf("capture %s: %w", f, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Dir) copyFile(dst, name string) error {
+	src, err := d.Open(name)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	target := filepath.Join(dst, filepath.FromSlash(name))
+	for hops := 0; hops < 8; hops++ {
+		fi, err := os.Lstat(target)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			break
+		}
+		// A link captured above (/proc/PID/exe) names this file: keep the
+		// link and write the bytes where it points inside the capture.
+		t, err := os.Readlink(target)
+		if err != nil {
+			return err
+		}
+		if !path.IsAbs(t) {
+			t = path.Join(path.Dir(name), t)
+		}
+		name = clean(strings.TrimSuffix(t, " (deleted)"))
+		target = filepath.Join(dst, filepath.FromSlash(name))
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

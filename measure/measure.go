@@ -1,0 +1,121 @@
+package measure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/vigil-attest/vigil/hostfs"
+	"github.com/vigil-attest/vigil/integrity"
+)
+
+// Config is the agent's measurement configuration (the `measure:` section
+// of the agent's config file).
+type Config struct {
+	// CriticalProcesses must be running, untampered and untraced.
+	CriticalProcesses []CriticalProcess `yaml:"critical_processes" json:"critical_processes,omitempty"`
+	// ProbePIDs bounds the PID probe of the process cross-view: PIDs from 1
+	// to max(highest PID seen, last PID allocated) + ProbePIDs are probed
+	// by stat. 0 means DefaultProbePIDs.
+	ProbePIDs int `yaml:"probe_pids" json:"probe_pids,omitempty"`
+}
+
+// DefaultProbePIDs is the probe margin above the highest PID seen.
+const DefaultProbePIDs = 4096
+
+// Options configures a Measurer.
+type Options struct {
+	Config Config
+	// Engine judges module files and boot binaries. Nil skips signature
+	// checks: loaded modules then carry no signed/allowed claims.
+	Engine *integrity.Engine
+	Logger *slog.Logger
+}
+
+// Measurer measures a host. It keeps caches between runs (module verdicts
+// in the engine, the IMA list's replay state), so an agent reuses one.
+// It is not safe for concurrent Measure calls.
+type Measurer struct {
+	opts Options
+	log  *slog.Logger
+
+	ima imaCollector
+}
+
+// New returns a Measurer.
+func New(o Options) *Measurer {
+	m := &Measurer{opts: o, log: o.Logger}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	return m
+}
+
+// Measure reads the host through src and returns its report. It fails
+// only if ctx is cancelled; every other problem is a section's status.
+func (m *Measurer) Measure(ctx context.Context, src hostfs.Source) (*Report, error) {
+	r := &Report{Version: Version}
+	if m.opts.Engine != nil {
+		r.CodePolicy = m.opts.Engine.Policy().Digest()
+	}
+	// Order matters only where one section uses another's result: taint
+	// is explained by modules, debug reads enforcement.
+	steps := []struct {
+		name string
+		run  func()
+	}{
+		{"kernel", func() { r.Kernel = m.collectKernel(ctx, src) }},
+		{"modules", func() { r.Modules = m.collectModules(ctx, src, r.Kernel.Release) }},
+		{"taint", func() { r.Taint = m.collectTaint(ctx, src, &r.Modules) }},
+		{"enforcement", func() { r.Enforcement = m.collectEnforcement(ctx, src, r.Kernel.Cmdline) }},
+		{"debug", func() { r.Debug = m.collectDebug(ctx, src, r.Kernel.Cmdline, &r.Enforcement) }},
+		{"secure_boot", func() { r.SecureBoot = m.collectSecureBoot(ctx, src) }},
+		{"measured_boot", func() { r.MeasuredBoot = m.collectMeasuredBoot(ctx, src) }},
+		{"ima", func() { r.IMA = m.ima.collect(ctx, src) }},
+		{"processes", func() { r.Processes = m.collectProcesses(ctx, src) }},
+	}
+	secs := r.Sections()
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := guard(s.run); err != nil {
+			m.log.Error("collector failed", "section", s.name, "err", err)
+			*secs[s.name] = Section{Status: StatusError, Error: err.Error()}
+		}
+	}
+	if in, ok := src.(interface{ Inputs() map[string]string }); ok {
+		r.Inputs = in.Inputs()
+	}
+	if r.Inputs == nil {
+		r.Inputs = map[string]string{}
+	}
+	return r, nil
+}
+
+// guard runs a collector, turning a panic into an error: one broken
+// collector must not take the agent down.
+func guard(f func()) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error: %v\n%s", p, debug.Stack())
+		}
+	}()
+	f()
+	return nil
+}
+
+// statusOf maps a read error to a section: absent → unavailable.
+func statusOf(err error) Section {
+	switch {
+	case err == nil:
+		return Section{Status: StatusOK}
+	case errors.Is(err, fs.ErrNotExist):
+		return Section{Status: StatusUnavailable, Error: err.Error()}
+	default:
+		return Section{Status: StatusError, Error: err.Error()}
+	}
+}

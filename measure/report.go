@@ -1,0 +1,75 @@
+// Package measure collects a Linux host's runtime report: the typed,
+// deterministic set of security claims that the agent signs and the
+// attestation service appraises. Collectors read only through a
+// hostfs.Source, so a captured tree is measured exactly like a live host,
+// and each one is an independent unit: an absent file makes its section
+// "unavailable", a broken one makes it "error", and neither stops the
+// others.
+//
+// The report is built to catch hiding: modules and processes are listed by
+// several kernel views and compared, and taint bits are matched against
+// the modules that could have set them.
+package measure
+
+// Version is the report format version. Claim names are stable within it.
+const Version = "vigil.report.v1"
+
+// MediaType is the report's media type.
+const MediaType = "application/vnd.vigil.report.v1+json"
+
+// Status of one section of the report.
+type Status string
+
+const (
+	// StatusOK means the section was measured.
+	StatusOK Status = "ok"
+	// StatusUnavailable means the host does not expose what the section
+	// reads (no TPM event log, no efivars, IMA off): a fact, not a fault.
+	StatusUnavailable Status = "unavailable"
+	// StatusError means the inputs exist but could not be read or parsed;
+	// Error says why.
+	StatusError Status = "error"
+)
+
+// Section is embedded in every claim section.
+type Section struct {
+	Status Status `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Report is the runtime report. Field names are the claim names.
+type Report struct {
+	Version string `json:"version"`
+	// CodePolicy is the digest of the code-integrity policy modules and
+	// boot files were judged under ("" when they were not judged).
+	CodePolicy string `json:"code_policy,omitempty"`
+
+	Kernel       Kernel       `json:"kernel"`
+	Modules      Modules      `json:"modules"`
+	Taint        Taint        `json:"taint"`
+	Enforcement  Enforcement  `json:"enforcement"`
+	Debug        Debug        `json:"debug"`
+	SecureBoot   SecureBoot   `json:"secure_boot"`
+	MeasuredBoot MeasuredBoot `json:"measured_boot"`
+	IMA          IMA          `json:"ima"`
+	Processes    Processes    `json:"processes"`
+
+	// Inputs holds the SHA-256 of every file read, by host path.
+	Inputs map[string]string `json:"inputs"`
+}
+
+// Sections returns each section by claim name, for callers that treat
+// them uniformly (text output, tests).
+func (r *Report) Sections() map[string]*Section {
+	return map[string]*Section{
+		"kernel":        &r.Kernel.Section,
+		"modules":       &r.Modules.Section,
+		"taint":         &r.Taint.Section,
+		"enforcement":   &r.Enforcement.Section,
+		"debug":         &r.Debug.Section,
+		"secure_boot":   &r.SecureBoot.Section,
+		"measured_boot": &r.MeasuredBoot.Section,
+		"ima":           &r.IMA.Section,
+		"processes":     &r.Processes.Section,
+	}
+}
