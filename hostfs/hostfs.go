@@ -231,15 +231,38 @@ func (d *Dir) Open(name string) (File, error) {
 	return os.Open(d.HostPath(p))
 }
 
-// Inputs returns the digests of every file read so far, by host path.
+// Inputs returns the digests of every file read so far, by host path,
+// except per-process files (/proc/PID/...): those describe processes that
+// come and go, their facts are in the report's processes section, and
+// listing them would make the report grow with the process count.
 func (d *Dir) Inputs() map[string]string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make(map[string]string, len(d.inputs))
 	for k, v := range d.inputs {
-		out[k] = v
+		if !IsProcessPath(k) {
+			out[k] = v
+		}
 	}
 	return out
+}
+
+// IsProcessPath reports whether name lies under /proc/PID/.
+func IsProcessPath(name string) bool {
+	rest, ok := strings.CutPrefix(clean(name), "/proc/")
+	if !ok {
+		return false
+	}
+	pid, _, _ := strings.Cut(rest, "/")
+	if pid == "" {
+		return false
+	}
+	for i := 0; i < len(pid); i++ {
+		if pid[i] < '0' || pid[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Capture copies every file, directory listing and symbolic link this

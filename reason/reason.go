@@ -32,13 +32,14 @@ const (
 	SignerNotAllowed  Code = "signer-not-allowed" // policy restricts publishers and this one is not listed
 	Unsupported       Code = "unsupported"        // a valid construct Vigil does not support
 	BadTimestamp      Code = "bad-timestamp"      // a timestamp is present but does not verify
+	NotFound          Code = "not-found"          // the file to judge does not exist (a loaded module with no file)
 )
 
 // All lists every code, sorted, for documentation and schema generation.
 func All() []Code {
 	c := []Code{Unsigned, Malformed, DigestMismatch, BadSignature, UntrustedChain, WrongEKU,
 		WeakAlgorithm, Expired, NotYetValid, Revoked, BlocklistedHash, BlocklistedSigner,
-		SignerNotAllowed, Unsupported, BadTimestamp}
+		SignerNotAllowed, Unsupported, BadTimestamp, NotFound}
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
 	return c
 }

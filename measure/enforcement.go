@@ -1,0 +1,200 @@
+package measure
+
+import (
+	"context"
+	"strings"
+
+	"github.com/vigil-attest/vigil/hostfs"
+)
+
+// Enforcement is what the kernel enforces: module signatures, lockdown,
+// hardening sysctls and the LSMs.
+type Enforcement struct {
+	Section
+	// SigEnforce is true when the kernel refuses unsigned modules:
+	// /sys/module/module/parameters/sig_enforce is Y, or
+	// module.sig_enforce=1 is on the command line.
+	SigEnforce bool `json:"sig_enforce"`
+	// SigEnforceSource says where SigEnforce came from: "sysfs",
+	// "cmdline" or "" when neither says so.
+	SigEnforceSource string `json:"sig_enforce_source"`
+	// Lockdown is none, integrity or confidentiality; "unknown" when
+	// securityfs is not readable.
+	Lockdown string `json:"lockdown"`
+	// Sysctls, null when absent.
+	ModulesDisabled         *int64 `json:"modules_disabled"`
+	KexecLoadDisabled       *int64 `json:"kexec_load_disabled"`
+	KptrRestrict            *int64 `json:"kptr_restrict"`
+	DmesgRestrict           *int64 `json:"dmesg_restrict"`
+	PerfEventParanoid       *int64 `json:"perf_event_paranoid"`
+	UnprivilegedBPFDisabled *int64 `json:"unprivileged_bpf_disabled"`
+	PtraceScope             *int64 `json:"ptrace_scope"`
+	// LSM lists the active LSMs in order (/sys/kernel/security/lsm).
+	LSM []string `json:"lsm"`
+	// SELinux is enforcing, permissive or disabled.
+	SELinux string `json:"selinux"`
+	// AppArmor is enabled or disabled, with profile counts by mode.
+	AppArmor         string           `json:"apparmor"`
+	AppArmorProfiles map[string]int64 `json:"apparmor_profiles"`
+	// IPE and EVM are present only when the kernel has them.
+	IPE *IPE `json:"ipe"`
+	EVM *EVM `json:"evm"`
+}
+
+// IPE is the Integrity Policy Enforcement LSM's state.
+type IPE struct {
+	Enforce      bool   `json:"enforce"`
+	ActivePolicy string `json:"active_policy"`
+}
+
+// EVM is the Extended Verification Module's state
+// (/sys/kernel/security/evm, or integrity/evm/evm).
+type EVM struct {
+	Value          int64 `json:"value"`
+	HMAC           bool  `json:"hmac"`
+	X509           bool  `json:"x509"`
+	MetadataWrites bool  `json:"allow_metadata_writes"`
+	SetupComplete  bool  `json:"setup_complete"`
+}
+
+const securityfs = "/sys/kernel/security"
+
+func (m *Measurer) collectEnforcement(_ context.Context, src hostfs.Source, cmdline string) Enforcement {
+	e := Enforcement{Section: Section{Status: StatusOK}, LSM: []string{}, AppArmorProfiles: map[string]int64{}}
+	if v, err := readLine(src, "/sys/module/module/parameters/sig_enforce"); err == nil {
+		e.SigEnforce, e.SigEnforceSource = v == "Y" || v == "1", "sysfs"
+	}
+	if v, ok := cmdlineValue(cmdline, "module.sig_enforce"); ok && !e.SigEnforce {
+		if on := v == "" || v == "1" || v == "Y" || v == "y"; on {
+			e.SigEnforce, e.SigEnforceSource = true, "cmdline"
+		}
+	}
+	e.Lockdown = lockdownMode(src)
+	e.ModulesDisabled = readInt(src, "/proc/sys/kernel/modules_disabled")
+	e.KexecLoadDisabled = readInt(src, "/proc/sys/kernel/kexec_load_disabled")
+	e.KptrRestrict = readInt(src, "/proc/sys/kernel/kptr_restrict")
+	e.DmesgRestrict = readInt(src, "/proc/sys/kernel/dmesg_restrict")
+	e.PerfEventParanoid = readInt(src, "/proc/sys/kernel/perf_event_paranoid")
+	e.UnprivilegedBPFDisabled = readInt(src, "/proc/sys/kernel/unprivileged_bpf_disabled")
+	e.PtraceScope = readInt(src, "/proc/sys/kernel/yama/ptrace_scope")
+	if v, err := readLine(src, securityfs+"/lsm"); err == nil {
+		for _, l := range strings.Split(v, ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				e.LSM = append(e.LSM, l)
+			}
+		}
+	}
+	e.SELinux = "disabled"
+	if v, err := readLine(src, "/sys/fs/selinux/enforce"); err == nil {
+		if v == "1" {
+			e.SELinux = "enforcing"
+		} else {
+			e.SELinux = "permissive"
+		}
+	}
+	e.AppArmor = "disabled"
+	if v, err := readLine(src, "/sys/module/apparmor/parameters/enabled"); err == nil && (v == "Y" || v == "1") {
+		e.AppArmor = "enabled"
+		if b, err := src.ReadFile(securityfs + "/apparmor/profiles"); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				// "name (mode)"
+				if i := strings.LastIndexByte(line, '('); i >= 0 && strings.HasSuffix(line, ")") {
+					e.AppArmorProfiles[line[i+1:len(line)-1]]++
+				}
+			}
+		}
+	}
+	if v, err := readLine(src, securityfs+"/ipe/enforce"); err == nil {
+		ipe := &IPE{Enforce: v == "1"}
+		ipe.ActivePolicy, _ = readLine(src, securityfs+"/ipe/active_policy")
+		e.IPE = ipe
+	}
+	for _, p := range []string{securityfs + "/evm", securityfs + "/integrity/evm/evm"} {
+		if v := readInt(src, p); v != nil {
+			x := *v
+			e.EVM = &EVM{
+				Value: x, HMAC: x&1 != 0, X509: x&2 != 0, MetadataWrites: x&4 != 0,
+				SetupComplete: x&0x80000000 != 0,
+			}
+			break
+		}
+	}
+	return e
+}
+
+// lockdownMode reads "none [integrity] confidentiality".
+func lockdownMode(src hostfs.Source) string {
+	v, err := readLine(src, securityfs+"/lockdown")
+	if err != nil {
+		if _, err := src.ReadDir(securityfs); err == nil {
+			// securityfs is mounted but the kernel has no lockdown LSM.
+			return "none"
+		}
+		return "unknown"
+	}
+	for _, f := range strings.Fields(v) {
+		if strings.HasPrefix(f, "[") && strings.HasSuffix(f, "]") {
+			return strings.Trim(f, "[]")
+		}
+	}
+	return "unknown"
+}
+
+// Debug says whether the kernel can be debugged, and which settings relax
+// signing.
+type Debug struct {
+	Section
+	KernelDebugging bool `json:"kernel_debugging"`
+	// Evidence lists what shows debugging: "cmdline:kgdboc=ttyS0",
+	// "kgdboc:ttyS0", "cmdline:kgdbwait", "sysrq:1".
+	Evidence []string `json:"evidence"`
+	// Sysrq is /proc/sys/kernel/sysrq (1 = every function), null if absent.
+	Sysrq *int64 `json:"sysrq"`
+	// RelaxedSigning lists signs that signing is relaxed: "lockdown=none",
+	// "module.sig_enforce=0", "efi=debug".
+	RelaxedSigning []string `json:"relaxed_signing"`
+}
+
+// debugParams are command-line parameters that enable a kernel debugger.
+var debugParams = []string{"kgdboc", "kgdbwait", "kgdbdbgp", "ekgdboc", "kgdbcon", "kdb"}
+
+func (m *Measurer) collectDebug(_ context.Context, src hostfs.Source, cmdline string, e *Enforcement) Debug {
+	d := Debug{Section: Section{Status: StatusOK}, Evidence: []string{}, RelaxedSigning: []string{}}
+	for _, p := range debugParams {
+		if v, ok := cmdlineValue(cmdline, p); ok {
+			d.KernelDebugging = true
+			if v != "" {
+				d.Evidence = append(d.Evidence, "cmdline:"+p+"="+v)
+			} else {
+				d.Evidence = append(d.Evidence, "cmdline:"+p)
+			}
+		}
+	}
+	if v, err := readLine(src, "/sys/module/kgdboc/parameters/kgdboc"); err == nil && v != "" {
+		d.KernelDebugging = true
+		d.Evidence = append(d.Evidence, "kgdboc:"+v)
+	}
+	if v, err := readLine(src, "/sys/module/kdb/parameters/enable"); err == nil && v != "0" && v != "" {
+		d.Evidence = append(d.Evidence, "kdb_enable:"+v)
+	}
+	d.Sysrq = readInt(src, "/proc/sys/kernel/sysrq")
+	if d.Sysrq != nil && *d.Sysrq == 1 {
+		d.Evidence = append(d.Evidence, "sysrq:1")
+	}
+	if e.Lockdown == "none" {
+		d.RelaxedSigning = append(d.RelaxedSigning, "lockdown=none")
+	} else if v, ok := cmdlineValue(cmdline, "lockdown"); ok && v == "none" {
+		d.RelaxedSigning = append(d.RelaxedSigning, "lockdown=none")
+	}
+	if v, ok := cmdlineValue(cmdline, "module.sig_enforce"); ok && (v == "0" || v == "N" || v == "n") {
+		d.RelaxedSigning = append(d.RelaxedSigning, "module.sig_enforce=0")
+	}
+	if v, ok := cmdlineValue(cmdline, "efi"); ok {
+		for _, o := range strings.Split(v, ",") {
+			if o == "debug" {
+				d.RelaxedSigning = append(d.RelaxedSigning, "efi=debug")
+			}
+		}
+	}
+	return d
+}

@@ -1,0 +1,243 @@
+package measure
+
+import (
+	"context"
+	"errors"
+	"path"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/vigil-attest/vigil/hostfs"
+	"github.com/vigil-attest/vigil/reason"
+)
+
+// Modules lists the loaded kernel modules, each judged by the
+// code-integrity engine, and the modules some kernel view hides.
+type Modules struct {
+	Section
+	Loaded []LoadedModule `json:"loaded"`
+	Hidden []HiddenModule `json:"hidden"`
+	// Views names the views the cross-check compared (those readable).
+	Views []string `json:"views"`
+}
+
+// LoadedModule is one module of /proc/modules.
+type LoadedModule struct {
+	Name  string `json:"name"`
+	Size  int64  `json:"size"`
+	Taint string `json:"taint"`
+	// Path is the module file for the running release, from modules.dep;
+	// "" when no file is known.
+	Path string `json:"path"`
+	// SHA256 is the file's digest when it was judged.
+	SHA256 string `json:"sha256,omitempty"`
+	// Signed reports a module signature present on the file.
+	Signed bool `json:"signed"`
+	// Signer is the subject of the first valid signature's signer, else
+	// of the first signature.
+	Signer string `json:"signer"`
+	// Allowed is the engine's verdict; false when the file was not judged
+	// (Judged false) or could not be found.
+	Allowed bool `json:"allowed"`
+	Judged  bool `json:"judged"`
+	// Reasons are the verdict's stable reason codes.
+	Reasons []reason.Code `json:"reasons"`
+}
+
+// HiddenModule is a module that some views list and others do not.
+type HiddenModule struct {
+	Name        string   `json:"name"`
+	SeenIn      []string `json:"seen_in"`
+	MissingFrom []string `json:"missing_from"`
+}
+
+// The views of loaded modules.
+const (
+	ViewProcModules = "proc_modules" // /proc/modules
+	ViewSysfs       = "sysfs"        // /sys/module/*/initstate
+	ViewKallsyms    = "kallsyms"     // [module] tags in /proc/kallsyms
+)
+
+// recheckDelay is how long the cross-view waits before re-reading the
+// views that disagreed, so that a module loading or unloading during the
+// measurement is not reported as hidden.
+var recheckDelay = 100 * time.Millisecond
+
+func (m *Measurer) collectModules(ctx context.Context, src hostfs.Source, release string) Modules {
+	out := Modules{Loaded: []LoadedModule{}, Hidden: []HiddenModule{}, Views: []string{}}
+	raw, err := src.ReadFile("/proc/modules")
+	if err != nil {
+		out.Section = statusOf(err)
+		// The other views can still show modules hidden from this one.
+		out.Hidden, out.Views = crossView(ctx, src, nil)
+		return out
+	}
+	mods, err := parseProcModules(raw)
+	if err != nil {
+		out.Section = Section{Status: StatusError, Error: err.Error()}
+		return out
+	}
+	out.Section = Section{Status: StatusOK}
+	paths, depErr := moduleFiles(src, release)
+	for _, pm := range mods {
+		lm := LoadedModule{Name: pm.Name, Size: pm.Size, Taint: pm.Taint, Reasons: []reason.Code{}}
+		if rel, ok := paths[normModuleName(pm.Name)]; ok {
+			lm.Path = path.Join("/lib/modules", release, rel)
+		}
+		m.judgeModule(ctx, src, &lm, depErr)
+		out.Loaded = append(out.Loaded, lm)
+	}
+	sort.Slice(out.Loaded, func(i, j int) bool { return out.Loaded[i].Name < out.Loaded[j].Name })
+	out.Hidden, out.Views = crossView(ctx, src, mods)
+	return out
+}
+
+// moduleFiles maps module names to files for the release.
+func moduleFiles(src hostfs.Source, release string) (map[string]string, error) {
+	if release == "" {
+		return nil, errors.New("kernel release unknown")
+	}
+	b, err := src.ReadFile(path.Join("/lib/modules", release, "modules.dep"))
+	if err != nil {
+		return nil, err
+	}
+	return parseModulesDep(b)
+}
+
+// judgeModule runs the code-integrity engine on the module's file.
+func (m *Measurer) judgeModule(ctx context.Context, src hostfs.Source, lm *LoadedModule, depErr error) {
+	if m.opts.Engine == nil {
+		return
+	}
+	if lm.Path == "" {
+		// A loaded module with no file for this release was loaded from
+		// elsewhere (or its file was removed): nothing vouches for it.
+		lm.Reasons = append(lm.Reasons, reason.NotFound)
+		if depErr != nil {
+			m.log.Debug("module file unknown", "module", lm.Name, "err", depErr)
+		}
+		return
+	}
+	lm.Judged = true
+	v, err := m.opts.Engine.VerifyFile(ctx, src.HostPath(lm.Path))
+	if err != nil {
+		lm.Reasons = append(lm.Reasons, reason.NotFound)
+		return
+	}
+	if v.SHA256 != "" {
+		src.Record(lm.Path, v.SHA256)
+	}
+	lm.SHA256 = v.SHA256
+	lm.Allowed = v.Allowed
+	lm.Reasons = append(lm.Reasons, v.Reasons...)
+	lm.Signed = len(v.Signatures) > 0
+	for _, s := range v.Signatures {
+		if s.Signer != nil && (lm.Signer == "" || s.Valid) {
+			lm.Signer = s.Signer.Subject
+			if s.Valid {
+				break
+			}
+		}
+	}
+}
+
+// moduleViews reads the views once: name → views listing it.
+func moduleViews(src hostfs.Source, procMods []procModule) (map[string][]string, []string) {
+	seen := map[string][]string{}
+	var views []string
+	add := func(view, name string) { seen[name] = append(seen[name], view) }
+	if procMods == nil {
+		if raw, err := src.ReadFile("/proc/modules"); err == nil {
+			procMods, _ = parseProcModules(raw)
+			if procMods == nil {
+				procMods = []procModule{}
+			}
+		}
+	}
+	if procMods != nil {
+		views = append(views, ViewProcModules)
+		for _, pm := range procMods {
+			// A module still loading or already unloading is in transit,
+			// not hidden; the other views may not have it yet.
+			if pm.State == "Live" {
+				add(ViewProcModules, pm.Name)
+			} else {
+				seen[pm.Name] = append(seen[pm.Name], "transit")
+			}
+		}
+	}
+	if es, err := src.ReadDir("/sys/module"); err == nil {
+		views = append(views, ViewSysfs)
+		for _, e := range es {
+			// Only loadable modules have initstate; built-in code with
+			// parameters has a directory too.
+			st, err := readLine(src, "/sys/module/"+e.Name()+"/initstate")
+			if err != nil {
+				continue
+			}
+			if st == "live" {
+				add(ViewSysfs, e.Name())
+			} else {
+				seen[e.Name()] = append(seen[e.Name()], "transit")
+			}
+		}
+	}
+	if raw, err := src.ReadFile("/proc/kallsyms"); err == nil {
+		if names, err := parseKallsymsModules(raw); err == nil {
+			views = append(views, ViewKallsyms)
+			for n := range names {
+				add(ViewKallsyms, n)
+			}
+		}
+	}
+	return seen, views
+}
+
+// discrepancies returns the modules not listed by every view.
+func discrepancies(seen map[string][]string, views []string) map[string]HiddenModule {
+	out := map[string]HiddenModule{}
+	for name, in := range seen {
+		if slices.Contains(in, "transit") {
+			continue
+		}
+		var missing []string
+		for _, v := range views {
+			if !slices.Contains(in, v) {
+				missing = append(missing, v)
+			}
+		}
+		if len(missing) > 0 {
+			s := slices.Clone(in)
+			sort.Strings(s)
+			out[name] = HiddenModule{Name: name, SeenIn: s, MissingFrom: missing}
+		}
+	}
+	return out
+}
+
+// crossView compares the views, and re-reads them when they disagree: a
+// module is reported only if it is hidden in both readings, the same way.
+func crossView(ctx context.Context, src hostfs.Source, procMods []procModule) ([]HiddenModule, []string) {
+	seen, views := moduleViews(src, procMods)
+	first := discrepancies(seen, views)
+	hidden := []HiddenModule{}
+	if len(first) == 0 {
+		return hidden, views
+	}
+	select {
+	case <-ctx.Done():
+		return hidden, views
+	case <-time.After(recheckDelay):
+	}
+	seen2, views2 := moduleViews(src, nil)
+	second := discrepancies(seen2, views2)
+	for name, h := range first {
+		h2, ok := second[name]
+		if ok && slices.Equal(h.SeenIn, h2.SeenIn) && slices.Equal(h.MissingFrom, h2.MissingFrom) {
+			hidden = append(hidden, h)
+		}
+	}
+	sort.Slice(hidden, func(i, j int) bool { return hidden[i].Name < hidden[j].Name })
+	return hidden, views
+}
