@@ -356,4 +356,3 @@ func TestEmptyTreeUnavailable(t *testing.T) {
 		t.Errorf("enforcement = %+v", r.Enforcement)
 	}
 }
-
