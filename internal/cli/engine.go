@@ -28,6 +28,8 @@ type engineOptions struct {
 	IgnoreExpiry bool
 	// detail asks the engine for certificate details (inspect).
 	detail bool
+	// cache keeps verdicts by (path, size, mtime, inode) (the agent).
+	cache bool
 }
 
 func (o *engineOptions) addFlags(fs *pflag.FlagSet) {
@@ -70,7 +72,7 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 	if err != nil {
 		return nil, usageErr("--keyring: %v", err)
 	}
-	return integrity.New(integrity.Options{Policy: p, Keyring: keyring, Logger: log, Detail: o.detail}), nil
+	return integrity.New(integrity.Options{Policy: p, Keyring: keyring, Logger: log, Detail: o.detail, Cache: o.cache}), nil
 }
 
 // loadCertificates reads every certificate of every file (PEM or DER).
