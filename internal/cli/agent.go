@@ -258,4 +258,3 @@ func writeReportText(w io.Writer, r *measure.Report) error {
 	}
 	return nil
 }
-
