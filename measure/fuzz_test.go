@@ -1,0 +1,96 @@
+package measure
+
+import (
+	"os"
+	"testing"
+)
+
+// seedProc adds this machine's own files when it has them, and fixture
+// lines in the kernel's formats.
+func seedProc(f *testing.F, live string, fixtures ...string) {
+	if b, err := os.ReadFile(live); err == nil {
+		if len(b) > 1<<20 {
+			b = b[:1<<20]
+		}
+		f.Add(b)
+	}
+	for _, s := range fixtures {
+		f.Add([]byte(s))
+	}
+}
+
+func FuzzProcModules(f *testing.F) {
+	seedProc(f, "/proc/modules",
+		"nvidia_uvm 1777664 0 - Live 0x0000000000000000 (POE)\nnvidia 56823808 95 nvidia_modeset, Live 0x0000000000000000 (POE)\n",
+		"ext4 1040384 1 - Live 0xffffffffc0a00000\nmbcache 16384 1 ext4, Loading 0xffffffffc09f0000\n",
+		"x 1 0 - Live 0x0 (\n", "")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		mods, err := parseProcModules(b)
+		if err != nil {
+			return
+		}
+		for _, m := range mods {
+			if !validModuleName(m.Name) || m.Size < 0 {
+				t.Fatalf("accepted %+v", m)
+			}
+		}
+	})
+}
+
+func FuzzKallsyms(f *testing.F) {
+	seedProc(f, "/proc/kallsyms",
+		"ffffffff81000000 T _stext\nffffffffc0400000 t ext4_fill_super\t[ext4]\nffffffffc0000000 t bpf_prog_x\t[bpf]\n",
+		"0000000000000000 t x\t[\n", "a]\n")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		names, err := parseKallsymsModules(b)
+		if err != nil {
+			return
+		}
+		for n := range names {
+			if !validModuleName(n) {
+				t.Fatalf("accepted module %q", n)
+			}
+		}
+	})
+}
+
+func FuzzProcStatus(f *testing.F) {
+	seedProc(f, "/proc/self/status",
+		"Name:\tsshd\nTgid:\t812\nPid:\t812\nPPid:\t1\nTracerPid:\t0\n",
+		"Name:\tx\nTgid:\t-1\nPPid:\t1\nTracerPid:\t0\n")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := parseProcStatus(b)
+		if err == nil && (s.Tgid < 0 || s.PPid < 0 || s.TracerPid < 0) {
+			t.Fatalf("accepted %+v", s)
+		}
+	})
+}
+
+func FuzzModulesDep(f *testing.F) {
+	f.Add([]byte("kernel/fs/ext4/ext4.ko.xz: kernel/fs/mbcache.ko.xz kernel/fs/jbd2/jbd2.ko.xz\nkernel/fs/mbcache.ko.xz:\n"))
+	f.Add([]byte("updates/dkms/nvidia-uvm.ko.zst: updates/dkms/nvidia.ko.zst\n"))
+	f.Add([]byte("notamodule: x\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := parseModulesDep(b)
+		if err != nil {
+			return
+		}
+		for name, p := range m {
+			if moduleNameFromPath(p) != name {
+				t.Fatalf("%q → %q", p, name)
+			}
+		}
+	})
+}
+
+func FuzzCmdline(f *testing.F) {
+	seedProc(f, "/proc/cmdline", `BOOT_IMAGE=/vmlinuz root=/dev/sda1 dyndbg="file foo.c +p" -- init args`, `"unterminated`)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, p := range cmdlineParams(string(b)) {
+			if p == "--" {
+				t.Fatal("init arguments returned")
+			}
+		}
+		cmdlineValue(string(b), "module.sig_enforce")
+	})
+}
