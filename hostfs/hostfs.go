@@ -75,6 +75,11 @@ type Dir struct {
 	inputs map[string]string // host path → sha256 hex
 	dirs   map[string]bool   // directories listed (for Capture)
 	links  map[string]string // symbolic links read
+	// parents caches resolved directories: a tree under a root other
+	// than "/" is a capture or a mounted image, which does not change
+	// while it is measured.
+	parents map[string]string
+	rfd     rootFD
 }
 
 // New returns a Source rooted at root ("" means "/").
@@ -82,7 +87,7 @@ func New(root string) *Dir {
 	if root == "" {
 		root = "/"
 	}
-	return &Dir{root: filepath.Clean(root), inputs: map[string]string{}, dirs: map[string]bool{}, links: map[string]string{}}
+	return &Dir{root: filepath.Clean(root), inputs: map[string]string{}, dirs: map[string]bool{}, links: map[string]string{}, parents: map[string]string{}}
 }
 
 // Root is the directory the source reads under.
@@ -139,6 +144,27 @@ func (d *Dir) resolve(name string) (string, error) {
 	return cur, nil
 }
 
+// resolveDir is resolve for a parent directory, cached.
+func (d *Dir) resolveDir(dir string) (string, error) {
+	if d.root == "/" {
+		return clean(dir), nil
+	}
+	d.mu.Lock()
+	p, ok := d.parents[dir]
+	d.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := d.resolve(dir)
+	if err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	d.parents[dir] = p
+	d.mu.Unlock()
+	return p, nil
+}
+
 func (d *Dir) record(name string, b []byte) {
 	sum := sha256.Sum256(b)
 	d.Record(name, hex.EncodeToString(sum[:]))
@@ -171,11 +197,7 @@ func (d *Dir) ReadFile(name string) ([]byte, error) {
 
 // ReadDir implements Source.
 func (d *Dir) ReadDir(name string) ([]fs.DirEntry, error) {
-	p, err := d.resolve(name)
-	if err != nil {
-		return nil, err
-	}
-	es, err := os.ReadDir(d.HostPath(p))
+	es, err := d.readDir(name)
 	if err != nil {
 		return nil, err
 	}
@@ -185,10 +207,29 @@ func (d *Dir) ReadDir(name string) ([]fs.DirEntry, error) {
 	return es, nil
 }
 
+func (d *Dir) readDir(name string) ([]fs.DirEntry, error) {
+	if d.root != "/" {
+		if f, ok, err := d.openInRoot(name, flagDir); ok {
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			es, err := f.ReadDir(-1)
+			sort.Slice(es, func(i, j int) bool { return es[i].Name() < es[j].Name() })
+			return es, err
+		}
+	}
+	p, err := d.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadDir(d.HostPath(p))
+}
+
 // Readlink implements Source.
 func (d *Dir) Readlink(name string) (string, error) {
 	dir, base := path.Split(clean(name))
-	p, err := d.resolve(dir)
+	p, err := d.resolveDir(dir)
 	if err != nil {
 		return "", err
 	}
@@ -204,6 +245,15 @@ func (d *Dir) Readlink(name string) (string, error) {
 
 // Stat implements Source.
 func (d *Dir) Stat(name string) (fs.FileInfo, error) {
+	if d.root != "/" {
+		if f, ok, err := d.openInRoot(name, flagPath); ok {
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			return f.Stat()
+		}
+	}
 	p, err := d.resolve(name)
 	if err != nil {
 		return nil, err
@@ -214,7 +264,7 @@ func (d *Dir) Stat(name string) (fs.FileInfo, error) {
 // Lstat implements Source.
 func (d *Dir) Lstat(name string) (fs.FileInfo, error) {
 	dir, base := path.Split(clean(name))
-	p, err := d.resolve(dir)
+	p, err := d.resolveDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +274,14 @@ func (d *Dir) Lstat(name string) (fs.FileInfo, error) {
 // Open implements Source. The caller should Record what it read if the
 // bytes matter to the report.
 func (d *Dir) Open(name string) (File, error) {
+	if d.root != "/" {
+		if f, ok, err := d.openInRoot(name, flagRead); ok {
+			if err != nil {
+				return nil, err
+			}
+			return f, nil
+		}
+	}
 	p, err := d.resolve(name)
 	if err != nil {
 		return nil, err

@@ -19,12 +19,14 @@ type Config struct {
 	CriticalProcesses []CriticalProcess `yaml:"critical_processes" json:"critical_processes,omitempty"`
 	// ProbePIDs bounds the PID probe of the process cross-view: PIDs from 1
 	// to max(highest PID seen, last PID allocated) + ProbePIDs are probed
-	// by stat. 0 means DefaultProbePIDs.
+	// by stat. Only a process created before the PID counter wrapped can
+	// sit above both; raise this (up to pid_max) to look further. 0 means
+	// DefaultProbePIDs.
 	ProbePIDs int `yaml:"probe_pids" json:"probe_pids,omitempty"`
 }
 
 // DefaultProbePIDs is the probe margin above the highest PID seen.
-const DefaultProbePIDs = 4096
+const DefaultProbePIDs = 1024
 
 // Options configures a Measurer.
 type Options struct {

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package hostfs
+
+import "os"
+
+type rootFD struct{}
+
+const (
+	flagRead = os.O_RDONLY
+	flagPath = os.O_RDONLY
+	flagDir  = os.O_RDONLY
+)
+
+// openInRoot is Linux's openat2; elsewhere links are resolved by hand.
+func (d *Dir) openInRoot(string, int) (*os.File, bool, error) { return nil, false, nil }
