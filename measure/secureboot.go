@@ -2,15 +2,479 @@ package measure
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
 
+	"github.com/vigil-attest/vigil/efi"
 	"github.com/vigil-attest/vigil/hostfs"
+	"github.com/vigil-attest/vigil/reason"
 )
 
 // SecureBoot holds the claims read from efivars and the boot files.
+//
+// Every flag fails closed: Enabled is true only for a SecureBoot variable
+// holding exactly the byte 1, and a variable that breaks its format sets
+// the section's status to "error" (naming the variable) while the rest is
+// still reported.
 type SecureBoot struct {
 	Section
+	// Enabled: the firmware enforces Secure Boot (SecureBoot = 1).
+	Enabled bool `json:"enabled"`
+	// SetupMode: no platform key is enrolled, so the firmware checks no
+	// signatures and anyone may enroll keys (SetupMode = 1).
+	SetupMode bool `json:"setup_mode"`
+	// AuditMode and DeployedMode are the UEFI 2.5 mode variables, when
+	// the firmware has them.
+	AuditMode    *bool `json:"audit_mode,omitempty"`
+	DeployedMode *bool `json:"deployed_mode,omitempty"`
+	// MokSBState is shim's validation state, when shim mirrored it
+	// (MokSBStateRT exists only when the machine owner changed it).
+	MokSBState *MokSBState `json:"mok_sb_state,omitempty"`
+	// SbatLevel is the SBAT revocation level shim applies (SbatLevelRT),
+	// when present.
+	SbatLevel string `json:"sbat_level,omitempty"`
+
+	// The signature databases, each when its variable exists: the
+	// platform key, the key exchange keys, the allowed and forbidden
+	// databases, and shim's machine-owner allow and deny lists
+	// (MokListRT, MokListXRT).
+	PK   *SignatureDB `json:"pk,omitempty"`
+	KEK  *SignatureDB `json:"kek,omitempty"`
+	DB   *SignatureDB `json:"db,omitempty"`
+	DBX  *SignatureDB `json:"dbx,omitempty"`
+	MOK  *SignatureDB `json:"mok,omitempty"`
+	MOKX *SignatureDB `json:"mokx,omitempty"`
+
+	// BootFiles are the EFI binaries under /boot/efi and the kernels
+	// /boot/vmlinuz-*, sorted by path, each judged by the code-integrity
+	// engine when the Measurer has one.
+	BootFiles []BootFile `json:"boot_files"`
 }
 
+// MokSBState is shim's MokSBStateRT variable. The machine owner sets it
+// with `mokutil --disable-validation`; shim then mirrors it at every boot.
+// A first byte of 1 means shim's signature validation is DISABLED: shim
+// starts any second-stage loader and kernel, signed or not, even though
+// the firmware's Secure Boot is on. Shim treats every other value as
+// validation enabled, and so does this report.
+type MokSBState struct {
+	ValidationDisabled bool `json:"validation_disabled"`
+	// Value is the variable's first byte.
+	Value int `json:"value"`
+}
+
+// SignatureDB summarizes one signature database variable.
+type SignatureDB struct {
+	// Attributes are the variable's attributes ("NV|BS|RT|AT" for an
+	// authenticated database); "" for a list read from shim's MOK
+	// configuration table, which has none.
+	Attributes string `json:"attributes,omitempty"`
+	// Lists and Entries count the EFI_SIGNATURE_LISTs and their entries.
+	Lists   int `json:"lists"`
+	Entries int `json:"entries"`
+	// ByType counts entries by signature type: "x509", "sha256",
+	// "x509_sha256"... (efi.TypeName; an unknown type by its GUID).
+	ByType map[string]int `json:"by_type"`
+	// Certificates are the X.509 entries, in database order.
+	Certificates []DBCertificate `json:"certificates"`
+	// SHA256 lists every EFI_CERT_SHA256 entry (Authenticode image hashes),
+	// as lower-case hex, sorted; duplicates are kept, so its length is
+	// ByType["sha256"].
+	SHA256 []string `json:"sha256"`
+	// Digest is the SHA-256 of the variable's whole data (without the
+	// efivarfs attribute prefix), whatever it holds.
+	Digest string `json:"digest"`
+	// Error says why the database did not parse; what precedes the fault
+	// is summarized.
+	Error string `json:"error,omitempty"`
+}
+
+// DBCertificate is one X.509 entry of a signature database.
+type DBCertificate struct {
+	Subject string `json:"subject"`
+	Issuer  string `json:"issuer"`
+	// Serial is the serial number in hex.
+	Serial string `json:"serial"`
+	// SHA256 is the hash of the entry's data (the certificate's DER).
+	SHA256 string `json:"sha256"`
+	// NotAfter is the end of the validity period, RFC 3339 in UTC.
+	NotAfter string `json:"not_after,omitempty"`
+	// Owner is the entry's SignatureOwner GUID.
+	Owner string `json:"owner"`
+	// Error is set for an entry that is not a parsable certificate; only
+	// SHA256 and Owner are then known.
+	Error string `json:"error,omitempty"`
+}
+
+// BootFile is one boot binary judged by the code-integrity engine.
+type BootFile struct {
+	// Path is the host path.
+	Path string `json:"path"`
+	// SHA256 is the digest of the whole file.
+	SHA256 string `json:"sha256"`
+	// AuthenticodeSHA256 is the Authenticode image hash: what firmware
+	// looks up in db and dbx.
+	AuthenticodeSHA256 string `json:"authenticode_sha256,omitempty"`
+	// Judged is false when the Measurer has no engine: only SHA256 is
+	// then known, and Signed and Allowed are false.
+	Judged bool `json:"judged"`
+	// Signed reports an Authenticode signature on the file.
+	Signed bool `json:"signed"`
+	// Signer is the subject common name of the first valid signature's
+	// signer ("" when no signature is valid).
+	Signer  string        `json:"signer"`
+	Allowed bool          `json:"allowed"`
+	Reasons []reason.Code `json:"reasons"`
+	// Error says why the file could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// Bounds of the boot-file walk under /boot/efi (a FAT partition with a
+// few dozen files on a real host).
+const (
+	maxBootDepth = 8
+	maxBootFiles = 256
+)
+
 func (m *Measurer) collectSecureBoot(ctx context.Context, src hostfs.Source) SecureBoot {
-	return SecureBoot{Section: Section{Status: StatusUnavailable, Error: "not implemented"}}
+	out := SecureBoot{BootFiles: []BootFile{}}
+	var errs []string
+	fail := func(what string, err error) { errs = append(errs, what+": "+err.Error()) }
+
+	// The variables. No /sys/firmware/efi: a BIOS boot (or a capture
+	// without it). The boot files are measured all the same.
+	out.Section = statusOf(firmwareEFI(src))
+	if out.Status == StatusOK {
+		readVariables(src, &out, fail)
+	}
+	files, err := bootFiles(src)
+	if err != nil {
+		fail("boot files", err)
+	}
+	for _, p := range files {
+		if ctx.Err() != nil {
+			break
+		}
+		bf := m.judgeBootFile(ctx, src, p)
+		if bf.Error != "" {
+			fail(p, errors.New(bf.Error))
+		}
+		out.BootFiles = append(out.BootFiles, bf)
+	}
+	switch {
+	case len(errs) == 0:
+	case out.Status == StatusUnavailable:
+		// Without UEFI the section stays unavailable; say what else failed.
+		out.Error = strings.Join(append([]string{out.Error}, errs...), "; ")
+	default:
+		out.Section = Section{Status: StatusError, Error: strings.Join(errs, "; ")}
+	}
+	return out
+}
+
+// firmwareEFI reports whether the host booted through UEFI and exposes
+// its variables.
+func firmwareEFI(src hostfs.Source) error {
+	if _, err := src.Stat("/sys/firmware/efi"); err != nil {
+		return fmt.Errorf("not booted through UEFI: %w", err)
+	}
+	if _, err := src.Stat(efi.EfivarsDir); err != nil {
+		return fmt.Errorf("efivarfs not mounted: %w", err)
+	}
+	return nil
+}
+
+// readVariables reads the state variables and the databases into out,
+// reporting each broken one through fail.
+func readVariables(src hostfs.Source, out *SecureBoot, fail func(string, error)) {
+	sb, sbErr := readBoolVar(src, efi.SecureBoot)
+	switch {
+	case sbErr != nil:
+		fail(efi.SecureBoot.Name, sbErr)
+	case sb != nil:
+		out.Enabled = *sb
+	}
+	setup, err := readBoolVar(src, efi.SetupMode)
+	switch {
+	case err != nil:
+		fail(efi.SetupMode.Name, err)
+	case setup != nil:
+		out.SetupMode = *setup
+	case sb != nil:
+		// A firmware with Secure Boot has SetupMode (UEFI 2.3.1): its
+		// absence leaves the mode unknown.
+		fail(efi.SetupMode.Name, errors.New("absent while SecureBoot is present"))
+	}
+	if out.AuditMode, err = readBoolVar(src, efi.AuditMode); err != nil {
+		fail(efi.AuditMode.Name, err)
+	}
+	if out.DeployedMode, err = readBoolVar(src, efi.DeployedMode); err != nil {
+		fail(efi.DeployedMode.Name, err)
+	}
+	if v, ok, err := readVar(src, efi.MokSBStateRT); err != nil {
+		fail(efi.MokSBStateRT.Name, err)
+	} else if ok {
+		if len(v.Data) == 0 {
+			fail(efi.MokSBStateRT.Name, errors.New("empty"))
+			// Fail closed: a state that cannot be read may be disabled.
+			out.MokSBState = &MokSBState{ValidationDisabled: true, Value: -1}
+		} else {
+			out.MokSBState = &MokSBState{ValidationDisabled: v.Data[0] == 1, Value: int(v.Data[0])}
+		}
+	}
+	if v, ok, err := readVar(src, efi.SbatLevelRT); err != nil {
+		fail(efi.SbatLevelRT.Name, err)
+	} else if ok {
+		s := strings.TrimRight(string(v.Data), "\x00")
+		if !utf8.ValidString(s) {
+			fail(efi.SbatLevelRT.Name, errors.New("not UTF-8 text"))
+		} else {
+			out.SbatLevel = s
+		}
+	}
+	dbs := []struct {
+		id  efi.VarID
+		dst **SignatureDB
+	}{
+		{efi.PK, &out.PK}, {efi.KEK, &out.KEK}, {efi.DB, &out.DB}, {efi.DBX, &out.DBX},
+		{efi.MokListRT, &out.MOK}, {efi.MokListXRT, &out.MOKX},
+	}
+	for _, d := range dbs {
+		db, err := readSignatureDB(src, d.id)
+		if err != nil {
+			fail(d.id.Name, err)
+		}
+		*d.dst = db
+	}
+}
+
+// readVar reads an efivarfs variable; ok is false when it does not exist.
+func readVar(src hostfs.Source, id efi.VarID) (v efi.Variable, ok bool, err error) {
+	b, err := src.ReadFile(id.Path())
+	if errors.Is(err, fs.ErrNotExist) {
+		return v, false, nil
+	}
+	if err != nil {
+		return v, false, err
+	}
+	v, err = efi.ParseVariable(b)
+	return v, err == nil, err
+}
+
+// readBoolVar reads a one-byte 0/1 variable (SecureBoot, SetupMode...):
+// nil when absent, an error for any other size or value.
+func readBoolVar(src hostfs.Source, id efi.VarID) (*bool, error) {
+	v, ok, err := readVar(src, id)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if len(v.Data) != 1 || v.Data[0] > 1 {
+		return nil, fmt.Errorf("%w: value %x is not one byte 0 or 1", efi.ErrMalformed, v.Data)
+	}
+	b := v.Data[0] == 1
+	return &b, nil
+}
+
+// readSignatureDB reads and summarizes a database variable; nil when it
+// does not exist. A MOK list is read from shim's configuration table
+// first, which holds it whole even when it is too large for a runtime
+// variable.
+func readSignatureDB(src hostfs.Source, id efi.VarID) (*SignatureDB, error) {
+	var data []byte
+	attrs := ""
+	if id.GUID == efi.ShimLock {
+		b, err := src.ReadFile(path.Join(efi.MokVariablesDir, id.Name))
+		switch {
+		case err == nil:
+			data = b
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, err
+		}
+	}
+	if data == nil {
+		v, ok, err := readVar(src, id)
+		if err != nil || !ok {
+			return nil, err
+		}
+		data, attrs = v.Data, v.Attributes.String()
+	}
+	db, err := summarize(data)
+	db.Attributes = attrs
+	return db, err
+}
+
+// summarize parses a signature database into its summary. On a parse
+// error the summary covers the lists before the fault.
+func summarize(data []byte) (*SignatureDB, error) {
+	sum := sha256.Sum256(data)
+	db := &SignatureDB{ByType: map[string]int{}, Certificates: []DBCertificate{}, SHA256: []string{},
+		Digest: hex.EncodeToString(sum[:])}
+	lists, err := efi.ParseSignatureLists(data)
+	db.Lists = len(lists)
+	for _, e := range efi.Entries(lists) {
+		db.Entries++
+		db.ByType[efi.TypeName(e.Type)]++
+		switch e.Type {
+		case efi.CertX509:
+			ds := sha256.Sum256(e.Data)
+			c := DBCertificate{SHA256: hex.EncodeToString(ds[:]), Owner: e.Owner.String()}
+			if e.Certificate != nil {
+				c.Subject, c.Issuer = e.Certificate.Subject.String(), e.Certificate.Issuer.String()
+				c.Serial = hex.EncodeToString(e.Certificate.SerialNumber.Bytes())
+				c.NotAfter = e.Certificate.NotAfter.UTC().Format(time.RFC3339)
+			} else {
+				c.Error = e.Err.Error()
+			}
+			db.Certificates = append(db.Certificates, c)
+		case efi.CertSHA256:
+			db.SHA256 = append(db.SHA256, hex.EncodeToString(e.Hash))
+		}
+	}
+	sort.Strings(db.SHA256)
+	if err != nil {
+		db.Error = err.Error()
+	}
+	return db, err
+}
+
+// bootFiles lists the EFI binaries under /boot/efi (".efi" in any case,
+// in directories less than maxBootDepth deep) and the kernels
+// /boot/vmlinuz-*, sorted. Symbolic links are not followed. Absent
+// directories are not an error; an unreadable or too deep directory is,
+// after the rest of the walk, and so is a listing past maxBootFiles
+// binaries, which stops it.
+func bootFiles(src hostfs.Source) ([]string, error) {
+	var out []string
+	var errs []error
+	var walk func(dir string, depth int) bool
+	walk = func(dir string, depth int) bool {
+		es, err := src.ReadDir(dir)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) || depth > 0 {
+				errs = append(errs, err)
+			}
+			return true
+		}
+		for _, e := range es {
+			p := path.Join(dir, e.Name())
+			switch {
+			case e.IsDir() && depth+1 >= maxBootDepth:
+				errs = append(errs, fmt.Errorf("%s: deeper than %d directories", p, maxBootDepth))
+			case e.IsDir():
+				if !walk(p, depth+1) {
+					return false
+				}
+			case e.Type().IsRegular() && strings.EqualFold(path.Ext(e.Name()), ".efi"):
+				if len(out) == maxBootFiles {
+					errs = append(errs, fmt.Errorf("more than %d EFI binaries", maxBootFiles))
+					return false
+				}
+				out = append(out, p)
+			}
+		}
+		return true
+	}
+	walk("/boot/efi", 0)
+	es, err := src.ReadDir("/boot")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range es {
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), "vmlinuz-") {
+			out = append(out, path.Join("/boot", e.Name()))
+		}
+	}
+	sort.Strings(out)
+	return out, errors.Join(errs...)
+}
+
+// judgeBootFile hashes a boot file and, with an engine, verifies it.
+func (m *Measurer) judgeBootFile(ctx context.Context, src hostfs.Source, p string) BootFile {
+	bf := BootFile{Path: p, Reasons: []reason.Code{}}
+	if m.opts.Engine == nil {
+		sum, err := hashFile(src, p)
+		if err != nil {
+			bf.Error = err.Error()
+			return bf
+		}
+		bf.SHA256 = sum
+		src.Record(p, sum)
+		return bf
+	}
+	v, err := m.opts.Engine.VerifyFile(ctx, src.HostPath(p))
+	if err != nil {
+		bf.Error = err.Error()
+		return bf
+	}
+	bf.Judged = true
+	bf.SHA256 = v.SHA256
+	if v.SHA256 != "" {
+		src.Record(p, v.SHA256)
+	}
+	if v.Authentihash != nil {
+		bf.AuthenticodeSHA256 = v.Authentihash.SHA256
+	}
+	bf.Signed = len(v.Signatures) > 0
+	bf.Allowed = v.Allowed
+	bf.Reasons = append(bf.Reasons, v.Reasons...)
+	for _, s := range v.Signatures {
+		if s.Valid && s.Signer != nil {
+			bf.Signer = commonName(s.Signer.Subject)
+			break
+		}
+	}
+	return bf
+}
+
+func hashFile(src hostfs.Source, p string) (string, error) {
+	f, err := src.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", p, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// commonName returns the first CN attribute of a distinguished name as
+// crypto/x509's pkix.Name.String writes it (RFC 2253 order, special
+// characters escaped with a backslash).
+func commonName(dn string) string {
+	var attr strings.Builder
+	flush := func() (string, bool) {
+		a := attr.String()
+		attr.Reset()
+		if v, ok := strings.CutPrefix(a, "CN="); ok {
+			return v, true
+		}
+		return "", false
+	}
+	for i := 0; i < len(dn); i++ {
+		switch c := dn[i]; {
+		case c == '\\' && i+1 < len(dn):
+			// Only values are escaped: the next byte is literal.
+			i++
+			attr.WriteByte(dn[i])
+		case c == ',' || c == '+':
+			if v, ok := flush(); ok {
+				return v
+			}
+		default:
+			attr.WriteByte(c)
+		}
+	}
+	v, _ := flush()
+	return v
 }

@@ -1,0 +1,104 @@
+package efi_test
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/vigil-attest/vigil/efi"
+)
+
+// seedDatabases returns real databases: efitools' lists of the real and
+// generated certificates and of real Authenticode hashes, and our encoding
+// of every type the specification defines.
+func seedDatabases(f *testing.F) [][]byte {
+	dir := f.TempDir()
+	var out [][]byte
+	var db []byte
+	for i, c := range testCerts(f) {
+		b := certToESL(f, dir, c, efi.GUID{byte(i)})
+		out = append(out, b)
+		db = append(db, b...)
+	}
+	hashes := hashToESL(f, dir, hashableEFI(f)...)
+	out = append(out, db, hashes, append(append([]byte(nil), hashes...), out[3]...))
+	typed := mustEncode(f,
+		efi.HashList(efi.CertSHA1, testOwner, make([]byte, 20)),
+		efi.HashList(efi.CertSHA384, testOwner, make([]byte, 48), bytes.Repeat([]byte{1}, 48)),
+		efi.HashList(efi.CertSHA512, testOwner, make([]byte, 64)),
+		efi.HashList(efi.CertRSA2048, testOwner, make([]byte, 256)),
+		efi.HashList(efi.CertX509SHA256, testOwner, efi.CertHashData(make([]byte, 32), efi.Time{Year: 2020, Month: 1, Day: 1})),
+		efi.HashList(efi.CertX509SHA512, testOwner, efi.CertHashData(make([]byte, 64), efi.Time{})),
+		efi.SignatureList{Type: efi.ShimLock, Header: []byte{1, 2, 3}, SignatureSize: 17, Signatures: []efi.SignatureData{{Data: []byte{9}}}},
+	)
+	return append(out, typed, typed[:len(typed)-5], rawList(efi.CertSHA256, 0xffffffff, 0, 48, nil))
+}
+
+// checkDatabase asserts what must hold for any input: a result that tiles
+// the input (the lists before a fault re-encode to exactly the bytes
+// before it), a located error with a sentinel, and entries decoded without
+// a panic.
+func checkDatabase(t *testing.T, data []byte) {
+	lists, err := efi.ParseSignatureLists(data)
+	end := len(data)
+	if err != nil {
+		var pe *efi.ParseError
+		if !errors.As(err, &pe) || !(errors.Is(err, efi.ErrTruncated) || errors.Is(err, efi.ErrMalformed)) {
+			t.Fatalf("error without a sentinel or offset: %v", err)
+		}
+		if pe.Offset < 0 || pe.Offset >= len(data) {
+			t.Fatalf("offset %d outside %d bytes", pe.Offset, len(data))
+		}
+		end = pe.Offset
+	}
+	b, encErr := efi.AppendSignatureLists(nil, lists...)
+	if encErr != nil {
+		t.Fatalf("parsed lists do not encode: %v", encErr)
+	}
+	if !bytes.Equal(b, data[:end]) {
+		t.Fatalf("encode(parse(x)) differs from the %d bytes parsed", end)
+	}
+	for _, e := range efi.Entries(lists) {
+		if e.Type == efi.CertX509 {
+			if (e.Certificate == nil) == (e.Err == nil) {
+				t.Fatalf("X.509 entry %d/%d: certificate %v, error %v", e.List, e.Index, e.Certificate != nil, e.Err)
+			}
+		} else if e.Err != nil || e.Certificate != nil {
+			t.Fatalf("non-X.509 entry decoded as a certificate")
+		}
+		if e.Revocation != nil {
+			_, _ = e.Revocation.Time()
+		}
+	}
+}
+
+func FuzzSignatureLists(f *testing.F) {
+	for _, b := range seedDatabases(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { checkDatabase(t, data) })
+}
+
+// FuzzVariable feeds whole efivarfs files: the attribute prefix and then a
+// database, as the collector reads db and dbx.
+func FuzzVariable(f *testing.F) {
+	for _, b := range seedDatabases(f) {
+		f.Add(append([]byte{0x27, 0, 0, 0}, b...))
+	}
+	f.Add([]byte{6, 0, 0, 0, 1})
+	f.Add([]byte{7, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := efi.ParseVariable(data)
+		if err != nil {
+			if len(data) >= 4 || !errors.Is(err, efi.ErrTruncated) {
+				t.Fatalf("%d bytes: %v", len(data), err)
+			}
+			return
+		}
+		if b, _ := v.MarshalBinary(); !bytes.Equal(b, data) {
+			t.Fatal("MarshalBinary(ParseVariable(x)) != x")
+		}
+		_ = v.Attributes.String()
+		checkDatabase(t, v.Data)
+	})
+}
