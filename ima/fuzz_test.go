@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"testing"
@@ -97,9 +98,10 @@ func FuzzParse(f *testing.F) {
 		if full.Entries != len(ends) || full.Offset != int64(prefix) {
 			t.Fatalf("replay: %d entries to %d", full.Entries, full.Offset)
 		}
+		whole, errWhole := ima.Parse(bytes.NewReader(data), fuzzOptions)
 		one, err := ima.Parse(iotest.OneByteReader(bytes.NewReader(data)), fuzzOptions)
-		if one.Entries != full.Entries || !reflect.DeepEqual(one.SHA256, full.SHA256) || (err == nil) != (prefix == len(data)) {
-			t.Fatalf("one byte at a time: %d entries, %v", one.Entries, err)
+		if !reflect.DeepEqual(one, whole) || !reflect.DeepEqual(whole, full) || (err == nil) != (prefix == len(data)) || fmt.Sprint(err) != fmt.Sprint(errWhole) {
+			t.Fatalf("one byte at a time: %d entries, %v; at once: %d entries, %v", one.Entries, err, whole.Entries, errWhole)
 		}
 		if len(ends) > 0 {
 			mid := ends[len(ends)/2]

@@ -182,6 +182,7 @@ func (e *Entry) Violation() bool { return e.Digest == [DigestSize]byte{} }
 
 const (
 	headerSize  = 4 + DigestSize + 4 // PCR, template digest, name length
+	minBuf      = 4 << 10
 	defaultBuf  = 64 << 10
 	maxNoRead   = 100
 	legacyName  = "ima"
@@ -230,11 +231,16 @@ func (p *Parser) fill(n int) bool {
 			return false
 		}
 		if len(p.buf)-p.pos < n {
-			if len(p.buf) < n {
-				size := max(defaultBuf, 2*len(p.buf))
-				for size < n {
-					size *= 2
-				}
+			// The buffer starts small (a warm replay reads a short tail)
+			// and doubles while it is smaller than defaultBuf or n.
+			size := len(p.buf)
+			if size < defaultBuf {
+				size = max(minBuf, 2*size)
+			}
+			for size < n {
+				size *= 2
+			}
+			if size > len(p.buf) {
 				nb := make([]byte, size)
 				p.end = copy(nb, p.buf[p.pos:p.end])
 				p.buf = nb
@@ -309,6 +315,7 @@ func (p *Parser) Next() (*Entry, error) {
 		return nil, p.short(n+4, "template name and data length")
 	}
 	b = p.buf[p.pos:p.end]
+	// name and b are valid until the next fill, which may move the bytes.
 	name := b[headerSize:n]
 	if !validTemplateName(name) {
 		return nil, p.fail(ErrMalformed, "template name %q has characters no template has", name)
@@ -355,7 +362,7 @@ func (p *Parser) Next() (*Entry, error) {
 		e.Data = b[n+4 : total]
 		if known {
 			if detail, err := e.decode(&d); err != nil {
-				return nil, p.fail(err, "%s: %s", name, detail)
+				return nil, p.fail(err, "%s: %s", b[headerSize:n], detail)
 			}
 		}
 	}

@@ -539,7 +539,7 @@ func TestNoAllocations(t *testing.T) {
 			}
 		}
 	})
-	if allocs > 3 {
+	if allocs > 8 { // the Parser and its buffer as it grows to 64 KiB
 		t.Errorf("parsing 2000 entries allocated %v times", allocs)
 	}
 	allocs = testing.AllocsPerRun(10, func() {

@@ -238,13 +238,14 @@ func (st *State) Check(r io.ReaderAt) error {
 	if st.Entries == 0 {
 		return nil
 	}
+	buf := make([]byte, 4<<10)
 	for _, c := range []struct {
 		index    int
 		off, end int64
 		sum      []byte
 	}{{0, 0, st.FirstEnd, st.FirstSum[:]}, {st.Entries - 1, st.LastOffset, st.Offset, st.LastSum[:]}} {
 		h := sha256.New()
-		n, err := io.Copy(h, io.NewSectionReader(r, c.off, c.end-c.off))
+		n, err := io.CopyBuffer(h, io.NewSectionReader(r, c.off, c.end-c.off), buf)
 		if err != nil {
 			return fmt.Errorf("ima: read entry %d at offset %d: %w", c.index, c.off, err)
 		}
