@@ -98,9 +98,30 @@ func clean(name string) string {
 	return path.Clean("/" + name)
 }
 
-// HostPath maps a host path to this machine's path under the root. Symbolic
-// links met along the way are not resolved here; use resolve for that.
+// HostPath maps a host path to this machine's path under the root, with
+// symbolic links resolved inside the root, so that code given the path
+// (the code-integrity engine) cannot be led out of a captured tree by an
+// absolute link. A path that does not resolve maps as written.
 func (d *Dir) HostPath(name string) string {
+	if d.root == "/" {
+		return d.join(name)
+	}
+	dir, base := path.Split(clean(name))
+	p, err := d.resolveDir(dir)
+	if err != nil {
+		return d.join(name)
+	}
+	full := path.Join(p, base)
+	if fi, err := os.Lstat(d.join(full)); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if r, err := d.resolve(full); err == nil {
+			full = r
+		}
+	}
+	return d.join(full)
+}
+
+// join places a host path under the root as written.
+func (d *Dir) join(name string) string {
 	return filepath.Join(d.root, filepath.FromSlash(clean(name)))
 }
 
@@ -122,7 +143,7 @@ func (d *Dir) resolve(name string) (string, error) {
 			continue
 		}
 		next := path.Join(cur, p)
-		fi, err := os.Lstat(d.HostPath(next))
+		fi, err := os.Lstat(d.join(next))
 		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
 			cur = next
 			continue
@@ -130,7 +151,7 @@ func (d *Dir) resolve(name string) (string, error) {
 		if hops++; hops > 40 {
 			return "", fmt.Errorf("%s: too many levels of symbolic links", name)
 		}
-		t, err := os.Readlink(d.HostPath(next))
+		t, err := os.Readlink(d.join(next))
 		if err != nil {
 			return "", err
 		}
@@ -223,7 +244,7 @@ func (d *Dir) readDir(name string) ([]fs.DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return os.ReadDir(d.HostPath(p))
+	return os.ReadDir(d.join(p))
 }
 
 // Readlink implements Source.
@@ -233,7 +254,7 @@ func (d *Dir) Readlink(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	t, err := os.Readlink(d.HostPath(path.Join(p, base)))
+	t, err := os.Readlink(d.join(path.Join(p, base)))
 	if err != nil {
 		return "", err
 	}
@@ -258,7 +279,7 @@ func (d *Dir) Stat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return os.Stat(d.HostPath(p))
+	return os.Stat(d.join(p))
 }
 
 // Lstat implements Source.
@@ -268,7 +289,7 @@ func (d *Dir) Lstat(name string) (fs.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return os.Lstat(d.HostPath(path.Join(p, base)))
+	return os.Lstat(d.join(path.Join(p, base)))
 }
 
 // Open implements Source. The caller should Record what it read if the
@@ -286,7 +307,7 @@ func (d *Dir) Open(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return os.Open(d.HostPath(p))
+	return os.Open(d.join(p))
 }
 
 // Inputs returns the digests of every file read so far, by host path,
@@ -344,7 +365,7 @@ func (d *Dir) Capture(dst string) error {
 		// Empty entries of a listed directory keep the listing the same:
 		// a listed file that was not read becomes an empty file, a
 		// subdirectory an empty directory.
-		es, err := os.ReadDir(d.HostPath(dir))
+		es, err := os.ReadDir(d.join(dir))
 		if err != nil {
 			continue
 		}
@@ -355,7 +376,7 @@ func (d *Dir) Capture(dst string) error {
 			}
 			switch {
 			case e.Type()&fs.ModeSymlink != 0:
-				if t, err := os.Readlink(d.HostPath(path.Join(dir, e.Name()))); err == nil {
+				if t, err := os.Readlink(d.join(path.Join(dir, e.Name()))); err == nil {
 					_ = os.Symlink(t, target)
 				}
 			case e.IsDir():

@@ -59,6 +59,11 @@ func TestLinksStayInRoot(t *testing.T) {
 		}
 	}
 	d := New(root)
+	for name, want := range map[string]string{"/escape/abs": "etc/passwd", "/escape/dir/passwd": "etc/passwd", "/proc/self/exe": "usr/sbin/sshd", "/nope/x": "nope/x"} {
+		if got := d.HostPath(name); got != filepath.Join(root, want) {
+			t.Errorf("HostPath(%s) = %s, want inside the root", name, got)
+		}
+	}
 	if b, err := d.ReadFile("/proc/812/exe"); err != nil || string(b) != "tree sshd" {
 		t.Errorf("exe: %q %v", b, err)
 	}

@@ -49,7 +49,7 @@ func (d *Dir) openInRoot(name string, flags int) (f *os.File, ok bool, err error
 		fd, err := unix.Openat2(r.fd, rel, how)
 		switch {
 		case err == nil:
-			return os.NewFile(uintptr(fd), d.HostPath(name)), true, nil
+			return os.NewFile(uintptr(fd), d.join(name)), true, nil
 		case errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN):
 			continue
 		case errors.Is(err, unix.ENOSYS):

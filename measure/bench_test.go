@@ -2,27 +2,21 @@ package measure_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
+	"github.com/vigil-attest/vigil/codesign"
 	"github.com/vigil-attest/vigil/hostfs"
 	"github.com/vigil-attest/vigil/internal/testhost"
 	"github.com/vigil-attest/vigil/measure"
 )
 
-// benchHost is the reference tree: 200 loaded, signed modules and
-// a 10,000-entry IMA list, plus a few hundred processes.
+// benchHost is the reference tree (testhost.Reference): 200
+// loaded, signed modules, a 10,000-entry IMA list and 300 processes.
 func benchHost(b *testing.B) (string, *testhost.Host) {
-	h := healthy(b)
-	h.Modules = nil
-	for i := 0; i < 200; i++ {
-		n := fmt.Sprintf("mod%03d", i)
-		h.Modules = append(h.Modules, testhost.Module{Name: n, Size: 65536, File: signedModule(b, n)})
+	h, err := testhost.Reference(&codesign.Signer{Key: pki.Leaf.Key, Cert: pki.Leaf.Cert}, 10000)
+	if err != nil {
+		b.Fatal(err)
 	}
-	for pid := 2000; pid < 2300; pid++ {
-		h.Processes = append(h.Processes, testhost.Process{PID: pid, Comm: "worker", Exe: "/usr/bin/worker", ExeData: []byte("w")})
-	}
-	addBenchIMA(b, h, 10000)
 	return h.WriteDir(b), h
 }
 

@@ -93,7 +93,7 @@ func TestHealthyHost(t *testing.T) {
 		t.Fatalf("modules = %+v", r.Modules)
 	}
 	for _, m := range r.Modules.Loaded {
-		if !m.Signed || !m.Allowed || !m.Judged || m.Signer != pki.Leaf.Cert.Subject.String() || len(m.Reasons) != 0 ||
+		if !m.Signed || !m.Allowed || !m.Judged || m.Signer != pki.Leaf.Cert.Subject.CommonName || len(m.Reasons) != 0 ||
 			m.Path != "/lib/modules/6.1.0-56-amd64/kernel/extra/"+hyphen(m.Name)+".ko" {
 			t.Errorf("module %+v", m)
 		}

@@ -34,8 +34,8 @@ type LoadedModule struct {
 	SHA256 string `json:"sha256,omitempty"`
 	// Signed reports a module signature present on the file.
 	Signed bool `json:"signed"`
-	// Signer is the subject of the first valid signature's signer, else
-	// of the first signature.
+	// Signer is the subject common name of the first valid signature's
+	// signer, else of the first signature's (as modinfo's signer).
 	Signer string `json:"signer"`
 	// Allowed is the engine's verdict; false when the file was not judged
 	// (Judged false) or could not be found.
@@ -134,7 +134,7 @@ func (m *Measurer) judgeModule(ctx context.Context, src hostfs.Source, lm *Loade
 	lm.Signed = len(v.Signatures) > 0
 	for _, s := range v.Signatures {
 		if s.Signer != nil && (lm.Signer == "" || s.Valid) {
-			lm.Signer = s.Signer.Subject
+			lm.Signer = commonName(s.Signer.Subject)
 			if s.Valid {
 				break
 			}
@@ -145,7 +145,7 @@ func (m *Measurer) judgeModule(ctx context.Context, src hostfs.Source, lm *Loade
 // moduleViews reads the views once: name → views listing it.
 func moduleViews(src hostfs.Source, procMods []procModule) (map[string][]string, []string) {
 	seen := map[string][]string{}
-	var views []string
+	views := []string{}
 	add := func(view, name string) { seen[name] = append(seen[name], view) }
 	if procMods == nil {
 		if raw, err := src.ReadFile("/proc/modules"); err == nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -134,6 +135,9 @@ type BootFile struct {
 	Signer  string        `json:"signer"`
 	Allowed bool          `json:"allowed"`
 	Reasons []reason.Code `json:"reasons"`
+	// InDBX is true when the Authenticode SHA-256 is in dbx: the firmware
+	// refuses the file, and so does the report (blocklisted-hash).
+	InDBX bool `json:"in_dbx"`
 	// Error says why the file could not be read.
 	Error string `json:"error,omitempty"`
 }
@@ -170,6 +174,7 @@ func (m *Measurer) collectSecureBoot(ctx context.Context, src hostfs.Source) Sec
 		}
 		out.BootFiles = append(out.BootFiles, bf)
 	}
+	denyByDBX(&out)
 	switch {
 	case len(errs) == 0:
 	case out.Status == StatusUnavailable:
@@ -433,6 +438,29 @@ func (m *Measurer) judgeBootFile(ctx context.Context, src hostfs.Source, p strin
 		}
 	}
 	return bf
+}
+
+// denyByDBX applies the firmware's own revocation list: a boot file whose
+// Authenticode SHA-256 is in dbx would be refused at boot, whatever its
+// signature, so it is not allowed here either (reason blocklisted-hash).
+func denyByDBX(sb *SecureBoot) {
+	if sb.DBX == nil || len(sb.DBX.SHA256) == 0 {
+		return
+	}
+	revoked := make(map[string]bool, len(sb.DBX.SHA256))
+	for _, h := range sb.DBX.SHA256 {
+		revoked[strings.ToLower(h)] = true
+	}
+	for i := range sb.BootFiles {
+		bf := &sb.BootFiles[i]
+		if bf.AuthenticodeSHA256 != "" && revoked[bf.AuthenticodeSHA256] {
+			bf.Allowed = false
+			if !slices.Contains(bf.Reasons, reason.BlocklistedHash) {
+				bf.Reasons = append(bf.Reasons, reason.BlocklistedHash)
+			}
+			bf.InDBX = true
+		}
+	}
 }
 
 func hashFile(src hostfs.Source, p string) (string, error) {

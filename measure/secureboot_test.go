@@ -350,7 +350,15 @@ func TestSecureBootDebian(t *testing.T) {
 		if bf.SHA256 != hexSHA256(b) || r.Inputs[bf.Path] != bf.SHA256 || bf.AuthenticodeSHA256 != authentihash(t, b) {
 			t.Errorf("%s: sha256 %s (input %s), authenticode %s", bf.Path, bf.SHA256, r.Inputs[bf.Path], bf.AuthenticodeSHA256)
 		}
-		if !bf.Judged || !bf.Signed || !bf.Allowed || len(bf.Reasons) != 0 || bf.Signer != signers[bf.Path] || bf.Error != "" {
+		if bf.Path == bootPaths[3] {
+			// fwupd re-signed by the vendor: validly signed and trusted,
+			// but its Authenticode hash is in dbx, so firmware refuses it.
+			if !bf.Judged || !bf.Signed || bf.Allowed || !bf.InDBX || !slices.Equal(bf.Reasons, []reason.Code{reason.BlocklistedHash}) || bf.Signer != vendorCN {
+				t.Errorf("revoked boot file %+v", bf)
+			}
+			continue
+		}
+		if !bf.Judged || !bf.Signed || !bf.Allowed || bf.InDBX || len(bf.Reasons) != 0 || bf.Signer != signers[bf.Path] || bf.Error != "" {
 			t.Errorf("boot file %+v, want signer %q", bf, signers[bf.Path])
 		}
 	}
@@ -406,7 +414,7 @@ func TestSecureBootDebian(t *testing.T) {
 		}
 		for _, bf := range sb.BootFiles {
 			if bf.Path == bootPaths[3] {
-				if !bf.Allowed || bf.Signer != vendorCN {
+				if bf.Allowed || !bf.InDBX || bf.Signer != vendorCN || !slices.Equal(bf.Reasons, []reason.Code{reason.BlocklistedHash}) {
 					t.Errorf("vendor tool %+v", bf)
 				}
 				continue

@@ -66,5 +66,14 @@ show verify --policy policy.yaml resigned.exe
 step "8. The same verdicts as JSON Lines, for machines"
 show verify --trust root.pem --output json resigned.exe signed.exe
 
+step "9. Measure this host: the runtime report (absent parts are 'unavailable')"
+show agent measure
+
+step "10. A host that hides a module: a fixture tree where a signed module is"
+echo "    missing from /proc/modules but still in sysfs and kallsyms"
+(cd "$ROOT" && go run ./internal/testhost/mkhost -ima 1000 "$W/host") >/dev/null
+sed -i '/^mod007 /d' host/proc/modules
+show agent measure --root host --trust host.pki/root.pem --keyring host.pki/keyring.pem
+
 step "Done. The peer tools agree: osslsigncode/sbverify accept signed PE files,"
 echo "modinfo and openssl cms accept signed modules (see 'make test')."

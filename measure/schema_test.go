@@ -1,0 +1,195 @@
+package measure_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/vigil-attest/vigil/hostfs"
+	"github.com/vigil-attest/vigil/measure"
+)
+
+var update = flag.Bool("update", false, "rewrite docs/runtime-report.schema.json from the Go types")
+
+func docsPath(name string) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "docs", name)
+}
+
+// schemaOf derives a strict JSON Schema from a Go type's JSON encoding:
+// every field that is not omitempty is required, no other member is
+// allowed, pointers may be null.
+func schemaOf(t reflect.Type) map[string]any {
+	switch t.Kind() {
+	case reflect.Pointer:
+		s := schemaOf(t.Elem())
+		if ty, ok := s["type"].(string); ok {
+			s["type"] = []any{ty, "null"}
+		}
+		return s
+	case reflect.Struct:
+		props := map[string]any{}
+		var required []string
+		var walk func(t reflect.Type)
+		walk = func(t reflect.Type) {
+			for i := 0; i < t.NumField(); i++ {
+				f := t.Field(i)
+				if f.Anonymous {
+					walk(f.Type)
+					continue
+				}
+				if !f.IsExported() {
+					continue
+				}
+				name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+				if name == "-" {
+					continue
+				}
+				if name == "" {
+					name = f.Name
+				}
+				props[name] = schemaOf(f.Type)
+				if !strings.Contains(opts, "omitempty") {
+					required = append(required, name)
+				}
+			}
+		}
+		walk(t)
+		sort.Strings(required)
+		return map[string]any{"type": "object", "properties": props, "required": required, "additionalProperties": false}
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return map[string]any{"type": "string", "contentEncoding": "base64"}
+		}
+		return map[string]any{"type": "array", "items": schemaOf(t.Elem())}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem())}
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return map[string]any{"type": "integer"}
+	case reflect.Interface:
+		return map[string]any{}
+	}
+	panic("schema: unsupported kind " + t.Kind().String())
+}
+
+func generatedSchema(t *testing.T) []byte {
+	s := schemaOf(reflect.TypeOf(measure.Report{}))
+	s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+	s["$id"] = "https://vigil-attest.github.io/schemas/runtime-report.v1.json"
+	s["title"] = "Vigil runtime report (" + measure.Version + ")"
+	s["description"] = "Generated from the Go types by `go test ./measure -run TestSchema -update`; see docs/runtime-report.md."
+	props := s["properties"].(map[string]any)
+	props["version"] = map[string]any{"const": measure.Version}
+	for _, sec := range []string{"kernel", "modules", "taint", "enforcement", "debug", "secure_boot", "measured_boot", "ima", "processes"} {
+		p := props[sec].(map[string]any)["properties"].(map[string]any)
+		p["status"] = map[string]any{"enum": []any{"ok", "unavailable", "error"}}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestSchemaUpToDate keeps the published schema equal to the types.
+func TestSchemaUpToDate(t *testing.T) {
+	path := docsPath("runtime-report.schema.json")
+	gen := generatedSchema(t)
+	if *update {
+		if err := os.WriteFile(path, gen, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	have, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(have, gen) {
+		t.Fatalf("docs/runtime-report.schema.json is stale (%v): run go test ./measure -run TestSchema -update", err)
+	}
+}
+
+// TestReportsMatchSchema validates real reports: a fixture host, an empty
+// tree and this machine.
+func TestReportsMatchSchema(t *testing.T) {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(generatedSchema(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	if err := c.AddResource("report.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := healthy(t)
+	dir := h.WriteDir(t)
+	for name, src := range map[string]hostfs.Source{"fixture": h.Source(dir), "empty": hostfs.New(t.TempDir()), "live": hostfs.New("/")} {
+		r, err := measure.New(measure.Options{Engine: engine(t, ""), Config: sshdConfig()}).Measure(context.Background(), src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := r.Canonical()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sch.Validate(v); err != nil {
+			t.Errorf("%s report does not match the schema: %v", name, err)
+		}
+	}
+}
+
+// TestDocsNameEveryClaim: docs/runtime-report.md mentions every claim.
+func TestDocsNameEveryClaim(t *testing.T) {
+	md, err := os.ReadFile(docsPath("runtime-report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	var walk func(prefix string, s map[string]any)
+	walk = func(prefix string, s map[string]any) {
+		props, _ := s["properties"].(map[string]any)
+		for name, sub := range props {
+			if !bytes.Contains(md, []byte("`"+name+"`")) && !bytes.Contains(md, []byte("`"+name+"[]`")) {
+				missing = append(missing, prefix+name)
+			}
+			m, _ := sub.(map[string]any)
+			if items, ok := m["items"].(map[string]any); ok {
+				m = items
+			}
+			if ap, ok := m["additionalProperties"].(map[string]any); ok {
+				m = ap
+			}
+			walk(prefix+name+".", m)
+		}
+	}
+	var s map[string]any
+	json.Unmarshal(generatedSchema(t), &s)
+	walk("", s)
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("docs/runtime-report.md does not mention: %s", strings.Join(missing, ", "))
+	}
+}
