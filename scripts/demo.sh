@@ -71,7 +71,9 @@ show agent measure
 
 step "10. A host that hides a module: a fixture tree where a signed module is"
 echo "    missing from /proc/modules but still in sysfs and kallsyms"
-(cd "$ROOT" && go run ./internal/testhost/mkhost -ima 1000 "$W/host") >/dev/null
+LOGARG=""
+[ -f "$ROOT/../shared/data/eventlogs/sb_cert_eventlog" ] && LOGARG="-eventlog $ROOT/../shared/data/eventlogs/sb_cert_eventlog"
+(cd "$ROOT" && go run ./internal/testhost/mkhost -ima 1000 $LOGARG "$W/host") >/dev/null
 sed -i '/^mod007 /d' host/proc/modules
 show agent measure --root host --trust host.pki/root.pem --keyring host.pki/keyring.pem
 

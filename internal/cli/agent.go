@@ -200,6 +200,13 @@ as it measured the host.`,
 	return c
 }
 
+func short(hex string) string {
+	if len(hex) > 16 {
+		return hex[:16] + "…"
+	}
+	return hex
+}
+
 // writeReportText prints a summary of each section.
 func writeReportText(w io.Writer, r *measure.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -222,10 +229,32 @@ func writeReportText(w io.Writer, r *measure.Report) error {
 	line("taint", r.Taint.Section, fmt.Sprintf("%d [%s] unexplained [%s]", r.Taint.Value, strings.Join(r.Taint.Flags, ""), strings.Join(r.Taint.Unexplained, "")))
 	line("enforcement", r.Enforcement.Section, fmt.Sprintf("sig_enforce=%t lockdown=%s lsm=%s", r.Enforcement.SigEnforce, r.Enforcement.Lockdown, strings.Join(r.Enforcement.LSM, ",")))
 	line("debug", r.Debug.Section, fmt.Sprintf("kernel_debugging=%t relaxed=[%s]", r.Debug.KernelDebugging, strings.Join(r.Debug.RelaxedSigning, " ")))
-	line("secure_boot", r.SecureBoot.Section, "")
-	line("measured_boot", r.MeasuredBoot.Section, "")
-	line("ima", r.IMA.Section, "")
+	sb := r.SecureBoot
+	bootBad := 0
+	for _, b := range sb.BootFiles {
+		if !b.Allowed {
+			bootBad++
+		}
+	}
+	dbx := 0
+	if sb.DBX != nil {
+		dbx = sb.DBX.Entries
+	}
+	line("secure_boot", sb.Section, fmt.Sprintf("enabled=%t setup_mode=%t dbx=%d entries, %d boot files (%d not allowed)", sb.Enabled, sb.SetupMode, dbx, len(sb.BootFiles), bootBad))
+	mb := r.MeasuredBoot
+	line("measured_boot", mb.Section, fmt.Sprintf("%s, %d events, %d boot applications, %d problems", mb.Format, mb.Events, len(mb.BootApplications), len(mb.Problems)))
+	im := r.IMA
+	line("ima", im.Section, fmt.Sprintf("%d entries, %d violations, %d template-hash mismatches, pcr10.sha256=%s", im.Entries, im.Violations, im.TemplateHashMismatches, short(im.PCR10.SHA256)))
 	bad := 0
+	for _, b := range sb.BootFiles {
+		if !b.Allowed && b.Judged {
+			rs := make([]string, len(b.Reasons))
+			for i, x := range b.Reasons {
+				rs[i] = string(x)
+			}
+			fmt.Fprintf(w, "BOOT FILE %s not allowed: %s\n", b.Path, strings.Join(rs, ","))
+		}
+	}
 	for _, c := range r.Processes.Critical {
 		if !c.OK {
 			bad++
@@ -249,6 +278,15 @@ func writeReportText(w io.Writer, r *measure.Report) error {
 			}
 			sort.Strings(rs)
 			fmt.Fprintf(w, "MODULE %s not allowed: %s\n", m.Name, strings.Join(rs, ","))
+		}
+	}
+	for _, b := range sb.BootFiles {
+		if !b.Allowed && b.Judged {
+			rs := make([]string, len(b.Reasons))
+			for i, x := range b.Reasons {
+				rs[i] = string(x)
+			}
+			fmt.Fprintf(w, "BOOT FILE %s not allowed: %s\n", b.Path, strings.Join(rs, ","))
 		}
 	}
 	for _, c := range r.Processes.Critical {

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vigil-attest/vigil/efi"
 	"github.com/vigil-attest/vigil/hostfs"
 )
 
@@ -67,9 +68,17 @@ type Host struct {
 	Sysctls   map[string]string
 	Modules   []Module
 	Processes []Process
+	// EFIVars are efivarfs variables, written with their 4-byte attribute
+	// prefix; nil means a BIOS boot (no /sys/firmware/efi).
+	EFIVars map[efi.VarID]efi.Variable
+	// EventLog is the TCG firmware event log (binary_bios_measurements).
+	EventLog []byte
 	// Files are other files, by host path.
 	Files map[string][]byte
 }
+
+// EventLogPath is where the kernel exposes the firmware event log.
+const EventLogPath = "/sys/kernel/security/tpm0/binary_bios_measurements"
 
 // Base returns a hardened, healthy host with no modules or processes.
 func Base() *Host {
@@ -125,6 +134,21 @@ func (h *Host) Write(dir string) error {
 	}
 	h.writeModules(&w)
 	h.writeProcesses(&w)
+	if h.EFIVars != nil {
+		w.mkdir(efi.EfivarsDir)
+		ids := make([]efi.VarID, 0, len(h.EFIVars))
+		for id := range h.EFIVars {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i].FileName() < ids[j].FileName() })
+		for _, id := range ids {
+			b, _ := h.EFIVars[id].MarshalBinary()
+			w.write(id.Path(), b)
+		}
+	}
+	if h.EventLog != nil {
+		w.write(EventLogPath, h.EventLog)
+	}
 	files := make([]string, 0, len(h.Files))
 	for k := range h.Files {
 		files = append(files, k)
