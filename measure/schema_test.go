@@ -66,6 +66,9 @@ func schemaOf(t reflect.Type) map[string]any {
 		}
 		walk(t)
 		sort.Strings(required)
+		if required == nil {
+			required = []string{}
+		}
 		return map[string]any{"type": "object", "properties": props, "required": required, "additionalProperties": false}
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {
