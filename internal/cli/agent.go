@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -246,15 +245,6 @@ func writeReportText(w io.Writer, r *measure.Report) error {
 	im := r.IMA
 	line("ima", im.Section, fmt.Sprintf("%d entries, %d violations, %d template-hash mismatches, pcr10.sha256=%s", im.Entries, im.Violations, im.TemplateHashMismatches, short(im.PCR10.SHA256)))
 	bad := 0
-	for _, b := range sb.BootFiles {
-		if !b.Allowed && b.Judged {
-			rs := make([]string, len(b.Reasons))
-			for i, x := range b.Reasons {
-				rs[i] = string(x)
-			}
-			fmt.Fprintf(w, "BOOT FILE %s not allowed: %s\n", b.Path, strings.Join(rs, ","))
-		}
-	}
 	for _, c := range r.Processes.Critical {
 		if !c.OK {
 			bad++
@@ -272,21 +262,12 @@ func writeReportText(w io.Writer, r *measure.Report) error {
 	}
 	for _, m := range r.Modules.Loaded {
 		if m.Judged && !m.Allowed || !m.Judged && len(m.Reasons) > 0 {
-			rs := make([]string, len(m.Reasons))
-			for i, x := range m.Reasons {
-				rs[i] = string(x)
-			}
-			sort.Strings(rs)
-			fmt.Fprintf(w, "MODULE %s not allowed: %s\n", m.Name, strings.Join(rs, ","))
+			fmt.Fprintf(w, "MODULE %s not allowed: %s\n", m.Name, joinCodes(m.Reasons))
 		}
 	}
 	for _, b := range sb.BootFiles {
 		if !b.Allowed && b.Judged {
-			rs := make([]string, len(b.Reasons))
-			for i, x := range b.Reasons {
-				rs[i] = string(x)
-			}
-			fmt.Fprintf(w, "BOOT FILE %s not allowed: %s\n", b.Path, strings.Join(rs, ","))
+			fmt.Fprintf(w, "BOOT FILE %s not allowed: %s\n", b.Path, joinCodes(b.Reasons))
 		}
 	}
 	for _, c := range r.Processes.Critical {
