@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"crypto"
 	"encoding/hex"
+	"maps"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,7 +140,7 @@ func TestRealLogs(t *testing.T) {
 			if l.Format != want.format || len(l.Events) != want.events || l.Padding != 0 {
 				t.Errorf("format %s, %d events, padding %d; want %s, %d, 0", l.Format, len(l.Events), l.Padding, want.format, want.events)
 			}
-			if got := l.Banks(); !equal(got, want.banks) {
+			if got := l.Banks(); !slices.Equal(got, want.banks) {
 				t.Errorf("banks %v, want %v", got, want.banks)
 			}
 			for i, e := range l.Events {
@@ -160,7 +162,7 @@ func TestRealLogs(t *testing.T) {
 					t.Errorf("variable %s: %d digests", v.Name, len(v.Digests))
 				}
 			}
-			if !equal(names, want.sbVars) {
+			if !slices.Equal(names, want.sbVars) {
 				t.Errorf("Secure Boot variables %v, want %v", names, want.sbVars)
 			}
 			var apps []string
@@ -170,7 +172,7 @@ func TestRealLogs(t *testing.T) {
 					t.Errorf("boot application %q: %d digests", a.Path, len(a.Digests))
 				}
 			}
-			if !equal(apps, want.apps) {
+			if !slices.Equal(apps, want.apps) {
 				t.Errorf("boot applications %q, want %q", apps, want.apps)
 			}
 			var last string
@@ -187,24 +189,24 @@ func TestRealLogs(t *testing.T) {
 			for _, e := range s.ShimEvents {
 				names = append(names, e.Name)
 			}
-			if !equal(names, want.shim) {
+			if !slices.Equal(names, want.shim) {
 				t.Errorf("shim events %q, want %q", names, want.shim)
 			}
 			names = []string{}
 			for _, e := range s.Authorities {
 				names = append(names, e.Name)
 			}
-			if !equal(names, want.authorities) {
+			if !slices.Equal(names, want.authorities) {
 				t.Errorf("authorities %q, want %q", names, want.authorities)
 			}
 			names = []string{}
 			for _, a := range s.Actions {
 				names = append(names, a.Text)
 			}
-			if !equal(names, want.actions) {
+			if !slices.Equal(names, want.actions) {
 				t.Errorf("actions %q, want %q", names, want.actions)
 			}
-			if got := s.SeparatorStates(); !equalMap(got, want.separators) {
+			if got := s.SeparatorStates(); !maps.Equal(got, want.separators) {
 				t.Errorf("separators %v, want %v", got, want.separators)
 			}
 			if len(s.Problems) != 0 {
@@ -212,30 +214,6 @@ func TestRealLogs(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equal[T comparable](a, b []T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalMap[K, V comparable](a, b map[K]V) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // tpm2Output is what tpm2_eventlog printed for a log.
@@ -357,7 +335,7 @@ func TestRealLogsAgainstTPM2Tools(t *testing.T) {
 			if out.apps != len(s.BootApplications) {
 				t.Errorf("boot applications: ours %d, tpm2_eventlog %d", len(s.BootApplications), out.apps)
 			}
-			if !equal(out.cmdlines, s.KernelCmdlines) {
+			if !slices.Equal(out.cmdlines, s.KernelCmdlines) {
 				t.Errorf("kernel command lines: ours %q, tpm2_eventlog %q", s.KernelCmdlines, out.cmdlines)
 			}
 			if out.grubCmds != len(s.GrubCommands) {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"maps"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf16"
@@ -126,7 +128,7 @@ func TestSeparators(t *testing.T) {
 	b[len(b)-4] = 0
 	s := mustParse(t, b).Summarize()
 	want := map[uint32]eventlog.SeparatorStatus{0: "ok", 1: "error", 2: "error", 3: "invalid", 4: "invalid", 5: "error", 6: "invalid", 12: "ok"}
-	if got := s.SeparatorStates(); !equalMap(got, want) {
+	if got := s.SeparatorStates(); !maps.Equal(got, want) {
 		t.Errorf("separators %v, want %v", got, want)
 	}
 	if len(s.Problems) != 3 {
@@ -157,13 +159,13 @@ func TestGrubStrings(t *testing.T) {
 	add(14, []byte("MokList\x00"), []byte("list"))
 	add(8, []byte("module_cmdline: x\x00"), []byte("x"))
 	s := mustParse(t, b.bytes()).Summarize()
-	if !equal(s.GrubCommands, []string{"linux /vmlinuz root=/dev/sda1", "echo \ufffd"}) {
+	if !slices.Equal(s.GrubCommands, []string{"linux /vmlinuz root=/dev/sda1", "echo \ufffd"}) {
 		t.Errorf("grub commands %q", s.GrubCommands)
 	}
-	if !equal(s.KernelCmdlines, []string{"/vmlinuz root=/dev/sda1", "/vmlinuz root=/dev/sda2", "/vmlinuz init=/bin/sh"}) {
+	if !slices.Equal(s.KernelCmdlines, []string{"/vmlinuz root=/dev/sda1", "/vmlinuz root=/dev/sda2", "/vmlinuz init=/bin/sh"}) {
 		t.Errorf("cmdlines %q", s.KernelCmdlines)
 	}
-	if !equal(s.GrubFiles, []string{"(hd0,gpt1)/vmlinuz"}) || len(s.ShimEvents) != 1 || s.ShimEvents[0].Name != "MokList" {
+	if !slices.Equal(s.GrubFiles, []string{"(hd0,gpt1)/vmlinuz"}) || len(s.ShimEvents) != 1 || s.ShimEvents[0].Name != "MokList" {
 		t.Errorf("files %q, shim %+v", s.GrubFiles, s.ShimEvents)
 	}
 	if len(s.Problems) != 1 || s.Problems[0].Event != 4 || !strings.Contains(s.Problems[0].String(), "event 4 (EV_IPL, PCR 8)") {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,7 +180,7 @@ func TestDebianSecureBoot(t *testing.T) {
 				if s.Chain[len(s.Chain)-1] != ca.Subject.String() {
 					t.Fatalf("chain ends at %s", s.Chain[len(s.Chain)-1])
 				}
-			} else if !slicesEqual(s.Reasons, []reason.Code{reason.UntrustedChain}) {
+			} else if !slices.Equal(s.Reasons, []reason.Code{reason.UntrustedChain}) {
 				t.Fatalf("other signature: %v", s.Reasons)
 			}
 		}
@@ -214,18 +215,6 @@ func TestDebianSecureBoot(t *testing.T) {
 	if ts == nil || v.Signatures[0].TimestampKind != "rfc3161" || ts.After(pub.NotAfter) || ts.Before(pub.NotBefore) {
 		t.Fatalf("shim timestamp %v (%s)", ts, v.Signatures[0].TimestampKind)
 	}
-}
-
-func slicesEqual(a, b []reason.Code) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func writeCertPEM(t *testing.T, path string, c *x509.Certificate) {
