@@ -357,6 +357,9 @@ func summarize(data []byte) (*SignatureDB, error) {
 // directories are not an error; an unreadable or too deep directory is,
 // after the rest of the walk, and so is a listing past maxBootFiles
 // binaries, which stops it.
+// espRoots are where an EFI system partition is found.
+var espRoots = []string{"/boot/efi", "/efi", "/boot/EFI"}
+
 func bootFiles(src hostfs.Source) ([]string, error) {
 	var out []string
 	var errs []error
@@ -388,7 +391,12 @@ func bootFiles(src hostfs.Source) ([]string, error) {
 		}
 		return true
 	}
-	walk("/boot/efi", 0)
+	// The ESP is mounted at /boot/efi (Debian, Fedora), /efi (systemd's
+	// choice) or /boot itself (systemd-boot), whose binaries are under
+	// /boot/EFI.
+	for _, root := range espRoots {
+		walk(root, 0)
+	}
 	es, err := src.ReadDir("/boot")
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)

@@ -650,3 +650,20 @@ func TestSecureBootTruncations(t *testing.T) {
 		os.Remove(x.host(id.Path()))
 	}
 }
+
+// TestBootFilesOnEveryESP: the ESP at /efi or at /boot (systemd-boot) is
+// walked as /boot/efi is.
+func TestBootFilesOnEveryESP(t *testing.T) {
+	shim := artifacts.EFI(t, "shimx64.efi.signed")
+	for _, dir := range []string{"/efi/EFI/systemd/", "/boot/EFI/Linux/", "/boot/efi/EFI/debian/"} {
+		x := newSBTree(t)
+		x.copy(dir+"shimx64.efi", shim)
+		r, err := measure.New(measure.Options{}).Measure(context.Background(), hostfs.New(x.root))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bf := r.SecureBoot.BootFiles; len(bf) != 1 || bf[0].Path != dir+"shimx64.efi" || bf[0].SHA256 != hexSHA256(readAll(t, shim)) {
+			t.Errorf("%s: boot files %+v", dir, bf)
+		}
+	}
+}
