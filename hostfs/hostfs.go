@@ -80,6 +80,14 @@ type Dir struct {
 	// while it is measured.
 	parents map[string]string
 	rfd     rootFD
+	dirFDs  map[string]int // O_PATH descriptors of probed directories (Exists)
+}
+
+// Prober is an optional capability of a Source: whether dir/name exists,
+// without following a final link, cheaper than Lstat when probing many
+// names.
+type Prober interface {
+	Exists(dir, name string) bool
 }
 
 // New returns a Source rooted at root ("" means "/").
@@ -87,7 +95,7 @@ func New(root string) *Dir {
 	if root == "" {
 		root = "/"
 	}
-	return &Dir{root: filepath.Clean(root), inputs: map[string]string{}, dirs: map[string]bool{}, links: map[string]string{}, parents: map[string]string{}}
+	return &Dir{root: filepath.Clean(root), inputs: map[string]string{}, dirs: map[string]bool{}, links: map[string]string{}, parents: map[string]string{}, dirFDs: map[string]int{}}
 }
 
 // Root is the directory the source reads under.

@@ -3,6 +3,7 @@ package hostfs
 import (
 	"errors"
 	"os"
+	"path"
 	"runtime"
 	"strings"
 	"sync"
@@ -59,4 +60,57 @@ func (d *Dir) openInRoot(name string, flags int) (f *os.File, ok bool, err error
 			return nil, true, &os.PathError{Op: "open", Path: clean(name), Err: err}
 		}
 	}
+}
+
+// Exists reports whether dir/name exists, without following a final
+// symbolic link: one fstatat on a cached descriptor of dir, for callers
+// that probe thousands of names (the process cross-view). name must be a
+// single path element.
+func (d *Dir) Exists(dir, name string) bool {
+	if name == "" || strings.ContainsRune(name, '/') || name == ".." {
+		return false
+	}
+	var st unix.Stat_t
+	if d.root == "/" {
+		return unix.Fstatat(unix.AT_FDCWD, path.Join(clean(dir), name), &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+	}
+	fd, ok := d.dirFD(dir)
+	if !ok {
+		_, err := d.Lstat(path.Join(dir, name))
+		return err == nil
+	}
+	return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
+// dirFD returns a cached O_PATH descriptor of a directory inside the root.
+func (d *Dir) dirFD(dir string) (int, bool) {
+	dir = clean(dir)
+	d.mu.Lock()
+	fd, ok := d.dirFDs[dir]
+	d.mu.Unlock()
+	if ok {
+		return fd, true
+	}
+	f, ok, err := d.openInRoot(dir, unix.O_PATH|unix.O_DIRECTORY)
+	if !ok || err != nil {
+		return 0, false
+	}
+	nfd, err := unix.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return 0, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.dirFDs[dir]; ok {
+		unix.Close(nfd)
+		return old, true
+	}
+	if len(d.dirFDs) >= 16 {
+		unix.Close(nfd)
+		return 0, false
+	}
+	d.dirFDs[dir] = nfd
+	runtime.AddCleanup(d, func(fd int) { unix.Close(fd) }, nfd)
+	return nfd, true
 }

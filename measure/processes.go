@@ -273,6 +273,13 @@ func (m *Measurer) hiddenProcesses(ctx context.Context, src hostfs.Source, liste
 	if pm := readInt(src, "/proc/sys/kernel/pid_max"); pm != nil && int(*pm) < limit {
 		limit = int(*pm)
 	}
+	exists := func(dir, name string) bool {
+		_, err := src.Lstat(dir + "/" + name)
+		return err == nil
+	}
+	if p, ok := src.(hostfs.Prober); ok {
+		exists = p.Exists
+	}
 	candidates := map[int]bool{}
 	for pid := 1; pid <= limit; pid++ {
 		if pid%4096 == 0 && ctx.Err() != nil {
@@ -281,7 +288,7 @@ func (m *Measurer) hiddenProcesses(ctx context.Context, src hostfs.Source, liste
 		if listed[pid] {
 			continue
 		}
-		if _, err := src.Lstat("/proc/" + strconv.Itoa(pid)); err != nil {
+		if !exists("/proc", strconv.Itoa(pid)) {
 			continue
 		}
 		tgid := pid

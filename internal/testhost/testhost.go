@@ -327,3 +327,13 @@ func (h *Host) Source(dir string) hostfs.Source {
 	}
 	return HidePIDs(src, threads...)
 }
+
+// Exists passes probes through: hiding from getdents does not hide from
+// stat.
+func (h *pidHider) Exists(dir, name string) bool {
+	if p, ok := h.Source.(hostfs.Prober); ok {
+		return p.Exists(dir, name)
+	}
+	_, err := h.Source.Lstat(dir + "/" + name)
+	return err == nil
+}
