@@ -16,6 +16,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/vigil-attest/vigil/hostfs"
+	"github.com/vigil-attest/vigil/internal/schemagen"
 	"github.com/vigil-attest/vigil/measure"
 )
 
@@ -26,72 +27,8 @@ func docsPath(name string) string {
 	return filepath.Join(filepath.Dir(file), "..", "docs", name)
 }
 
-// schemaOf derives a strict JSON Schema from a Go type's JSON encoding:
-// every field that is not omitempty is required, no other member is
-// allowed, pointers may be null.
-func schemaOf(t reflect.Type) map[string]any {
-	switch t.Kind() {
-	case reflect.Pointer:
-		s := schemaOf(t.Elem())
-		if ty, ok := s["type"].(string); ok {
-			s["type"] = []any{ty, "null"}
-		}
-		return s
-	case reflect.Struct:
-		props := map[string]any{}
-		var required []string
-		var walk func(t reflect.Type)
-		walk = func(t reflect.Type) {
-			for i := 0; i < t.NumField(); i++ {
-				f := t.Field(i)
-				if f.Anonymous {
-					walk(f.Type)
-					continue
-				}
-				if !f.IsExported() {
-					continue
-				}
-				name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-				if name == "-" {
-					continue
-				}
-				if name == "" {
-					name = f.Name
-				}
-				props[name] = schemaOf(f.Type)
-				if !strings.Contains(opts, "omitempty") {
-					required = append(required, name)
-				}
-			}
-		}
-		walk(t)
-		sort.Strings(required)
-		if required == nil {
-			required = []string{}
-		}
-		return map[string]any{"type": "object", "properties": props, "required": required, "additionalProperties": false}
-	case reflect.Slice:
-		if t.Elem().Kind() == reflect.Uint8 {
-			return map[string]any{"type": "string", "contentEncoding": "base64"}
-		}
-		return map[string]any{"type": "array", "items": schemaOf(t.Elem())}
-	case reflect.Map:
-		return map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem())}
-	case reflect.String:
-		return map[string]any{"type": "string"}
-	case reflect.Bool:
-		return map[string]any{"type": "boolean"}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return map[string]any{"type": "integer"}
-	case reflect.Interface:
-		return map[string]any{}
-	}
-	panic("schema: unsupported kind " + t.Kind().String())
-}
-
 func generatedSchema(t *testing.T) []byte {
-	s := schemaOf(reflect.TypeOf(measure.Report{}))
+	s := schemagen.Of(reflect.TypeOf(measure.Report{}))
 	s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
 	s["$id"] = "https://vigil-attest.github.io/schemas/runtime-report.v1.json"
 	s["title"] = "Vigil runtime report (" + measure.Version + ")"
