@@ -1,0 +1,422 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/vigil-attest/vigil/enclave"
+	"github.com/vigil-attest/vigil/eventlog"
+	"github.com/vigil-attest/vigil/ima"
+	"github.com/vigil-attest/vigil/ima/imatest"
+	"github.com/vigil-attest/vigil/internal/artifacts"
+	"github.com/vigil-attest/vigil/measure"
+)
+
+// The tests have no TPM: a fakeTPM builds TPMS_ATTEST, TPMT_SIGNATURE and
+// TPMT_PUBLIC structures with go-tpm's types and signs them with
+// software keys, exactly as a TPM does (the signature is over the hash of
+// the TPMS_ATTEST bytes).
+
+type akAlg int
+
+const (
+	akECDSA akAlg = iota
+	akRSASSA
+	akRSAPSS
+)
+
+func (a akAlg) String() string { return [...]string{"ecdsa-p256", "rsassa-2048", "rsapss-2048"}[a] }
+
+var (
+	keyMu    sync.Mutex
+	keyCache = map[string]crypto.Signer{}
+)
+
+// testKey returns a key by name, generated once per test binary (RSA
+// generation is slow).
+func testKey(tb testing.TB, name string, rsaKey bool) crypto.Signer {
+	tb.Helper()
+	keyMu.Lock()
+	defer keyMu.Unlock()
+	if k, ok := keyCache[name]; ok {
+		return k
+	}
+	var k crypto.Signer
+	var err error
+	if rsaKey {
+		k, err = rsa.GenerateKey(rand.Reader, 2048)
+	} else {
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyCache[name] = k
+	return k
+}
+
+func schemeOf(a akAlg) tpm2.TPMAlgID {
+	return map[akAlg]tpm2.TPMAlgID{akECDSA: tpm2.TPMAlgECDSA, akRSASSA: tpm2.TPMAlgRSASSA, akRSAPSS: tpm2.TPMAlgRSAPSS}[a]
+}
+
+// tpmPublic builds a TPMT_PUBLIC for key: an AK (restricted) or a report
+// key (unrestricted), with the signing scheme.
+func tpmPublic(key crypto.PublicKey, scheme tpm2.TPMAlgID, restricted bool, mod func(*tpm2.TPMTPublic)) []byte {
+	p := tpm2.TPMTPublic{
+		NameAlg: tpm2.TPMAlgSHA256,
+		ObjectAttributes: tpm2.TPMAObject{
+			FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true, UserWithAuth: true,
+			Restricted: restricted, SignEncrypt: true,
+		},
+	}
+	switch k := key.(type) {
+	case *ecdsa.PublicKey:
+		p.Type = tpm2.TPMAlgECC
+		p.Parameters = tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+			Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
+			Scheme: tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgECDSA,
+				Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256})},
+			CurveID: tpm2.TPMECCNistP256,
+			KDF:     tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
+		})
+		raw, err := k.Bytes()
+		if err != nil {
+			panic(err)
+		}
+		p.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
+			X: tpm2.TPM2BECCParameter{Buffer: raw[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: raw[33:]}})
+	case *rsa.PublicKey:
+		p.Type = tpm2.TPMAlgRSA
+		var details tpm2.TPMUAsymScheme
+		if scheme == tpm2.TPMAlgRSAPSS {
+			details = tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSAPSS, &tpm2.TPMSSigSchemeRSAPSS{HashAlg: tpm2.TPMAlgSHA256})
+		} else {
+			details = tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSASSA, &tpm2.TPMSSigSchemeRSASSA{HashAlg: tpm2.TPMAlgSHA256})
+		}
+		p.Parameters = tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
+			Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
+			Scheme:    tpm2.TPMTRSAScheme{Scheme: scheme, Details: details},
+			KeyBits:   tpm2.TPMKeyBits(k.N.BitLen()),
+		})
+		p.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: k.N.Bytes()})
+	}
+	if mod != nil {
+		mod(&p)
+	}
+	return tpm2.Marshal(p)
+}
+
+// tpmSign signs b as a TPM signs a TPMS_ATTEST: over SHA-256(b), ECDSA r
+// and s in a TPMS_SIGNATURE_ECC, or RSASSA / RSAPSS (the largest salt,
+// as TPMs do).
+func tpmSign(key crypto.Signer, alg akAlg, b []byte) []byte {
+	d := sha256.Sum256(b)
+	var sig tpm2.TPMTSignature
+	switch alg {
+	case akECDSA:
+		r, s, err := ecdsa.Sign(rand.Reader, key.(*ecdsa.PrivateKey), d[:])
+		if err != nil {
+			panic(err)
+		}
+		sig = tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgECDSA, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgECDSA, &tpm2.TPMSSignatureECC{
+			Hash: tpm2.TPMAlgSHA256, SignatureR: tpm2.TPM2BECCParameter{Buffer: r.FillBytes(make([]byte, 32))},
+			SignatureS: tpm2.TPM2BECCParameter{Buffer: s.FillBytes(make([]byte, 32))}})}
+	case akRSASSA:
+		s, err := rsa.SignPKCS1v15(rand.Reader, key.(*rsa.PrivateKey), crypto.SHA256, d[:])
+		if err != nil {
+			panic(err)
+		}
+		sig = tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgRSASSA, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgRSASSA, &tpm2.TPMSSignatureRSA{
+			Hash: tpm2.TPMAlgSHA256, Sig: tpm2.TPM2BPublicKeyRSA{Buffer: s}})}
+	case akRSAPSS:
+		s, err := rsa.SignPSS(rand.Reader, key.(*rsa.PrivateKey), crypto.SHA256, d[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+		if err != nil {
+			panic(err)
+		}
+		sig = tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgRSAPSS, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgRSAPSS, &tpm2.TPMSSignatureRSA{
+			Hash: tpm2.TPMAlgSHA256, Sig: tpm2.TPM2BPublicKeyRSA{Buffer: s}})}
+	}
+	return tpm2.Marshal(sig)
+}
+
+// fakeTPM is an enclave.Attester of software keys.
+type fakeTPM struct {
+	alg    akAlg
+	ak     crypto.Signer
+	akPub  []byte
+	rk     *ecdsa.PrivateKey
+	rkPub  []byte
+	pcrs   map[string]map[int][]byte
+	clock  uint64
+	resets uint32
+	fwVer  uint64
+	signer []byte // the AK's qualified name, as the TPM puts it in TPMS_ATTEST
+}
+
+// newFakeTPM returns a fake TPM whose keys are named by id (the same id,
+// the same keys).
+func newFakeTPM(tb testing.TB, id string, alg akAlg) *fakeTPM {
+	tb.Helper()
+	f := &fakeTPM{alg: alg, pcrs: map[string]map[int][]byte{}, clock: 123456789, resets: 3, fwVer: 0x2000100000000}
+	f.ak = testKey(tb, id+"/ak/"+alg.String(), alg != akECDSA)
+	f.akPub = tpmPublic(f.ak.Public(), schemeOf(alg), true, nil)
+	f.rk = testKey(tb, id+"/rk", false).(*ecdsa.PrivateKey)
+	f.rkPub = tpmPublic(&f.rk.PublicKey, tpm2.TPMAlgECDSA, false, nil)
+	name, err := ObjectName(f.akPub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.signer = name
+	return f
+}
+
+func (f *fakeTPM) Kind() enclave.Kind             { return enclave.TPM }
+func (f *fakeTPM) ReportPublic() crypto.PublicKey { return &f.rk.PublicKey }
+func (f *fakeTPM) SignReport(_ context.Context, d []byte) ([]byte, error) {
+	return ecdsa.SignASN1(rand.Reader, f.rk, d)
+}
+func (f *fakeTPM) Close() error                         { return nil }
+func (f *fakeTPM) AKPublic() ([]byte, crypto.PublicKey) { return f.akPub, f.ak.Public() }
+func (f *fakeTPM) ReportKeyPublic() []byte              { return f.rkPub }
+func (f *fakeTPM) EK(context.Context) ([]byte, crypto.PublicKey, []byte, error) {
+	return nil, nil, nil, errors.New("no EK in the fake TPM")
+}
+
+func (f *fakeTPM) attest(typ tpm2.TPMST, qualifying []byte, info tpm2.TPMUAttest) []byte {
+	return tpm2.Marshal(tpm2.TPMSAttest{
+		Magic:           tpm2.TPMGeneratedValue,
+		Type:            typ,
+		QualifiedSigner: tpm2.TPM2BName{Buffer: f.signer},
+		ExtraData:       tpm2.TPM2BData{Buffer: qualifying},
+		ClockInfo:       tpm2.TPMSClockInfo{Clock: f.clock, ResetCount: f.resets, RestartCount: 1, Safe: true},
+		FirmwareVersion: f.fwVer,
+		Attested:        info,
+	})
+}
+
+func (f *fakeTPM) Certify(_ context.Context, qualifying []byte) (*enclave.Certification, error) {
+	name, err := ObjectName(f.rkPub)
+	if err != nil {
+		return nil, err
+	}
+	a := f.attest(tpm2.TPMSTAttestCertify, qualifying, tpm2.NewTPMUAttest(tpm2.TPMSTAttestCertify, &tpm2.TPMSCertifyInfo{
+		Name: tpm2.TPM2BName{Buffer: name}, QualifiedName: tpm2.TPM2BName{Buffer: name}}))
+	return &enclave.Certification{Attest: a, Signature: tpmSign(f.ak, f.alg, a)}, nil
+}
+
+var bankAlgs = map[string]tpm2.TPMAlgID{"sha1": tpm2.TPMAlgSHA1, "sha256": tpm2.TPMAlgSHA256, "sha384": tpm2.TPMAlgSHA384}
+
+func (f *fakeTPM) pcr(bank string, i int) []byte {
+	if v, ok := f.pcrs[bank][i]; ok {
+		return v
+	}
+	return make([]byte, eventlog.Alg(bankAlgs[bank]).Size())
+}
+
+func (f *fakeTPM) Quote(_ context.Context, banks map[string][]int, qualifying []byte) (*enclave.Quote, error) {
+	names := make([]string, 0, len(banks))
+	for b := range banks {
+		names = append(names, b)
+	}
+	sort.Strings(names)
+	var sel tpm2.TPMLPCRSelection
+	h := sha256.New()
+	out := map[string]map[int][]byte{}
+	for _, b := range names {
+		alg, ok := bankAlgs[b]
+		if !ok {
+			return nil, fmt.Errorf("no bank %s", b)
+		}
+		bits := make([]byte, 3)
+		idx := slices.Sorted(slices.Values(banks[b]))
+		out[b] = map[int][]byte{}
+		for _, i := range idx {
+			bits[i/8] |= 1 << (i % 8)
+		}
+		for _, i := range idx {
+			h.Write(f.pcr(b, i))
+			out[b][i] = f.pcr(b, i)
+		}
+		sel.PCRSelections = append(sel.PCRSelections, tpm2.TPMSPCRSelection{Hash: alg, PCRSelect: bits})
+	}
+	a := f.attest(tpm2.TPMSTAttestQuote, qualifying, tpm2.NewTPMUAttest(tpm2.TPMSTAttestQuote, &tpm2.TPMSQuoteInfo{
+		PCRSelect: sel, PCRDigest: tpm2.TPM2BDigest{Buffer: h.Sum(nil)}}))
+	return &enclave.Quote{Attest: a, Signature: tpmSign(f.ak, f.alg, a), PCRs: out}, nil
+}
+
+// softEnclave is a software enclave with a cached key.
+type softEnclave struct{ k *ecdsa.PrivateKey }
+
+func (s softEnclave) Kind() enclave.Kind             { return enclave.Software }
+func (s softEnclave) ReportPublic() crypto.PublicKey { return &s.k.PublicKey }
+func (s softEnclave) SignReport(_ context.Context, d []byte) ([]byte, error) {
+	return ecdsa.SignASN1(rand.Reader, s.k, d)
+}
+func (s softEnclave) Close() error { return nil }
+
+func newSoft(tb testing.TB, id string) softEnclave {
+	return softEnclave{testKey(tb, id+"/soft", false).(*ecdsa.PrivateKey)}
+}
+
+// testReport is a small canonical runtime report of host.
+func testReport(tb testing.TB, host string) []byte {
+	tb.Helper()
+	r := &measure.Report{Version: measure.Version, Inputs: map[string]string{"/proc/sys/kernel/osrelease": "00ff"}}
+	r.Kernel.Status = measure.StatusOK
+	r.Kernel.Release = "6.1.0-56-amd64"
+	r.Kernel.Hostname = host
+	r.IMA.Status = measure.StatusUnavailable
+	b, err := r.Canonical()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+const eventLogName = "keylime_binary_bios_measurements"
+
+func readEventLog(tb testing.TB, name string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(artifacts.SharedData(tb, "eventlogs/"+name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// setLogPCRs makes the fake TPM's PCRs those a boot that wrote log and
+// an IMA list ima (of which the first imaQuoted bytes were measured when
+// quoting) left.
+func (f *fakeTPM) setLogPCRs(tb testing.TB, log, list []byte, imaQuoted int) {
+	tb.Helper()
+	f.pcrs = map[string]map[int][]byte{}
+	if log != nil {
+		l, err := eventlog.Parse(log)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for alg, m := range l.Replay() {
+			f.pcrs[alg.String()] = map[int][]byte{}
+			for i, v := range m {
+				f.pcrs[alg.String()][int(i)] = v
+			}
+		}
+	}
+	if list != nil {
+		st, err := ima.Parse(bytes.NewReader(list[:imaQuoted]), ima.Options{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if f.pcrs["sha256"] == nil {
+			f.pcrs["sha256"] = map[int][]byte{}
+		}
+		f.pcrs["sha256"][10] = st.PCR(crypto.SHA256, 10)
+	}
+}
+
+// fixture is valid evidence and the options that verify it.
+type fixture struct {
+	tpm   *fakeTPM
+	nonce []byte
+	ev    *Evidence
+	opts  Options
+	log   []byte
+	list  []byte
+}
+
+var testNonce = []byte("0123456789abcdef")
+
+type fixtureOptions struct {
+	id       string
+	alg      akAlg
+	logs     bool
+	imaN     int // entries in the IMA list (default 50)
+	report   []byte
+	software bool
+}
+
+func newFixture(tb testing.TB, fo fixtureOptions) *fixture {
+	tb.Helper()
+	if fo.id == "" {
+		fo.id = "agent-a"
+	}
+	if fo.report == nil {
+		fo.report = testReport(tb, fo.id)
+	}
+	if fo.imaN == 0 {
+		fo.imaN = 50
+	}
+	fx := &fixture{nonce: testNonce, opts: Options{Nonce: testNonce}}
+	var e enclave.Enclave
+	if fo.software {
+		e = newSoft(tb, fo.id)
+	} else {
+		fx.tpm = newFakeTPM(tb, fo.id, fo.alg)
+		fx.opts.AK = fx.tpm.ak.Public()
+		e = fx.tpm
+	}
+	bo := BuildOptions{Nonce: fx.nonce, Report: fo.report}
+	if fo.logs {
+		fx.log = readEventLog(tb, eventLogName)
+		fx.list = imatest.List(fo.imaN)
+		bo.EventLog, bo.IMALog = fx.log, fx.list
+		if fx.tpm != nil {
+			fx.tpm.setLogPCRs(tb, fx.log, fx.list, len(fx.list))
+		}
+	}
+	ev, err := Build(context.Background(), e, bo)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fx.ev = ev
+	return fx
+}
+
+// clone deep-copies evidence through its JSON form.
+func clone(tb testing.TB, ev *Evidence) *Evidence {
+	tb.Helper()
+	b, err := ev.Encode()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := Decode(b)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func pemOf(tb testing.TB, k crypto.PublicKey) string {
+	tb.Helper()
+	der, err := x509.MarshalPKIXPublicKey(k)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+func flip(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	if i < 0 {
+		i += len(c)
+	}
+	c[i] ^= 0x01
+	return c
+}
