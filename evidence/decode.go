@@ -103,5 +103,5 @@ func parsePublicPEM(s string) (crypto.PublicKey, error) {
 	case *ecdsa.PublicKey, *rsa.PublicKey:
 		return k, nil
 	}
-	return nil, fmt.Errorf("%w: %T", errUnsupportedPK, k)
+	return nil, fmt.Errorf("%w: %T", errUnsupported, k)
 }

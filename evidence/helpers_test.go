@@ -13,6 +13,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
 	"os"
 	"slices"
 	"sort"
@@ -49,8 +51,9 @@ var (
 	keyCache = map[string]crypto.Signer{}
 )
 
-// testKey returns a key by name, generated once per test binary (RSA
-// generation is slow).
+// testKey returns a key by name: the same name gives the same key, in
+// every process (fuzz workers rebuild the seeds the coordinator built).
+// It is derived from the name, never random.
 func testKey(tb testing.TB, name string, rsaKey bool) crypto.Signer {
 	tb.Helper()
 	keyMu.Lock()
@@ -58,18 +61,67 @@ func testKey(tb testing.TB, name string, rsaKey bool) crypto.Signer {
 	if k, ok := keyCache[name]; ok {
 		return k
 	}
+	seed := sha256.Sum256([]byte("vigil evidence test key\x00" + name))
+	rng := mrand.New(mrand.NewChaCha8(seed))
 	var k crypto.Signer
 	var err error
 	if rsaKey {
-		k, err = rsa.GenerateKey(rand.Reader, 2048)
+		k, err = deterministicRSA(rng, 2048)
 	} else {
-		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		d := make([]byte, 32)
+		for {
+			for i := range d {
+				d[i] = byte(rng.Uint32())
+			}
+			if k, err = ecdsa.ParseRawPrivateKey(elliptic.P256(), d); err == nil {
+				break
+			}
+		}
 	}
 	if err != nil {
 		tb.Fatal(err)
 	}
 	keyCache[name] = k
 	return k
+}
+
+// deterministicRSA makes an RSA key (e = 65537) from primes drawn from
+// rng.
+func deterministicRSA(rng *mrand.Rand, bits int) (*rsa.PrivateKey, error) {
+	e := big.NewInt(65537)
+	prime := func() *big.Int {
+		b := make([]byte, bits/16)
+		for {
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+			b[0] |= 0xc0 // the product has exactly bits bits
+			b[len(b)-1] |= 1
+			p := new(big.Int).SetBytes(b)
+			pm1 := new(big.Int).Sub(p, big.NewInt(1))
+			if p.ProbablyPrime(32) && new(big.Int).GCD(nil, nil, e, pm1).Cmp(big.NewInt(1)) == 0 {
+				return p
+			}
+		}
+	}
+	for {
+		p, q := prime(), prime()
+		if p.Cmp(q) == 0 {
+			continue
+		}
+		n := new(big.Int).Mul(p, q)
+		phi := new(big.Int).Mul(new(big.Int).Sub(p, big.NewInt(1)), new(big.Int).Sub(q, big.NewInt(1)))
+		d := new(big.Int).ModInverse(e, phi)
+		if d == nil || n.BitLen() != bits {
+			continue
+		}
+		k := &rsa.PrivateKey{PublicKey: rsa.PublicKey{N: n, E: 65537}, D: d, Primes: []*big.Int{p, q}}
+		k.Precompute()
+		if err := k.Validate(); err != nil {
+			return nil, err
+		}
+		return k, nil
+	}
 }
 
 func schemeOf(a akAlg) tpm2.TPMAlgID {

@@ -329,9 +329,12 @@ func sameKey(a, b crypto.PublicKey) bool {
 
 func (v *verifier) akCheck() {
 	ak := v.ev.AK
-	tp, tk, err := DecodePublic(ak.Public)
+	var tk crypto.PublicKey
+	tp, err := decodePublic(ak.Public)
 	if err != nil {
 		v.fail(Malformed, "ak.public: %v", err)
+	} else {
+		tk = tp.key
 	}
 	pk, err := parsePublicPEM(ak.PEM)
 	if err != nil {
@@ -341,7 +344,7 @@ func (v *verifier) akCheck() {
 		v.fail(AKMismatch, "ak.public and ak.pem are different keys")
 	}
 	if tp != nil {
-		if err := objectAttributes(tp, tk, true); err != nil {
+		if err := objectAttributes(tp, true); err != nil {
 			v.fail(AKAttributes, "AK: %v", err)
 		}
 	}
@@ -352,11 +355,30 @@ func (v *verifier) akCheck() {
 	if evKey == nil {
 		evKey = pk
 	}
-	switch v.o.AK.(type) {
+	enrolled, valid := v.o.AK, true
+	switch k := enrolled.(type) {
+	case *ecdsa.PublicKey:
+		if k == nil {
+			enrolled = nil
+		} else if _, err := k.Bytes(); err != nil {
+			valid = false
+		}
+	case *rsa.PublicKey:
+		if k == nil {
+			enrolled = nil
+		} else {
+			valid = k.N != nil && k.N.Sign() > 0
+		}
+	}
+	switch enrolled.(type) {
 	case nil:
 		v.fail(AKUnknown, "TPM evidence, and no enrolled AK to verify it with")
 		v.ak = evKey
 	case *ecdsa.PublicKey, *rsa.PublicKey:
+		if !valid {
+			v.fail(AKMismatch, "the enrolled AK is not a valid key")
+			return
+		}
 		v.ak = v.o.AK
 		if (tk != nil && !sameKey(v.o.AK, tk)) || (pk != nil && !sameKey(v.o.AK, pk)) {
 			v.fail(AKMismatch, "the evidence's AK is not the enrolled AK")
@@ -369,31 +391,29 @@ func (v *verifier) akCheck() {
 // objectAttributes checks a TPM key's attributes: TPM-generated, never
 // leaving its TPM and parent, a signing key, restricted (an AK) or not
 // (the report key), and of sufficient strength.
-func objectAttributes(p *tpm2.TPMTPublic, k crypto.PublicKey, restricted bool) error {
-	a := p.ObjectAttributes
+func objectAttributes(p *public, restricted bool) error {
+	a := p.attrs
 	var bad []string
-	if !a.FixedTPM {
+	if a&attrFixedTPM == 0 {
 		bad = append(bad, "fixedTPM clear")
 	}
-	if !a.FixedParent {
+	if a&attrFixedParent == 0 {
 		bad = append(bad, "fixedParent clear")
 	}
-	if !a.SensitiveDataOrigin {
+	if a&attrSensitiveDataOrigin == 0 {
 		bad = append(bad, "sensitiveDataOrigin clear")
 	}
-	if !a.SignEncrypt {
+	if a&attrSign == 0 {
 		bad = append(bad, "sign clear")
 	}
-	if a.Decrypt {
+	if a&attrDecrypt != 0 {
 		bad = append(bad, "decrypt set")
 	}
-	if a.Restricted != restricted {
-		bad = append(bad, fmt.Sprintf("restricted %v, want %v", a.Restricted, restricted))
+	if (a&attrRestricted != 0) != restricted {
+		bad = append(bad, fmt.Sprintf("restricted %v, want %v", a&attrRestricted != 0, restricted))
 	}
-	if k != nil {
-		if err := keyStrength(k); err != nil {
-			bad = append(bad, err.Error())
-		}
+	if err := keyStrength(p.key); err != nil {
+		bad = append(bad, err.Error())
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%v", bad)
@@ -401,12 +421,12 @@ func objectAttributes(p *tpm2.TPMTPublic, k crypto.PublicKey, restricted bool) e
 	return nil
 }
 
-// attestReason maps a DecodeAttest error to its reason.
+// attestReason maps a decodeAttest error to its reason.
 func attestReason(err error) Reason {
 	switch {
-	case errors.Is(err, ErrBadMagic):
+	case errors.Is(err, errBadMagic):
 		return BadMagic
-	case errors.Is(err, ErrAttestType):
+	case errors.Is(err, errAttestType):
 		return BadAttestType
 	}
 	return Malformed
@@ -414,11 +434,11 @@ func attestReason(err error) Reason {
 
 func (v *verifier) quote() {
 	q := v.ev.Quote
-	att, err := DecodeAttest(q.Attest, tpm2.TPMSTAttestQuote)
+	att, err := decodeAttest(q.Attest, tpm2.TPMSTAttestQuote)
 	if err != nil {
 		v.fail(attestReason(err), "quote.attest: %v", err)
 	}
-	sig, err := DecodeSignature(q.Signature)
+	sig, err := decodeSignature(q.Signature)
 	if err != nil {
 		v.fail(Malformed, "quote.signature: %v", err)
 	}
@@ -434,22 +454,12 @@ func (v *verifier) quote() {
 	if att == nil {
 		return
 	}
-	if !bytes.Equal(att.ExtraData.Buffer, v.bind) {
+	if !bytes.Equal(att.extraData, v.bind) {
 		v.fail(QuoteBindingMismatch, "the quote's extraData is not the binding of this nonce and report")
 	}
-	v.res.Clock = &Clock{
-		Clock:           att.ClockInfo.Clock,
-		ResetCount:      att.ClockInfo.ResetCount,
-		RestartCount:    att.ClockInfo.RestartCount,
-		Safe:            bool(att.ClockInfo.Safe),
-		FirmwareVersion: att.FirmwareVersion,
-	}
-	info, err := att.Attested.Quote()
-	if err != nil {
-		v.fail(Malformed, "quote.attest: %v", err)
-		return
-	}
-	sel, err := quoteSelection(info.PCRSelect)
+	clock := att.clock
+	v.res.Clock = &clock
+	sel, err := quoteSelection(att.pcrSelect)
 	if err != nil {
 		v.fail(PCRSelectionMismatch, "%v", err)
 		return
@@ -474,7 +484,7 @@ func (v *verifier) quote() {
 			hh.Write(vals[b.alg][i])
 		}
 	}
-	if !bytes.Equal(hh.Sum(nil), info.PCRDigest.Buffer) {
+	if !bytes.Equal(hh.Sum(nil), att.pcrDigest) {
 		v.fail(PCRDigestMismatch, "the PCR values do not hash to the quote's PCR digest")
 		return
 	}
@@ -511,20 +521,20 @@ func (s selection) String() string {
 // quoteSelection turns a TPML_PCR_SELECTION into banks and indexes, in
 // the order the PCR digest hashes them. Banks with no PCR selected are
 // left out; a bank listed twice or of an unknown size is refused.
-func quoteSelection(l tpm2.TPMLPCRSelection) (selection, error) {
+func quoteSelection(l []pcrSelect) (selection, error) {
 	var out selection
 	seen := map[eventlog.Alg]bool{}
-	for _, s := range l.PCRSelections {
-		alg := eventlog.Alg(s.Hash)
+	for _, s := range l {
+		alg := eventlog.Alg(s.hash)
 		if alg.Size() == 0 {
-			return nil, fmt.Errorf("the quote selects bank 0x%04x, which has no known digest size", uint16(s.Hash))
+			return nil, fmt.Errorf("the quote selects bank 0x%04x, which has no known digest size", uint16(s.hash))
 		}
 		if seen[alg] {
 			return nil, fmt.Errorf("the quote selects bank %s twice", alg)
 		}
 		seen[alg] = true
 		var pcrs []int
-		for i, b := range s.PCRSelect {
+		for i, b := range s.bitmap {
 			for bit := 0; bit < 8; bit++ {
 				if b&(1<<bit) != 0 {
 					pcrs = append(pcrs, i*8+bit)
@@ -595,11 +605,11 @@ func pcrValues(sel selection, ev map[string]map[string]string) (map[eventlog.Alg
 
 func (v *verifier) certify(rk crypto.PublicKey) {
 	k := v.ev.ReportKey
-	att, err := DecodeAttest(k.CertifyInfo, tpm2.TPMSTAttestCertify)
+	att, err := decodeAttest(k.CertifyInfo, tpm2.TPMSTAttestCertify)
 	if err != nil {
 		v.fail(attestReason(err), "report_key.certify_info: %v", err)
 	}
-	sig, err := DecodeSignature(k.CertifySignature)
+	sig, err := decodeSignature(k.CertifySignature)
 	if err != nil {
 		v.fail(Malformed, "report_key.certify_signature: %v", err)
 	}
@@ -608,27 +618,22 @@ func (v *verifier) certify(rk crypto.PublicKey) {
 			v.fail(BadCertifySignature, "certification: %v", err)
 		}
 	}
-	tp, tk, err := DecodePublic(k.TPMPublic)
+	tp, err := decodePublic(k.TPMPublic)
 	if err != nil {
 		v.fail(Malformed, "report_key.tpm_public: %v", err)
 	} else {
-		if rk != nil && !sameKey(rk, tk) {
+		if rk != nil && !sameKey(rk, tp.key) {
 			v.fail(ReportKeyMismatch, "report_key.tpm_public and report_key.public are different keys")
 		}
-		if err := objectAttributes(tp, tk, false); err != nil {
+		if err := objectAttributes(tp, false); err != nil {
 			v.fail(ReportKeyAttributes, "report key: %v", err)
 		}
 	}
 	if att == nil {
 		return
 	}
-	if !bytes.Equal(att.ExtraData.Buffer, v.bind) {
+	if !bytes.Equal(att.extraData, v.bind) {
 		v.fail(CertifyBindingMismatch, "the certification's extraData is not the binding of this nonce and report")
-	}
-	info, err := att.Attested.Certify()
-	if err != nil {
-		v.fail(Malformed, "report_key.certify_info: %v", err)
-		return
 	}
 	if tp == nil {
 		return
@@ -637,10 +642,10 @@ func (v *verifier) certify(rk crypto.PublicKey) {
 	switch {
 	case err != nil:
 		v.fail(CertifyNameMismatch, "%v", err)
-	case tp.NameAlg == tpm2.TPMAlgSHA1:
+	case tp.nameAlg == tpm2.TPMAlgSHA1:
 		v.fail(CertifyNameMismatch, "the report key's Name uses SHA-1")
-	case !bytes.Equal(info.Name.Buffer, name):
-		v.fail(CertifyNameMismatch, "the certification certifies %x, not the report key %x", info.Name.Buffer, name)
+	case !bytes.Equal(att.name, name):
+		v.fail(CertifyNameMismatch, "the certification certifies %x, not the report key %x", att.name, name)
 	}
 }
 
