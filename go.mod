@@ -4,11 +4,11 @@ go 1.26.8
 
 require (
 	github.com/google/go-attestation v0.6.1
+	github.com/google/go-tpm v0.9.8
 	github.com/spf13/cobra v1.10.2
 )
 
 require (
-	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/gowebpki/jcs v1.0.2 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
