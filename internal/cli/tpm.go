@@ -12,6 +12,7 @@ import (
 
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/tpm"
+	"github.com/vigil-attest/vigil/trust"
 )
 
 // openTPM opens the TPM enclave, creating its keys when missing.
@@ -26,10 +27,14 @@ type keysOutput struct {
 	EKCert    string `json:"ek_certificate,omitempty"`
 	AK        string `json:"ak"`
 	ReportKey string `json:"report_key"`
+	// EKVerified is set with --ek-roots: whether the EK certificate
+	// chains to them and holds the EK; EKError says why not.
+	EKVerified *bool  `json:"ek_verified,omitempty"`
+	EKError    string `json:"ek_error,omitempty"`
 }
 
 func newAgentKeysCmd(g *globalOptions) *cobra.Command {
-	var uri, output string
+	var uri, output, ekRoots string
 	c := &cobra.Command{
 		Use:   "keys",
 		Short: "Print the TPM's EK, EK certificate, AK and report key (creating what is missing)",
@@ -71,6 +76,14 @@ the report key. The AK is what an operator enrolls for 'vigil evidence verify --
 			if ekCert != nil {
 				out.EKCert = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ekCert}))
 			}
+			if ekRoots != "" {
+				verr := verifyEK(ekRoots, ekCert, ekPub)
+				ok := verr == nil
+				out.EKVerified = &ok
+				if verr != nil {
+					out.EKError = verr.Error()
+				}
+			}
 			if output == "json" {
 				enc := json.NewEncoder(g.stdout)
 				enc.SetIndent("", "  ")
@@ -83,10 +96,46 @@ the report key. The AK is what an operator enrolls for 'vigil evidence verify --
 				fmt.Fprintln(g.stdout, "# EK certificate: none in NV")
 			}
 			fmt.Fprintf(g.stdout, "# AK\n%s# report key\n%s", out.AK, out.ReportKey)
+			if out.EKVerified != nil {
+				if *out.EKVerified {
+					fmt.Fprintf(g.stdout, "# EK certificate chains to %s\n", ekRoots)
+				} else {
+					fmt.Fprintf(g.stdout, "# EK certificate NOT verified: %s\n", out.EKError)
+				}
+			}
+			if out.EKVerified != nil && !*out.EKVerified {
+				return &exitError{code: ExitDenied}
+			}
 			return nil
 		},
 	}
 	c.Flags().StringVar(&uri, "tpm", "", "TPM: /dev/tpmrm0, unix:///path or tcp://127.0.0.1:PORT")
 	c.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	c.Flags().StringVar(&ekRoots, "ek-roots", "", "manufacturer CA certificates (PEM): verify the EK certificate's chain; exit 1 if it fails")
 	return c
+}
+
+// verifyEK checks the EK certificate against the manufacturer CAs in a
+// file: self-signed ones are roots, the others intermediates.
+func verifyEK(file string, certDER []byte, ekPub crypto.PublicKey) error {
+	if certDER == nil {
+		return fmt.Errorf("the TPM holds no EK certificate")
+	}
+	cert, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return fmt.Errorf("EK certificate: %w", err)
+	}
+	cas, err := trust.LoadCertificates(file)
+	if err != nil {
+		return err
+	}
+	var roots, inter []*x509.Certificate
+	for _, c := range cas {
+		if c.CheckSignatureFrom(c) == nil {
+			roots = append(roots, c)
+		} else {
+			inter = append(inter, c)
+		}
+	}
+	return tpm.VerifyEKCertificate(cert, ekPub, roots, inter...)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/vigil-attest/vigil/ima"
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testhost"
+	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/internal/testtpm"
 	"github.com/vigil-attest/vigil/tpm"
 )
@@ -68,6 +69,21 @@ func TestTPMEvidenceEndToEnd(t *testing.T) {
 		t.Errorf("agent keys changed between runs:\n%s\n%s", out, again)
 	}
 	work := t.TempDir()
+	// The EK certificate chains to swtpm-localca's CAs, and not to another CA.
+	cas := filepath.Join(work, "ek-cas.pem")
+	var pemCAs []byte
+	for _, c := range append(sw.Roots, sw.Intermediates...) {
+		pemCAs = append(pemCAs, testpki.CertPEMOf(c)...)
+	}
+	os.WriteFile(cas, pemCAs, 0o644)
+	if code, text, errs := vigil(t, "agent", "keys", "--tpm", sw.URI, "--ek-roots", cas); code != 0 || !strings.Contains(text, "EK certificate chains to") {
+		t.Errorf("ek-roots: exit %d %s %s", code, text, errs)
+	}
+	wrong := filepath.Join(work, "wrong.pem")
+	os.WriteFile(wrong, testpki.NewRoot(testpki.Options{}).CertPEM(), 0o644)
+	if code, text, _ := vigil(t, "agent", "keys", "--tpm", sw.URI, "--ek-roots", wrong); code != 1 || !strings.Contains(text, "NOT verified") {
+		t.Errorf("wrong ek-roots: exit %d %s", code, text)
+	}
 	akFile := filepath.Join(work, "ak.pem")
 	os.WriteFile(akFile, []byte(keys.AK), 0o644)
 
