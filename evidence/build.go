@@ -31,6 +31,11 @@ type BuildOptions struct {
 	// IMALog is the binary IMA list from IMAOffset; nil leaves it out.
 	IMALog    []byte
 	IMAOffset int64
+	// ReadIMALog, when set, reads the IMA list from IMAOffset instead of
+	// IMALog, and is called after the quote: the list only grows, so a
+	// list read after the quote holds a prefix that replays to the quoted
+	// PCR 10, while one read before may lack files measured in between.
+	ReadIMALog func() ([]byte, error)
 	// WithEK adds the EK and its certificate (enrollment).
 	WithEK bool
 }
@@ -57,12 +62,22 @@ func Build(ctx context.Context, e enclave.Enclave, o BuildOptions) (*Evidence, e
 	if o.EventLog != nil {
 		ev.EventLog = &Log{Offset: 0, Data: o.EventLog}
 	}
-	if o.IMALog != nil {
-		ev.IMALog = &Log{Offset: o.IMAOffset, Data: o.IMALog}
+	readIMA := func() error {
+		data := o.IMALog
+		if o.ReadIMALog != nil {
+			var err error
+			if data, err = o.ReadIMALog(); err != nil {
+				return fmt.Errorf("IMA list: %w", err)
+			}
+		}
+		if data != nil {
+			ev.IMALog = &Log{Offset: o.IMAOffset, Data: data}
+		}
+		return nil
 	}
 	a, ok := e.(enclave.Attester)
 	if !ok {
-		return ev, nil
+		return ev, readIMA()
 	}
 	akPublic, akKey := a.AKPublic()
 	akPEM, err := publicPEM(akKey)
@@ -83,6 +98,9 @@ func Build(ctx context.Context, e enclave.Enclave, o BuildOptions) (*Evidence, e
 	q, err := a.Quote(ctx, sel, bind)
 	if err != nil {
 		return nil, fmt.Errorf("quote: %w", err)
+	}
+	if err := readIMA(); err != nil {
+		return nil, err
 	}
 	ev.Quote = &Quote{Attest: q.Attest, Signature: q.Signature, PCRSelection: map[string][]int{}, PCRs: map[string]map[string]string{}}
 	for bank, idx := range sel {

@@ -101,8 +101,9 @@ bound to the nonce and the report. The firmware event log and the IMA list
 				if bo.EventLog, err = readOptional(src, "/sys/kernel/security/tpm0/binary_bios_measurements", 0); err != nil {
 					return &exitError{code: ExitUsage, err: err}
 				}
-				if bo.IMALog, err = readOptional(src, "/sys/kernel/security/ima/binary_runtime_measurements", imaOffset); err != nil {
-					return &exitError{code: ExitUsage, err: err}
+				// Read after the quote (Build calls it): see BuildOptions.
+				bo.ReadIMALog = func() ([]byte, error) {
+					return readOptional(src, "/sys/kernel/security/ima/binary_runtime_measurements", imaOffset)
 				}
 			}
 			ev, err := evidence.Build(cmd.Context(), e, bo)
