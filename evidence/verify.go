@@ -839,7 +839,10 @@ func (v *verifier) imaLog() {
 		v.res.Messages = append(v.res.Messages, "IMA list not verified: the quote does not select SHA-256 PCR 10")
 		return
 	}
-	ok, err := ima.ReplayUntil(ctxReader{v.ctx, bytes.NewReader(l.Data)}, &st, crypto.SHA256, IMAPCR, target, ima.Options{})
+	// The quote proves only the SHA-256 bank: replay that bank alone
+	// (a saved state from a full replay goes on in full).
+	mode := ima.Options{SHA256Only: st.Entries == 0 || st.SHA256Only}
+	ok, err := ima.ReplayUntil(ctxReader{v.ctx, bytes.NewReader(l.Data)}, &st, crypto.SHA256, IMAPCR, target, mode)
 	switch {
 	case errors.Is(err, ima.ErrStateMismatch):
 		v.fail(IMAOffsetMismatch, "%v", err)

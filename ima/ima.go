@@ -86,6 +86,12 @@ type Options struct {
 	// MaxEntries bounds the entries of the whole list, counting those of
 	// a resumed State.
 	MaxEntries int
+	// SHA256Only replays the SHA-256 bank alone, for a verifier whose
+	// quote covers only that bank: the SHA-1 bank is not computed and the
+	// template data is not checked against the listed SHA-1 digest
+	// (Mismatches stays 0). A State records the mode; resuming it in the
+	// other mode is ErrStateMismatch.
+	SHA256Only bool
 }
 
 func (o Options) maxData() int {

@@ -55,6 +55,9 @@ type State struct {
 	FirstSum   [sha256.Size]byte
 	LastOffset int64
 	LastSum    [sha256.Size]byte
+	// SHA256Only is set when the state was replayed with
+	// Options.SHA256Only: SHA1 and Mismatches are then not computed.
+	SHA256Only bool
 }
 
 // Clone returns a deep copy.
@@ -73,6 +76,9 @@ func (s *State) PCR(bank crypto.Hash, index int) []byte {
 	}
 	switch bank {
 	case crypto.SHA1:
+		if s.SHA256Only {
+			return nil
+		}
 		return bytes.Clone(s.SHA1[index][:])
 	case crypto.SHA256:
 		return bytes.Clone(s.SHA256[index][:])
@@ -110,7 +116,7 @@ func (s *State) valid() error {
 }
 
 // add replays one entry. It leaves s unchanged when it fails.
-func (s *State) add(e *Entry) error {
+func (s *State) add(e *Entry, sha256Only bool) error {
 	t := -1
 	for i := range s.Templates {
 		if s.Templates[i].Name == string(e.Template) {
@@ -128,11 +134,17 @@ func (s *State) add(e *Entry) error {
 	s.Templates[t].Count++
 
 	var buf [sha256.Size * 2]byte
-	if e.Violation() {
+	switch {
+	case e.Violation():
 		s.Violations++
-		s.SHA1[e.PCR] = sha1.Sum(append(append(buf[:0], s.SHA1[e.PCR][:]...), ones1...))
+		if !sha256Only {
+			s.SHA1[e.PCR] = sha1.Sum(append(append(buf[:0], s.SHA1[e.PCR][:]...), ones1...))
+		}
 		s.SHA256[e.PCR] = sha256.Sum256(append(append(buf[:0], s.SHA256[e.PCR][:]...), ones256...))
-	} else {
+	case sha256Only:
+		d := sha256.Sum256(e.Data)
+		s.SHA256[e.PCR] = sha256.Sum256(append(append(buf[:0], s.SHA256[e.PCR][:]...), d[:]...))
+	default:
 		if sha1.Sum(e.Data) != e.Digest {
 			s.Mismatches++
 			if len(s.MismatchIndices) < MaxMismatchIndices {
@@ -181,7 +193,7 @@ func ReplayUntil(r io.Reader, st *State, bank crypto.Hash, pcr int, target []byt
 	switch {
 	case pcr < 0 || pcr >= MaxPCR:
 		return false, fmt.Errorf("ima: PCR %d out of range", pcr)
-	case bank == crypto.SHA1 && len(target) == sha1.Size:
+	case bank == crypto.SHA1 && len(target) == sha1.Size && !o.SHA256Only:
 		cur = func(s *State) []byte { return s.SHA1[pcr][:] }
 	case bank == crypto.SHA256 && len(target) == sha256.Size:
 		cur = func(s *State) []byte { return s.SHA256[pcr][:] }
@@ -194,6 +206,11 @@ func ReplayUntil(r io.Reader, st *State, bank crypto.Hash, pcr int, target []byt
 func replay(r io.Reader, st *State, o Options, match func(*State) bool) (bool, error) {
 	if err := st.valid(); err != nil {
 		return false, err
+	}
+	if st.Entries == 0 {
+		st.SHA256Only = o.SHA256Only
+	} else if st.SHA256Only != o.SHA256Only {
+		return false, fmt.Errorf("ima: %w: the state was replayed with SHA256Only=%t", ErrStateMismatch, st.SHA256Only)
 	}
 	if match != nil && match(st) {
 		return true, nil
@@ -213,7 +230,7 @@ func replay(r io.Reader, st *State, o Options, match func(*State) bool) (bool, e
 		if err != nil {
 			return false, err
 		}
-		if err := st.add(e); err != nil {
+		if err := st.add(e, o.SHA256Only); err != nil {
 			return false, err
 		}
 		if e.Index == 0 {
