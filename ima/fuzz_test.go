@@ -98,6 +98,11 @@ func FuzzParse(f *testing.F) {
 		if full.Entries != len(ends) || full.Offset != int64(prefix) {
 			t.Fatalf("replay: %d entries to %d", full.Entries, full.Offset)
 		}
+		o256 := fuzzOptions
+		o256.SHA256Only = true
+		if fast, err := ima.Parse(bytes.NewReader(good), o256); err != nil || fast.SHA256 != full.SHA256 || fast.Entries != full.Entries {
+			t.Fatalf("SHA256Only replay differs from the full one (%v)", err)
+		}
 		whole, errWhole := ima.Parse(bytes.NewReader(data), fuzzOptions)
 		one, err := ima.Parse(iotest.OneByteReader(bytes.NewReader(data)), fuzzOptions)
 		if !reflect.DeepEqual(one, whole) || !reflect.DeepEqual(whole, full) || (err == nil) != (prefix == len(data)) || fmt.Sprint(err) != fmt.Sprint(errWhole) {
