@@ -21,6 +21,7 @@ import (
 
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/eventlog"
+	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testtpm"
 	"github.com/vigil-attest/vigil/tpm"
 )
@@ -214,7 +215,7 @@ func TestEventLogReplaysToQuote(t *testing.T) {
 	for _, name := range []string{"ubuntu_2104_shielded_vm_no_secure_boot_eventlog", "crypto_agile_eventlog"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			log, err := os.ReadFile(filepath.Join("..", "..", "shared", "data", "eventlogs", name))
+			log, err := os.ReadFile(artifacts.SharedData(t, "eventlogs/"+name))
 			if err != nil {
 				t.Fatalf("%v (run `make artifacts`?)", err)
 			}
