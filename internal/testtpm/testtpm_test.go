@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 	"github.com/google/go-tpm/tpm2/transport/tcp"
+	"github.com/vigil-attest/vigil/internal/artifacts"
 )
 
 func dial(t *testing.T, tp *TPM) transport.TPMCloser {
@@ -107,9 +107,8 @@ func run(tb testing.TB, f func(tb testing.TB)) string {
 }
 
 func TestExtendEventLog(t *testing.T) {
-	dir := filepath.Join("..", "..", "..", "shared", "data", "eventlogs")
 	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(dir, name))
+		b, err := os.ReadFile(artifacts.SharedData(t, "eventlogs/"+name))
 		if err != nil {
 			t.Fatal(err)
 		}
