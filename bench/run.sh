@@ -445,10 +445,14 @@ bench10() {
 	if timeout 600 sh -c "$C10" > "$W/gobench10.txt" 2>&1 && grep -q '^BenchmarkVerify' "$W/gobench10.txt"; then
 		cat "$W/gobench10.txt" >> "$LOG"
 		grep '^Benchmark' "$W/gobench10.txt" >&2
-		NS=$(gometric BenchmarkVerify ns/op "$W/gobench10.txt")
-		PS=$(awk -v x="$NS" 'BEGIN { printf "%.0f", 1e9/x }')
-		row 10 "verify TPM evidence offline, one core (BenchmarkVerify: ECC P-256 AK, a 100-event log, a 1,000-entry IMA increment; quote, certification, report signature, PCR digest, both replays)" \
-			"**$PS /s** ($(awk -v x="$NS" 'BEGIN { printf "%.0f", x/1e3 }') µs each)" "-" "-" "≥ 5,000 /s per core" "$(verdict ge "$PS" 5000)" "\`$C10\`"
+		rate() { awk -v x="$(gometric "BenchmarkVerify/$1" ns/op "$W/gobench10.txt")" 'BEGIN { if (x > 0) printf "%.0f /s (%.0f µs each)", 1e9/x, x/1e3; else print "n/a" }'; }
+		NS=$(gometric BenchmarkVerify/log+ima1000 ns/op "$W/gobench10.txt")
+		PS=$(awk -v x="${NS:-0}" 'BEGIN { if (x > 0) printf "%.0f", 1e9/x; else print 0 }')
+		row 10 "verify TPM evidence offline, one core (BenchmarkVerify/log+ima1000: ECC P-256 AK, the real 121-event keylime log, a 1,000-entry IMA increment; quote, certification, report signature, PCR digest, both replays)" \
+			"**$(rate log+ima1000)**" "-" "-" "≥ 5,000 /s per core" "$(verdict ge "$PS" 5000)" "\`$C10\`"
+		row 10c "the floor: the three P-256 ECDSA verifications every TPM evidence needs (quote, certification, report signature), nothing else (BenchmarkVerify/3xECDSA-P256); and verification without logs (BenchmarkVerify/no-logs)" \
+			"$(rate 3xECDSA-P256); no logs: $(rate no-logs)" "-" "-" "info" "-" "\`$C10\`"
+		note "- Figure 10: the 5,000/s target cannot be met on this CPU: the three P-256 signature checks alone (10c) cost about the whole 200 µs budget; the IMA increment (1,000 entries, two SHA-256 compressions each) takes most of the rest."
 	else
 		cat "$W/gobench10.txt" >&2
 		row 10 "verify TPM evidence offline" "error" "-" "-" "≥ 5,000 /s per core" "ERROR" "\`$C10\`"
