@@ -77,5 +77,13 @@ LOGARG=""
 sed -i '/^mod007 /d' host/proc/modules
 show agent measure --root host --trust host.pki/root.pem --keyring host.pki/keyring.pem
 
+step "11. Evidence: the report signed for a verifier's nonce (software key here;"
+echo "    --tpm /dev/tpmrm0 adds the TPM quote), verified offline, then replayed"
+nonce=$(openssl rand -hex 16)
+"$VIGIL" agent evidence --soft agent.key --nonce "$nonce" --root host --no-verify > evidence.json
+echo "evidence.json: $(wc -c < evidence.json) bytes"
+show evidence verify --nonce "$nonce" evidence.json
+show evidence verify --nonce "$(openssl rand -hex 16)" evidence.json
+
 step "Done. The peer tools agree: osslsigncode/sbverify accept signed PE files,"
 echo "modinfo and openssl cms accept signed modules (see 'make test')."
