@@ -4,9 +4,14 @@
 package schemagen
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"reflect"
 	"sort"
 	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // Of derives a strict JSON Schema from a Go type's JSON encoding:
@@ -71,4 +76,48 @@ func Of(t reflect.Type) map[string]any {
 		return map[string]any{}
 	}
 	panic("schema: unsupported kind " + t.Kind().String())
+}
+
+// Document returns the published schema for t: Of(t) with the draft, id,
+// title and description, after edit has refined its top-level
+// properties, as indented JSON.
+func Document(t reflect.Type, id, title, description string, edit func(props map[string]any)) ([]byte, error) {
+	s := Of(t)
+	s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+	s["$id"] = id
+	s["title"] = title
+	s["description"] = description
+	if edit != nil {
+		edit(s["properties"].(map[string]any))
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Validate checks a JSON document against a schema document.
+func Validate(schema, doc []byte) error {
+	sd, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
+	if err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	if err := c.AddResource("schema.json", sd); err != nil {
+		return err
+	}
+	sch, err := c.Compile("schema.json")
+	if err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		return fmt.Errorf("document: %w", err)
+	}
+	return sch.Validate(v)
 }
