@@ -1,6 +1,8 @@
 package eventlog
 
 import (
+	"github.com/vigil-attest/vigil/efi"
+
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -86,13 +88,14 @@ func utf16String(b []byte) string {
 	return string(utf16.Decode(u))
 }
 
-// GUID formats an EFI_GUID (the first three fields little endian).
+// GUID formats the EFI_GUID at the start of b (efi.GUID's text form).
 func GUID(b []byte) string {
-	if len(b) < 16 {
+	var g efi.GUID
+	if len(b) < len(g) {
 		return ""
 	}
-	return fmt.Sprintf("%08x-%04x-%04x-%x-%x", binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint16(b[4:]),
-		binary.LittleEndian.Uint16(b[6:]), b[8:10], b[10:16])
+	copy(g[:], b)
+	return g.String()
 }
 
 func nodeText(typ, sub byte, d []byte) string {

@@ -51,7 +51,7 @@ func Build(ctx context.Context, e enclave.Enclave, o BuildOptions) (*Evidence, e
 	}
 	bind := Binding(o.Nonce, o.Report)
 	ev := &Evidence{Version: Version, Enclave: string(e.Kind()), Nonce: hex.EncodeToString(o.Nonce), Report: o.Report}
-	pub, err := publicPEM(e.ReportPublic())
+	pub, err := PublicKeyPEM(e.ReportPublic())
 	if err != nil {
 		return nil, fmt.Errorf("report key: %w", err)
 	}
@@ -80,7 +80,7 @@ func Build(ctx context.Context, e enclave.Enclave, o BuildOptions) (*Evidence, e
 		return ev, readIMA()
 	}
 	akPublic, akKey := a.AKPublic()
-	akPEM, err := publicPEM(akKey)
+	akPEM, err := PublicKeyPEM(akKey)
 	if err != nil {
 		return nil, fmt.Errorf("AK: %w", err)
 	}
@@ -122,7 +122,7 @@ func Build(ctx context.Context, e enclave.Enclave, o BuildOptions) (*Evidence, e
 		if err != nil {
 			return nil, fmt.Errorf("EK: %w", err)
 		}
-		ekPEM, err := publicPEM(ekKey)
+		ekPEM, err := PublicKeyPEM(ekKey)
 		if err != nil {
 			return nil, fmt.Errorf("EK: %w", err)
 		}
@@ -131,7 +131,9 @@ func Build(ctx context.Context, e enclave.Enclave, o BuildOptions) (*Evidence, e
 	return ev, nil
 }
 
-func publicPEM(k crypto.PublicKey) (string, error) {
+// PublicKeyPEM encodes a public key as a "PUBLIC KEY" PEM block
+// (SubjectPublicKeyInfo), the form evidence carries and AKFromPEM reads.
+func PublicKeyPEM(k crypto.PublicKey) (string, error) {
 	der, err := x509.MarshalPKIXPublicKey(k)
 	if err != nil {
 		return "", err

@@ -225,7 +225,7 @@ func (m *Measurer) signerMatches(ctx context.Context, src hostfs.Source, c Criti
 	return false
 }
 
-// digestOf streams a file's SHA-256 and records it.
+// digestOf streams a file's SHA-256 and records it as an input.
 func digestOf(src hostfs.Source, name string) (string, error) {
 	f, err := src.Open(name)
 	if err != nil {
@@ -234,7 +234,7 @@ func digestOf(src hostfs.Source, name string) (string, error) {
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, io.LimitReader(f, 1<<32)); err != nil {
-		return "", err
+		return "", fmt.Errorf("read %s: %w", name, err)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	src.Record(name, sum)

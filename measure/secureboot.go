@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"slices"
@@ -414,13 +413,12 @@ func bootFiles(src hostfs.Source) ([]string, error) {
 func (m *Measurer) judgeBootFile(ctx context.Context, src hostfs.Source, p string) BootFile {
 	bf := BootFile{Path: p, Reasons: []reason.Code{}}
 	if m.opts.Engine == nil {
-		sum, err := hashFile(src, p)
+		sum, err := digestOf(src, p)
 		if err != nil {
 			bf.Error = err.Error()
 			return bf
 		}
 		bf.SHA256 = sum
-		src.Record(p, sum)
 		return bf
 	}
 	v, err := m.opts.Engine.VerifyFile(ctx, src.HostPath(p))
@@ -469,19 +467,6 @@ func denyByDBX(sb *SecureBoot) {
 			bf.InDBX = true
 		}
 	}
-}
-
-func hashFile(src hostfs.Source, p string) (string, error) {
-	f, err := src.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // commonName returns the first CN attribute of a distinguished name as

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -74,6 +75,19 @@ func loadAgentConfig(path string) (measure.Config, error) {
 	return c.Measure, nil
 }
 
+// measure builds the measurer and source and measures once.
+func (o *measureOptions) measure(ctx context.Context, g *globalOptions) (*measure.Report, *hostfs.Dir, error) {
+	m, src, err := o.measurer(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := m.Measure(ctx, src)
+	if err != nil {
+		return nil, nil, &exitError{code: ExitUsage, err: err}
+	}
+	return r, src, nil
+}
+
 // measurer builds the measurer and source for the options.
 func (o *measureOptions) measurer(g *globalOptions) (*measure.Measurer, *hostfs.Dir, error) {
 	cfg, err := loadAgentConfig(g.Config)
@@ -134,13 +148,9 @@ keys built into /boot/vmlinuz-RELEASE unless --kernel says otherwise.`,
 			if output != "text" && output != "json" {
 				return usageErr("--output must be text or json")
 			}
-			m, src, err := o.measurer(g)
+			r, _, err := o.measure(cmd.Context(), g)
 			if err != nil {
 				return err
-			}
-			r, err := m.Measure(cmd.Context(), src)
-			if err != nil {
-				return &exitError{code: ExitUsage, err: err}
 			}
 			if output == "json" {
 				b, err := r.Canonical()
@@ -170,13 +180,9 @@ as it measured the host.`,
 		Example: `  vigil agent capture /tmp/web-01 && tar -C /tmp -czf web-01.tgz web-01`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, src, err := o.measurer(g)
+			r, src, err := o.measure(cmd.Context(), g)
 			if err != nil {
 				return err
-			}
-			r, err := m.Measure(cmd.Context(), src)
-			if err != nil {
-				return &exitError{code: ExitUsage, err: err}
 			}
 			if err := os.MkdirAll(args[0], 0o755); err != nil {
 				return &exitError{code: ExitUsage, err: err}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-attest/vigil/enclave"
+	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/tpm"
 	"github.com/vigil-attest/vigil/trust"
 )
@@ -67,11 +68,9 @@ the report key. The AK is what an operator enrolls for 'vigil evidence verify --
 				dst *string
 				key crypto.PublicKey
 			}{{&out.EK, ekPub}, {&out.AK, akPub}, {&out.ReportKey, a.ReportPublic()}} {
-				der, err := x509.MarshalPKIXPublicKey(k.key)
-				if err != nil {
+				if *k.dst, err = evidence.PublicKeyPEM(k.key); err != nil {
 					return &exitError{code: ExitUsage, err: err}
 				}
-				*k.dst = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 			}
 			if ekCert != nil {
 				out.EKCert = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ekCert}))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/ima"
+	"github.com/vigil-attest/vigil/ima/imatest"
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testhost"
 	"github.com/vigil-attest/vigil/internal/testpki"
@@ -93,10 +94,7 @@ func TestTPMEvidenceEndToEnd(t *testing.T) {
 	}
 	host := testhost.Base()
 	host.EventLog = logBytes
-	imaList, err := testhost.IMAList(200)
-	if err != nil {
-		t.Fatal(err)
-	}
+	imaList := imatest.List(200)
 	host.Files[testhost.IMAListPath] = imaList
 	dir := host.WriteDir(t)
 	playBoot(t, sw.URI, logBytes, imaList)

@@ -8,35 +8,11 @@ import (
 
 	"github.com/vigil-attest/vigil/codesign"
 	"github.com/vigil-attest/vigil/efi"
-	"github.com/vigil-attest/vigil/ima"
+	"github.com/vigil-attest/vigil/ima/imatest"
 )
 
 // IMAListPath is where the kernel exposes the binary IMA list.
 const IMAListPath = "/sys/kernel/security/ima/binary_runtime_measurements"
-
-// IMAList returns a binary ima-ng list of n entries: boot_aggregate, then
-// files with SHA-256 digests under realistic paths.
-func IMAList(n int) ([]byte, error) {
-	recs := make([]ima.Record, 0, n)
-	dirs := []string{"/usr/bin/", "/usr/lib/x86_64-linux-gnu/", "/usr/sbin/", "/etc/", "/usr/lib/systemd/"}
-	for i := 0; i < n; i++ {
-		name := "boot_aggregate"
-		if i > 0 {
-			name = fmt.Sprintf("%sfile-%05d.so.%d", dirs[i%len(dirs)], i, i%7)
-		}
-		d := sha256.Sum256([]byte(name))
-		r := ima.Record{PCR: 10, Template: "ima-ng", DigestAlgo: "sha256", Digest: d[:], Name: name}
-		if err := r.SetTemplateHash(); err != nil {
-			return nil, err
-		}
-		recs = append(recs, r)
-	}
-	var buf bytes.Buffer
-	if err := ima.EncodeBinary(&buf, recs); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
 
 // SetSecureBoot sets efivars as a UEFI machine has them: SecureBoot and
 // SetupMode, PK and KEK, a db holding the anchors, and a dbx of dbxHashes
@@ -112,11 +88,7 @@ func Reference(s *codesign.Signer, imaEntries int, anchors []*x509.Certificate, 
 		h.Processes = append(h.Processes, Process{PID: pid, Comm: "worker", Exe: "/usr/bin/worker", ExeData: []byte("worker image")})
 	}
 	if imaEntries > 0 {
-		list, err := IMAList(imaEntries)
-		if err != nil {
-			return nil, err
-		}
-		h.Files[IMAListPath] = list
+		h.Files[IMAListPath] = imatest.List(imaEntries)
 	}
 	return h, nil
 }
