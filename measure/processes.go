@@ -105,8 +105,19 @@ func (m *Measurer) collectProcesses(ctx context.Context, src hostfs.Source) Proc
 	}
 	p.Section = Section{Status: StatusOK}
 	p.Count = len(pids)
+	// A system-wide preload applies to every process: read it once.
+	preload := false
+	if len(m.opts.Config.CriticalProcesses) > 0 {
+		if b, err := src.ReadFile("/etc/ld.so.preload"); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			preload = true
+		}
+	}
+	var table *procTable
+	if len(m.opts.Config.CriticalProcesses) > 0 {
+		table = newProcTable(src, pids)
+	}
 	for _, c := range m.opts.Config.CriticalProcesses {
-		p.Critical = append(p.Critical, m.critical(ctx, src, pids, c))
+		p.Critical = append(p.Critical, m.critical(ctx, src, table, c, preload))
 	}
 	p.Hidden, p.Probed = m.hiddenProcesses(ctx, src, pids)
 	return p
@@ -125,7 +136,41 @@ func exeOf(src hostfs.Source, pid int) (string, bool, error) {
 	return t, false, nil
 }
 
-func (m *Measurer) critical(ctx context.Context, src hostfs.Source, pids map[int]bool, c CriticalProcess) CriticalState {
+// procEntry is a listed process as the critical checks see it.
+type procEntry struct {
+	pid     int
+	exe     string
+	deleted bool
+	exeErr  error
+	comm    *string // read on first need
+}
+
+// procTable holds the listed processes' exe links, read once for all
+// critical entries; comm is read only when a name must be compared.
+type procTable struct {
+	src   hostfs.Source
+	procs []procEntry
+}
+
+func newProcTable(src hostfs.Source, pids map[int]bool) *procTable {
+	t := &procTable{src: src}
+	for _, pid := range sortedPIDs(pids) {
+		e := procEntry{pid: pid}
+		e.exe, e.deleted, e.exeErr = exeOf(src, pid)
+		t.procs = append(t.procs, e)
+	}
+	return t
+}
+
+func (t *procTable) comm(e *procEntry) string {
+	if e.comm == nil {
+		c, _ := readLine(t.src, fmt.Sprintf("/proc/%d/comm", e.pid))
+		e.comm = &c
+	}
+	return *e.comm
+}
+
+func (m *Measurer) critical(ctx context.Context, src hostfs.Source, table *procTable, c CriticalProcess, preload bool) CriticalState {
 	st := CriticalState{Name: c.Name, Exe: c.Exe, PIDs: []int{}, TracerPIDs: []int{}, Problems: []string{}}
 	problem := func(code string) {
 		for _, p := range st.Problems {
@@ -135,13 +180,12 @@ func (m *Measurer) critical(ctx context.Context, src hostfs.Source, pids map[int
 		}
 		st.Problems = append(st.Problems, code)
 	}
-	for _, pid := range sortedPIDs(pids) {
-		exe, deleted, err := exeOf(src, pid)
+	for i := range table.procs {
+		pe := &table.procs[i]
+		pid, exe, deleted, err := pe.pid, pe.exe, pe.deleted, pe.exeErr
 		match := err == nil && c.Exe != "" && path.Clean(exe) == path.Clean(c.Exe)
-		if !match && c.Name != "" {
-			if comm, err := readLine(src, fmt.Sprintf("/proc/%d/comm", pid)); err == nil && comm == c.Name {
-				match = true
-			}
+		if !match && c.Name != "" && table.comm(pe) == c.Name {
+			match = true
 		}
 		if !match {
 			continue
@@ -194,8 +238,7 @@ func (m *Measurer) critical(ctx context.Context, src hostfs.Source, pids map[int
 			problem(ProblemSignerMismatch)
 		}
 	}
-	if b, err := src.ReadFile("/etc/ld.so.preload"); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-		// A system-wide preload applies to every process.
+	if preload {
 		st.LDPreload = true
 		problem(ProblemLDPreload)
 	}
