@@ -104,6 +104,21 @@ f3() { awk -v x="$1" 'BEGIN { printf "%.3f", x }'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 verdict() { if "$@"; then echo PASS; else echo FAIL; fi; }
+# gobench FILE CMD PATTERN: run a go test -bench command into $W/FILE
+# (bounded); on success (exit 0 and a line matching PATTERN) log it and
+# show the Benchmark lines, else show the output and return 1.
+gobench() {
+	if timeout 900 sh -c "$2" > "$W/$1" 2>&1 && grep -q "$3" "$W/$1"; then
+		cat "$W/$1" >> "$LOG"
+		grep '^Benchmark' "$W/$1" >&2
+		return 0
+	fi
+	cat "$W/$1" >&2
+	return 1
+}
+# gometric NAME UNIT FILE: median over the runs of the value before UNIT
+# on the lines of benchmark NAME (NAME-GOMAXPROCS).
+gometric() { awk -v n="$1" -v u="$2" '{ b = $1; sub(/-[0-9]+$/, "", b) } b == n { for (i = 2; i <= NF; i++) if ($i == u) print $(i-1) }' "$3" | median; }
 median() { sort -g | awk '{v[NR]=$1} END { if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2 }'; }
 
 # measure PREFIX WARMUP BUDGET LABEL CMD [LABEL CMD]: time through timeit
@@ -176,14 +191,9 @@ bench1() {
 bench2() {
 	say "2. Authenticode image hash (go test -bench in authenticode/)"
 	C2="$GO test -run '^\$' -bench ImageHash -benchtime 2s -count $RUNS ./authenticode/"
-	if timeout 600 sh -c "$C2" > "$W/gobench.txt" 2>&1 && grep -q '^BenchmarkImageHashSHA256/64MiB' "$W/gobench.txt"; then
-		cat "$W/gobench.txt" >> "$LOG"
+	if gobench gobench.txt "$C2" '^BenchmarkImageHashSHA256/64MiB'; then
 		F2_runs=$RUNS
-		grep '^Benchmark' "$W/gobench.txt" >&2
-		# metric NAME UNIT: median over the runs of the value before UNIT on
-		# the lines of benchmark NAME (NAME-GOMAXPROCS).
-		metric() { awk -v n="$1" -v u="$2" '{ b = $1; sub(/-[0-9]+$/, "", b) } b == n { for (i = 2; i <= NF; i++) if ($i == u) print $(i-1) }' "$W/gobench.txt" | median; }
-		mb() { printf '%.0f' "$(metric "BenchmarkImageHashSHA256/$1" "$2")"; }
+		mb() { printf '%.0f' "$(gometric "BenchmarkImageHashSHA256/$1" "$2" "$W/gobench.txt")"; }
 		H=$(mb 64MiB MB/s) HC=$(mb 64MiB MB/cpu-s)
 		row 2 "Authenticode SHA-256 image hash of a 64 MiB PE read from a file (BenchmarkImageHashSHA256/64MiB): per core = MB per CPU-second of the process; peer: raw crypto/sha256 on an in-cache buffer" \
 			"**$HC MB/cpu-s** ($H MB/s wall)" \
@@ -198,7 +208,6 @@ bench2() {
 			"$(mb 64MiB-sha1+sha256 MB/cpu-s) MB/cpu-s ($(mb 64MiB-sha1+sha256 MB/s) MB/s wall)" "-" "-" "info" "-" "\`$C2\`"
 		note "- Figure 2: ImageHash reads the next chunk while goroutines hash the previous one (one goroutine per hash), so it can use more than one core and its wall-clock MB/s is not a per-core figure; the target is judged on MB/cpu-s, bytes per second of CPU time used by the whole process (getrusage). The wall-clock median was $H MB/s."
 	else
-		cat "$W/gobench.txt" >&2
 		row 2 "Authenticode SHA-256 image hash, one core" "error" "-" "-" "≥ 1000 MB/s per core" "ERROR" "\`$C2\`"
 	fi
 }
@@ -369,13 +378,10 @@ bench6() {
 }
 
 # --- 7. host measurement: the reference tree (go test -bench in measure/) --
-gometric() { awk -v n="$1" -v u="$2" '{ b = $1; sub(/-[0-9]+$/, "", b) } b == n { for (i = 2; i <= NF; i++) if ($i == u) print $(i-1) }' "$3" | median; }
 bench7() {
 	say "7. vigil agent measure of the reference tree (200 modules, 10,000 IMA entries)"
 	C7="$GO test -run '^\$' -bench 'BenchmarkMeasure' -benchtime 20x -count $RUNS ./measure/"
-	if timeout 900 sh -c "$C7" > "$W/gobench7.txt" 2>&1 && grep -q '^BenchmarkMeasureWarm' "$W/gobench7.txt"; then
-		cat "$W/gobench7.txt" >> "$LOG"
-		grep '^Benchmark' "$W/gobench7.txt" >&2
+	if gobench gobench7.txt "$C7" '^BenchmarkMeasureWarm'; then
 		ms() { awk -v x="$(gometric "$1" ns/op "$W/gobench7.txt")" 'BEGIN { printf "%.1f", x/1e6 }'; }
 		COLD=$(ms BenchmarkMeasureCold) WARM=$(ms BenchmarkMeasureWarm) CV=$(ms BenchmarkMeasureColdVerify)
 		row 7 "full measurement of the reference tree (testhost.Reference: 200 loaded modules, 10,000-entry IMA list, 300 processes, efivars with a 400-hash dbx, a real 72 KB event log) with a new Measurer, no module signature checks, canonical JSON included (BenchmarkMeasureCold)" \
@@ -385,7 +391,6 @@ bench7() {
 		row 7c "cold, every module judged by the code-integrity engine (BenchmarkMeasureColdVerify)" \
 			"$CV ms" "-" "-" "info" "-" "\`$C7\`"
 	else
-		cat "$W/gobench7.txt" >&2
 		row 7 "full measurement of the reference tree" "error" "-" "-" "≤ 100 ms" "ERROR" "\`$C7\`"
 	fi
 }
@@ -394,15 +399,12 @@ bench7() {
 bench8() {
 	say "8. IMA binary list parsing"
 	C8="$GO test -run '^\$' -bench 'BenchmarkParse\$|BenchmarkReplay10k' -benchtime 2s -count $RUNS ./ima/"
-	if timeout 600 sh -c "$C8" > "$W/gobench8.txt" 2>&1 && grep -q '^BenchmarkParse' "$W/gobench8.txt"; then
-		cat "$W/gobench8.txt" >> "$LOG"
-		grep '^Benchmark' "$W/gobench8.txt" >&2
+	if gobench gobench8.txt "$C8" '^BenchmarkParse'; then
 		P8=$(printf '%.0f' "$(gometric BenchmarkParse MB/s "$W/gobench8.txt")")
 		R8=$(awk -v x="$(gometric BenchmarkReplay10k ns/op "$W/gobench8.txt")" 'BEGIN { printf "%.2f", x/1e6 }')
 		row 8 "parse the binary IMA list (BenchmarkParse, one core)" "**$P8 MB/s**" "-" "-" "≥ 200 MB/s" "$(verdict ge "$P8" 200)" "\`$C8\`"
 		row 8b "parse and replay a 10,000-entry list into PCR 10, SHA-1 and SHA-256 banks (BenchmarkReplay10k)" "$R8 ms" "-" "-" "info" "-" "\`$C8\`"
 	else
-		cat "$W/gobench8.txt" >&2
 		row 8 "parse the binary IMA list" "error" "-" "-" "≥ 200 MB/s" "ERROR" "\`$C8\`"
 	fi
 }
@@ -442,9 +444,7 @@ bench9() {
 bench10() {
 	say "10. evidence verification (go test -bench in evidence/) and swtpm latency (tpm/)"
 	C10="$GO test -run '^\$' -bench 'BenchmarkVerify' -benchtime 2s -count $RUNS -cpu 1 ./evidence/"
-	if timeout 600 sh -c "$C10" > "$W/gobench10.txt" 2>&1 && grep -q '^BenchmarkVerify' "$W/gobench10.txt"; then
-		cat "$W/gobench10.txt" >> "$LOG"
-		grep '^Benchmark' "$W/gobench10.txt" >&2
+	if gobench gobench10.txt "$C10" '^BenchmarkVerify'; then
 		rate() { awk -v x="$(gometric "BenchmarkVerify/$1" ns/op "$W/gobench10.txt")" 'BEGIN { if (x > 0) printf "%.0f /s (%.0f µs each)", 1e9/x, x/1e3; else print "n/a" }'; }
 		NS=$(gometric BenchmarkVerify/log+ima1000 ns/op "$W/gobench10.txt")
 		PS=$(awk -v x="${NS:-0}" 'BEGIN { if (x > 0) printf "%.0f", 1e9/x; else print 0 }')
@@ -454,18 +454,14 @@ bench10() {
 			"$(rate 3xECDSA-P256); no logs: $(rate no-logs)" "-" "-" "info" "-" "\`$C10\`"
 		note "- Figure 10: the 5,000/s target cannot be met on this CPU: the three P-256 signature checks alone (10c) cost about the whole 200 µs budget; the IMA increment (1,000 entries, two SHA-256 compressions each) takes most of the rest."
 	else
-		cat "$W/gobench10.txt" >&2
 		row 10 "verify TPM evidence offline" "error" "-" "-" "≥ 5,000 /s per core" "ERROR" "\`$C10\`"
 	fi
 	C10T="$GO test -run '^\$' -bench 'BenchmarkQuote\$|BenchmarkCertify|BenchmarkSignReport' -benchtime 50x -count $RUNS ./tpm/"
-	if timeout 600 sh -c "$C10T" > "$W/gobench10t.txt" 2>&1 && grep -q '^BenchmarkQuote' "$W/gobench10t.txt"; then
-		cat "$W/gobench10t.txt" >> "$LOG"
-		grep '^Benchmark' "$W/gobench10t.txt" >&2
+	if gobench gobench10t.txt "$C10T" '^BenchmarkQuote'; then
 		msb() { awk -v x="$(gometric "$1" ns/op "$W/gobench10t.txt")" 'BEGIN { printf "%.2f", x/1e6 }'; }
 		row 10b "swtpm 0.7.1 latency over a unix socket: TPM2_Quote of sha256 PCRs 0-10 with the PCR reads / TPM2_Certify of the report key / TPM2_Sign of a report digest" \
 			"$(msb BenchmarkQuote) ms / $(msb BenchmarkCertify) ms / $(msb BenchmarkSignReport) ms" "-" "-" "info" "-" "\`$C10T\`"
 	else
-		cat "$W/gobench10t.txt" >&2
 		row 10b "swtpm latency" "error" "-" "-" "info" "-" "\`$C10T\`"
 	fi
 }
