@@ -19,7 +19,6 @@ import (
 	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpe"
 	"github.com/vigil-attest/vigil/internal/testpki"
-	"github.com/vigil-attest/vigil/kernelkeys"
 	"github.com/vigil-attest/vigil/reason"
 )
 
@@ -102,29 +101,7 @@ func TestDetachedCMS(t *testing.T) {
 // Secure Boot.
 func shimVendorCA(t *testing.T) *x509.Certificate {
 	t.Helper()
-	return embeddedCert(t, artifacts.EFI(t, "shimx64.efi.signed"), "Debian Secure Boot CA")
-}
-
-// embeddedCert returns a certificate with the given CN from a PE's
-// signatures (inspect mode lists them).
-func embeddedCert(t *testing.T, path, cn string) *x509.Certificate {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cs, err := kernelkeys.Scan(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cs {
-		if c.Subject.CommonName == cn {
-			return c
-		}
-	}
-	t.Fatalf("%s: no certificate %q", path, cn)
-	return nil
+	return testpki.EmbeddedCert(t, artifacts.EFI(t, "shimx64.efi.signed"), "Debian Secure Boot CA")
 }
 
 // TestDebianSecureBoot verifies Debian's signed boot chain like UEFI
@@ -165,8 +142,8 @@ func TestDebianSecureBoot(t *testing.T) {
 	}
 	// shim: two certificate-table entries, one per Microsoft UEFI CA.
 	shim := artifacts.EFI(t, "shimx64.efi.signed")
-	ca2011 := embeddedCert(t, shim, "Microsoft Corporation UEFI CA 2011")
-	ca2023 := embeddedCert(t, shim, "Microsoft UEFI CA 2023")
+	ca2011 := testpki.EmbeddedCert(t, shim, "Microsoft Corporation UEFI CA 2011")
+	ca2023 := testpki.EmbeddedCert(t, shim, "Microsoft UEFI CA 2023")
 	for _, ca := range []*x509.Certificate{ca2011, ca2023} {
 		v := verify(t, uefi(ca), shim)
 		want(t, v, true)
@@ -194,7 +171,7 @@ func TestDebianSecureBoot(t *testing.T) {
 	// Not ignoring expiry, a day after the 2011 signer certificate expired:
 	// that signature is expired (its Microsoft timestamp is not trusted:
 	// the TSA's CA is no anchor) and the other does not chain to this CA.
-	pub := embeddedCert(t, shim, "Microsoft Windows UEFI Driver Publisher")
+	pub := testpki.EmbeddedCert(t, shim, "Microsoft Windows UEFI Driver Publisher")
 	later := func() time.Time { return pub.NotAfter.Add(24 * time.Hour) }
 	p := codepolicy.Default()
 	p.AddAnchors(ca2011)
@@ -205,7 +182,7 @@ func TestDebianSecureBoot(t *testing.T) {
 	want(t, v, false, reason.Expired, reason.BadTimestamp, reason.UntrustedChain)
 	// Trusting Microsoft's timestamping CA, the RFC 3161 timestamp inside
 	// the validity period keeps the expired signature valid.
-	p.AddAnchors(embeddedCert(t, shim, "Microsoft Time-Stamp PCA 2010"))
+	p.AddAnchors(testpki.EmbeddedCert(t, shim, "Microsoft Time-Stamp PCA 2010"))
 	v, err = integrity.New(integrity.Options{Policy: p, Now: later}).VerifyFile(context.Background(), shim)
 	if err != nil {
 		t.Fatal(err)

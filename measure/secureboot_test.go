@@ -26,7 +26,6 @@ import (
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpki"
-	"github.com/vigil-attest/vigil/kernelkeys"
 	"github.com/vigil-attest/vigil/measure"
 	"github.com/vigil-attest/vigil/reason"
 )
@@ -99,25 +98,12 @@ type realPKI struct {
 
 func loadRealPKI(t testing.TB) realPKI {
 	t.Helper()
-	f, err := os.Open(artifacts.EFI(t, "shimx64.efi.signed"))
-	if err != nil {
-		t.Fatal(err)
+	shim := artifacts.EFI(t, "shimx64.efi.signed")
+	return realPKI{
+		testpki.EmbeddedCert(t, shim, "Microsoft Corporation UEFI CA 2011"),
+		testpki.EmbeddedCert(t, shim, "Microsoft UEFI CA 2023"),
+		testpki.EmbeddedCert(t, shim, "Debian Secure Boot CA"),
 	}
-	defer f.Close()
-	cs, err := kernelkeys.Scan(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	find := func(cn string) *x509.Certificate {
-		for _, c := range cs {
-			if c.Subject.CommonName == cn {
-				return c
-			}
-		}
-		t.Fatalf("shim holds no certificate %q", cn)
-		return nil
-	}
-	return realPKI{find("Microsoft Corporation UEFI CA 2011"), find("Microsoft UEFI CA 2023"), find("Debian Secure Boot CA")}
 }
 
 // uefiEngine trusts anchors and ignores expiry, as firmware and shim do

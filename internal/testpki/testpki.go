@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vigil-attest/vigil/kernelkeys"
 )
 
 // KeyType selects the key algorithm of a certificate.
@@ -263,4 +265,27 @@ func criticalEKU(usages []x509.ExtKeyUsage) pkix.Extension {
 		panic(err)
 	}
 	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 37}, Critical: true, Value: val}
+}
+
+// EmbeddedCert returns the certificate with common name cn found anywhere
+// in a file (a signed PE's certificate table, shim's vendor certificate
+// in its data), failing tb when there is none.
+func EmbeddedCert(tb testing.TB, path, cn string) *x509.Certificate {
+	tb.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	cs, err := kernelkeys.Scan(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, c := range cs {
+		if c.Subject.CommonName == cn {
+			return c
+		}
+	}
+	tb.Fatalf("%s: no certificate %q", path, cn)
+	return nil
 }
