@@ -126,7 +126,8 @@ func Build(ctx context.Context, e enclave.Enclave, o BuildOptions) (*Evidence, e
 		if err != nil {
 			return nil, fmt.Errorf("EK: %w", err)
 		}
-		ev.EK = &EK{Public: ekPub, PEM: ekPEM, Certificate: certDER}
+		ev.EK = &EK{Public: ekPub, PEM: ekPEM}
+		ev.EKCert = certDER
 	}
 	return ev, nil
 }

@@ -34,6 +34,8 @@ type Evidence struct {
 	Quote *Quote `json:"quote,omitempty"`
 	AK    *AK    `json:"ak,omitempty"`
 	EK    *EK    `json:"ek,omitempty"`
+	// EKCert is the EK certificate (DER) from the TPM's NV, when enrolling.
+	EKCert []byte `json:"ek_cert,omitempty"`
 	// EventLog is the TCG firmware event log, whole (offset 0).
 	EventLog *Log `json:"event_log,omitempty"`
 	// IMALog is the binary IMA list, whole or from Offset.
@@ -75,9 +77,8 @@ type AK struct {
 
 // EK is the endorsement key, sent when enrolling.
 type EK struct {
-	Public      []byte `json:"public"`
-	PEM         string `json:"pem"`
-	Certificate []byte `json:"certificate,omitempty"` // DER
+	Public []byte `json:"public"`
+	PEM    string `json:"pem"`
 }
 
 // Log is a log, whole or from an offset.

@@ -280,6 +280,9 @@ func (v *verifier) software() {
 	if ev.EK != nil {
 		extra = append(extra, "ek")
 	}
+	if ev.EKCert != nil {
+		extra = append(extra, "ek_cert")
+	}
 	if ev.ReportKey.TPMPublic != nil {
 		extra = append(extra, "report_key.tpm_public")
 	}

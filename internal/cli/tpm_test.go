@@ -103,6 +103,10 @@ func TestTPMEvidenceEndToEnd(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("agent evidence: exit %d: %s", code, errs)
 	}
+	var ev evidence.Evidence
+	if err := json.Unmarshal([]byte(evJSON), &ev); err != nil || ev.EK == nil || len(ev.EKCert) == 0 || ev.Quote == nil {
+		t.Fatalf("evidence lacks ek, ek_cert or quote (%v)", err)
+	}
 	evFile := filepath.Join(work, "evidence.json")
 	os.WriteFile(evFile, []byte(evJSON), 0o644)
 	if len(evJSON) > 1<<20 {
