@@ -1,0 +1,159 @@
+// Package store is the attestation service's persistent state: enrolled
+// agents, their replay state and results history, single-use nonces and
+// the service's keys. One interface, two back ends in package
+// store/sqlstore: embedded SQLite (the default, pure Go) and PostgreSQL
+// (several replicas on one database). Every method is safe for concurrent
+// use, and every write that returns nil is durable.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors a Store returns; callers test them with errors.Is.
+var (
+	// ErrNotFound: no such agent (or key).
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: an agent with this ID is already enrolled.
+	ErrExists = errors.New("store: already exists")
+	// ErrNonceUsed: the nonce was already used (a replay), on this
+	// replica or another one.
+	ErrNonceUsed = errors.New("store: nonce already used")
+	// ErrUnavailable wraps every failure of the database itself
+	// (connection refused, disk full, timeout): the service answers 503
+	// and the caller may retry. Other errors are the caller's fault.
+	ErrUnavailable = errors.New("store: database unavailable")
+)
+
+// Status is an agent's enrollment state.
+type Status string
+
+const (
+	// Activating: enrolled, credential activation not yet answered.
+	Activating Status = "activating"
+	// Pending: activated (or software), waiting for an operator's
+	// `vigil admin approve`.
+	Pending Status = "pending"
+	// Approved: may attest.
+	Approved Status = "approved"
+	// Revoked: refused at once, and may not enroll again.
+	Revoked Status = "revoked"
+)
+
+// Agent is an enrolled agent and what the service keeps about it.
+type Agent struct {
+	ID string `json:"id"`
+	// Enclave is "tpm" or "software".
+	Enclave string `json:"enclave"`
+	Status  Status `json:"status"`
+	// StatusReason says why the status was set (approval rule, operator).
+	StatusReason string `json:"status_reason,omitempty"`
+	// EKPublic is the EK's TPMT_PUBLIC, EKCert its certificate (DER, may
+	// be empty), EKHash the SHA-256 of EKPublic, lowercase hex (TPM).
+	EKPublic []byte `json:"ek_public,omitempty"`
+	EKCert   []byte `json:"ek_cert,omitempty"`
+	EKHash   string `json:"ek_hash,omitempty"`
+	// AKPublic is the AK's TPMT_PUBLIC (TPM).
+	AKPublic []byte `json:"ak_public,omitempty"`
+	// KeyPEM is the AK (TPM) or the report key (software) as PEM.
+	KeyPEM string `json:"key_pem"`
+	// ActivationHash is SHA-256 of the credential-activation secret
+	// while Activating; empty afterwards.
+	ActivationHash []byte `json:"-"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+	// Last is the latest result's summary; nil before the first one.
+	Last *Summary `json:"last,omitempty"`
+	// State is the appraiser's opaque per-agent replay state (IMA offset
+	// and PCR, verified boot log); nil before the first valid result.
+	State []byte `json:"-"`
+}
+
+// Summary is a result without its token: what the fleet view shows.
+type Summary struct {
+	Level  int       `json:"level"`
+	Status string    `json:"status"`
+	Time   time.Time `json:"time"`
+}
+
+// Result is one appraisal of one agent's evidence.
+type Result struct {
+	// ID is assigned by SaveResult (increasing per store).
+	ID      int64  `json:"id"`
+	AgentID string `json:"agent_id"`
+	Time    time.Time `json:"time"`
+	Level   int       `json:"level"`
+	// Status is the EAR status: "affirming", "warning",
+	// "contraindicated" or "none".
+	Status string `json:"status"`
+	// Failures is the JSON array of failing claims.
+	Failures []byte `json:"failures"`
+	// PolicyID and PolicyDigest name the policy judged under.
+	PolicyID     string `json:"policy_id"`
+	PolicyDigest string `json:"policy_digest"`
+	// Token is the signed session report (EAR JWT).
+	Token string `json:"token"`
+}
+
+// ListOptions filter ListAgents.
+type ListOptions struct {
+	// Status, when set, lists only agents in it.
+	Status Status
+	// After is a cursor: agents with ID > After, in ID order.
+	After string
+	// Limit caps the rows (0 means 100, at most 1000).
+	Limit int
+}
+
+// SigningKey is a session-report signing key: its certificate chains to
+// the service CA.
+type SigningKey struct {
+	// KID is the JWK key ID (RFC 7638 thumbprint).
+	KID string
+	// CertDER is the key's certificate; KeyDER its PKCS#8 private key.
+	CertDER []byte
+	KeyDER  []byte
+	// NotAfter is when the certificate expires; the key signs until
+	// RetireAt and is published (JWKS) until NotAfter.
+	CreatedAt time.Time
+	RetireAt  time.Time
+	NotAfter  time.Time
+}
+
+// Store is the service's persistent state.
+type Store interface {
+	// CreateAgent records a new agent; ErrExists when the ID is taken.
+	CreateAgent(ctx context.Context, a *Agent) error
+	// GetAgent returns an agent; ErrNotFound when unknown.
+	GetAgent(ctx context.Context, id string) (*Agent, error)
+	// ListAgents lists agents in ID order.
+	ListAgents(ctx context.Context, o ListOptions) ([]*Agent, error)
+	// SetStatus changes an agent's status (and clears ActivationHash when
+	// leaving Activating); ErrNotFound when unknown.
+	SetStatus(ctx context.Context, id string, s Status, reason string) error
+	// UseNonce records a nonce (its hash) as used until expires;
+	// ErrNonceUsed when it was recorded before, by any replica.
+	UseNonce(ctx context.Context, hash []byte, agentID string, expires time.Time) error
+	// SaveResult stores r (setting r.ID), and in the same transaction the
+	// agent's Last summary and, when state is not nil, its State.
+	// ErrNotFound when the agent is unknown.
+	SaveResult(ctx context.Context, r *Result, state []byte) error
+	// Results returns an agent's latest results, newest first.
+	Results(ctx context.Context, agentID string, limit int) ([]*Result, error)
+	// Prune deletes results older than before (keeping each agent's
+	// latest) and nonces expired before now; it returns how many rows.
+	Prune(ctx context.Context, before, now time.Time) (int64, error)
+	// Secret returns the named service secret, creating it with create
+	// on first use; replicas racing on creation all get the same value.
+	Secret(ctx context.Context, name string, create func() ([]byte, error)) ([]byte, error)
+	// AddSigningKey stores a new signing key.
+	AddSigningKey(ctx context.Context, k *SigningKey) error
+	// SigningKeys returns the keys whose certificate has not expired at
+	// now, newest first.
+	SigningKeys(ctx context.Context, now time.Time) ([]*SigningKey, error)
+	// Ping checks the database answers (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,51 @@
+// Package token issues and verifies Vigil's session reports: EAR
+// (draft-ietf-rats-ear) attestation results built with
+// github.com/veraison/ear, signed ES256 as a JWT whose x5c header chains
+// to the service CA. Relying parties verify a token offline with Verify
+// and the CA certificate alone; the JWKS serves those who prefer keys.
+package token
+
+import (
+	"crypto"
+	"time"
+
+	"github.com/vigil-attest/vigil/appraise"
+)
+
+// Claims is what a session report says, beyond EAR's own claims.
+type Claims struct {
+	// AgentID is the attested agent (JWT "sub").
+	AgentID string
+	// Nonce is the challenge the evidence answered ("eat_nonce",
+	// base64url).
+	Nonce []byte
+	// Level (0–4), Status (EAR tier name), TrustVector (ear JSON claim
+	// name → value) and Failures are the appraisal.
+	Level       int
+	Status      string
+	TrustVector map[string]int
+	Failures    []appraise.Failure
+	// PolicyID, PolicyDigest and ContentVersion name what it was judged
+	// under.
+	PolicyID       string
+	PolicyDigest   string
+	ContentVersion string
+	// ReportKey is the enclave's report key ("cnf": {"jwk": …}, RFC
+	// 7800); nil when the evidence was invalid.
+	ReportKey crypto.PublicKey
+	// IssuedAt and Expiry are "iat" and "exp".
+	IssuedAt time.Time
+	Expiry   time.Time
+	// Issuer is "iss" (the service's URL or name).
+	Issuer string
+}
+
+// Claim names Vigil adds to the EAR claims set.
+const (
+	ClaimLevel          = "vigil.level"
+	ClaimFailures       = "vigil.failures"
+	ClaimPolicyDigest   = "vigil.policy-digest"
+	ClaimContentVersion = "vigil.content-version"
+	// SubmodName is the EAR submod holding the appraisal.
+	SubmodName = "vigil"
+)
