@@ -5,10 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -16,10 +13,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vigil-attest/vigil/agent"
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/enclave/soft"
 	"github.com/vigil-attest/vigil/evidence"
-	"github.com/vigil-attest/vigil/hostfs"
 )
 
 // enclaveOptions choose the enclave: a TPM or a software key.
@@ -96,17 +93,9 @@ bound to the nonce and the report. The firmware event log and the IMA list
 			if err != nil {
 				return &exitError{code: ExitUsage, err: err}
 			}
-			bo := evidence.BuildOptions{Nonce: nonce, Report: report, PCRs: sel, WithEK: withEK, IMAOffset: imaOffset}
-			if !noLogs {
-				if bo.EventLog, err = readOptional(src, "/sys/kernel/security/tpm0/binary_bios_measurements", 0); err != nil {
-					return &exitError{code: ExitUsage, err: err}
-				}
-				// Read after the quote (Build calls it): see BuildOptions.
-				bo.ReadIMALog = func() ([]byte, error) {
-					return readOptional(src, "/sys/kernel/security/ima/binary_runtime_measurements", imaOffset)
-				}
-			}
-			ev, err := evidence.Build(cmd.Context(), e, bo)
+			ev, err := agent.BuildEvidence(cmd.Context(), e, src, agent.EvidenceOptions{
+				Nonce: nonce, Report: report, PCRs: sel, WithEK: withEK, NoLogs: noLogs, IMAOffset: imaOffset,
+			})
 			if err != nil {
 				return &exitError{code: ExitUsage, err: err}
 			}
@@ -123,31 +112,6 @@ bound to the nonce and the report. The firmware event log and the IMA list
 	c.Flags().BoolVar(&noLogs, "no-logs", false, "leave the event log and the IMA list out")
 	c.Flags().Int64Var(&imaOffset, "ima-offset", 0, "send the IMA list from this byte offset (the verifier's saved state)")
 	return c
-}
-
-// readOptional reads a log through the source from offset; absent → nil.
-func readOptional(src hostfs.Source, name string, offset int64) ([]byte, error) {
-	f, err := src.Open(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if offset > 0 {
-		if _, err := f.Seek(offset, io.SeekStart); err != nil {
-			return nil, fmt.Errorf("%s: seek to %d: %w", name, offset, err)
-		}
-	}
-	b, err := io.ReadAll(io.LimitReader(f, hostfs.MaxFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if len(b) > hostfs.MaxFile {
-		return nil, fmt.Errorf("%s: %w", name, hostfs.ErrTooLarge)
-	}
-	return b, nil
 }
 
 // parsePCRSelection parses "sha256:0-7,10" (banks separated by ';').
