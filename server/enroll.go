@@ -1,0 +1,350 @@
+package server
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/enclave"
+	"github.com/vigil-attest/vigil/evidence"
+	"github.com/vigil-attest/vigil/store"
+	"github.com/vigil-attest/vigil/tpm"
+)
+
+// maxTPMPublic bounds a TPMT_PUBLIC (an RSA-4096 key with a policy is
+// under 700 bytes); maxEKCert bounds an EK certificate.
+const (
+	maxTPMPublic = 2048
+	maxEKCert    = 16 << 10
+)
+
+// enroll: POST /v1/enroll.
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
+	var req api.EnrollRequest
+	if err := s.decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	setAgent(r, req.AgentID)
+	if err := validAgentID(req.AgentID); err != nil {
+		return err
+	}
+	if err := s.rateLimit(w, req.AgentID); err != nil {
+		return err
+	}
+	var (
+		a   *store.Agent
+		err error
+	)
+	switch enclave.Kind(req.Enclave) {
+	case enclave.TPM:
+		a, err = s.tpmAgent(&req)
+	case enclave.Software:
+		a, err = s.softwareAgent(&req)
+	default:
+		return fail(api.CodeInvalidEnrollment, fmt.Sprintf("enclave %q; want tpm or software", req.Enclave))
+	}
+	if err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	a.CreatedAt, a.UpdatedAt = now, now
+	err = s.o.Store.CreateAgent(r.Context(), a)
+	switch {
+	case err == nil:
+		s.log.Info("agent enrolled", "agent", a.ID, "enclave", a.Enclave, "status", a.Status, "reason", a.StatusReason)
+		if a.Status != store.Activating {
+			s.statusEvent(&store.Agent{ID: a.ID}, a.Status)
+		}
+		return s.enrolled(w, a, http.StatusCreated)
+	case errors.Is(err, store.ErrExists):
+		return s.reenroll(w, r, a)
+	default:
+		s.metrics.storeErrors.WithLabelValues("create_agent").Inc()
+		return storeFailure("create_agent", err)
+	}
+}
+
+// reenroll answers an enrollment of a taken ID: the same keys are
+// idempotent (the credential is issued again while activating), other
+// keys a conflict, and a revoked agent is refused.
+func (s *Server) reenroll(w http.ResponseWriter, r *http.Request, want *store.Agent) error {
+	have, err := s.getAgentRow(r, want.ID)
+	if err != nil {
+		return err
+	}
+	if have.Status == store.Revoked {
+		return fail(api.CodeAgentRevoked, "the agent is revoked and may not enroll again")
+	}
+	if have.Enclave != want.Enclave || !bytes.Equal(have.EKPublic, want.EKPublic) ||
+		!bytes.Equal(have.AKPublic, want.AKPublic) || have.KeyPEM != want.KeyPEM {
+		return fail(api.CodeEnrollConflict, "agent "+strconv.Quote(want.ID)+" is enrolled with other keys")
+	}
+	return s.enrolled(w, have, http.StatusOK)
+}
+
+// enrolled answers with where enrollment stands; an agent activating gets
+// its credential (made afresh; the secret is the same, derived).
+func (s *Server) enrolled(w http.ResponseWriter, a *store.Agent, status int) error {
+	resp := api.EnrollResponse{AgentID: a.ID, Status: string(a.Status)}
+	if a.Status == store.Activating {
+		secret := s.activationSecret(a)
+		name, err := tpm.Name(a.AKPublic)
+		if err != nil {
+			return failWith(api.CodeInternal, "internal error", fmt.Errorf("AK name of agent %s: %w", a.ID, err))
+		}
+		resp.CredentialBlob, resp.EncryptedSecret, err = tpm.MakeCredential(a.EKPublic, name, secret)
+		if err != nil {
+			return failWith(api.CodeInternal, "internal error", fmt.Errorf("making the credential of agent %s: %w", a.ID, err))
+		}
+	}
+	return writeJSON(w, status, resp)
+}
+
+// activationSecret derives the credential-activation secret of an agent
+// from the service key, its ID and its keys: unpredictable without the
+// key (HMAC-SHA256 is a PRF), the same on every replica and for every
+// re-enrollment with the same keys, so the stored hash still matches
+// when the credential is issued again.
+func (s *Server) activationSecret(a *store.Agent) []byte {
+	m := hmac.New(sha256.New, s.activationKey)
+	ek := sha256.Sum256(a.EKPublic)
+	ak := sha256.Sum256(a.AKPublic)
+	m.Write([]byte(a.ID))
+	m.Write([]byte{0})
+	m.Write(ek[:])
+	m.Write(ak[:])
+	return m.Sum(nil)
+}
+
+// tpmAgent checks a TPM enrollment and makes its agent record.
+func (s *Server) tpmAgent(req *api.EnrollRequest) (*store.Agent, error) {
+	if req.ReportKeyPEM != "" {
+		return nil, fail(api.CodeInvalidEnrollment, "a TPM agent enrolls its EK and AK, not a report key (the AK certifies it in each evidence)")
+	}
+	if len(req.EKPublic) == 0 || len(req.AKPublic) == 0 {
+		return nil, fail(api.CodeInvalidEnrollment, "a TPM agent sends ek_public and ak_public")
+	}
+	if len(req.EKPublic) > maxTPMPublic || len(req.AKPublic) > maxTPMPublic || len(req.EKCert) > maxEKCert {
+		return nil, fail(api.CodeInvalidEnrollment, "a key or the EK certificate is too large")
+	}
+	ekPub, err := checkEK(req.EKPublic)
+	if err != nil {
+		return nil, err
+	}
+	akPub, err := checkAK(req.AKPublic)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.EKCert) > 0 {
+		cert, err := x509.ParseCertificate(req.EKCert)
+		if err != nil {
+			return nil, fail(api.CodeInvalidEnrollment, "the EK certificate does not parse: "+err.Error())
+		}
+		if len(s.o.EKRoots) > 0 {
+			if err := tpm.VerifyEKCertificate(cert, ekPub, s.o.EKRoots, s.o.EKIntermediates...); err != nil {
+				return nil, fail(api.CodeEKUntrusted, "the EK certificate does not verify: "+err.Error())
+			}
+		}
+	}
+	keyPEM, err := evidence.PublicKeyPEM(akPub)
+	if err != nil {
+		return nil, fail(api.CodeInvalidEnrollment, "the AK cannot be encoded: "+err.Error())
+	}
+	ekHash := sha256.Sum256(req.EKPublic)
+	a := &store.Agent{
+		ID: req.AgentID, Enclave: string(enclave.TPM), Status: store.Activating,
+		StatusReason: "credential activation pending",
+		EKPublic:     req.EKPublic, EKCert: req.EKCert, EKHash: hex.EncodeToString(ekHash[:]),
+		AKPublic: req.AKPublic, KeyPEM: keyPEM,
+	}
+	secret := s.activationSecret(a)
+	h := sha256.Sum256(secret)
+	a.ActivationHash = h[:]
+	// Check now that a credential can be made for this EK, so that an
+	// agent is never recorded with keys that cannot activate.
+	name, err := tpm.Name(req.AKPublic)
+	if err != nil {
+		return nil, fail(api.CodeInvalidEnrollment, "the AK's name cannot be computed: "+err.Error())
+	}
+	if _, _, err := tpm.MakeCredential(req.EKPublic, name, secret); err != nil {
+		return nil, fail(api.CodeInvalidEnrollment, "no credential can be made for this EK: "+err.Error())
+	}
+	return a, nil
+}
+
+// checkEK parses the EK: a restricted decryption (storage) key, as
+// credential activation requires.
+func checkEK(b []byte) (any, error) {
+	p, err := tpm.ParsePublic(b)
+	if err != nil {
+		return nil, fail(api.CodeInvalidEnrollment, "ek_public is not a TPMT_PUBLIC: "+err.Error())
+	}
+	at := p.ObjectAttributes
+	if !at.Restricted || !at.Decrypt || at.SignEncrypt || !at.FixedTPM || !at.FixedParent {
+		return nil, fail(api.CodeInvalidEnrollment, "ek_public is not an endorsement key (a fixed, restricted decryption key)")
+	}
+	pub, err := tpm.PublicKey(b)
+	if err != nil {
+		return nil, fail(api.CodeInvalidEnrollment, "ek_public: "+err.Error())
+	}
+	return pub, nil
+}
+
+// checkAK parses the AK: a restricted signing key generated in the TPM
+// that cannot leave it.
+func checkAK(b []byte) (any, error) {
+	p, err := tpm.ParsePublic(b)
+	if err != nil {
+		return nil, fail(api.CodeInvalidEnrollment, "ak_public is not a TPMT_PUBLIC: "+err.Error())
+	}
+	at := p.ObjectAttributes
+	if !at.Restricted || !at.SignEncrypt || at.Decrypt || !at.FixedTPM || !at.FixedParent || !at.SensitiveDataOrigin {
+		return nil, fail(api.CodeInvalidEnrollment, "ak_public is not a restricted signing key generated in the TPM (restricted, sign, fixedTPM, fixedParent, sensitiveDataOrigin; not decrypt)")
+	}
+	if p.NameAlg != tpm2.TPMAlgSHA256 && p.NameAlg != tpm2.TPMAlgSHA384 && p.NameAlg != tpm2.TPMAlgSHA512 {
+		return nil, fail(api.CodeInvalidEnrollment, "the AK's name algorithm is not SHA-256, SHA-384 or SHA-512")
+	}
+	pub, err := tpm.PublicKey(b)
+	if err != nil {
+		return nil, fail(api.CodeInvalidEnrollment, "ak_public: "+err.Error())
+	}
+	return pub, nil
+}
+
+// softwareAgent checks a software enrollment and makes its agent record.
+func (s *Server) softwareAgent(req *api.EnrollRequest) (*store.Agent, error) {
+	if s.o.Software == SoftwareDeny {
+		return nil, fail(api.CodeSoftwareNotAllowed, "this service does not admit software agents")
+	}
+	if len(req.EKPublic) > 0 || len(req.EKCert) > 0 || len(req.AKPublic) > 0 {
+		return nil, fail(api.CodeInvalidEnrollment, "a software agent has no EK or AK")
+	}
+	if req.ReportKeyPEM == "" {
+		return nil, fail(api.CodeInvalidEnrollment, "a software agent sends report_key_pem")
+	}
+	pub, err := evidence.AKFromPEM([]byte(req.ReportKeyPEM))
+	if err != nil {
+		return nil, fail(api.CodeInvalidEnrollment, "report_key_pem: "+err.Error())
+	}
+	if err := strongKey(pub); err != nil {
+		return nil, err
+	}
+	keyPEM, err := evidence.PublicKeyPEM(pub)
+	if err != nil {
+		return nil, fail(api.CodeInvalidEnrollment, "report_key_pem cannot be encoded: "+err.Error())
+	}
+	a := &store.Agent{ID: req.AgentID, Enclave: string(enclave.Software), KeyPEM: keyPEM}
+	if s.o.Software == SoftwareAuto {
+		a.Status, a.StatusReason = store.Approved, "software agent approved by policy (software: auto)"
+	} else {
+		a.Status, a.StatusReason = store.Pending, "software agent awaiting operator approval"
+	}
+	return a, nil
+}
+
+// strongKey accepts ECDSA on a NIST P-256/384/521 curve and RSA of at
+// least 2048 bits.
+func strongKey(pub any) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+			return nil
+		}
+	case *rsa.PublicKey:
+		if k.N.BitLen() >= 2048 {
+			return nil
+		}
+	}
+	return fail(api.CodeInvalidEnrollment, "the report key is not ECDSA P-256/384/521 or RSA of at least 2048 bits")
+}
+
+// activate: POST /v1/enroll/activate.
+func (s *Server) activate(w http.ResponseWriter, r *http.Request) error {
+	var req api.ActivateRequest
+	if err := s.decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	setAgent(r, req.AgentID)
+	if err := validAgentID(req.AgentID); err != nil {
+		return err
+	}
+	if err := s.rateLimit(w, req.AgentID); err != nil {
+		return err
+	}
+	a, err := s.getAgentRow(r, req.AgentID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case a.Status == store.Revoked:
+		return fail(api.CodeAgentRevoked, "the agent is revoked")
+	case a.Status != store.Activating || len(a.ActivationHash) == 0:
+		return fail(api.CodeNotActivating, "the agent is "+string(a.Status)+", not activating")
+	}
+	got := sha256.Sum256(req.Secret)
+	if subtle.ConstantTimeCompare(got[:], a.ActivationHash) != 1 {
+		s.log.Warn("credential activation failed", "agent", a.ID)
+		return fail(api.CodeActivationFailed, "the secret is not the credential's: the AK and the EK are not proven to share a TPM")
+	}
+	to, reason := s.approval(a)
+	if err := s.o.Store.SetStatus(r.Context(), a.ID, to, reason); err != nil {
+		s.metrics.storeErrors.WithLabelValues("set_status").Inc()
+		return storeFailure("set_status", err)
+	}
+	s.log.Info("agent activated", "agent", a.ID, "status", to, "reason", reason)
+	s.statusEvent(a, to)
+	return writeJSON(w, http.StatusOK, api.EnrollResponse{AgentID: a.ID, Status: string(to)})
+}
+
+// approval decides an activated TPM agent's status: approved when its EK
+// certificate chains to the manufacturer roots or its EK is on the
+// allowlist, pending for an operator otherwise. It is decided at
+// activation, under the configuration of that moment.
+func (s *Server) approval(a *store.Agent) (store.Status, string) {
+	if len(a.EKCert) > 0 && len(s.o.EKRoots) > 0 {
+		cert, err := x509.ParseCertificate(a.EKCert)
+		if err == nil {
+			var ekPub any
+			if ekPub, err = tpm.PublicKey(a.EKPublic); err == nil {
+				err = tpm.VerifyEKCertificate(cert, ekPub, s.o.EKRoots, s.o.EKIntermediates...)
+			}
+		}
+		if err == nil {
+			return store.Approved, "credential activated; EK certificate chains to a manufacturer root"
+		}
+		s.log.Warn("EK certificate no longer verifies at activation", "agent", a.ID, "err", err)
+	}
+	if s.allow[a.EKHash] {
+		return store.Approved, "credential activated; EK on the allowlist"
+	}
+	return store.Pending, "credential activated; awaiting operator approval (EK not verified by certificate or allowlist)"
+}
+
+// statusEvent publishes an agent's enrollment status change.
+func (s *Server) statusEvent(before *store.Agent, to store.Status) {
+	if s.o.Events == nil {
+		return
+	}
+	e := api.Event{
+		Type: api.EventStatus, Time: s.now().UTC(), AgentID: before.ID,
+		Level: -1, PreviousLevel: -1, Status: string(to), PreviousStatus: string(before.Status),
+	}
+	if before.Last != nil {
+		e.Level, e.PreviousLevel = before.Last.Level, before.Last.Level
+	}
+	s.o.Events.Publish(e)
+}

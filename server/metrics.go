@@ -1,0 +1,76 @@
+package server
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the service's Prometheus metrics, in a registry of the
+// server's own (never the global one: tests start several servers).
+type metrics struct {
+	reg            *prometheus.Registry
+	requests       *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	attestations   *prometheus.CounterVec
+	appraisal      prometheus.Histogram
+	storeErrors    *prometheus.CounterVec
+	nonceRejected  *prometheus.CounterVec
+	agents         *prometheus.GaugeVec
+	panics         prometheus.Counter
+	pruned         prometheus.Counter
+	rateLimited    prometheus.Counter
+	inFlight       prometheus.Gauge
+	limiterBuckets prometheus.GaugeFunc
+}
+
+func newMetrics(limiterSize func() int) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_http_requests_total", Help: "HTTP requests by route pattern and status code.",
+	}, []string{"route", "code"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "vigil_http_request_duration_seconds", Help: "HTTP request latency by route pattern and status code.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route", "code"})
+	m.attestations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_attestations_total", Help: "Appraised attestations by security level and EAR status.",
+	}, []string{"level", "status"})
+	m.appraisal = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "vigil_appraisal_duration_seconds", Help: "Time to appraise evidence (verification and policy).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+	})
+	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_store_errors_total", Help: "Store operations that failed, by operation.",
+	}, []string{"op"})
+	m.nonceRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_nonce_rejections_total", Help: "Nonces refused, by problem code.",
+	}, []string{"code"})
+	m.agents = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vigil_agents", Help: "Enrolled agents by status (refreshed periodically).",
+	}, []string{"status"})
+	m.panics = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_http_panics_total", Help: "Handler panics recovered (answered 500).",
+	})
+	m.pruned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_pruned_rows_total", Help: "Result and nonce rows deleted by retention.",
+	})
+	m.rateLimited = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "vigil_rate_limited_total", Help: "Requests refused by the per-agent rate limit.",
+	})
+	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "vigil_http_requests_in_flight", Help: "HTTP requests being served.",
+	})
+	m.limiterBuckets = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "vigil_rate_limiter_buckets", Help: "Per-agent rate-limit buckets held in memory.",
+	}, func() float64 { return float64(limiterSize()) })
+	m.reg.MustRegister(m.requests, m.latency, m.attestations, m.appraisal, m.storeErrors,
+		m.nonceRejected, m.agents, m.panics, m.pruned, m.rateLimited, m.inFlight, m.limiterBuckets,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) attested(level int, status string) {
+	m.attestations.WithLabelValues(strconv.Itoa(level), status).Inc()
+}
