@@ -11,30 +11,28 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
-	"fmt"
 	"math/big"
 	mrand "math/rand/v2"
 	"os"
-	"slices"
-	"sort"
 	"sync"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/vigil-attest/vigil/enclave"
+	"github.com/vigil-attest/vigil/enclave/simtpm"
 	"github.com/vigil-attest/vigil/eventlog"
 	"github.com/vigil-attest/vigil/ima"
 	"github.com/vigil-attest/vigil/ima/imatest"
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/measure"
+	"github.com/vigil-attest/vigil/tpm"
 )
 
-// The tests have no TPM: a fakeTPM builds TPMS_ATTEST, TPMT_SIGNATURE and
-// TPMT_PUBLIC structures with go-tpm's types and signs them with
-// software keys, exactly as a TPM does (the signature is over the hash of
-// the TPMS_ATTEST bytes).
+// The tests have no TPM: a fakeTPM is a simulated one (enclave/simtpm),
+// which builds TPMS_ATTEST, TPMT_SIGNATURE and TPMT_PUBLIC structures
+// with go-tpm's types and signs them with software keys, exactly as a
+// TPM does (the signature is over the hash of the TPMS_ATTEST bytes).
 
 type akAlg int
 
@@ -175,67 +173,44 @@ func tpmPublic(key crypto.PublicKey, scheme tpm2.TPMAlgID, restricted bool, mod 
 	return tpm2.Marshal(p)
 }
 
-// tpmSign signs b as a TPM signs a TPMS_ATTEST: over SHA-256(b), ECDSA r
-// and s in a TPMS_SIGNATURE_ECC, or RSASSA / RSAPSS (the largest salt,
-// as TPMs do).
-func tpmSign(key crypto.Signer, alg akAlg, b []byte) []byte {
-	d := sha256.Sum256(b)
-	var sig tpm2.TPMTSignature
-	switch alg {
-	case akECDSA:
-		r, s, err := ecdsa.Sign(rand.Reader, key.(*ecdsa.PrivateKey), d[:])
-		if err != nil {
-			panic(err)
-		}
-		sig = tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgECDSA, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgECDSA, &tpm2.TPMSSignatureECC{
-			Hash: tpm2.TPMAlgSHA256, SignatureR: tpm2.TPM2BECCParameter{Buffer: r.FillBytes(make([]byte, 32))},
-			SignatureS: tpm2.TPM2BECCParameter{Buffer: s.FillBytes(make([]byte, 32))}})}
-	case akRSASSA:
-		s, err := rsa.SignPKCS1v15(rand.Reader, key.(*rsa.PrivateKey), crypto.SHA256, d[:])
-		if err != nil {
-			panic(err)
-		}
-		sig = tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgRSASSA, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgRSASSA, &tpm2.TPMSSignatureRSA{
-			Hash: tpm2.TPMAlgSHA256, Sig: tpm2.TPM2BPublicKeyRSA{Buffer: s}})}
-	case akRSAPSS:
-		s, err := rsa.SignPSS(rand.Reader, key.(*rsa.PrivateKey), crypto.SHA256, d[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
-		if err != nil {
-			panic(err)
-		}
-		sig = tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgRSAPSS, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgRSAPSS, &tpm2.TPMSSignatureRSA{
-			Hash: tpm2.TPMAlgSHA256, Sig: tpm2.TPM2BPublicKeyRSA{Buffer: s}})}
-	}
-	return tpm2.Marshal(sig)
+// fakeTPM is a simulated TPM (enclave/simtpm, the one software TPM)
+// with deterministic keys. The adversarial tests swap parts of it, so the
+// report key (rk, rkPub) and the PCR values (pcrs) live here: SignReport
+// signs with rk, Certify certifies rkPub (as a TPM certifies any loaded
+// object), and Quote quotes pcrs (absent PCRs are zero). The AK, the EK,
+// the TPMS_ATTEST and TPMT_SIGNATURE encodings are the simulator's.
+type fakeTPM struct {
+	sim   *simtpm.TPM
+	alg   akAlg
+	ak    crypto.Signer
+	akPub []byte
+	rk    *ecdsa.PrivateKey
+	rkPub []byte
+	pcrs  map[string]map[int][]byte
 }
 
-// fakeTPM is an enclave.Attester of software keys.
-type fakeTPM struct {
-	alg    akAlg
-	ak     crypto.Signer
-	akPub  []byte
-	rk     *ecdsa.PrivateKey
-	rkPub  []byte
-	pcrs   map[string]map[int][]byte
-	clock  uint64
-	resets uint32
-	fwVer  uint64
-	signer []byte // the AK's qualified name, as the TPM puts it in TPMS_ATTEST
-}
+var akTypes = map[akAlg]tpm.KeyType{akECDSA: tpm.ECDSAP256, akRSASSA: tpm.RSASSA2048, akRSAPSS: tpm.RSAPSS2048}
 
 // newFakeTPM returns a fake TPM whose keys are named by id (the same id,
 // the same keys).
 func newFakeTPM(tb testing.TB, id string, alg akAlg) *fakeTPM {
 	tb.Helper()
-	f := &fakeTPM{alg: alg, pcrs: map[string]map[int][]byte{}, clock: 123456789, resets: 3, fwVer: 0x2000100000000}
+	f := &fakeTPM{alg: alg, pcrs: map[string]map[int][]byte{}}
 	f.ak = testKey(tb, id+"/ak/"+alg.String(), alg != akECDSA)
-	f.akPub = tpmPublic(f.ak.Public(), schemeOf(alg), true, nil)
 	f.rk = testKey(tb, id+"/rk", false).(*ecdsa.PrivateKey)
-	f.rkPub = tpmPublic(&f.rk.PublicKey, tpm2.TPMAlgECDSA, false, nil)
-	name, err := ObjectName(f.akPub)
+	sim, err := simtpm.New(simtpm.Options{
+		AK:    akTypes[alg],
+		Keys:  simtpm.Keys{EK: testKey(tb, id+"/ek", false), AK: f.ak, Report: f.rk},
+		Banks: []string{"sha1", "sha256", "sha384"},
+		// A clock that has run for a day, after a few reboots.
+		ClockBase: 123456789, StoppedClock: true, ResetCount: 3, RestartCount: 1, FirmwareVersion: 0x2000100000000,
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f.signer = name
+	f.sim = sim
+	f.akPub, _ = sim.AKPublic()
+	f.rkPub = tpmPublic(&f.rk.PublicKey, tpm2.TPMAlgECDSA, false, nil)
 	return f
 }
 
@@ -247,30 +222,12 @@ func (f *fakeTPM) SignReport(_ context.Context, d []byte) ([]byte, error) {
 func (f *fakeTPM) Close() error                         { return nil }
 func (f *fakeTPM) AKPublic() ([]byte, crypto.PublicKey) { return f.akPub, f.ak.Public() }
 func (f *fakeTPM) ReportKeyPublic() []byte              { return f.rkPub }
-func (f *fakeTPM) EK(context.Context) ([]byte, crypto.PublicKey, []byte, error) {
-	return nil, nil, nil, errors.New("no EK in the fake TPM")
+func (f *fakeTPM) EK(ctx context.Context) ([]byte, crypto.PublicKey, []byte, error) {
+	return f.sim.EK(ctx)
 }
 
-func (f *fakeTPM) attest(typ tpm2.TPMST, qualifying []byte, info tpm2.TPMUAttest) []byte {
-	return tpm2.Marshal(tpm2.TPMSAttest{
-		Magic:           tpm2.TPMGeneratedValue,
-		Type:            typ,
-		QualifiedSigner: tpm2.TPM2BName{Buffer: f.signer},
-		ExtraData:       tpm2.TPM2BData{Buffer: qualifying},
-		ClockInfo:       tpm2.TPMSClockInfo{Clock: f.clock, ResetCount: f.resets, RestartCount: 1, Safe: true},
-		FirmwareVersion: f.fwVer,
-		Attested:        info,
-	})
-}
-
-func (f *fakeTPM) Certify(_ context.Context, qualifying []byte) (*enclave.Certification, error) {
-	name, err := ObjectName(f.rkPub)
-	if err != nil {
-		return nil, err
-	}
-	a := f.attest(tpm2.TPMSTAttestCertify, qualifying, tpm2.NewTPMUAttest(tpm2.TPMSTAttestCertify, &tpm2.TPMSCertifyInfo{
-		Name: tpm2.TPM2BName{Buffer: name}, QualifiedName: tpm2.TPM2BName{Buffer: name}}))
-	return &enclave.Certification{Attest: a, Signature: tpmSign(f.ak, f.alg, a)}, nil
+func (f *fakeTPM) Certify(ctx context.Context, qualifying []byte) (*enclave.Certification, error) {
+	return f.sim.CertifyPublic(ctx, f.rkPub, qualifying)
 }
 
 var bankAlgs = map[string]tpm2.TPMAlgID{"sha1": tpm2.TPMAlgSHA1, "sha256": tpm2.TPMAlgSHA256, "sha384": tpm2.TPMAlgSHA384}
@@ -282,35 +239,16 @@ func (f *fakeTPM) pcr(bank string, i int) []byte {
 	return make([]byte, eventlog.Alg(bankAlgs[bank]).Size())
 }
 
-func (f *fakeTPM) Quote(_ context.Context, banks map[string][]int, qualifying []byte) (*enclave.Quote, error) {
-	names := make([]string, 0, len(banks))
-	for b := range banks {
-		names = append(names, b)
+// Quote sets the simulator's PCRs to pcrs, then quotes.
+func (f *fakeTPM) Quote(ctx context.Context, banks map[string][]int, qualifying []byte) (*enclave.Quote, error) {
+	for b := range bankAlgs {
+		for i := range tpm.MaxPCR + 1 {
+			if err := f.sim.SetPCR(b, i, f.pcr(b, i)); err != nil {
+				return nil, err
+			}
+		}
 	}
-	sort.Strings(names)
-	var sel tpm2.TPMLPCRSelection
-	h := sha256.New()
-	out := map[string]map[int][]byte{}
-	for _, b := range names {
-		alg, ok := bankAlgs[b]
-		if !ok {
-			return nil, fmt.Errorf("no bank %s", b)
-		}
-		bits := make([]byte, 3)
-		idx := slices.Sorted(slices.Values(banks[b]))
-		out[b] = map[int][]byte{}
-		for _, i := range idx {
-			bits[i/8] |= 1 << (i % 8)
-		}
-		for _, i := range idx {
-			h.Write(f.pcr(b, i))
-			out[b][i] = f.pcr(b, i)
-		}
-		sel.PCRSelections = append(sel.PCRSelections, tpm2.TPMSPCRSelection{Hash: alg, PCRSelect: bits})
-	}
-	a := f.attest(tpm2.TPMSTAttestQuote, qualifying, tpm2.NewTPMUAttest(tpm2.TPMSTAttestQuote, &tpm2.TPMSQuoteInfo{
-		PCRSelect: sel, PCRDigest: tpm2.TPM2BDigest{Buffer: h.Sum(nil)}}))
-	return &enclave.Quote{Attest: a, Signature: tpmSign(f.ak, f.alg, a), PCRs: out}, nil
+	return f.sim.Quote(ctx, banks, qualifying)
 }
 
 // softEnclave is a software enclave with a cached key.

@@ -62,10 +62,12 @@ type Options struct {
 	Banks []string
 	// ResetCount, RestartCount and FirmwareVersion go into every
 	// TPMS_ATTEST's clockInfo and firmwareVersion. The clock itself is
-	// the time since New in milliseconds, plus ClockBase.
+	// the time since New in milliseconds, plus ClockBase; StoppedClock
+	// keeps it at ClockBase (deterministic tests).
 	ResetCount, RestartCount uint32
 	FirmwareVersion          uint64
 	ClockBase                uint64
+	StoppedClock             bool
 	// Rand is the randomness for key generation, ECDSA and RSA-PSS
 	// signatures; nil means crypto/rand.
 	Rand io.Reader
@@ -353,8 +355,12 @@ func (t *TPM) SignReport(ctx context.Context, digest []byte) ([]byte, error) {
 
 // clock is the TPMS_CLOCK_INFO of now.
 func (t *TPM) clock() tpm2.TPMSClockInfo {
+	c := t.opts.ClockBase
+	if !t.opts.StoppedClock {
+		c += uint64(time.Since(t.started).Milliseconds())
+	}
 	return tpm2.TPMSClockInfo{
-		Clock:        t.opts.ClockBase + uint64(time.Since(t.started).Milliseconds()),
+		Clock:        c,
 		ResetCount:   t.opts.ResetCount,
 		RestartCount: t.opts.RestartCount,
 		Safe:         true,
