@@ -130,7 +130,7 @@ type Bus struct {
 	mu     sync.Mutex
 	closed bool
 	nextID int64
-	ring   []api.Event // ring[(i) % len] ; holds the last len(ring) events
+	ring   []api.Event // event number i (from 0) is at ring[i%len(ring)]
 	count  int64       // events ever published
 	subs   map[*subscriber]struct{}
 	hooks  []*hook
