@@ -1,0 +1,294 @@
+package appraise
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/veraison/ear"
+
+	"github.com/vigil-attest/vigil/enclave"
+	"github.com/vigil-attest/vigil/evidence"
+	"github.com/vigil-attest/vigil/measure"
+)
+
+// reuse says which logs were taken as verified from the saved state
+// instead of from the evidence.
+type reuse struct {
+	eventLog bool
+	ima      bool
+}
+
+// buildInput makes the policy input (docs/policy.md): input.agent,
+// input.evidence (the evidence.Result JSON plus event_log_reused and
+// ima_reused), input.report (the verified report, only when valid) and
+// input.reference. It is built as an ast.Value directly, so nothing is
+// marshalled twice.
+func buildInput(agentID string, agentEnclave enclave.Kind, res *evidence.Result, ru reuse, report []byte, ref ast.Value) (ast.Value, error) {
+	kv := [][2]*ast.Term{
+		{ast.StringTerm("agent"), ast.ObjectTerm(
+			[2]*ast.Term{ast.StringTerm("id"), ast.StringTerm(agentID)},
+			[2]*ast.Term{ast.StringTerm("enclave"), ast.StringTerm(string(agentEnclave))},
+		)},
+		{ast.StringTerm("evidence"), ast.NewTerm(evidenceValue(res, ru))},
+		{ast.StringTerm("reference"), ast.NewTerm(ref)},
+	}
+	if res.Valid {
+		rv, err := jsonValue(report)
+		if err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+		kv = append(kv, [2]*ast.Term{ast.StringTerm("report"), ast.NewTerm(rv)})
+	}
+	return ast.NewObject(kv...), nil
+}
+
+// evidenceValue is res as its JSON encoding reads, plus the reuse flags.
+func evidenceValue(res *evidence.Result, ru reuse) ast.Value {
+	str := func(ss []string) *ast.Term {
+		ts := make([]*ast.Term, len(ss))
+		for i, s := range ss {
+			ts[i] = ast.StringTerm(s)
+		}
+		return ast.ArrayTerm(ts...)
+	}
+	reasons := make([]string, len(res.Reasons))
+	for i, r := range res.Reasons {
+		reasons[i] = string(r)
+	}
+	kv := [][2]*ast.Term{
+		{ast.StringTerm("valid"), ast.BooleanTerm(res.Valid)},
+		{ast.StringTerm("enclave"), ast.StringTerm(string(res.Enclave))},
+		{ast.StringTerm("reasons"), str(reasons)},
+		{ast.StringTerm("time"), ast.StringTerm(res.Time.Format(time.RFC3339Nano))},
+		{ast.StringTerm("event_log_verified"), ast.BooleanTerm(res.EventLogVerified)},
+		{ast.StringTerm("ima_verified"), ast.BooleanTerm(res.IMAVerified)},
+		{ast.StringTerm("event_log_reused"), ast.BooleanTerm(ru.eventLog)},
+		{ast.StringTerm("ima_reused"), ast.BooleanTerm(ru.ima)},
+	}
+	if len(res.Messages) > 0 {
+		kv = append(kv, [2]*ast.Term{ast.StringTerm("messages"), str(res.Messages)})
+	}
+	if c := res.Clock; c != nil {
+		kv = append(kv, [2]*ast.Term{ast.StringTerm("clock"), ast.ObjectTerm(
+			[2]*ast.Term{ast.StringTerm("clock"), ast.UIntNumberTerm(c.Clock)},
+			[2]*ast.Term{ast.StringTerm("reset_count"), ast.UIntNumberTerm(uint64(c.ResetCount))},
+			[2]*ast.Term{ast.StringTerm("restart_count"), ast.UIntNumberTerm(uint64(c.RestartCount))},
+			[2]*ast.Term{ast.StringTerm("safe"), ast.BooleanTerm(c.Safe)},
+			[2]*ast.Term{ast.StringTerm("firmware_version"), ast.UIntNumberTerm(c.FirmwareVersion)},
+		)})
+	}
+	if len(res.PCRs) > 0 {
+		banks := make([][2]*ast.Term, 0, len(res.PCRs))
+		for bank, pcrs := range res.PCRs {
+			vals := make([][2]*ast.Term, 0, len(pcrs))
+			for i, v := range pcrs {
+				vals = append(vals, [2]*ast.Term{ast.StringTerm(strconv.Itoa(i)), ast.StringTerm(v)})
+			}
+			banks = append(banks, [2]*ast.Term{ast.StringTerm(bank), ast.ObjectTerm(vals...)})
+		}
+		kv = append(kv, [2]*ast.Term{ast.StringTerm("pcrs"), ast.ObjectTerm(banks...)})
+	}
+	return ast.NewObject(kv...)
+}
+
+// jsonValue converts a JSON document to an ast.Value.
+func jsonValue(doc []byte) (ast.Value, error) {
+	return ast.ValueFromReader(bytes.NewReader(doc))
+}
+
+// verdict is what the policy returned, checked.
+type verdict struct {
+	level       int
+	failures    []Failure
+	trustVector map[string]int
+}
+
+// trustClaims are the AR4SI trust vector's claim names, as ear encodes
+// them.
+var trustClaims = func() map[string]bool {
+	m := map[string]bool{}
+	for k := range (ear.TrustVector{}).AsMap() {
+		m[k] = true
+	}
+	return m
+}()
+
+// ErrPolicyResult is wrapped by every error about the policy's output:
+// none, or not of the documented form. The appraisal fails closed (the
+// caller answers 500; no token is issued).
+var ErrPolicyResult = errors.New("policy result")
+
+// eval runs the prepared query and checks its result.
+func (pol *Policy) eval(ctx context.Context, input ast.Value) (*verdict, error) {
+	rs, err := pol.query.Eval(ctx, rego.EvalParsedInput(input))
+	if err != nil {
+		return nil, fmt.Errorf("policy %s evaluation: %w", pol.ID, err)
+	}
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return nil, fmt.Errorf("%w: %s is undefined", ErrPolicyResult, Query)
+	}
+	v, err := parseVerdict(rs[0].Expressions[0].Value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrPolicyResult, Query, err)
+	}
+	return v, nil
+}
+
+func parseVerdict(x any) (*verdict, error) {
+	obj, ok := x.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("not an object but %T", x)
+	}
+	for k := range obj {
+		if k != "level" && k != "failures" && k != "trust_vector" {
+			return nil, fmt.Errorf("unknown member %q", k)
+		}
+	}
+	v := &verdict{trustVector: map[string]int{}}
+	lvl, ok := toInt(obj["level"])
+	if !ok || lvl < LevelUntrusted || lvl > MaxLevel {
+		return nil, fmt.Errorf("level %v is not an integer from %d to %d", obj["level"], LevelUntrusted, MaxLevel)
+	}
+	v.level = lvl
+	fs, ok := obj["failures"].([]any)
+	if !ok {
+		return nil, fmt.Errorf("failures is %T, not an array (or set)", obj["failures"])
+	}
+	for i, f := range fs {
+		fo, ok := f.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("failures[%d] is not an object", i)
+		}
+		var fl Failure
+		for k, val := range fo {
+			switch k {
+			case "claim":
+				fl.Claim, ok = val.(string)
+			case "reason":
+				fl.Reason, ok = val.(string)
+			case "detail":
+				fl.Detail, ok = val.(string)
+			case "level":
+				fl.Level, ok = toInt(val)
+				ok = ok && fl.Level >= 1 && fl.Level <= MaxLevel
+			default:
+				return nil, fmt.Errorf("failures[%d]: unknown member %q", i, k)
+			}
+			if !ok {
+				return nil, fmt.Errorf("failures[%d].%s: %v is not valid", i, k, val)
+			}
+		}
+		if fl.Claim == "" || fl.Reason == "" || fl.Level == 0 {
+			return nil, fmt.Errorf("failures[%d]: claim, reason and level (1 to %d) are required", i, MaxLevel)
+		}
+		v.failures = append(v.failures, fl)
+	}
+	tv, ok := obj["trust_vector"].(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("trust_vector is %T, not an object", obj["trust_vector"])
+	}
+	for k, val := range tv {
+		if !trustClaims[k] {
+			return nil, fmt.Errorf("trust_vector: %q is not an AR4SI claim", k)
+		}
+		n, ok := toInt(val)
+		if !ok || n < math.MinInt8 || n > math.MaxInt8 {
+			return nil, fmt.Errorf("trust_vector.%s: %v is not an integer from -128 to 127", k, val)
+		}
+		v.trustVector[k] = n
+	}
+	return v, nil
+}
+
+// toInt reads an integral JSON number.
+func toInt(x any) (int, bool) {
+	switch n := x.(type) {
+	case json.Number:
+		i, err := strconv.ParseInt(string(n), 10, 32)
+		if err != nil {
+			f, ferr := n.Float64()
+			if ferr != nil || f != math.Trunc(f) || math.Abs(f) > math.MaxInt32 {
+				return 0, false
+			}
+			return int(f), true
+		}
+		return int(i), true
+	case int:
+		return n, true
+	case int64:
+		if n < math.MinInt32 || n > math.MaxInt32 {
+			return 0, false
+		}
+		return int(n), true
+	case float64:
+		if n != math.Trunc(n) || math.Abs(n) > math.MaxInt32 {
+			return 0, false
+		}
+		return int(n), true
+	}
+	return 0, false
+}
+
+// sortFailures orders failures by claim, reason, detail, then level, and
+// drops exact duplicates.
+func sortFailures(fs []Failure) []Failure {
+	sort.Slice(fs, func(i, j int) bool {
+		a, b := fs[i], fs[j]
+		if a.Claim != b.Claim {
+			return a.Claim < b.Claim
+		}
+		if a.Reason != b.Reason {
+			return a.Reason < b.Reason
+		}
+		if a.Detail != b.Detail {
+			return a.Detail < b.Detail
+		}
+		return a.Level < b.Level
+	})
+	out := fs[:0]
+	for i, f := range fs {
+		if i == 0 || f != fs[i-1] {
+			out = append(out, f)
+		}
+	}
+	if out == nil {
+		out = []Failure{}
+	}
+	return out
+}
+
+// smoke is a built-in input Compile evaluates a new policy on.
+type smoke struct {
+	name  string
+	input func(ref ast.Value) (ast.Value, error)
+}
+
+func smokeInputs() []smoke {
+	return []smoke{
+		{"invalid evidence", func(ref ast.Value) (ast.Value, error) {
+			res := &evidence.Result{Enclave: enclave.TPM, Reasons: []evidence.Reason{evidence.NonceMismatch}}
+			return buildInput("smoke-test", enclave.TPM, res, reuse{}, nil, ref)
+		}},
+		{"valid software evidence of an empty host", func(ref ast.Value) (ast.Value, error) {
+			r := &measure.Report{Version: measure.Version, Inputs: map[string]string{}}
+			for _, s := range r.Sections() {
+				s.Status = measure.StatusUnavailable
+			}
+			doc, err := r.Canonical()
+			if err != nil {
+				return nil, err
+			}
+			res := &evidence.Result{Valid: true, Enclave: enclave.Software, Reasons: []evidence.Reason{}}
+			return buildInput("smoke-test", enclave.Software, res, reuse{}, doc, ref)
+		}},
+	}
+}
