@@ -201,9 +201,9 @@ func (s *Server) levelEvent(a *store.Agent, r *store.Result) {
 	s.o.Events.Publish(e)
 }
 
-// stateHints reads the IMA offset and the verified event log's digest
-// from an agent's appraisal state.
-// TODO: ask the appraise package once it exports its state helper.
+// stateHints reads from an agent's replay state where its next IMA list
+// starts and the digest of the boot event log verified for it. The
+// digest stays empty (send the log) until package appraise exports it.
 func stateHints(state []byte) (int64, string) {
-	return 0, ""
+	return appraise.IMAOffset(state), ""
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/appraise"
 )
 
 // healthz says the process is alive; it touches nothing else.
@@ -25,8 +26,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.storeErrors.WithLabelValues("ping").Inc()
 		return failWith(api.CodeUnavailable, "the database does not answer", err)
 	}
-	if s.o.Appraiser == nil {
-		return fail(api.CodeUnavailable, "no policy loaded")
+	if p, ok := s.o.Appraiser.(interface{ Policies() *appraise.Policies }); ok {
+		if ps := p.Policies(); ps == nil || ps.Current() == nil {
+			return fail(api.CodeUnavailable, "no policy loaded")
+		}
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
