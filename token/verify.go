@@ -1,0 +1,422 @@
+package token
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/veraison/ear"
+
+	"github.com/vigil-attest/vigil/appraise"
+)
+
+const (
+	// MaxSize bounds a session report (and a JWKS) Verify reads.
+	MaxSize = 1 << 20
+	// Leeway is the clock skew Verify tolerates on exp, iat and nbf.
+	Leeway = 30 * time.Second
+	// maxChain bounds the x5c certificates.
+	maxChain = 8
+)
+
+// Verified is a session report that passed Verify.
+type Verified struct {
+	// Claims are the report's claims (TrustVector holds the non-zero
+	// claims only: EAR omits zeros).
+	Claims Claims
+	// KID is the signing key's ID (the header's kid).
+	KID string
+	// Chain is the verified chain, signing certificate first, root last
+	// (nil from VerifyJWKS).
+	Chain []*x509.Certificate
+	// Raw is the whole claims set as decoded JSON.
+	Raw map[string]any
+}
+
+// b64 is base64url without padding, refusing non-zero trailing bits, so
+// that each segment has exactly one encoding.
+var b64 = base64.RawURLEncoding.Strict()
+
+// header is the JWS protected header Verify reads.
+type header struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	X5c  []string        `json:"x5c"`
+	Crit json.RawMessage `json:"crit"`
+}
+
+// jws is a split compact JWS.
+type compact struct {
+	hdr          header
+	signingInput string
+	payload      string
+	sig          string
+}
+
+// Verify checks a session report offline against the service CA (roots):
+// the header's alg is ES256, its x5c chain leads to roots at the report's
+// iat and is valid now, the signature verifies with the chain's leaf,
+// and the report is valid at now (Leeway either side). Failures are
+// *Error with a Reason (ReasonOf).
+func Verify(tok string, roots *x509.CertPool, now time.Time) (*Verified, error) {
+	c, err := split(tok)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := parseX5C(c.hdr.X5c)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := es256Key(certs[0].PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.verifySignature(pub); err != nil {
+		return nil, err
+	}
+	v, t, err := decodeClaims(c.payload)
+	if err != nil {
+		return nil, err
+	}
+	v.KID = c.hdr.Kid
+	if v.Chain, err = verifyChain(certs, roots, t, now); err != nil {
+		return nil, err
+	}
+	if err := t.check(now); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// VerifyJWKS checks a session report against a JWKS (the service's
+// /.well-known/jwks.json) instead of the CA: the key is the JWKS key the
+// header's kid names (UnknownKey when none: fetch the JWKS again). The
+// x5c header is not used. An unusable JWKS is an error without a Reason.
+func VerifyJWKS(tok string, jwks []byte, now time.Time) (*Verified, error) {
+	if len(jwks) > MaxSize {
+		return nil, fmt.Errorf("the JWKS exceeds %d bytes", MaxSize)
+	}
+	set, err := jwk.Parse(jwks)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the JWKS: %w", err)
+	}
+	c, err := split(tok)
+	if err != nil {
+		return nil, err
+	}
+	if c.hdr.Kid == "" {
+		return nil, fail(UnknownKey, "the header has no kid")
+	}
+	k, ok := set.LookupKeyID(c.hdr.Kid)
+	if !ok {
+		return nil, fail(UnknownKey, "the JWKS has no key %q", c.hdr.Kid)
+	}
+	if a := k.Algorithm().String(); a != "" && a != "ES256" {
+		return nil, fail(BadAlg, "JWKS key %q is for %s", c.hdr.Kid, a)
+	}
+	if u := k.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
+		return nil, fail(BadAlg, "JWKS key %q is for use %q", c.hdr.Kid, u)
+	}
+	var raw any
+	if err := k.Raw(&raw); err != nil {
+		return nil, fail(BadAlg, "JWKS key %q: %v", c.hdr.Kid, err)
+	}
+	pub, err := es256Key(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.verifySignature(pub); err != nil {
+		return nil, err
+	}
+	v, t, err := decodeClaims(c.payload)
+	if err != nil {
+		return nil, err
+	}
+	v.KID = c.hdr.Kid
+	if err := t.check(now); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// split decodes the compact JWS's header and checks its alg.
+func split(tok string) (*compact, error) {
+	if len(tok) > MaxSize {
+		return nil, fail(Malformed, "%d bytes, more than %d", len(tok), MaxSize)
+	}
+	if strings.Count(tok, ".") != 2 {
+		return nil, fail(Malformed, "not a compact JWS (three dot-separated segments)")
+	}
+	h, rest, _ := strings.Cut(tok, ".")
+	p, s, _ := strings.Cut(rest, ".")
+	hb, err := b64.DecodeString(h)
+	if err != nil {
+		return nil, fail(Malformed, "header: %v", err)
+	}
+	c := &compact{signingInput: tok[:len(h)+1+len(p)], payload: p, sig: s}
+	if err := strictJSON(hb, &c.hdr); err != nil {
+		return nil, fail(Malformed, "header: %v", err)
+	}
+	if c.hdr.Crit != nil {
+		return nil, fail(Malformed, "header: crit %s is not understood", c.hdr.Crit)
+	}
+	if c.hdr.Alg != "ES256" {
+		return nil, fail(BadAlg, "alg %q, want ES256", c.hdr.Alg)
+	}
+	return c, nil
+}
+
+// strictJSON decodes one JSON object into v: no trailing data.
+func strictJSON(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+func parseX5C(x5c []string) ([]*x509.Certificate, error) {
+	if len(x5c) == 0 {
+		return nil, fail(Malformed, "header: no x5c")
+	}
+	if len(x5c) > maxChain {
+		return nil, fail(Malformed, "header: %d x5c certificates, more than %d", len(x5c), maxChain)
+	}
+	certs := make([]*x509.Certificate, len(x5c))
+	for i, s := range x5c {
+		der, err := base64.StdEncoding.Strict().DecodeString(s)
+		if err != nil {
+			return nil, fail(Malformed, "x5c[%d]: %v", i, err)
+		}
+		if certs[i], err = x509.ParseCertificate(der); err != nil {
+			return nil, fail(Malformed, "x5c[%d]: %v", i, err)
+		}
+	}
+	return certs, nil
+}
+
+func es256Key(k any) (*ecdsa.PublicKey, error) {
+	pub, ok := k.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return nil, fail(BadAlg, "the signer's key is a %T, not ECDSA P-256", k)
+	}
+	return pub, nil
+}
+
+func (c *compact) verifySignature(pub *ecdsa.PublicKey) error {
+	sig, err := b64.DecodeString(c.sig)
+	if err != nil {
+		return fail(BadSignature, "signature: %v", err)
+	}
+	if len(sig) != 64 {
+		return fail(BadSignature, "signature of %d bytes, want 64 (ES256 r‖s)", len(sig))
+	}
+	h := sha256.Sum256([]byte(c.signingInput))
+	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+	if !ecdsa.Verify(pub, h[:], r, s) {
+		return fail(BadSignature, "the ES256 signature does not verify")
+	}
+	return nil
+}
+
+// verifyChain checks the x5c chain leads to roots at iat, is valid at now,
+// and ends in a signing certificate.
+func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, t times, now time.Time) ([]*x509.Certificate, error) {
+	if roots == nil {
+		return nil, fail(UntrustedChain, "no roots given")
+	}
+	leaf := certs[0]
+	if leaf.IsCA || leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 ||
+		len(leaf.ExtKeyUsage) != 0 || len(leaf.UnknownExtKeyUsage) != 0 {
+		return nil, fail(UntrustedChain, "certificate %q is not a session report signing certificate (CA, key usage or extended key usage)", leaf.Subject)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: inter,
+		CurrentTime:   t.iat,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return nil, fail(UntrustedChain, "%v", err)
+	}
+	chain := chains[0]
+	for _, c := range chain {
+		if now.After(c.NotAfter.Add(Leeway)) {
+			return nil, fail(Expired, "certificate %q expired at %v", c.Subject, c.NotAfter)
+		}
+		if now.Add(Leeway).Before(c.NotBefore) {
+			return nil, fail(NotYetValid, "certificate %q is valid from %v", c.Subject, c.NotBefore)
+		}
+	}
+	return chain, nil
+}
+
+// times are the report's validity claims.
+type times struct {
+	iat, exp, nbf time.Time
+}
+
+func (t times) check(now time.Time) error {
+	if now.After(t.exp.Add(Leeway)) {
+		return fail(Expired, "expired at %v", t.exp.UTC())
+	}
+	if now.Add(Leeway).Before(t.iat) {
+		return fail(NotYetValid, "issued at %v, in the future", t.iat.UTC())
+	}
+	if !t.nbf.IsZero() && now.Add(Leeway).Before(t.nbf) {
+		return fail(NotYetValid, "not before %v", t.nbf.UTC())
+	}
+	if !t.exp.After(t.iat) {
+		return fail(Malformed, "exp %v is not after iat %v", t.exp.UTC(), t.iat.UTC())
+	}
+	return nil
+}
+
+// wireClaims are the claims decodeClaims reads itself (EAR's are read
+// by ear); pointers tell absent from zero.
+type wireClaims struct {
+	Iat            *json.Number       `json:"iat"`
+	Exp            *json.Number       `json:"exp"`
+	Nbf            *json.Number       `json:"nbf"`
+	Sub            *string            `json:"sub"`
+	Iss            *string            `json:"iss"`
+	Profile        *string            `json:"eat_profile"`
+	VerifierID     json.RawMessage    `json:"ear.verifier-id"`
+	Cnf            *confirmation      `json:"cnf"`
+	Level          *int               `json:"vigil.level"`
+	Failures       []appraise.Failure `json:"vigil.failures"`
+	PolicyDigest   *string            `json:"vigil.policy-digest"`
+	ContentVersion *string            `json:"vigil.content-version"`
+	Submods        map[string]struct {
+		Status json.RawMessage `json:"ear.status"`
+	} `json:"submods"`
+}
+
+// decodeClaims decodes and checks the signed claims set.
+func decodeClaims(seg string) (*Verified, times, error) {
+	var t times
+	payload, err := b64.DecodeString(seg)
+	if err != nil {
+		return nil, t, fail(Malformed, "claims: %v", err)
+	}
+	var raw map[string]any
+	if err := strictJSON(payload, &raw); err != nil {
+		return nil, t, fail(Malformed, "claims: %v", err)
+	}
+	var w wireClaims
+	d := json.NewDecoder(bytes.NewReader(payload))
+	d.UseNumber()
+	if err := d.Decode(&w); err != nil {
+		return nil, t, fail(Malformed, "claims: %v", err)
+	}
+	switch {
+	case w.Iat == nil:
+		return nil, t, fail(MissingClaim, "no iat")
+	case w.Exp == nil:
+		return nil, t, fail(MissingClaim, "no exp")
+	case w.Sub == nil || *w.Sub == "":
+		return nil, t, fail(MissingClaim, "no sub (agent)")
+	case w.Profile == nil:
+		return nil, t, fail(MissingClaim, "no eat_profile")
+	case w.VerifierID == nil:
+		return nil, t, fail(MissingClaim, "no ear.verifier-id")
+	case w.Level == nil:
+		return nil, t, fail(MissingClaim, "no %s", ClaimLevel)
+	}
+	if sm, ok := w.Submods[SubmodName]; !ok || sm.Status == nil {
+		return nil, t, fail(MissingClaim, "no submods.%s with ear.status", SubmodName)
+	}
+	if t.iat, err = unixTime(*w.Iat); err != nil {
+		return nil, t, fail(Malformed, "iat: %v", err)
+	}
+	if t.exp, err = unixTime(*w.Exp); err != nil {
+		return nil, t, fail(Malformed, "exp: %v", err)
+	}
+	if w.Nbf != nil {
+		if t.nbf, err = unixTime(*w.Nbf); err != nil {
+			return nil, t, fail(Malformed, "nbf: %v", err)
+		}
+	}
+	if *w.Level < appraise.LevelUntrusted || *w.Level > appraise.MaxLevel {
+		return nil, t, fail(Malformed, "%s %d is not 0–%d", ClaimLevel, *w.Level, appraise.MaxLevel)
+	}
+	var ar ear.AttestationResult
+	if err := ar.UnmarshalJSON(payload); err != nil {
+		return nil, t, fail(Malformed, "EAR claims: %v", err)
+	}
+	app := ar.Submods[SubmodName]
+	if app == nil || app.Status == nil {
+		return nil, t, fail(MissingClaim, "no submods.%s with ear.status", SubmodName)
+	}
+	c := Claims{
+		AgentID:  *w.Sub,
+		Level:    *w.Level,
+		Status:   ear.TrustTierToString[*app.Status],
+		Failures: w.Failures,
+		IssuedAt: t.iat,
+		Expiry:   t.exp,
+	}
+	if c.Status == "" {
+		return nil, t, fail(Malformed, "ear.status %d is not a tier", *app.Status)
+	}
+	if w.Iss != nil {
+		c.Issuer = *w.Iss
+	}
+	if w.PolicyDigest != nil {
+		c.PolicyDigest = *w.PolicyDigest
+	}
+	if w.ContentVersion != nil {
+		c.ContentVersion = *w.ContentVersion
+	}
+	if app.AppraisalPolicyID != nil {
+		c.PolicyID = *app.AppraisalPolicyID
+	}
+	if app.TrustVector != nil {
+		for name, v := range app.TrustVector.AsMap() {
+			if v != ear.NoClaim {
+				if c.TrustVector == nil {
+					c.TrustVector = map[string]int{}
+				}
+				c.TrustVector[name] = int(v)
+			}
+		}
+	}
+	if ar.Nonce != nil {
+		if c.Nonce, err = b64.DecodeString(*ar.Nonce); err != nil {
+			return nil, t, fail(Malformed, "eat_nonce: %v", err)
+		}
+	}
+	if w.Cnf != nil {
+		if c.ReportKey, err = parsePublicJWK(w.Cnf.JWK); err != nil {
+			return nil, t, fail(Malformed, "cnf.jwk: %v", err)
+		}
+	}
+	return &Verified{Claims: c, Raw: raw}, t, nil
+}
+
+// unixTime reads a NumericDate (RFC 7519 §2): whole seconds.
+func unixTime(n json.Number) (time.Time, error) {
+	f, err := n.Float64()
+	if err != nil || f != math.Trunc(f) || f < 0 || f > 1<<40 {
+		return time.Time{}, fmt.Errorf("%q is not a date in whole seconds", n)
+	}
+	return time.Unix(int64(f), 0), nil
+}
