@@ -10,10 +10,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vigil-attest/vigil/agent"
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/enclave"
+	"github.com/vigil-attest/vigil/enclave/simtpm"
 	"github.com/vigil-attest/vigil/enclave/soft"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/hostfs"
@@ -30,7 +32,7 @@ type response struct {
 }
 
 // problem decodes the response as a problem, failing unless it is one.
-func (r *response) problem(t *testing.T) api.Problem {
+func (r *response) problem(t testing.TB) api.Problem {
 	t.Helper()
 	var p api.Problem
 	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
@@ -46,7 +48,7 @@ func (r *response) problem(t *testing.T) api.Problem {
 }
 
 // wantProblem fails unless the response is the problem code with status.
-func (r *response) wantProblem(t *testing.T, status int, code string) {
+func (r *response) wantProblem(t testing.TB, status int, code string) {
 	t.Helper()
 	p := r.problem(t)
 	if r.status != status || p.Code != code {
@@ -55,7 +57,7 @@ func (r *response) wantProblem(t *testing.T, status int, code string) {
 }
 
 // decode decodes a 2xx JSON response into v.
-func (r *response) decode(t *testing.T, v any) {
+func (r *response) decode(t testing.TB, v any) {
 	t.Helper()
 	if r.status/100 != 2 {
 		t.Fatalf("status %d: %s", r.status, r.body)
@@ -225,4 +227,73 @@ func (a *testAgent) round(t testing.TB, base string) *api.AttestResponse {
 		t.Fatal(err)
 	}
 	return &out
+}
+
+// clock is a settable test clock.
+type clock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+// newSimAgent is a TPM agent on the software TPM simulator (fast; its EK
+// has no certificate).
+func newSimAgent(t testing.TB, id string) (*testAgent, *simtpm.TPM) {
+	t.Helper()
+	tp, err := simtpm.New(simtpm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testAgent{id: id, enc: tp}, tp
+}
+
+// tpmEnroll is the enrollment request of an attesting enclave.
+func (a *testAgent) tpmEnroll(t testing.TB) *api.EnrollRequest {
+	t.Helper()
+	at := a.enc.(enclave.Attester)
+	ek, _, cert, err := at.EK(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak, _ := at.AKPublic()
+	return &api.EnrollRequest{AgentID: a.id, Enclave: "tpm", EKPublic: ek, EKCert: cert, AKPublic: ak}
+}
+
+// activator is the enclave's half of credential activation.
+type activator interface {
+	ActivateCredential(ctx context.Context, credentialBlob, encryptedSecret []byte) ([]byte, error)
+}
+
+// enrollTPM enrolls a TPM agent and activates its credential; it returns
+// the activation's answer.
+func (a *testAgent) enrollTPM(t testing.TB, base string) *api.EnrollResponse {
+	t.Helper()
+	r := do(t, base, "POST", api.PathEnroll, a.tpmEnroll(t))
+	var er api.EnrollResponse
+	if r.status != http.StatusCreated {
+		t.Fatalf("enroll: %d %s", r.status, r.body)
+	}
+	json.Unmarshal(r.body, &er)
+	if er.Status != "activating" || len(er.CredentialBlob) == 0 || len(er.EncryptedSecret) == 0 {
+		t.Fatalf("enroll: %+v", er)
+	}
+	secret, err := a.enc.(activator).ActivateCredential(context.Background(), er.CredentialBlob, er.EncryptedSecret)
+	if err != nil {
+		t.Fatalf("activating the credential: %v", err)
+	}
+	r = do(t, base, "POST", api.PathActivate, api.ActivateRequest{AgentID: a.id, Secret: secret})
+	var ar api.EnrollResponse
+	r.decode(t, &ar)
+	return &ar
 }
