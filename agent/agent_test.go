@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -443,4 +444,199 @@ func TestTPMAgent(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// logRecorder keeps the agent's log records.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r.Clone())
+	return nil
+}
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+// waits returns the retry_in of each record with message msg.
+func (l *logRecorder) waits(msg string) []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []time.Duration
+	for _, r := range l.recs {
+		if r.Message != msg {
+			continue
+		}
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "retry_in" {
+				out = append(out, a.Value.Duration())
+			}
+			return true
+		})
+	}
+	return out
+}
+
+// eventually polls cond every 10 ms for up to 30 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// runAgent runs a.Run until the test ends or the returned stop is
+// called; stop returns Run's error.
+func runAgent(t *testing.T, a *agent.Agent) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// TestRunRecoversFromOutage: with the service down, Run backs off
+// exponentially (each wait in the upper half of a doubling range), then
+// attests again once the service is back, on the same enrollment.
+func TestRunRecoversFromOutage(t *testing.T) {
+	svc := testserver.Start(t, testserver.Options{})
+	logs := &logRecorder{}
+	a := newAgent(t, svc, softEnclave(t), testhost.Base().WriteDir(t), agent.Options{
+		Interval: 50 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: time.Second,
+		Logger: slog.New(logs),
+	})
+	ctx := context.Background()
+	if _, err := a.Enroll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, err := a.AttestOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Stop()
+	stop := runAgent(t, a)
+	eventually(t, "three failed rounds", func() bool { return len(logs.waits("attestation failed; retrying")) >= 3 })
+	svc.Restart()
+	eventually(t, "an attestation after the outage", func() bool {
+		l := a.Latest()
+		return l != nil && l.ResultID > before.ResultID
+	})
+	if err := stop(); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	w := logs.waits("attestation failed; retrying")
+	ceil := 20 * time.Millisecond
+	for i, d := range w[:3] {
+		if d < ceil/2 || d > ceil {
+			t.Errorf("wait %d: %v, want in [%v, %v]", i, d, ceil/2, ceil)
+		}
+		ceil *= 2
+	}
+	if got := a.Latest(); got.Level != 1 || got.AgentID != before.AgentID {
+		t.Errorf("after the outage: %+v", got)
+	}
+	if n := len(logs.waits("enrollment failed; retrying")); n != 0 {
+		t.Errorf("%d enrollment attempts: an outage must not reset enrollment", n)
+	}
+}
+
+// TestTPMPendingApproval: with no manufacturer roots and no allowlist,
+// a TPM agent activates its credential and waits, pending; Run polls
+// until an operator approves it, then attests at level 2.
+func TestTPMPendingApproval(t *testing.T) {
+	ctx := context.Background()
+	sw := testtpm.Start(t)
+	e, err := tpm.Open(ctx, sw.URI, tpm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	svc := testserver.Start(t, testserver.Options{})
+	logs := &logRecorder{}
+	a := newAgent(t, svc, e, testhost.Base().WriteDir(t), agent.Options{
+		Interval: time.Hour, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+		Logger: slog.New(logs),
+	})
+	if st, err := a.Enroll(ctx); err != nil || st != agent.StatusPending {
+		t.Fatalf("enroll: %s %v", st, err)
+	}
+	stored, err := svc.Store.GetAgent(ctx, a.ID())
+	if err != nil || stored.Status != store.Pending || len(stored.ActivationHash) != 0 {
+		t.Fatalf("stored agent after activation: %+v %v", stored, err)
+	}
+	stop := runAgent(t, a)
+	const waiting = "waiting for an operator to approve the agent (vigil admin approve)"
+	eventually(t, "two polls while pending", func() bool { return len(logs.waits(waiting)) >= 2 })
+	if a.Latest() != nil {
+		t.Fatal("a result while pending")
+	}
+	if err := svc.Store.SetStatus(ctx, a.ID(), store.Approved, "test operator"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "an attestation after approval", func() bool { return a.Latest() != nil })
+	if err := stop(); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if r := a.Latest(); r.Level < appraise.LevelHardware || r.Status != "affirming" {
+		t.Errorf("after approval: %+v", r)
+	}
+}
+
+// TestEnrollForeignCredential: a credential made for another AK (a
+// service tricked, or an attacker in the middle) fails activation in the
+// TPM, and the agent sends nothing more.
+func TestEnrollForeignCredential(t *testing.T) {
+	ctx := context.Background()
+	sw := testtpm.Start(t)
+	e, err := tpm.Open(ctx, sw.URI, tpm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	ekPub, _, _, err := e.EK(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var activations int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == api.PathActivate {
+			activations++
+		}
+		// The EK is right, the AK name is another key's (the report key).
+		blob, secret, err := tpm.MakeCredential(ekPub, e.ReportKeyName(), []byte("0123456789abcdef0123456789abcdef"))
+		if err != nil {
+			t.Error(err)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(api.EnrollResponse{Status: "activating", CredentialBlob: blob, EncryptedSecret: secret})
+	}))
+	defer srv.Close()
+	c, _ := agent.NewClient(srv.URL, agent.ClientOptions{})
+	a, err := agent.New(ctx, agent.Options{Client: c, Enclave: e, Measure: agent.MeasureWith(measure.New(measure.Options{}), hostfs.New("/nonexistent"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Enroll(ctx); !errors.Is(err, tpm.ErrActivation) || activations != 0 {
+		t.Fatalf("enroll: %v, %d activations posted", err, activations)
+	}
+	// A software enclave asked to activate cannot.
+	b, err := agent.New(ctx, agent.Options{Client: c, Enclave: softEnclave(t), Measure: agent.MeasureWith(measure.New(measure.Options{}), hostfs.New("/nonexistent"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Enroll(ctx); !errors.Is(err, agent.ErrNoActivation) || activations != 0 {
+		t.Fatalf("software enroll: %v", err)
+	}
 }
