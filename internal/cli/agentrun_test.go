@@ -1,11 +1,22 @@
 package cli_test
 
 import (
+	"context"
+	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/appraise"
 	"github.com/vigil-attest/vigil/internal/testhost"
+	"github.com/vigil-attest/vigil/internal/testserver"
+	"github.com/vigil-attest/vigil/internal/testtpm"
+	"github.com/vigil-attest/vigil/server"
+	"github.com/vigil-attest/vigil/store"
+	"github.com/vigil-attest/vigil/token"
 )
 
 // TestAgentRunUsage: bad flags and an unreachable service exit 2, before
@@ -43,5 +54,100 @@ func TestAgentRunUsage(t *testing.T) {
 	}
 	if code, out, _ := vigil(t, "agent", "run", "--help"); code != 0 || !strings.Contains(out, "--once") {
 		t.Errorf("agent run --help: exit %d\n%s", code, out)
+	}
+}
+
+// onceResult is `vigil agent run --once`'s JSON.
+type onceResult struct {
+	AgentID    string `json:"agent_id"`
+	Enrollment string `json:"enrollment"`
+	Level      int    `json:"level"`
+	Status     string `json:"status"`
+	Token      string `json:"token"`
+	Failures   []appraise.Failure `json:"failures"`
+	Code       string             `json:"code"`
+	Detail     string             `json:"detail"`
+	Time       *time.Time         `json:"time"`
+}
+
+func runOnce(t *testing.T, args ...string) (int, onceResult, string) {
+	t.Helper()
+	code, out, errs := vigil(t, append([]string{"agent", "run", "--once", "--no-verify"}, args...)...)
+	var r onceResult
+	if code != 2 {
+		dec := json.NewDecoder(strings.NewReader(out))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("exit %d, output %.300q: %v (%s)", code, out, err, errs)
+		}
+	}
+	return code, r, errs
+}
+
+// TestAgentRunOnce: --once against a real service — a healthy software
+// host exits 0 at level 1 with a session report that verifies; a host
+// hiding a module exits 1 at level 0 with the failure; a pending agent
+// exits 1 until an operator approves it; a revoked one exits 1, refused;
+// the state directory keeps the agent ID.
+func TestAgentRunOnce(t *testing.T) {
+	ctx := context.Background()
+	svc := testserver.Start(t, testserver.Options{Software: server.SoftwarePending})
+	work := t.TempDir()
+	key := filepath.Join(work, "agent.key")
+	state := filepath.Join(work, "state")
+	healthy := testhost.Base().WriteDir(t)
+	base := []string{"--server", svc.URL, "--soft", key, "--state-dir", state, "--root", healthy}
+
+	code, r, errs := runOnce(t, append(base, "--agent-id", "web-01")...)
+	if code != 1 || r.Enrollment != "pending" || r.Status != "none" || r.Token != "" || r.AgentID != "web-01" {
+		t.Fatalf("pending: exit %d %+v %s", code, r, errs)
+	}
+	if err := svc.Store.SetStatus(ctx, "web-01", store.Approved, "test operator"); err != nil {
+		t.Fatal(err)
+	}
+	// No --agent-id: the saved one.
+	code, r, errs = runOnce(t, base...)
+	if code != 0 || r.AgentID != "web-01" || r.Enrollment != "approved" || r.Level != 1 || r.Status != "warning" {
+		t.Fatalf("approved: exit %d %+v %s", code, r, errs)
+	}
+	v, err := token.Verify(r.Token, svc.CAPool, time.Now())
+	if err != nil || v.Claims.AgentID != "web-01" || v.Claims.Level != 1 {
+		t.Fatalf("session report: %+v %v", v, err)
+	}
+	code, text, _ := vigil(t, append([]string{"agent", "run", "--once", "--no-verify", "-o", "text"}, base...)...)
+	if code != 0 || !strings.Contains(text, "agent web-01: level 1 (warning)") || !strings.Contains(text, "software-enclave") {
+		t.Errorf("text: exit %d %s", code, text)
+	}
+
+	// The same agent on a host hiding a module: untrusted.
+	host := testhost.Base()
+	host.Modules = append(host.Modules, testhost.Module{Name: "rootkit", Size: 4096, Hide: []string{"proc_modules"}})
+	hidden := host.WriteDir(t)
+	code, r, errs = runOnce(t, "--server", svc.URL, "--soft", key, "--state-dir", state, "--root", hidden)
+	if code != 1 || r.Level != 0 || r.Status != "contraindicated" || r.Token == "" ||
+		!slices.ContainsFunc(r.Failures, func(f appraise.Failure) bool { return f.Reason == "hidden-module" && f.Level == 1 }) {
+		t.Fatalf("hidden module: exit %d %+v %s", code, r, errs)
+	}
+
+	if err := svc.Store.SetStatus(ctx, "web-01", store.Revoked, "test operator"); err != nil {
+		t.Fatal(err)
+	}
+	code, r, errs = runOnce(t, base...)
+	if code != 1 || r.Enrollment != "refused" || r.Code != api.CodeAgentRevoked || r.Token != "" {
+		t.Fatalf("revoked: exit %d %+v %s", code, r, errs)
+	}
+}
+
+// TestAgentRunOnceTPM: --once with swtpm, approved by its EK certificate
+// after credential activation, reaches level 2.
+func TestAgentRunOnceTPM(t *testing.T) {
+	sw := testtpm.Start(t)
+	svc := testserver.Start(t, testserver.Options{EKRoots: sw.Roots, EKIntermediates: sw.Intermediates})
+	code, r, errs := runOnce(t, "--server", svc.URL, "--tpm", sw.URI, "--root", testhost.Base().WriteDir(t))
+	if code != 0 || r.Enrollment != "approved" || r.Level < 2 || r.Status != "affirming" || !strings.HasPrefix(r.AgentID, "tpm-") {
+		t.Fatalf("exit %d %+v %s", code, r, errs)
+	}
+	if _, err := token.Verify(r.Token, svc.CAPool, time.Now()); err != nil {
+		t.Fatal(err)
 	}
 }
