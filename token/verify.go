@@ -293,9 +293,9 @@ func (t times) check(now time.Time) error {
 // wireClaims are the claims decodeClaims reads itself (EAR's are read
 // by ear); pointers tell absent from zero.
 type wireClaims struct {
-	Iat            *json.Number       `json:"iat"`
-	Exp            *json.Number       `json:"exp"`
-	Nbf            *json.Number       `json:"nbf"`
+	Iat            json.RawMessage    `json:"iat"`
+	Exp            json.RawMessage    `json:"exp"`
+	Nbf            json.RawMessage    `json:"nbf"`
 	Sub            *string            `json:"sub"`
 	Iss            *string            `json:"iss"`
 	Profile        *string            `json:"eat_profile"`
@@ -322,9 +322,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 		return nil, t, fail(Malformed, "claims: %v", err)
 	}
 	var w wireClaims
-	d := json.NewDecoder(bytes.NewReader(payload))
-	d.UseNumber()
-	if err := d.Decode(&w); err != nil {
+	if err := json.Unmarshal(payload, &w); err != nil {
 		return nil, t, fail(Malformed, "claims: %v", err)
 	}
 	switch {
@@ -344,14 +342,14 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	if sm, ok := w.Submods[SubmodName]; !ok || sm.Status == nil {
 		return nil, t, fail(MissingClaim, "no submods.%s with ear.status", SubmodName)
 	}
-	if t.iat, err = unixTime(*w.Iat); err != nil {
+	if t.iat, err = unixTime(w.Iat); err != nil {
 		return nil, t, fail(Malformed, "iat: %v", err)
 	}
-	if t.exp, err = unixTime(*w.Exp); err != nil {
+	if t.exp, err = unixTime(w.Exp); err != nil {
 		return nil, t, fail(Malformed, "exp: %v", err)
 	}
 	if w.Nbf != nil {
-		if t.nbf, err = unixTime(*w.Nbf); err != nil {
+		if t.nbf, err = unixTime(w.Nbf); err != nil {
 			return nil, t, fail(Malformed, "nbf: %v", err)
 		}
 	}
@@ -412,11 +410,12 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	return &Verified{Claims: c, Raw: raw}, t, nil
 }
 
-// unixTime reads a NumericDate (RFC 7519 §2): whole seconds.
-func unixTime(n json.Number) (time.Time, error) {
-	f, err := n.Float64()
-	if err != nil || f != math.Trunc(f) || f < 0 || f > 1<<40 {
-		return time.Time{}, fmt.Errorf("%q is not a date in whole seconds", n)
+// unixTime reads a NumericDate (RFC 7519 §2): a JSON number (not a
+// string), here whole seconds.
+func unixTime(raw json.RawMessage) (time.Time, error) {
+	var f float64
+	if len(raw) == 0 || raw[0] == '"' || json.Unmarshal(raw, &f) != nil || f != math.Trunc(f) || f < 0 || f > 1<<40 {
+		return time.Time{}, fmt.Errorf("%.40s is not a date in whole seconds", raw)
 	}
 	return time.Unix(int64(f), 0), nil
 }
