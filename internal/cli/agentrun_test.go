@@ -59,11 +59,11 @@ func TestAgentRunUsage(t *testing.T) {
 
 // onceResult is `vigil agent run --once`'s JSON.
 type onceResult struct {
-	AgentID    string `json:"agent_id"`
-	Enrollment string `json:"enrollment"`
-	Level      int    `json:"level"`
-	Status     string `json:"status"`
-	Token      string `json:"token"`
+	AgentID    string             `json:"agent_id"`
+	Enrollment string             `json:"enrollment"`
+	Level      int                `json:"level"`
+	Status     string             `json:"status"`
+	Token      string             `json:"token"`
 	Failures   []appraise.Failure `json:"failures"`
 	Code       string             `json:"code"`
 	Detail     string             `json:"detail"`
