@@ -12,9 +12,11 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/vigil
 
-## demo: sign sample PE, module and plain files with a fresh test CA, verify, tamper, re-verify.
+## demo: sign, verify and tamper with sample files; then `vigil up`: a local
+## attestation service and this host's agent (on swtpm when installed), 3 rounds.
 demo: build
 	./scripts/demo.sh $(BIN)
+	./scripts/up-demo.sh $(BIN)
 
 ## deps: install the Debian packages the tests need (apt-get, when root).
 deps:

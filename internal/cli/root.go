@@ -92,6 +92,8 @@ Exit codes: 0 allowed/healthy, 1 denied/unhealthy, 2 usage or I/O error.`,
 		newAgentCmd(g),
 		newEvidenceCmd(g),
 		newServerCmd(g),
+		newUpCmd(g),
+		newBenchCmd(g),
 	)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: ExitUsage, err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
