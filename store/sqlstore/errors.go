@@ -41,6 +41,12 @@ func isUnique(err error) bool {
 	return false
 }
 
+// isBusy reports SQLite's SQLITE_BUSY (another connection's lock).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
 // callerFault reports an error in the data the caller gave (a constraint
 // violation, a value the column cannot hold), which retrying cannot fix.
 func callerFault(err error) bool {

@@ -140,8 +140,12 @@ func openSQLite(ctx context.Context, path string, o Options) (*Store, error) {
 	base := (&url.URL{Scheme: "file", Path: abs}).String()
 	common := "_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(" + syncMode + ")"
-	wdb, err := sql.Open("sqlite", base+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	wdb, err := sql.Open("sqlite", base+"?"+common+"&_txlock=immediate")
 	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open %s: %w", abs, err)
+	}
+	if err := setWAL(ctx, wdb, busy); err != nil {
+		wdb.Close()
 		return nil, fmt.Errorf("sqlstore: open %s: %w", abs, err)
 	}
 	wdb.SetMaxOpenConns(1)
@@ -149,7 +153,6 @@ func openSQLite(ctx context.Context, path string, o Options) (*Store, error) {
 	wdb.SetConnMaxIdleTime(0)
 	wdb.SetConnMaxLifetime(0)
 	s := &Store{dialect: SQLite, wdb: wdb}
-	// The writer connection first: it switches the file to WAL.
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
 		return nil, err
@@ -172,6 +175,28 @@ func openSQLite(ctx context.Context, path string, o Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// setWAL switches the database file to WAL mode (a persistent setting).
+// Connections opening a new file at once may find it mid-switch and get
+// SQLITE_BUSY without SQLite waiting the busy timeout, so it retries for
+// up to busy.
+func setWAL(ctx context.Context, db *sql.DB, busy time.Duration) error {
+	deadline := time.Now().Add(busy)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		var mode string
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode)
+		if err == nil && strings.EqualFold(mode, "wal") {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("journal_mode is %q, not wal", mode)
+		}
+		if !isBusy(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("set WAL mode: %w: %w", store.ErrUnavailable, err)
+		}
+		time.Sleep(wait)
+	}
 }
 
 func openPostgres(ctx context.Context, dsn string, o Options) (*Store, error) {

@@ -1,10 +1,14 @@
 package sqlstore_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -299,4 +303,105 @@ func TestUnavailable(t *testing.T) {
 			t.Fatalf("Ping with its tables gone: %v, want ErrUnavailable", err)
 		}
 	})
+}
+
+// killChildEnv tells the test binary it is TestKillDurability's writer.
+const killChildEnv = "VIGIL_SQLSTORE_KILL_CHILD_DSN"
+
+// TestKillDurability: a process writing results is killed (SIGKILL)
+// mid-load; every result it acknowledged is in the database afterwards.
+func TestKillDurability(t *testing.T) {
+	if dsn := os.Getenv(killChildEnv); dsn != "" {
+		killChild(t, dsn)
+		return
+	}
+	storetest.EachDB(t, func(t *testing.T, db *storetest.DB) {
+		ctx := ctxT(t)
+		s := db.Open(t)
+		if err := s.CreateAgent(ctx, &store.Agent{ID: "h", Enclave: "software", Status: store.Approved}); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKillDurability$", "-test.count=1")
+		cmd.Env = append(os.Environ(), killChildEnv+"="+db.DSN)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		acked := map[int64]bool{}
+		sc := bufio.NewScanner(out)
+		for sc.Scan() && len(acked) < 500 {
+			if id, ok := strings.CutPrefix(sc.Text(), "ack "); ok {
+				n, err := strconv.ParseInt(id, 10, 64)
+				if err != nil {
+					t.Fatalf("child said %q", sc.Text())
+				}
+				acked[n] = true
+			}
+		}
+		// Kill it while its writers are busy, then read what it said
+		// it had written before dying.
+		_ = cmd.Process.Kill()
+		for sc.Scan() {
+			if id, ok := strings.CutPrefix(sc.Text(), "ack "); ok {
+				n, _ := strconv.ParseInt(id, 10, 64)
+				acked[n] = true
+			}
+		}
+		_ = cmd.Wait()
+		if len(acked) < 500 {
+			t.Fatalf("child acknowledged only %d results", len(acked))
+		}
+
+		s = db.Open(t)
+		rs, err := s.Results(ctx, "h", sqlstore.MaxLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := rs // the child writes at most 1000 = MaxLimit
+		have := map[int64]bool{}
+		for _, r := range stored {
+			have[r.ID] = true
+		}
+		for id := range acked {
+			if !have[id] {
+				t.Fatalf("acknowledged result %d is gone after the kill (%d acknowledged, %d stored)", id, len(acked), len(stored))
+			}
+		}
+		t.Logf("%d acknowledged, %d stored", len(acked), len(stored))
+	})
+}
+
+// killChild writes results from four goroutines, printing each ID once
+// SaveResult returned, until killed (or 20 seconds pass).
+func killChild(t *testing.T, dsn string) {
+	s, err := sqlstore.Open(context.Background(), dsn, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(20 * time.Second)
+	for range 4 {
+		wg.Go(func() {
+			for n := 0; n < 250 && time.Now().Before(deadline); n++ {
+				r := &store.Result{AgentID: "h", Level: 1, Status: "warning", Token: "t"}
+				if err := s.SaveResult(context.Background(), r, []byte("state")); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				fmt.Fprintf(os.Stdout, "ack %d\n", r.ID)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	// Stay alive, writing nothing, until the parent kills us.
+	time.Sleep(time.Until(deadline))
 }
