@@ -61,7 +61,7 @@ type Agent struct {
 	KeyPEM string `json:"key_pem"`
 	// ActivationHash is SHA-256 of the credential-activation secret
 	// while Activating; empty afterwards.
-	ActivationHash []byte `json:"-"`
+	ActivationHash []byte    `json:"-"`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	// Last is the latest result's summary; nil before the first one.
@@ -81,8 +81,8 @@ type Summary struct {
 // Result is one appraisal of one agent's evidence.
 type Result struct {
 	// ID is assigned by SaveResult (increasing per store).
-	ID      int64  `json:"id"`
-	AgentID string `json:"agent_id"`
+	ID      int64     `json:"id"`
+	AgentID string    `json:"agent_id"`
 	Time    time.Time `json:"time"`
 	Level   int       `json:"level"`
 	// Status is the EAR status: "affirming", "warning",
@@ -134,13 +134,16 @@ type Store interface {
 	// leaving Activating); ErrNotFound when unknown.
 	SetStatus(ctx context.Context, id string, s Status, reason string) error
 	// UseNonce records a nonce (its hash) as used until expires;
-	// ErrNonceUsed when it was recorded before, by any replica.
+	// ErrNonceUsed when it was recorded before, by any replica. It does
+	// not check expires: callers refuse expired nonces themselves.
 	UseNonce(ctx context.Context, hash []byte, agentID string, expires time.Time) error
-	// SaveResult stores r (setting r.ID), and in the same transaction the
-	// agent's Last summary and, when state is not nil, its State.
-	// ErrNotFound when the agent is unknown.
+	// SaveResult stores r (setting r.ID, and r.Time to now when zero),
+	// and in the same transaction the agent's Last summary and, when
+	// state is not nil, its State. ErrNotFound when the agent is unknown.
 	SaveResult(ctx context.Context, r *Result, state []byte) error
-	// Results returns an agent's latest results, newest first.
+	// Results returns an agent's latest results, newest first (by ID):
+	// at most limit, where 0 means 100 and more than 1000 means 1000. An
+	// unknown agent has none (no error).
 	Results(ctx context.Context, agentID string, limit int) ([]*Result, error)
 	// Prune deletes results older than before (keeping each agent's
 	// latest) and nonces expired before now; it returns how many rows.
@@ -151,7 +154,7 @@ type Store interface {
 	// AddSigningKey stores a new signing key.
 	AddSigningKey(ctx context.Context, k *SigningKey) error
 	// SigningKeys returns the keys whose certificate has not expired at
-	// now, newest first.
+	// now (NotAfter >= now), newest first.
 	SigningKeys(ctx context.Context, now time.Time) ([]*SigningKey, error)
 	// Ping checks the database answers (readiness).
 	Ping(ctx context.Context) error
