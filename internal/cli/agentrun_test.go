@@ -3,9 +3,13 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -149,5 +153,74 @@ func TestAgentRunOnceTPM(t *testing.T) {
 	}
 	if _, err := token.Verify(r.Token, svc.CAPool, time.Now()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAgentRunServesSocket: without --once the agent keeps attesting and
+// serves the latest session report on its socket (0600) until SIGINT,
+// then exits 0 and removes the socket.
+func TestAgentRunServesSocket(t *testing.T) {
+	svc := testserver.Start(t, testserver.Options{})
+	work := t.TempDir()
+	sock := filepath.Join(work, "agent.sock")
+	done := make(chan int, 1)
+	var errs string
+	go func() {
+		code, _, e := vigil(t, "agent", "run", "--no-verify", "--server", svc.URL, "--soft", filepath.Join(work, "agent.key"),
+			"--root", testhost.Base().WriteDir(t), "--socket", sock, "--interval", "1s", "--agent-id", "web-01")
+		errs = e
+		done <- code
+	}()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	var served struct {
+		AgentID string `json:"agent_id"`
+		Level   int    `json:"level"`
+		Token   string `json:"token"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case code := <-done:
+			t.Fatalf("agent run exited %d: %s", code, errs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no report on the socket in 30s")
+		}
+		resp, err := client.Get("http://agent/v1/report")
+		if err != nil {
+			continue
+		}
+		ok := resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&served) == nil
+		resp.Body.Close()
+		if ok {
+			break
+		}
+	}
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket %v %v", fi.Mode(), err)
+	}
+	if served.AgentID != "web-01" || served.Level != 1 {
+		t.Errorf("served %+v", served)
+	}
+	if _, err := token.Verify(served.Token, svc.CAPool, time.Now()); err != nil {
+		t.Errorf("served token: %v", err)
+	}
+	// The agent handles SIGINT (signal.NotifyContext): the test process
+	// is not interrupted.
+	syscall.Kill(os.Getpid(), syscall.SIGINT)
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d after SIGINT: %s", code, errs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent run did not stop on SIGINT")
+	}
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left: %v", err)
 	}
 }
