@@ -405,3 +405,24 @@ func killChild(t *testing.T, dsn string) {
 	// Stay alive, writing nothing, until the parent kills us.
 	time.Sleep(time.Until(deadline))
 }
+
+// TestPostgresRequiredInCI: without VIGIL_TEST_POSTGRES the PostgreSQL
+// tests skip, except under CI=true, where they fail.
+func TestPostgresRequiredInCI(t *testing.T) {
+	for _, tc := range []struct {
+		ci     string
+		fail   bool
+		output string
+	}{
+		{"", false, "SKIP"},
+		{"false", false, "SKIP"},
+		{"true", true, "CI=true"},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestConformance$/^postgres$/^Ping$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), storetest.PostgresEnv+"=", "CI="+tc.ci)
+		out, err := cmd.CombinedOutput()
+		if (err != nil) != tc.fail || !strings.Contains(string(out), tc.output) {
+			t.Fatalf("CI=%q without %s: exit %v, want failure %v, output containing %q:\n%s", tc.ci, storetest.PostgresEnv, err, tc.fail, tc.output, out)
+		}
+	}
+}
