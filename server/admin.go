@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -194,7 +195,7 @@ func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, to store.St
 			return storeFailure("set_status", err)
 		}
 		s.log.Info("agent status set by operator", "agent", id, "from", a.Status, "to", to, "reason", reason)
-		s.statusEvent(a, to)
+		s.statusChanged(a, to)
 		if a, err = s.getAgentRow(r, id); err != nil {
 			return err
 		}
@@ -207,8 +208,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if s.o.EventsHandler == nil {
 		return fail(api.CodeNotFound, "the event stream is not enabled")
 	}
-	// The stream outlives the server's write timeout.
-	http.NewResponseController(w).SetWriteDeadline(time.Time{})
-	s.o.EventsHandler.ServeHTTP(w, r)
+	// The stream outlives the server's write timeout, and ends when the
+	// server shuts down.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})
+	rc.SetWriteDeadline(time.Time{})
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.draining, cancel)()
+	s.o.EventsHandler.ServeHTTP(w, r.WithContext(ctx))
 	return nil
 }

@@ -65,9 +65,8 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case err == nil:
 		s.log.Info("agent enrolled", "agent", a.ID, "enclave", a.Enclave, "status", a.Status, "reason", a.StatusReason)
-		if a.Status != store.Activating {
-			s.statusEvent(&store.Agent{ID: a.ID}, a.Status)
-		}
+		s.metrics.agents.WithLabelValues(string(a.Status)).Inc()
+		s.statusEvent(&store.Agent{ID: a.ID}, a.Status)
 		return s.enrolled(w, a, http.StatusCreated)
 	case errors.Is(err, store.ErrExists):
 		return s.reenroll(w, r, a)
@@ -306,7 +305,7 @@ func (s *Server) activate(w http.ResponseWriter, r *http.Request) error {
 		return storeFailure("set_status", err)
 	}
 	s.log.Info("agent activated", "agent", a.ID, "status", to, "reason", reason)
-	s.statusEvent(a, to)
+	s.statusChanged(a, to)
 	return writeJSON(w, http.StatusOK, api.EnrollResponse{AgentID: a.ID, Status: string(to)})
 }
 
@@ -332,6 +331,13 @@ func (s *Server) approval(a *store.Agent) (store.Status, string) {
 		return store.Approved, "credential activated; EK on the allowlist"
 	}
 	return store.Pending, "credential activated; awaiting operator approval (EK not verified by certificate or allowlist)"
+}
+
+// statusChanged counts and publishes an agent's status change.
+func (s *Server) statusChanged(before *store.Agent, to store.Status) {
+	s.metrics.agents.WithLabelValues(string(before.Status)).Dec()
+	s.metrics.agents.WithLabelValues(string(to)).Inc()
+	s.statusEvent(before, to)
 }
 
 // statusEvent publishes an agent's enrollment status change.

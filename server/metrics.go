@@ -48,7 +48,7 @@ func newMetrics(limiterSize func() int) *metrics {
 		Name: "vigil_nonce_rejections_total", Help: "Nonces refused, by problem code.",
 	}, []string{"code"})
 	m.agents = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "vigil_agents", Help: "Enrolled agents by status (refreshed periodically).",
+		Name: "vigil_agents", Help: "Enrolled agents by status (counted in the store every minute, kept current in between by this replica's changes).",
 	}, []string{"status"})
 	m.panics = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "vigil_http_panics_total", Help: "Handler panics recovered (answered 500).",

@@ -147,6 +147,10 @@ type Server struct {
 	now     func() time.Time
 	// activationKey derives credential-activation secrets.
 	activationKey []byte
+	// draining ends when Run begins its shutdown: it ends the event
+	// streams, which would otherwise hold the shutdown up.
+	draining context.Context
+	drain    context.CancelFunc
 }
 
 // New checks the options, loads the nonce key and builds the handler.
@@ -208,6 +212,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{o: o, log: o.Logger, nonces: n, now: o.Now, allow: map[string]bool{}}
+	s.draining, s.drain = context.WithCancel(context.Background())
 	for _, h := range o.EKAllowlist {
 		s.allow[strings.ToLower(strings.TrimSpace(h))] = true
 	}
@@ -250,6 +255,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+		s.drain()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		err = hs.Shutdown(sctx)
 		cancel()
