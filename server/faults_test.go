@@ -93,7 +93,9 @@ func (f *faultStore) Ping(ctx context.Context) error {
 // faultAppraiser is the real appraiser with fault injection: an error or
 // a panic instead of an outcome.
 type faultAppraiser struct {
-	next         interface{ Appraise(context.Context, *appraise.Request) (*appraise.Outcome, error) }
+	next interface {
+		Appraise(context.Context, *appraise.Request) (*appraise.Outcome, error)
+	}
 	fail, panics atomic.Bool
 }
 
