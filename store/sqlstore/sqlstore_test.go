@@ -426,3 +426,45 @@ func TestPostgresRequiredInCI(t *testing.T) {
 		}
 	}
 }
+
+// TestSaveResultAtomic: when the result's INSERT fails after the agent's
+// UPDATE ran, the UPDATE is rolled back: Last and State stay as they were.
+func TestSaveResultAtomic(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *storetest.DB) {
+		ctx := ctxT(t)
+		s := db.Open(t)
+		// A trigger refuses results of level 99.
+		trigger := `CREATE TRIGGER refuse99 BEFORE INSERT ON results FOR EACH ROW WHEN (NEW.level = 99)
+			BEGIN SELECT RAISE(ABORT, 'level 99 refused'); END`
+		if s.Dialect() == sqlstore.Postgres {
+			trigger = `CREATE FUNCTION refuse99() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN RAISE EXCEPTION 'level 99 refused'; END $$;
+				CREATE TRIGGER refuse99 BEFORE INSERT ON results FOR EACH ROW WHEN (NEW.level = 99) EXECUTE FUNCTION refuse99()`
+		}
+		if _, err := s.DB().ExecContext(ctx, trigger); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateAgent(ctx, &store.Agent{ID: "h", Enclave: "software", Status: store.Approved}); err != nil {
+			t.Fatal(err)
+		}
+		ok := &store.Result{AgentID: "h", Level: 2, Status: "affirming", Time: time.Unix(1000, 0)}
+		if err := s.SaveResult(ctx, ok, []byte("good state")); err != nil {
+			t.Fatal(err)
+		}
+		bad := &store.Result{AgentID: "h", Level: 99, Status: "warning"}
+		err := s.SaveResult(ctx, bad, []byte("bad state"))
+		if err == nil || !strings.Contains(err.Error(), "level 99 refused") {
+			t.Fatalf("SaveResult(level 99): %v, want the trigger's refusal", err)
+		}
+		if bad.ID != 0 {
+			t.Fatalf("failed SaveResult set ID %d", bad.ID)
+		}
+		a, err := s.GetAgent(ctx, "h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Last == nil || a.Last.Level != 2 || !a.Last.Time.Equal(ok.Time) || string(a.State) != "good state" {
+			t.Fatalf("after a failed SaveResult: Last %+v, State %q; want level 2 and good state", a.Last, a.State)
+		}
+	})
+}
