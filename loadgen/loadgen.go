@@ -123,6 +123,9 @@ type Options struct {
 	Progress io.Writer
 	// Seed seeds the Poisson arrivals and the agent choice (0: random).
 	Seed uint64
+	// OnPhase, when set, is called as each phase starts ("enroll",
+	// "attest") and when Run is done ("done"): to profile one phase.
+	OnPhase func(phase string)
 }
 
 // Report is the outcome of Run.
@@ -140,7 +143,10 @@ type Report struct {
 	// the last answer.
 	DurationSeconds float64 `json:"duration_seconds"`
 	// Attempts were started; OK got a session report, Failed did not.
+	// Missed were scheduled but not started when Duration ran out (the
+	// service was too slow for the rate and Concurrency).
 	Attempts int `json:"attempts"`
+	Missed   int `json:"missed"`
 	OK       int `json:"ok"`
 	Failed   int `json:"failed"`
 	// AchievedRate is OK per second of phase 2.
@@ -304,10 +310,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Arrivals: o.Arrivals, TargetRate: o.Rate, Concurrency: o.Concurrency,
 		Errors: map[string]int{}, Levels: map[string]int{}, Statuses: map[string]int{},
 	}
+	phase := func(p string) {
+		if o.OnPhase != nil {
+			o.OnPhase(p)
+		}
+	}
+	defer phase("done")
+	phase("enroll")
 	agents, err := enroll(ctx, o, clients[:o.EnrollConcurrency], rep)
 	if err != nil {
 		return rep, err
 	}
+	phase("attest")
 	attest(ctx, o, clients[:o.Concurrency], agents, rep)
 	return rep, nil
 }
@@ -587,6 +601,7 @@ func attest(ctx context.Context, o Options, clients []*agent.Client, agents []si
 		gap = time.Duration(float64(time.Second) / o.Rate)
 	}
 	next := rng.IntN(len(agents))
+	missed := 0
 schedule:
 	for n := 0; n < o.MaxAttestations && o.Rate > 0; n++ {
 		if d := time.Until(at); d > 0 {
@@ -599,11 +614,17 @@ schedule:
 		if at.After(end) || ctx.Err() != nil {
 			break
 		}
-		select {
-		case jobs <- job{at: at, agent: &agents[next]}:
-			started.Add(1)
-		case <-ctx.Done():
-			break schedule
+		// Duration bounds the wall time too: arrivals that could not be
+		// started by then are missed, not started late.
+		if time.Now().After(end) {
+			missed++
+		} else {
+			select {
+			case jobs <- job{at: at, agent: &agents[next]}:
+				started.Add(1)
+			case <-ctx.Done():
+				break schedule
+			}
 		}
 		// Round robin from a random start: each agent attests as rarely
 		// as the rate allows, as a fleet on an interval does.
@@ -620,7 +641,7 @@ schedule:
 	el := time.Since(start)
 
 	rep.DurationSeconds = round3(el.Seconds())
-	rep.Attempts, rep.OK, rep.Failed = int(started.Load()), int(okN.Load()), int(failN.Load())
+	rep.Attempts, rep.OK, rep.Failed, rep.Missed = int(started.Load()), int(okN.Load()), int(failN.Load()), missed
 	rep.AchievedRate = round1(float64(rep.OK) / el.Seconds())
 	rep.Latency = summarize(rec.durations["latency"])
 	rep.Challenge = summarize(rec.durations["challenge"])

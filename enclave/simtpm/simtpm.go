@@ -104,6 +104,7 @@ type TPM struct {
 	akName  []byte
 	rk      crypto.Signer
 	rkPub   []byte
+	rkName  []byte
 	started time.Time
 	opts    Options
 
@@ -178,6 +179,9 @@ func New(o Options) (*TPM, error) {
 	}
 	if t.akName, err = tpm.Name(t.akPub); err != nil {
 		return nil, fmt.Errorf("AK name: %w", err)
+	}
+	if t.rkName, err = tpm.Name(t.rkPub); err != nil {
+		return nil, fmt.Errorf("report key name: %w", err)
 	}
 	return t, nil
 }
@@ -438,7 +442,7 @@ func Sign(random io.Reader, key crypto.Signer, typ tpm.KeyType, message []byte) 
 // Certify certifies the report key with the AK over qualifying
 // (TPM2_Certify).
 func (t *TPM) Certify(ctx context.Context, qualifying []byte) (*enclave.Certification, error) {
-	return t.CertifyPublic(ctx, t.rkPub, qualifying)
+	return t.certify(ctx, t.rkName, qualifying)
 }
 
 // CertifyPublic certifies the object whose TPMT_PUBLIC is objectPublic
@@ -447,11 +451,16 @@ func (t *TPM) Certify(ctx context.Context, qualifying []byte) (*enclave.Certific
 // certifies the Name of any loaded object, whatever its attributes, so
 // tests can make the certifications an attacker could obtain.
 func (t *TPM) CertifyPublic(ctx context.Context, objectPublic, qualifying []byte) (*enclave.Certification, error) {
-	if err := t.check(ctx); err != nil {
-		return nil, fmt.Errorf("certify: %w", err)
-	}
 	name, err := objectName(objectPublic)
 	if err != nil {
+		return nil, fmt.Errorf("certify: %w", err)
+	}
+	return t.certify(ctx, name, qualifying)
+}
+
+// certify certifies the object of that name.
+func (t *TPM) certify(ctx context.Context, name, qualifying []byte) (*enclave.Certification, error) {
+	if err := t.check(ctx); err != nil {
 		return nil, fmt.Errorf("certify: %w", err)
 	}
 	a, s, err := t.attest(tpm2.TPMSTAttestCertify, qualifying, tpm2.NewTPMUAttest(tpm2.TPMSTAttestCertify, &tpm2.TPMSCertifyInfo{
