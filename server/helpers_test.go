@@ -297,3 +297,14 @@ func (a *testAgent) enrollTPM(t testing.TB, base string) *api.EnrollResponse {
 	r.decode(t, &ar)
 	return &ar
 }
+
+func bytesReader(b []byte) io.Reader {
+	if b == nil {
+		return http.NoBody
+	}
+	return bytes.NewReader(b)
+}
+
+func decodeBody(resp *http.Response, v any) error {
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
+}
