@@ -8,6 +8,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -89,7 +90,7 @@ type Result struct {
 	// "contraindicated" or "none".
 	Status string `json:"status"`
 	// Failures is the JSON array of failing claims.
-	Failures []byte `json:"failures"`
+	Failures json.RawMessage `json:"failures"`
 	// PolicyID and PolicyDigest name the policy judged under.
 	PolicyID     string `json:"policy_id"`
 	PolicyDigest string `json:"policy_digest"`
