@@ -140,8 +140,11 @@ type Report struct {
 	// Enrollment is phase 1.
 	Enrollment Enrollment `json:"enrollment"`
 	// Duration is phase 2's wall time, from the first scheduled start to
-	// the last answer.
-	DurationSeconds float64 `json:"duration_seconds"`
+	// the last answer; Started and Ended are those instants (to match
+	// the service's own CPU and memory figures to the phase).
+	DurationSeconds float64   `json:"duration_seconds"`
+	Started         time.Time `json:"started"`
+	Ended           time.Time `json:"ended"`
 	// Attempts were started; OK got a session report, Failed did not.
 	// Missed were scheduled but not started when Duration ran out (the
 	// service was too slow for the rate and Concurrency).
@@ -641,6 +644,7 @@ schedule:
 	el := time.Since(start)
 
 	rep.DurationSeconds = round3(el.Seconds())
+	rep.Started, rep.Ended = start.UTC(), start.Add(el).UTC()
 	rep.Attempts, rep.OK, rep.Failed, rep.Missed = int(started.Load()), int(okN.Load()), int(failN.Load()), missed
 	rep.AchievedRate = round1(float64(rep.OK) / el.Seconds())
 	rep.Latency = summarize(rec.durations["latency"])

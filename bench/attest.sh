@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# bench/attest.sh: measure the attestation service (vigil server) under load
+# with the load generator `vigil bench attest`, against the issue's targets,
+# and print the figures as rows of docs/BENCHMARKS.md's results table:
+#
+#   11   full attestations over HTTPS (challenge + evidence), SQLite:
+#        1,000 /s offered for 30 s, p50 and p99 latency
+#   11b  the same on PostgreSQL (VIGIL_TEST_POSTGRES; skipped when unset)
+#   12   100,000 simulated agents each attesting every 5 minutes
+#        (333 /s, Poisson arrivals) for 2 minutes: p99 < 100 ms
+#   12b  enrolling those 100,000 agents (credential activation, approval)
+#   13   the service's peak RSS (VmHWM) through row 12: < 300 MB
+#
+# Every service is a separate `vigil server` process (TLS with its
+# development CA, the default per-agent rate limit) on 127.0.0.1, so its
+# memory is its own; the generator runs on the same machine and its CPU
+# use is part of the figures. It builds its own vigil from the working
+# tree into a temporary directory, stops every process it started, and
+# stops by itself (each run is bounded by its duration and a timeout).
+#
+#   bench/attest.sh                     # all rows, about 10 minutes on 2 cores
+#   ATTEST_ROWS="11" bench/attest.sh    # some rows only
+#   ATTEST_OUT=docs/BENCHMARKS.md bench/attest.sh   # also put the rows there
+#
+# Environment:
+#   ATTEST_ROWS       rows to measure (default "11 12"; 11b runs with 11,
+#                     12b and 13 with 12)
+#   ATTEST_RATE       offered rate of row 11 (default 1000)
+#   ATTEST_DURATION   duration of row 11 (default 30s)
+#   ATTEST_AGENTS     agents of row 12 (default 100000)
+#   ATTEST_DURATION12 duration of row 12 (default 120s)
+#   VIGIL_TEST_POSTGRES  PostgreSQL DSN for row 11b (a fresh schema is made
+#                     in it and dropped afterwards)
+#   ATTEST_OUT        a BENCHMARKS.md whose rows 11–13 are replaced by these
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+GO=${GO:-go}
+ROWSEL=" ${ATTEST_ROWS:-11 12} "
+RATE=${ATTEST_RATE:-1000}
+DUR=${ATTEST_DURATION:-30s}
+AGENTS12=${ATTEST_AGENTS:-100000}
+DUR12=${ATTEST_DURATION12:-120s}
+PG=${VIGIL_TEST_POSTGRES:-}
+NPROC=$(nproc)
+
+want() { case $ROWSEL in *" $1 "*) return 0 ;; esac; return 1; }
+say() { printf '\n== %s\n' "$*" >&2; }
+die() { echo "attest.sh: $*" >&2; exit 2; }
+f1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
+for t in "$GO" jq awk; do command -v "$t" >/dev/null || die "$t not found (apt-get install jq)"; done
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/vigil-attest.XXXXXX")
+PIDS=()
+SCHEMA=""
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [ -n "$SCHEMA" ]; then psql -q "$PG" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true; fi
+	rm -rf "$W"
+}
+trap cleanup EXIT INT TERM
+
+say "building vigil into \$W/bin"
+COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+$GO build -o "$W/bin/" ./cmd/vigil
+VIGIL=$W/bin/vigil
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+
+ROWS=$W/rows.tsv
+: > "$ROWS"
+row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$ROWS"; }
+NOTES=$W/notes.md
+: > "$NOTES"
+
+# server NAME ARGS...: start `vigil server` on a free port with its data in
+# $W/NAME; sets SRV_PID, SRV_URL, SRV_DIR. It samples the server's CPU time
+# (clock ticks) every second into $W/NAME.cpu.
+server() {
+	local name=$1
+	shift
+	SRV_DIR=$W/$name
+	mkdir -p "$SRV_DIR"
+	"$VIGIL" server --data "$SRV_DIR" --listen 127.0.0.1:0 "$@" > "$SRV_DIR.log" 2>&1 &
+	SRV_PID=$!
+	PIDS+=("$SRV_PID")
+	for _ in $(seq 100); do
+		SRV_URL=$(sed -n 's/^vigil server: serving \(https\?:[^ ]*\).*/\1/p' "$SRV_DIR.log")
+		[ -n "$SRV_URL" ] && break
+		kill -0 "$SRV_PID" 2>/dev/null || { cat "$SRV_DIR.log" >&2; die "vigil server $name exited"; }
+		sleep 0.1
+	done
+	[ -n "$SRV_URL" ] || die "vigil server $name did not start"
+	(
+		while kill -0 "$SRV_PID" 2>/dev/null; do
+			echo "$(date +%s.%N) $(awk '{ print $14 + $15 }' "/proc/$SRV_PID/stat" 2>/dev/null)"
+			sleep 1
+		done
+	) > "$W/$name.cpu" &
+	PIDS+=("$!")
+	echo "  $name: $SRV_URL (pid $SRV_PID)" >&2
+}
+
+# stop PID: SIGTERM, wait.
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# bench NAME ARGS...: vigil bench attest against the last server, JSON into
+# $W/NAME.json (the exit code is kept: 1 means some attestations failed or
+# were missed, which the row reports).
+bench() {
+	local name=$1 rc=0
+	shift
+	timeout 1800 "$VIGIL" bench attest --server "$SRV_URL" --ca "$SRV_DIR/tls/tls-ca.pem" \
+		--admin-token-file "$SRV_DIR/admin-token" -o json "$@" > "$W/$name.json" 2> "$W/$name.err" || rc=$?
+	if [ "$rc" -ge 2 ] || ! jq -e .ok "$W/$name.json" > /dev/null 2>&1; then
+		cat "$W/$name.err" >&2
+		return 2
+	fi
+	jq -r '"  \(.ok) ok, \(.failed) failed, \(.missed) missed, \(.achieved_rate)/s; latency p50 \(.latency_ms.p50) ms p99 \(.latency_ms.p99) ms; errors \(.errors)"' "$W/$name.json" >&2
+}
+j() { jq -r "$2" "$W/$1.json"; }
+
+# server_cpu NAME: the server's CPU seconds between the bench's phase 2
+# start and end (from the 1 s samples).
+server_cpu() {
+	local t0 t1
+	t0=$(jq -r '.started | sub("\\.[0-9]+Z$"; "Z") | fromdate' "$W/$1.json")
+	t1=$(jq -r '.ended | sub("\\.[0-9]+Z$"; "Z") | fromdate' "$W/$1.json")
+	sleep 2 # a sample after the end
+	awk -v a="$t0" -v b="$((t1 + 1))" '$1 <= a { c0 = $2 } $1 >= b && !d { c1 = $2; d = 1 } END { if (c0 != "" && c1 != "") printf "%.1f", (c1 - c0) / 100 }' "$W/$1.cpu"
+}
+
+CMD_SRV="\$W/bin/vigil server --data \$W/srv --listen 127.0.0.1:0"
+CMD_BENCH="\$W/bin/vigil bench attest --server \$URL --ca \$W/srv/tls/tls-ca.pem --admin-token-file \$W/srv/admin-token -o json"
+
+# row11 ID DBLABEL NAME [server args]: 1,000/s offered for 30 s.
+row11() {
+	local id=$1 label=$2 name=$3 total cpu verdict
+	shift 3
+	say "$id. full attestations, $label: $RATE/s offered for $DUR (1,000 agents)"
+	server "$name" "$@"
+	if ! bench "$name" --agents 1000 --rate "$RATE" --duration "$DUR"; then
+		row "$id" "full attestations over HTTPS, $label" "error" "-" "-" "≥ 1,000 /s" "ERROR" "\`$CMD_SRV${*:+ $*}\`; \`$CMD_BENCH --agents 1000 --rate $RATE --duration $DUR\`"
+		stop "$SRV_PID"
+		return
+	fi
+	cpu=$(server_cpu "$name")
+	stop "$SRV_PID"
+	total=$(j "$name" '.attempts + .missed')
+	verdict=FAIL
+	if [ "$(j "$name" '.failed + .missed')" -eq 0 ] && [ "$(j "$name" .ok)" -eq "$total" ] && awk -v r="$RATE" 'BEGIN { exit !(r >= 1000) }'; then verdict=PASS; fi
+	row "$id" "full attestations over HTTPS (challenge, then evidence from a simulated TPM: quote, certification, report signature; appraisal, Rego, EAR, stored), $label, $RATE /s offered open loop for $DUR by 1,000 agents, at most 64 in flight; service and generator share the $NPROC cores" \
+		"**$(j "$name" .achieved_rate) /s** ($(j "$name" .ok) of $total attested, $(j "$name" .failed) failed, $(j "$name" .missed) missed); latency p50 **$(j "$name" .latency_ms.p50) ms**, p99 **$(j "$name" .latency_ms.p99) ms** (from schedule: p99 $(j "$name" .response_ms.p99) ms); service CPU ${cpu:-?} s" \
+		"-" "-" "≥ 1,000 /s, p50 and p99 reported" "$verdict" \
+		"\`$CMD_SRV${*:+ $*}\`; \`$CMD_BENCH --agents 1000 --rate $RATE --duration $DUR\`"
+	if [ -n "$cpu" ]; then
+		note "- Figure $id: the service used $cpu CPU-seconds in the ${DUR} phase ($(awk -v c="$cpu" -v n="$(j "$name" .ok)" 'BEGIN { printf "%.2f", c*1000/n }') ms of CPU per attestation, its idle time in the window included). Errors: $(j "$name" '.errors | tostring')."
+	fi
+}
+note() { printf '%s\n' "$*" >> "$NOTES"; }
+
+if want 11; then
+	row11 11 "SQLite" sqlite
+	if [ -n "$PG" ]; then
+		command -v psql >/dev/null || die "psql not found (row 11b makes a schema with it)"
+		SCHEMA=vigil_bench_$$
+		psql -q "$PG" -c "CREATE SCHEMA $SCHEMA" >/dev/null
+		case $PG in *\?*) PGS="$PG&search_path=$SCHEMA" ;; *) PGS="$PG?search_path=$SCHEMA" ;; esac
+		row11 11b "PostgreSQL" postgres --db "$PGS"
+	else
+		note "- Figure 11b skipped: VIGIL_TEST_POSTGRES is not set."
+	fi
+fi
+
+if want 12; then
+	say "12. $AGENTS12 agents attesting every 5 minutes: enroll them, then $DUR12 at $((AGENTS12 / 300)) /s (Poisson)"
+	RATE12=$(awk -v n="$AGENTS12" 'BEGIN { printf "%.1f", n / 300 }')
+	server fleet
+	A12="--agents $AGENTS12 --enroll-concurrency 32 --rate $RATE12 --arrivals poisson --duration $DUR12"
+	# shellcheck disable=SC2086
+	if bench fleet $A12; then
+		HWM=$(awk '/^VmHWM/ { printf "%.1f", $2/1024 }' "/proc/$SRV_PID/status")
+		RSS=$(awk '/^VmRSS/ { printf "%.1f", $2/1024 }' "/proc/$SRV_PID/status")
+		cpu=$(server_cpu fleet)
+		stop "$SRV_PID"
+		P99=$(j fleet .latency_ms.p99)
+		v12=FAIL
+		if [ "$(j fleet '.failed + .missed')" -eq 0 ] && awk -v p="$P99" 'BEGIN { exit !(p < 100) }'; then v12=PASS; fi
+		row 12 "$AGENTS12 simulated agents (simulated TPMs, ECC P-256 EK), each attesting every 5 minutes on average: $RATE12 /s, Poisson arrivals, for $DUR12 after enrolling them all; SQLite" \
+			"p99 **$P99 ms** (p50 $(j fleet .latency_ms.p50) ms, p90 $(j fleet .latency_ms.p90) ms, max $(j fleet .latency_ms.max) ms; from schedule p99 $(j fleet .response_ms.p99) ms); $(j fleet .ok) attested at $(j fleet .achieved_rate) /s, $(j fleet .failed) failed, $(j fleet .missed) missed" \
+			"-" "-" "p99 < 100 ms" "$v12" "\`$CMD_SRV\`; \`$CMD_BENCH $A12\`"
+		row 12b "enrolling the $AGENTS12 agents of figure 12 (enroll, credential activation, admin approval; 32 in flight)" \
+			"$(j fleet .enrollment.enrolled) in $(f1 "$(j fleet .enrollment.duration_seconds)") s ($(j fleet .enrollment.rate) /s; p50 $(j fleet .enrollment.latency_ms.p50) ms, p99 $(j fleet .enrollment.latency_ms.p99) ms)" \
+			"-" "-" "info" "-" "\`$CMD_BENCH $A12\`"
+		v13=FAIL
+		awk -v m="$HWM" 'BEGIN { exit !(m < 286.1) }' && v13=PASS # 300 MB = 286.1 MiB
+		row 13 "peak RSS (VmHWM) of the vigil server process through figure 12: $AGENTS12 agents enrolled and attesting" \
+			"**$HWM MiB** (VmRSS at the end $RSS MiB)" "-" "-" "< 300 MB" "$v13" "\`grep VmHWM /proc/\$(pidof vigil)/status\` after figure 12"
+		[ -z "$cpu" ] || note "- Figure 12: the service used $cpu CPU-seconds in the $DUR12 phase ($(awk -v c="$cpu" -v n="$(j fleet .ok)" 'BEGIN { printf "%.2f", c*1000/n }') ms of CPU per attestation). Errors: $(j fleet '.errors | tostring')."
+	else
+		stop "$SRV_PID"
+		row 12 "$AGENTS12 agents attesting every 5 minutes" "error" "-" "-" "p99 < 100 ms" "ERROR" "\`$CMD_BENCH $A12\`"
+	fi
+fi
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+note "- Figures 11–13 (bench/attest.sh, commit \`${COMMIT:0:12}\`): load average $LOAD0 at the start, $LOAD1 at the end; the service and the load generator ran on the same $NPROC cores, so every rate here is a floor for the service alone."
+
+# --- report ----------------------------------------------------------------
+esc() { sed 's/|/\\|/g'; }
+{
+	while IFS=$'\t' read -r id what v p r t res cmd; do
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$id" "$what" "$v" "$p" "$r" "$t" \
+			"$( [ "$res" = PASS ] && echo '**PASS**' || { [ "$res" = FAIL ] && echo '**FAIL**' || echo "$res"; } )" \
+			"$(printf '%s' "$cmd" | esc)"
+	done < "$ROWS"
+} > "$W/rows.md"
+echo
+echo "| fig. | what | Vigil (median) | peer (median) | ratio | target | result | command |"
+echo "|---|---|---|---|---|---|---|---|"
+cat "$W/rows.md"
+echo
+cat "$NOTES"
+
+# ATTEST_OUT: replace rows 11–13 (and their notes) in a BENCHMARKS.md.
+if [ -n "${ATTEST_OUT:-}" ]; then
+	[ -f "$ATTEST_OUT" ] || die "ATTEST_OUT=$ATTEST_OUT: no such file"
+	awk -v rows="$W/rows.md" -v notes="$NOTES" '
+		function cat(f,   l) { while ((getline l < f) > 0) print l; close(f) }
+		/^\| 1[123][a-z]? \|/ { next }                        # old rows 11-13
+		/^- Figure 1[123]|^- Figures 11–13/ { next }         # old notes
+		/^\| [0-9]+[a-z]? \|/ { last = NR }
+		{ line[NR] = $0 }
+		END {
+			for (i = 1; i <= NR; i++) {
+				if (!(i in line)) continue
+				print line[i]
+				if (i == last) cat(rows)
+			}
+			cat(notes)
+		}' "$ATTEST_OUT" > "$W/out.md"
+	cp "$W/out.md" "$ATTEST_OUT"
+	echo "attest.sh: rows written to $ATTEST_OUT" >&2
+fi
