@@ -246,6 +246,12 @@ func (c *Client) do(ctx context.Context, path, id, contentType string, body, out
 		return err
 	}
 	defer resp.Body.Close()
+	return readResponse(resp, out)
+}
+
+// readResponse reads at most MaxResponse bytes of a response and decodes
+// a 2xx JSON answer into out; any other status is a *ProblemError.
+func readResponse(resp *http.Response, out any) error {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse+1))
 	if err != nil {
 		return fmt.Errorf("read response: %w", err)
@@ -258,7 +264,7 @@ func (c *Client) do(ctx context.Context, path, id, contentType string, body, out
 		return problemOf(resp, mt, b)
 	}
 	if mt != "application/json" {
-		return fmt.Errorf("%w: %d with content type %q", ErrResponse, resp.StatusCode, mt)
+		return fmt.Errorf("%w: %d with content type %q", ErrResponse, resp.StatusCode, clip(mt))
 	}
 	if err := decodeStrict(b, out); err != nil {
 		return fmt.Errorf("%w: %v", ErrResponse, err)
