@@ -44,6 +44,7 @@ func TestAgentRunUsage(t *testing.T) {
 		{"bad agent ID", []string{"--server", "http://127.0.0.1:1", "--soft", key, "--once", "--agent-id", "a/b"}, "agent ID"},
 		{"missing CA file", []string{"--server", "https://127.0.0.1:1", "--soft", key, "--once", "--ca", filepath.Join(dir, "none.pem")}, "CA file"},
 		{"service down", []string{"--server", "http://127.0.0.1:1", "--soft", key, "--once"}, "connection refused"},
+		{"socket nowhere", []string{"--server", "http://127.0.0.1:1", "--soft", key, "--socket", filepath.Join(dir, "missing", "agent.sock")}, "no such file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
