@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -30,8 +31,17 @@ const MaxResponse = 1 << 20
 // the response.
 const DefaultTimeout = 30 * time.Second
 
-// Version is the agent's version in its User-Agent (vigil-agent/Version).
-var Version = "dev"
+// Version is the agent's version in its User-Agent (vigil-agent/Version):
+// the module version of the build, "devel" for a build from a checkout.
+var Version = buildVersion()
+
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Path == "github.com/vigil-attest/vigil" &&
+		bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
 
 // ErrResponse is a response the client cannot use: not JSON, too large,
 // trailing data, or missing what the API promises.
