@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/vigil-attest/vigil/api"
@@ -34,13 +35,15 @@ const (
 type nonces struct {
 	key []byte
 	ttl time.Duration
+	// random is crypto/rand.Reader (tests replace it).
+	random io.Reader
 }
 
 func newNonces(key []byte, ttl time.Duration) (*nonces, error) {
 	if len(key) < minNonceKey {
 		return nil, fmt.Errorf("nonce key of %d bytes, want at least %d", len(key), minNonceKey)
 	}
-	return &nonces{key: key, ttl: ttl}, nil
+	return &nonces{key: key, ttl: ttl, random: rand.Reader}, nil
 }
 
 func agentTag(agentID string) []byte {
@@ -62,7 +65,7 @@ func (n *nonces) mint(agentID string, now time.Time) ([]byte, time.Time, error) 
 	b[0] = nonceVersion
 	binary.BigEndian.PutUint64(b[1:9], uint64(exp))
 	copy(b[9:9+nonceTagLen], agentTag(agentID))
-	if _, err := rand.Read(b[9+nonceTagLen:]); err != nil {
+	if _, err := io.ReadFull(n.random, b[9+nonceTagLen:]); err != nil {
 		return nil, time.Time{}, fmt.Errorf("reading random nonce bytes: %w", err)
 	}
 	b = append(b, n.mac(b, agentID)...)
