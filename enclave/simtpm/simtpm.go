@@ -108,8 +108,11 @@ type TPM struct {
 	started time.Time
 	opts    Options
 
+	// banks are the allocated PCR banks; pcrs hold the PCRs that left
+	// their initial value (most never do: a load test holds many TPMs).
+	banks  map[tpm2.TPMIAlgHash]crypto.Hash
 	mu     sync.Mutex
-	pcrs   map[tpm2.TPMIAlgHash]*[numPCRs][]byte
+	pcrs   map[tpm2.TPMIAlgHash]map[int][]byte
 	closed bool
 }
 
@@ -141,7 +144,7 @@ func New(o Options) (*TPM, error) {
 		o.Rand = rand.Reader
 	}
 	t := &TPM{rand: o.Rand, ekType: o.EK, akType: o.AK, opts: o, started: time.Now(),
-		pcrs: map[tpm2.TPMIAlgHash]*[numPCRs][]byte{}}
+		banks: map[tpm2.TPMIAlgHash]crypto.Hash{}, pcrs: map[tpm2.TPMIAlgHash]map[int][]byte{}}
 	for _, b := range o.Banks {
 		alg, ok := tpm.BankAlg(b)
 		if !ok {
@@ -151,18 +154,7 @@ func New(o Options) (*TPM, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: PCR bank %q: %v", ErrOptions, b, err)
 		}
-		var bank [numPCRs][]byte
-		for i := range bank {
-			bank[i] = make([]byte, h.Size())
-			// PCRs 17–22 (the dynamic-launch PCRs) start all ones, as in
-			// every PC Client TPM.
-			if i >= 17 && i <= 22 {
-				for j := range bank[i] {
-					bank[i][j] = 0xff
-				}
-			}
-		}
-		t.pcrs[alg] = &bank
+		t.banks[alg] = h
 	}
 	var err error
 	if err = t.makeEK(o.Keys.EK); err != nil {
@@ -506,7 +498,7 @@ func (t *TPM) Quote(ctx context.Context, banks map[string][]int, qualifying []by
 	h := sha256.New() // the AK's scheme hash
 	t.mu.Lock()
 	for _, s := range sel.PCRSelections {
-		bank, ok := t.pcrs[s.Hash]
+		hash, ok := t.banks[s.Hash]
 		if !ok {
 			t.mu.Unlock()
 			return nil, fmt.Errorf("quote: %w: bank %#04x not allocated", tpm.ErrPCRSelection, uint16(s.Hash))
@@ -516,7 +508,7 @@ func (t *TPM) Quote(ctx context.Context, banks map[string][]int, qualifying []by
 		for i, b := range s.PCRSelect {
 			for bit := range 8 {
 				if b&(1<<bit) != 0 {
-					v := bytes.Clone(bank[i*8+bit])
+					v := t.value(s.Hash, hash, i*8+bit)
 					h.Write(v)
 					out[name][i*8+bit] = v
 				}
@@ -543,31 +535,52 @@ func bankName(alg tpm2.TPMIAlgHash) string {
 	return ""
 }
 
-// bank returns the PCR bank's values and hash; t.mu must be held.
-func (t *TPM) bank(name string, pcr int) (*[numPCRs][]byte, crypto.Hash, error) {
+// bank checks a PCR reference and returns the bank's algorithm and
+// hash.
+func (t *TPM) bank(name string, pcr int) (tpm2.TPMIAlgHash, crypto.Hash, error) {
 	alg, ok := tpm.BankAlg(name)
 	if !ok {
-		return nil, 0, fmt.Errorf("%w: unknown bank %q", tpm.ErrPCRSelection, name)
+		return 0, 0, fmt.Errorf("%w: unknown bank %q", tpm.ErrPCRSelection, name)
 	}
-	b, ok := t.pcrs[alg]
+	h, ok := t.banks[alg]
 	if !ok {
-		return nil, 0, fmt.Errorf("%w: bank %s not allocated", tpm.ErrPCRSelection, name)
+		return 0, 0, fmt.Errorf("%w: bank %s not allocated", tpm.ErrPCRSelection, name)
 	}
 	if pcr < 0 || pcr >= numPCRs {
-		return nil, 0, fmt.Errorf("%w: PCR %d", tpm.ErrPCRSelection, pcr)
+		return 0, 0, fmt.Errorf("%w: PCR %d", tpm.ErrPCRSelection, pcr)
 	}
-	h, err := alg.Hash()
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: bank %s: %v", tpm.ErrPCRSelection, name, err)
+	return alg, h, nil
+}
+
+// value is a copy of a PCR's value; t.mu must be held.
+func (t *TPM) value(alg tpm2.TPMIAlgHash, h crypto.Hash, pcr int) []byte {
+	if v, ok := t.pcrs[alg][pcr]; ok {
+		return bytes.Clone(v)
 	}
-	return b, h, nil
+	v := make([]byte, h.Size())
+	// PCRs 17–22 (the dynamic-launch PCRs) start all ones, as in every
+	// PC Client TPM.
+	if pcr >= 17 && pcr <= 22 {
+		for i := range v {
+			v[i] = 0xff
+		}
+	}
+	return v
+}
+
+// set sets a PCR's value; t.mu must be held.
+func (t *TPM) set(alg tpm2.TPMIAlgHash, pcr int, v []byte) {
+	if t.pcrs[alg] == nil {
+		t.pcrs[alg] = map[int][]byte{}
+	}
+	t.pcrs[alg][pcr] = v
 }
 
 // Extend extends digest into a PCR: new = H(old ‖ digest).
 func (t *TPM) Extend(bank string, pcr int, digest []byte) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b, h, err := t.bank(bank, pcr)
+	alg, h, err := t.bank(bank, pcr)
 	if err != nil {
 		return fmt.Errorf("PCR extend: %w", err)
 	}
@@ -575,9 +588,9 @@ func (t *TPM) Extend(bank string, pcr int, digest []byte) error {
 		return fmt.Errorf("PCR extend: %w: %d bytes for %s", tpm.ErrDigest, len(digest), bank)
 	}
 	d := h.New()
-	d.Write(b[pcr])
+	d.Write(t.value(alg, h, pcr))
 	d.Write(digest)
-	b[pcr] = d.Sum(nil)
+	t.set(alg, pcr, d.Sum(nil))
 	return nil
 }
 
@@ -586,14 +599,14 @@ func (t *TPM) Extend(bank string, pcr int, digest []byte) error {
 func (t *TPM) SetPCR(bank string, pcr int, value []byte) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b, h, err := t.bank(bank, pcr)
+	alg, h, err := t.bank(bank, pcr)
 	if err != nil {
 		return fmt.Errorf("set PCR: %w", err)
 	}
 	if len(value) != h.Size() {
 		return fmt.Errorf("set PCR: %w: %d bytes for %s", tpm.ErrDigest, len(value), bank)
 	}
-	b[pcr] = bytes.Clone(value)
+	t.set(alg, pcr, bytes.Clone(value))
 	return nil
 }
 
@@ -601,11 +614,11 @@ func (t *TPM) SetPCR(bank string, pcr int, value []byte) error {
 func (t *TPM) PCR(bank string, pcr int) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b, _, err := t.bank(bank, pcr)
+	alg, h, err := t.bank(bank, pcr)
 	if err != nil {
 		return nil, fmt.Errorf("PCR read: %w", err)
 	}
-	return bytes.Clone(b[pcr]), nil
+	return t.value(alg, h, pcr), nil
 }
 
 // ActivateCredential is TPM2_ActivateCredential with the EK as the key
