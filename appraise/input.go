@@ -1,7 +1,6 @@
 package appraise
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,11 +97,6 @@ func evidenceValue(res *evidence.Result, ru reuse) ast.Value {
 		kv = append(kv, [2]*ast.Term{ast.StringTerm("pcrs"), ast.ObjectTerm(banks...)})
 	}
 	return ast.NewObject(kv...)
-}
-
-// jsonValue converts a JSON document to an ast.Value.
-func jsonValue(doc []byte) (ast.Value, error) {
-	return ast.ValueFromReader(bytes.NewReader(doc))
 }
 
 // verdict is what the policy returned, checked.

@@ -1,0 +1,284 @@
+package appraise
+
+import (
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// maxJSONDepth bounds the nesting jsonValue accepts (a report nests 5
+// deep).
+const maxJSONDepth = 64
+
+// jsonValue converts one JSON document to an ast.Value in a single pass:
+// no intermediate map[string]any, which costs more than the policy's
+// evaluation itself. It accepts exactly what encoding/json accepts (UTF-8
+// JSON text, one value, white space around it) and gives the value
+// ast.ValueFromReader gives; FuzzJSONValue holds it to that. Duplicate
+// object keys keep the last value, as encoding/json does.
+func jsonValue(doc []byte) (ast.Value, error) {
+	p := jsonParser{b: doc}
+	p.space()
+	t, err := p.value(0)
+	if err != nil {
+		return nil, err
+	}
+	p.space()
+	if p.i != len(p.b) {
+		return nil, p.errorf("data after the JSON value")
+	}
+	return t.Value, nil
+}
+
+type jsonParser struct {
+	b []byte
+	i int
+}
+
+var errJSONDepth = fmt.Errorf("JSON nests deeper than %d", maxJSONDepth)
+
+func (p *jsonParser) errorf(format string, args ...any) error {
+	return fmt.Errorf("JSON offset %d: %s", p.i, fmt.Sprintf(format, args...))
+}
+
+func (p *jsonParser) space() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+func (p *jsonParser) value(depth int) (*ast.Term, error) {
+	if depth > maxJSONDepth {
+		return nil, errJSONDepth
+	}
+	if p.i >= len(p.b) {
+		return nil, p.errorf("unexpected end")
+	}
+	switch c := p.b[p.i]; {
+	case c == '{':
+		return p.object(depth)
+	case c == '[':
+		return p.array(depth)
+	case c == '"':
+		s, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		return ast.InternedTerm(s), nil
+	case c == 't':
+		return p.literal("true", ast.InternedTerm(true))
+	case c == 'f':
+		return p.literal("false", ast.InternedTerm(false))
+	case c == 'n':
+		return p.literal("null", ast.NullTerm())
+	case c == '-' || (c >= '0' && c <= '9'):
+		return p.number()
+	}
+	return nil, p.errorf("unexpected %q", p.b[p.i])
+}
+
+func (p *jsonParser) literal(word string, t *ast.Term) (*ast.Term, error) {
+	if len(p.b)-p.i < len(word) || string(p.b[p.i:p.i+len(word)]) != word {
+		return nil, p.errorf("invalid literal")
+	}
+	p.i += len(word)
+	return t, nil
+}
+
+func (p *jsonParser) object(depth int) (*ast.Term, error) {
+	p.i++ // {
+	p.space()
+	var kvs [][2]*ast.Term
+	if p.i < len(p.b) && p.b[p.i] == '}' {
+		p.i++
+		return ast.NewTerm(ast.NewObject()), nil
+	}
+	for {
+		if p.i >= len(p.b) || p.b[p.i] != '"' {
+			return nil, p.errorf("object key expected")
+		}
+		k, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		p.space()
+		if p.i >= len(p.b) || p.b[p.i] != ':' {
+			return nil, p.errorf("':' expected")
+		}
+		p.i++
+		p.space()
+		v, err := p.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		kvs = append(kvs, [2]*ast.Term{ast.InternedTerm(k), v})
+		p.space()
+		if p.i >= len(p.b) {
+			return nil, p.errorf("unexpected end in object")
+		}
+		switch p.b[p.i] {
+		case ',':
+			p.i++
+			p.space()
+			continue
+		case '}':
+			p.i++
+		default:
+			return nil, p.errorf("',' or '}' expected")
+		}
+		break
+	}
+	return ast.NewTerm(objectOf(kvs)), nil
+}
+
+// objectOf builds an object from its pairs in document order. Duplicate
+// keys (never in a canonical report, whose keys are sorted) keep the last
+// value, as encoding/json does.
+func objectOf(kvs [][2]*ast.Term) ast.Object {
+	sorted := true
+	for i := 1; i < len(kvs) && sorted; i++ {
+		sorted = kvs[i-1][0].Value.(ast.String) < kvs[i][0].Value.(ast.String)
+	}
+	if sorted {
+		return ast.NewObject(kvs...)
+	}
+	out := make([][2]*ast.Term, 0, len(kvs))
+	seen := make(map[ast.String]int, len(kvs))
+	for _, kv := range kvs {
+		k := kv[0].Value.(ast.String)
+		if j, ok := seen[k]; ok {
+			out[j][1] = kv[1]
+			continue
+		}
+		seen[k] = len(out)
+		out = append(out, kv)
+	}
+	return ast.NewObject(out...)
+}
+
+func (p *jsonParser) array(depth int) (*ast.Term, error) {
+	p.i++ // [
+	p.space()
+	var ts []*ast.Term
+	if p.i < len(p.b) && p.b[p.i] == ']' {
+		p.i++
+		return ast.NewTerm(ast.NewArray()), nil
+	}
+	for {
+		v, err := p.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, v)
+		p.space()
+		if p.i >= len(p.b) {
+			return nil, p.errorf("unexpected end in array")
+		}
+		switch p.b[p.i] {
+		case ',':
+			p.i++
+			p.space()
+			continue
+		case ']':
+			p.i++
+		default:
+			return nil, p.errorf("',' or ']' expected")
+		}
+		break
+	}
+	return ast.NewTerm(ast.NewArray(ts...)), nil
+}
+
+// str reads a string at p.i (its opening quote).
+func (p *jsonParser) str() (string, error) {
+	start := p.i
+	p.i++
+	plain := true
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			if plain {
+				return string(p.b[start+1 : p.i-1]), nil
+			}
+			var s string
+			if err := json.Unmarshal(p.b[start:p.i], &s); err != nil {
+				return "", p.errorf("string: %v", err)
+			}
+			return s, nil
+		case c == '\\':
+			plain = false
+			p.i += 2
+		case c < 0x20:
+			return "", p.errorf("control character in string")
+		case c < utf8.RuneSelf:
+			p.i++
+		default:
+			r, n := utf8.DecodeRune(p.b[p.i:])
+			if r == utf8.RuneError && n == 1 {
+				// encoding/json replaces invalid UTF-8 with U+FFFD.
+				plain = false
+			}
+			p.i += n
+		}
+	}
+	return "", p.errorf("unterminated string")
+}
+
+// number reads a JSON number, checked against the grammar.
+func (p *jsonParser) number() (*ast.Term, error) {
+	start := p.i
+	digits := func() int {
+		n := 0
+		for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+			p.i++
+			n++
+		}
+		return n
+	}
+	if p.b[p.i] == '-' {
+		p.i++
+	}
+	if p.i < len(p.b) && p.b[p.i] == '0' {
+		p.i++
+	} else if digits() == 0 {
+		return nil, p.errorf("invalid number")
+	}
+	integer := true
+	if p.i < len(p.b) && p.b[p.i] == '.' {
+		p.i++
+		integer = false
+		if digits() == 0 {
+			return nil, p.errorf("invalid number")
+		}
+	}
+	if p.i < len(p.b) && (p.b[p.i] == 'e' || p.b[p.i] == 'E') {
+		p.i++
+		integer = false
+		if p.i < len(p.b) && (p.b[p.i] == '+' || p.b[p.i] == '-') {
+			p.i++
+		}
+		if digits() == 0 {
+			return nil, p.errorf("invalid number")
+		}
+	}
+	s := string(p.b[start:p.i])
+	if integer {
+		if t := ast.InternedIntNumberTermFromString(s); t != nil {
+			return t, nil
+		}
+	}
+	n, err := ast.NumberChecked(s)
+	if err != nil {
+		return nil, p.errorf("%v", err)
+	}
+	return ast.NewTerm(n), nil
+}
