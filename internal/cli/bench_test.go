@@ -12,7 +12,7 @@ import (
 func TestBenchAttestLocal(t *testing.T) {
 	storetest.EachDB(t, func(t *testing.T, db *storetest.DB) {
 		code, out, errOut := vigil(t, "bench", "attest", "--local", "--db", db.DSN, "--data", t.TempDir(),
-			"--agents", "10", "--rate", "20", "--duration", "1s", "-o", "json", "-q")
+			"--agents", "10", "--rate", "20", "--max", "20", "--duration", "15s", "-o", "json", "-q")
 		if code != 0 {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 		}
@@ -30,7 +30,7 @@ func TestBenchAttestLocal(t *testing.T) {
 
 func TestBenchAttestSoftwareText(t *testing.T) {
 	code, out, errOut := vigil(t, "bench", "attest", "--local", "--local-http", "--enclave", "software",
-		"--agents", "3", "--rate", "10", "--duration", "1s")
+		"--agents", "3", "--rate", "10", "--max", "10", "--duration", "15s")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
