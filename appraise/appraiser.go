@@ -277,3 +277,21 @@ func samePCRs(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// LevelName is a level's name in the brief: untrusted, software-rooted,
+// hardware-rooted, measured-and-enforced, hardened.
+func LevelName(level int) string {
+	switch level {
+	case LevelUntrusted:
+		return "untrusted"
+	case LevelSoftware:
+		return "software-rooted"
+	case LevelHardware:
+		return "hardware-rooted"
+	case LevelMeasured:
+		return "measured-and-enforced"
+	case LevelHardened:
+		return "hardened"
+	}
+	return "level-" + strconv.Itoa(level)
+}
