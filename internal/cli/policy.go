@@ -19,6 +19,7 @@ func newPolicyCmd(g *globalOptions) *cobra.Command {
 		Short: "Work with code-integrity policies: import block lists, validate, show",
 	}
 	cmd.AddCommand(newPolicyImportCmd(g), newPolicyValidateCmd(g))
+	cmd.AddCommand(newPolicyTestCmd(g))
 	return cmd
 }
 
