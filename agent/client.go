@@ -103,15 +103,19 @@ type ClientOptions struct {
 	RootCAs *x509.CertPool
 	// Timeout bounds each request; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// AdminToken is the admin API's bearer token, sent only by the admin
+	// methods (ListAgents, Agent, Approve, Revoke).
+	AdminToken string
 }
 
 // Client speaks the attestation service's API (package api). It never
 // follows redirects and reads at most MaxResponse bytes of a response. Its
 // methods are safe for concurrent use.
 type Client struct {
-	base      *url.URL
-	http      *http.Client
-	userAgent string
+	base       *url.URL
+	http       *http.Client
+	userAgent  string
+	adminToken string
 }
 
 // NewClient returns a client of the service at baseURL (http or https,
@@ -163,7 +167,8 @@ func NewClient(baseURL string, o ClientOptions) (*Client, error) {
 				return http.ErrUseLastResponse
 			},
 		},
-		userAgent: "vigil-agent/" + Version,
+		userAgent:  "vigil-agent/" + Version,
+		adminToken: o.AdminToken,
 	}, nil
 }
 
@@ -176,7 +181,7 @@ func (c *Client) Close() { c.http.CloseIdleConnections() }
 // Enroll posts the agent's keys (api.PathEnroll).
 func (c *Client) Enroll(ctx context.Context, req *api.EnrollRequest) (*api.EnrollResponse, error) {
 	var out api.EnrollResponse
-	if err := c.do(ctx, api.PathEnroll, "", "application/json", req, &out); err != nil {
+	if err := c.do(ctx, call{method: http.MethodPost, path: api.PathEnroll, contentType: "application/json", body: req}, &out); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	if out.Status == "" {
@@ -189,7 +194,7 @@ func (c *Client) Enroll(ctx context.Context, req *api.EnrollRequest) (*api.Enrol
 // (api.PathActivate); the response says where enrollment stands now.
 func (c *Client) Activate(ctx context.Context, req *api.ActivateRequest) (*api.EnrollResponse, error) {
 	var out api.EnrollResponse
-	if err := c.do(ctx, api.PathActivate, "", "application/json", req, &out); err != nil {
+	if err := c.do(ctx, call{method: http.MethodPost, path: api.PathActivate, contentType: "application/json", body: req}, &out); err != nil {
 		return nil, fmt.Errorf("activate: %w", err)
 	}
 	if out.Status == "" {
@@ -201,7 +206,7 @@ func (c *Client) Activate(ctx context.Context, req *api.ActivateRequest) (*api.E
 // Challenge asks for a fresh nonce for agentID (api.PathChallenge).
 func (c *Client) Challenge(ctx context.Context, agentID string) (*api.Challenge, error) {
 	var out api.Challenge
-	if err := c.do(ctx, api.PathChallenge, agentID, "application/json", struct{}{}, &out); err != nil {
+	if err := c.do(ctx, call{method: http.MethodPost, path: api.PathChallenge, id: agentID, contentType: "application/json", body: struct{}{}}, &out); err != nil {
 		return nil, fmt.Errorf("challenge: %w", err)
 	}
 	if out.Nonce == "" || out.IMAOffset < 0 {
@@ -214,7 +219,7 @@ func (c *Client) Challenge(ctx context.Context, agentID string) (*api.Challenge,
 // appraisal with its session report.
 func (c *Client) Attest(ctx context.Context, agentID string, ev *evidence.Evidence) (*api.AttestResponse, error) {
 	var out api.AttestResponse
-	if err := c.do(ctx, api.PathAttest, agentID, evidence.MediaType, ev, &out); err != nil {
+	if err := c.do(ctx, call{method: http.MethodPost, path: api.PathAttest, id: agentID, contentType: evidence.MediaType, body: ev}, &out); err != nil {
 		return nil, fmt.Errorf("attest: %w", err)
 	}
 	if out.Status == "" {
@@ -223,32 +228,57 @@ func (c *Client) Attest(ctx context.Context, agentID string, ev *evidence.Eviden
 	return &out, nil
 }
 
-// do posts body as JSON to path ({id} replaced by id) and decodes a 2xx
-// JSON answer into out; any other answer is a *ProblemError.
-func (c *Client) do(ctx context.Context, path, id, contentType string, body, out any) error {
+// call is one request: method and path ({id} replaced by id), an optional
+// query, and for POST a body sent as contentType. admin sends the admin
+// bearer token.
+type call struct {
+	method, path, id string
+	query            url.Values
+	contentType      string
+	body             any
+	admin            bool
+}
+
+// do sends the call and decodes a 2xx JSON answer into out; any other
+// answer is a *ProblemError.
+func (c *Client) do(ctx context.Context, k call, out any) error {
+	path := k.path
 	if strings.Contains(path, "{id}") {
-		if err := ValidateID(id); err != nil {
+		if err := ValidateID(k.id); err != nil {
 			return err
 		}
-		path = strings.Replace(path, "{id}", url.PathEscape(id), 1)
+		path = strings.Replace(path, "{id}", url.PathEscape(k.id), 1)
 	}
-	var raw []byte
-	var err error
-	if ev, ok := body.(*evidence.Evidence); ok {
-		raw, err = ev.Encode()
-	} else {
-		raw, err = json.Marshal(body)
-	}
-	if err != nil {
-		return fmt.Errorf("encode request: %w", err)
+	var rd io.Reader
+	if k.method != http.MethodGet {
+		var raw []byte
+		var err error
+		if ev, ok := k.body.(*evidence.Evidence); ok {
+			raw, err = ev.Encode()
+		} else {
+			raw, err = json.Marshal(k.body)
+		}
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(raw)
 	}
 	u := *c.base
 	u.Path += path
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(raw))
+	u.RawQuery = k.query.Encode()
+	req, err := http.NewRequestWithContext(ctx, k.method, u.String(), rd)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", contentType)
+	if rd != nil {
+		req.Header.Set("Content-Type", k.contentType)
+	}
+	if k.admin {
+		if c.adminToken == "" {
+			return errors.New("no admin token (--admin-token-file)")
+		}
+		req.Header.Set("Authorization", "Bearer "+c.adminToken)
+	}
 	req.Header.Set("Accept", "application/json, application/problem+json")
 	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := c.http.Do(req)

@@ -93,6 +93,7 @@ Exit codes: 0 allowed/healthy, 1 denied/unhealthy, 2 usage or I/O error.`,
 		newEvidenceCmd(g),
 		newServerCmd(g),
 		newUpCmd(g),
+		newAdminCmd(g),
 		newBenchCmd(g),
 	)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
