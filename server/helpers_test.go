@@ -12,13 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-attest/vigil/agent"
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/enclave/simtpm"
 	"github.com/vigil-attest/vigil/enclave/soft"
 	"github.com/vigil-attest/vigil/evidence"
-	"github.com/vigil-attest/vigil/hostfs"
 	"github.com/vigil-attest/vigil/internal/testhost"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/measure"
@@ -119,30 +117,25 @@ func admin(t testing.TB, svc *testserver.Service, method, path string, body any)
 var (
 	hostOnce   sync.Once
 	hostReport []byte
-	hostSrc    hostfs.Source
 )
 
-// testHost is a measured fixture host: its canonical report, and the
-// source BuildEvidence reads logs through.
-func testHost(t testing.TB) ([]byte, hostfs.Source) {
+// testReport is the canonical runtime report of a measured fixture host.
+func testReport(t testing.TB) []byte {
 	t.Helper()
 	hostOnce.Do(func() {
 		h := testhost.Base()
-		dir := h.WriteDir(t)
-		src := h.Source(dir)
-		r, err := measure.New(measure.Options{}).Measure(context.Background(), src)
+		r, err := measure.New(measure.Options{}).Measure(context.Background(), h.Source(h.WriteDir(t)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if hostReport, err = r.Canonical(); err != nil {
 			t.Fatal(err)
 		}
-		hostSrc = src
 	})
 	if hostReport == nil {
 		t.Fatal("no test host report")
 	}
-	return hostReport, hostSrc
+	return hostReport
 }
 
 // testAgent is the agent's half of the protocol, done by hand over HTTP.
@@ -193,12 +186,11 @@ func (a *testAgent) evidenceFor(t testing.TB, c *api.Challenge) []byte {
 	return a.evidenceNonce(t, nonce, c.IMAOffset)
 }
 
-func (a *testAgent) evidenceNonce(t testing.TB, nonce []byte, imaOffset int64) []byte {
+// evidenceNonce builds evidence of the test host's report for a nonce,
+// without logs (the service's replay state is not exercised here).
+func (a *testAgent) evidenceNonce(t testing.TB, nonce []byte, _ int64) []byte {
 	t.Helper()
-	report, src := testHost(t)
-	ev, err := agent.BuildEvidence(context.Background(), a.enc, src, agent.EvidenceOptions{
-		Nonce: nonce, Report: report, IMAOffset: imaOffset,
-	})
+	ev, err := evidence.Build(context.Background(), a.enc, evidence.BuildOptions{Nonce: nonce, Report: testReport(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
