@@ -14,6 +14,7 @@ import (
 
 	"github.com/vigil-attest/vigil/agent"
 	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/appraise"
 )
 
 // adminOptions reach the service's admin API.
@@ -139,7 +140,7 @@ func newAdminAgentCmd(g *globalOptions) *cobra.Command {
 			}
 			fmt.Fprintf(w, "\nek        %s\nenrolled  %s\nlevel     %s\n", dash(d.EKHash), d.CreatedAt.Format(time.RFC3339), levelText(d.Level))
 			for _, r := range d.Results {
-				fmt.Fprintf(w, "\nresult %d  %s  level %d (%s), %s, policy %s\n", r.ID, r.Time.Format(time.RFC3339), r.Level, levelName(r.Level), r.Status, r.PolicyID)
+				fmt.Fprintf(w, "\nresult %d  %s  level %d (%s), %s, policy %s\n", r.ID, r.Time.Format(time.RFC3339), r.Level, appraise.LevelName(r.Level), r.Status, r.PolicyID)
 				for _, f := range r.Failures {
 					fmt.Fprintf(w, "  - level %d needs %s (%s) %s\n", f.Level, f.Claim, f.Reason, f.Detail)
 				}
@@ -206,7 +207,7 @@ func levelText(l int) string {
 	if l < 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d %s", l, levelName(l))
+	return fmt.Sprintf("%d %s", l, appraise.LevelName(l))
 }
 
 func dash(s string) string {
@@ -222,4 +223,3 @@ func when(t *time.Time) string {
 	}
 	return t.Format(time.RFC3339)
 }
-

@@ -22,16 +22,6 @@ import (
 	"github.com/vigil-attest/vigil/service"
 )
 
-// levelNames are the brief's names of the security levels.
-var levelNames = []string{"untrusted", "software-rooted", "hardware-rooted", "measured and enforced", "hardened"}
-
-func levelName(l int) string {
-	if l >= 0 && l < len(levelNames) {
-		return levelNames[l]
-	}
-	return "unknown"
-}
-
 // defaultTPM is the kernel's TPM resource manager.
 const defaultTPM = "/dev/tpmrm0"
 
@@ -176,14 +166,14 @@ func upLoop(ctx context.Context, w io.Writer, a *agent.Agent, interval time.Dura
 
 func healthExit(r *agent.Result) error {
 	if r != nil && !r.Healthy() {
-		return &exitError{code: ExitDenied, err: fmt.Errorf("level %d (%s): unhealthy", r.Level, levelName(r.Level))}
+		return &exitError{code: ExitDenied, err: fmt.Errorf("level %d (%s): unhealthy", r.Level, appraise.LevelName(r.Level))}
 	}
 	return nil
 }
 
 // printLevel prints a result: the level, then why it is not higher.
 func printLevel(w io.Writer, r *agent.Result) {
-	fmt.Fprintf(w, "%s  level %d (%s), status %s, result %d\n", r.Time.Format(time.TimeOnly), r.Level, levelName(r.Level), r.Status, r.ResultID)
+	fmt.Fprintf(w, "%s  level %d (%s), status %s, result %d\n", r.Time.Format(time.TimeOnly), r.Level, appraise.LevelName(r.Level), r.Status, r.ResultID)
 	if len(r.Failures) == 0 {
 		fmt.Fprintln(w, "          nothing holds it lower: every claim of every level passes")
 		return

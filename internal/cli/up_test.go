@@ -67,7 +67,7 @@ func TestUpLevels(t *testing.T) {
 		reject []string
 	}{
 		{"healthy", func(t *testing.T) string { return host(t) }, nil, 0,
-			[]string{"enclave tpm", "enrolled  approved", "level 3 (measured and enforced), status affirming"},
+			[]string{"enclave tpm", "enrolled  approved", "level 3 (measured-and-enforced), status affirming"},
 			[]string{"level 3 needs"}},
 		{"hidden module", func(t *testing.T) string {
 			return host(t, testhost.Module{Name: "diamorphine", Size: 4096, Hide: []string{"proc_modules"}})
