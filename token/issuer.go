@@ -441,7 +441,9 @@ type confirmation struct {
 
 // Issue signs a session report for c. Zero IssuedAt, Expiry and Issuer
 // are filled in (now, now + Validity, Options.Issuer) and c is updated to
-// what the token says (times in whole seconds).
+// what the token says (times in whole seconds). EAR bounds the nonce to
+// 6–66 bytes; Status must be an EAR tier name and TrustVector's names
+// EAR's; Expiry may not pass the signing certificate's NotAfter.
 func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 	if c == nil {
 		return "", errors.New("token: Issue needs claims")

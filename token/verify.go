@@ -102,18 +102,19 @@ func Verify(tok string, roots *x509.CertPool, now time.Time) (*Verified, error) 
 // VerifyJWKS checks a session report against a JWKS (the service's
 // /.well-known/jwks.json) instead of the CA: the key is the JWKS key the
 // header's kid names (UnknownKey when none: fetch the JWKS again). The
-// x5c header is not used. An unusable JWKS is an error without a Reason.
+// x5c header is not used. An unusable JWKS is an error without a Reason
+// (checked after the token's header).
 func VerifyJWKS(tok string, jwks []byte, now time.Time) (*Verified, error) {
+	c, err := split(tok)
+	if err != nil {
+		return nil, err
+	}
 	if len(jwks) > MaxSize {
 		return nil, fmt.Errorf("the JWKS exceeds %d bytes", MaxSize)
 	}
 	set, err := jwk.Parse(jwks)
 	if err != nil {
 		return nil, fmt.Errorf("parsing the JWKS: %w", err)
-	}
-	c, err := split(tok)
-	if err != nil {
-		return nil, err
 	}
 	if c.hdr.Kid == "" {
 		return nil, fail(UnknownKey, "the header has no kid")
