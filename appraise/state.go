@@ -159,3 +159,15 @@ func IMAOffset(state []byte) int64 {
 	}
 	return st.IMA.Offset
 }
+
+// EventLogSHA256 is the SHA-256 (hex) of the boot event log verified for
+// the agent, from a replay state: "" without one. An agent whose log has
+// this digest may leave it out; the quoted boot PCRs must still equal the
+// ones that log replayed to, or the log counts as unverified (a reboot).
+func EventLogSHA256(state []byte) string {
+	st, _, err := decodeState(state)
+	if err != nil || st.Boot == nil {
+		return ""
+	}
+	return st.Boot.LogSHA256
+}

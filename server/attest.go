@@ -205,5 +205,5 @@ func (s *Server) levelEvent(a *store.Agent, r *store.Result) {
 // starts and the digest of the boot event log verified for it. The
 // digest stays empty (send the log) until package appraise exports it.
 func stateHints(state []byte) (int64, string) {
-	return appraise.IMAOffset(state), ""
+	return appraise.IMAOffset(state), appraise.EventLogSHA256(state)
 }
