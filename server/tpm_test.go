@@ -7,10 +7,14 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"net/http"
+	"os"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/evidence"
+	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/internal/testtpm"
@@ -142,5 +146,51 @@ func TestTPMApproval(t *testing.T) {
 	}
 	if res := a.round(t, plain.URL); res.Level < 2 {
 		t.Fatalf("attest after approval: %+v", res)
+	}
+}
+
+// TestTPMEventLogHint: after a round that sent the boot event log, the
+// challenge names its digest and the agent may leave the log out; the
+// service still counts it as verified while the boot PCRs are unchanged.
+func TestTPMEventLogHint(t *testing.T) {
+	a, sw := swtpmAgent(t, "tpm-log", testtpm.Options{})
+	log, err := os.ReadFile(artifacts.SharedData(t, "eventlogs/sb_cert_eventlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testtpm.ExtendEventLog(t, a.enc.(*tpm.Enclave), log)
+	svc := testserver.Start(t, testserver.Options{EKRoots: sw.Roots, EKIntermediates: sw.Intermediates})
+	if ar := a.enrollTPM(t, svc.URL); ar.Status != "approved" {
+		t.Fatalf("enroll: %+v", ar)
+	}
+	round := func(withLog bool) (*api.Challenge, *api.AttestResponse) {
+		t.Helper()
+		ch := a.challenge(t, svc.URL)
+		nonce, _ := hex.DecodeString(ch.Nonce)
+		o := evidence.BuildOptions{Nonce: nonce, Report: testReport(t)}
+		if withLog {
+			o.EventLog = log
+		}
+		ev, err := evidence.Build(t.Context(), a.enc, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := ev.Encode()
+		ar := &api.AttestResponse{}
+		a.attest(t, svc.URL, b).decode(t, ar)
+		return ch, ar
+	}
+	ch1, r1 := round(true)
+	if ch1.EventLogSHA256 != "" {
+		t.Fatalf("a first challenge names a log: %+v", ch1)
+	}
+	ch2, r2 := round(false)
+	sum := sha256.Sum256(log)
+	if ch2.EventLogSHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("challenge after the log: %q, want %x", ch2.EventLogSHA256, sum)
+	}
+	// The same verdict, failure for failure: the log counts as verified.
+	if r2.Level != r1.Level || r1.Level < 2 || !reflect.DeepEqual(r1.Failures, r2.Failures) {
+		t.Fatalf("level %d with the log, %d without (failures %+v)", r1.Level, r2.Level, r2.Failures)
 	}
 }
