@@ -291,27 +291,9 @@ func (t times) check(now time.Time) error {
 	return nil
 }
 
-// wireClaims are the claims decodeClaims reads itself (EAR's are read
-// by ear); pointers tell absent from zero.
-type wireClaims struct {
-	Iat            json.RawMessage    `json:"iat"`
-	Exp            json.RawMessage    `json:"exp"`
-	Nbf            json.RawMessage    `json:"nbf"`
-	Sub            *string            `json:"sub"`
-	Iss            *string            `json:"iss"`
-	Profile        *string            `json:"eat_profile"`
-	VerifierID     json.RawMessage    `json:"ear.verifier-id"`
-	Cnf            *confirmation      `json:"cnf"`
-	Level          *int               `json:"vigil.level"`
-	Failures       []appraise.Failure `json:"vigil.failures"`
-	PolicyDigest   *string            `json:"vigil.policy-digest"`
-	ContentVersion *string            `json:"vigil.content-version"`
-	Submods        map[string]struct {
-		Status json.RawMessage `json:"ear.status"`
-	} `json:"submods"`
-}
-
-// decodeClaims decodes and checks the signed claims set.
+// decodeClaims decodes and checks the signed claims set. Claim names
+// match exactly (encoding/json's struct decoding would also take
+// "VIGIL.LEVEL" for "vigil.level"); EAR's own claims are read by ear.
 func decodeClaims(seg string) (*Verified, times, error) {
 	var t times
 	payload, err := b64.DecodeString(seg)
@@ -322,41 +304,57 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	if err := strictJSON(payload, &raw); err != nil {
 		return nil, t, fail(Malformed, "claims: %v", err)
 	}
-	var w wireClaims
-	if err := json.Unmarshal(payload, &w); err != nil {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &top); err != nil {
 		return nil, t, fail(Malformed, "claims: %v", err)
 	}
-	switch {
-	case w.Iat == nil:
-		return nil, t, fail(MissingClaim, "no iat")
-	case w.Exp == nil:
-		return nil, t, fail(MissingClaim, "no exp")
-	case w.Sub == nil || *w.Sub == "":
-		return nil, t, fail(MissingClaim, "no sub (agent)")
-	case w.Profile == nil:
-		return nil, t, fail(MissingClaim, "no eat_profile")
-	case w.VerifierID == nil:
-		return nil, t, fail(MissingClaim, "no ear.verifier-id")
-	case w.Level == nil:
-		return nil, t, fail(MissingClaim, "no %s", ClaimLevel)
+	for _, name := range []string{"iat", "exp", "sub", "eat_profile", "ear.verifier-id", ClaimLevel} {
+		if _, ok := top[name]; !ok {
+			return nil, t, fail(MissingClaim, "no %s", name)
+		}
 	}
-	if sm, ok := w.Submods[SubmodName]; !ok || sm.Status == nil {
+	var submods map[string]map[string]json.RawMessage
+	if err := member(top, "submods", &submods); err != nil {
+		return nil, t, err
+	}
+	if _, ok := submods[SubmodName]["ear.status"]; !ok {
 		return nil, t, fail(MissingClaim, "no submods.%s with ear.status", SubmodName)
 	}
-	if t.iat, err = unixTime(w.Iat); err != nil {
+	var c Claims
+	var cnf struct {
+		JWK json.RawMessage `json:"jwk"`
+	}
+	for name, dst := range map[string]any{
+		"sub":               &c.AgentID,
+		"iss":               &c.Issuer,
+		ClaimLevel:          &c.Level,
+		ClaimFailures:       &c.Failures,
+		ClaimPolicyDigest:   &c.PolicyDigest,
+		ClaimContentVersion: &c.ContentVersion,
+		"cnf":               &cnf,
+	} {
+		if err := member(top, name, dst); err != nil {
+			return nil, t, err
+		}
+	}
+	if c.AgentID == "" {
+		return nil, t, fail(MissingClaim, "sub (the agent) is empty")
+	}
+	if t.iat, err = unixTime(top["iat"]); err != nil {
 		return nil, t, fail(Malformed, "iat: %v", err)
 	}
-	if t.exp, err = unixTime(w.Exp); err != nil {
+	if t.exp, err = unixTime(top["exp"]); err != nil {
 		return nil, t, fail(Malformed, "exp: %v", err)
 	}
-	if w.Nbf != nil {
-		if t.nbf, err = unixTime(w.Nbf); err != nil {
+	if nbf, ok := top["nbf"]; ok {
+		if t.nbf, err = unixTime(nbf); err != nil {
 			return nil, t, fail(Malformed, "nbf: %v", err)
 		}
 	}
-	if *w.Level < appraise.LevelUntrusted || *w.Level > appraise.MaxLevel {
-		return nil, t, fail(Malformed, "%s %d is not 0–%d", ClaimLevel, *w.Level, appraise.MaxLevel)
+	if c.Level < appraise.LevelUntrusted || c.Level > appraise.MaxLevel {
+		return nil, t, fail(Malformed, "%s %d is not 0–%d", ClaimLevel, c.Level, appraise.MaxLevel)
 	}
+	c.IssuedAt, c.Expiry = t.iat, t.exp
 	var ar ear.AttestationResult
 	if err := ar.UnmarshalJSON(payload); err != nil {
 		return nil, t, fail(Malformed, "EAR claims: %v", err)
@@ -365,25 +363,8 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	if app == nil || app.Status == nil {
 		return nil, t, fail(MissingClaim, "no submods.%s with ear.status", SubmodName)
 	}
-	c := Claims{
-		AgentID:  *w.Sub,
-		Level:    *w.Level,
-		Status:   ear.TrustTierToString[*app.Status],
-		Failures: w.Failures,
-		IssuedAt: t.iat,
-		Expiry:   t.exp,
-	}
-	if c.Status == "" {
+	if c.Status = ear.TrustTierToString[*app.Status]; c.Status == "" {
 		return nil, t, fail(Malformed, "ear.status %d is not a tier", *app.Status)
-	}
-	if w.Iss != nil {
-		c.Issuer = *w.Iss
-	}
-	if w.PolicyDigest != nil {
-		c.PolicyDigest = *w.PolicyDigest
-	}
-	if w.ContentVersion != nil {
-		c.ContentVersion = *w.ContentVersion
 	}
 	if app.AppraisalPolicyID != nil {
 		c.PolicyID = *app.AppraisalPolicyID
@@ -403,12 +384,28 @@ func decodeClaims(seg string) (*Verified, times, error) {
 			return nil, t, fail(Malformed, "eat_nonce: %v", err)
 		}
 	}
-	if w.Cnf != nil {
-		if c.ReportKey, err = parsePublicJWK(w.Cnf.JWK); err != nil {
+	if _, ok := top["cnf"]; ok {
+		if c.ReportKey, err = parsePublicJWK(cnf.JWK); err != nil {
 			return nil, t, fail(Malformed, "cnf.jwk: %v", err)
 		}
 	}
 	return &Verified{Claims: c, Raw: raw}, t, nil
+}
+
+// member decodes the claim name, when present, into dst: a JSON null or a
+// value of another type is Malformed.
+func member(top map[string]json.RawMessage, name string, dst any) error {
+	v, ok := top[name]
+	if !ok {
+		return nil
+	}
+	if string(v) == "null" {
+		return fail(Malformed, "%s is null", name)
+	}
+	if err := json.Unmarshal(v, dst); err != nil {
+		return fail(Malformed, "%s: %v", name, err)
+	}
+	return nil
 }
 
 // unixTime reads a NumericDate (RFC 7519 §2): a JSON number (not a
