@@ -1,6 +1,7 @@
 // Package tokentest holds test helpers for session reports: an in-memory
-// token.KeyStore (a fake of the store's key methods, for tests that need
-// no database) and an Issuer on it.
+// token.KeyStore, a fake of the store's key methods with an injectable
+// outage, for tests that need no database (real-store tests use
+// store/storetest).
 package tokentest
 
 import (
