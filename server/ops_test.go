@@ -325,3 +325,43 @@ func TestEvents(t *testing.T) {
 	svc.Stop()
 	wg.Wait()
 }
+
+// TestRetention: the background loop deletes results older than the
+// retention, keeping each agent's latest.
+func TestRetention(t *testing.T) {
+	clk := &clock{}
+	svc := testserver.Start(t, testserver.Options{Now: clk.now, Configure: func(o *server.Options) {
+		o.Retention = time.Hour
+		o.PruneInterval = 20 * time.Millisecond
+	}})
+	a := newSoftAgent(t, "ret-1")
+	do(t, svc.URL, "POST", api.PathEnroll, a.softEnroll(t)).decode(t, &api.EnrollResponse{})
+	for range 3 {
+		a.round(t, svc.URL)
+	}
+	clk.advance(2 * time.Hour)
+	recent := a.round(t, svc.URL).ResultID
+	newest := a.round(t, svc.URL).ResultID
+	start := time.Now()
+	deadline := start.Add(5 * time.Second)
+	for {
+		res, err := svc.Store.Results(t.Context(), "ret-1", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res) == 2 {
+			t.Logf("pruned after %v", time.Since(start))
+			if res[0].ID != newest || res[1].ID != recent {
+				t.Fatalf("kept %d and %d", res[0].ID, res[1].ID)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d results after the retention", len(res))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if m := metricsText(t, svc.URL); !strings.Contains(m, "vigil_pruned_rows_total") {
+		t.Error("pruning not counted")
+	}
+}
