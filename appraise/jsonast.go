@@ -35,6 +35,11 @@ func jsonValue(doc []byte) (ast.Value, error) {
 type jsonParser struct {
 	b []byte
 	i int
+	// kvs and ts are scratch stacks of the objects' pairs and the arrays'
+	// elements being read: ast.NewObject copies its pairs, and arrays get
+	// an exact-size copy, so nested values share one growing buffer.
+	kvs [][2]*ast.Term
+	ts  []*ast.Term
 }
 
 var errJSONDepth = fmt.Errorf("JSON nests deeper than %d", maxJSONDepth)
@@ -95,7 +100,8 @@ func (p *jsonParser) literal(word string, t *ast.Term) (*ast.Term, error) {
 func (p *jsonParser) object(depth int) (*ast.Term, error) {
 	p.i++ // {
 	p.space()
-	var kvs [][2]*ast.Term
+	base := len(p.kvs)
+	defer func() { p.kvs = p.kvs[:base] }()
 	if p.i < len(p.b) && p.b[p.i] == '}' {
 		p.i++
 		return ast.NewTerm(ast.NewObject()), nil
@@ -118,7 +124,7 @@ func (p *jsonParser) object(depth int) (*ast.Term, error) {
 		if err != nil {
 			return nil, err
 		}
-		kvs = append(kvs, [2]*ast.Term{ast.InternedTerm(k), v})
+		p.kvs = append(p.kvs, [2]*ast.Term{ast.InternedTerm(k), v})
 		p.space()
 		if p.i >= len(p.b) {
 			return nil, p.errorf("unexpected end in object")
@@ -135,7 +141,7 @@ func (p *jsonParser) object(depth int) (*ast.Term, error) {
 		}
 		break
 	}
-	return ast.NewTerm(objectOf(kvs)), nil
+	return ast.NewTerm(objectOf(p.kvs[base:])), nil
 }
 
 // objectOf builds an object from its pairs in document order. Duplicate
@@ -166,7 +172,8 @@ func objectOf(kvs [][2]*ast.Term) ast.Object {
 func (p *jsonParser) array(depth int) (*ast.Term, error) {
 	p.i++ // [
 	p.space()
-	var ts []*ast.Term
+	base := len(p.ts)
+	defer func() { p.ts = p.ts[:base] }()
 	if p.i < len(p.b) && p.b[p.i] == ']' {
 		p.i++
 		return ast.NewTerm(ast.NewArray()), nil
@@ -176,7 +183,7 @@ func (p *jsonParser) array(depth int) (*ast.Term, error) {
 		if err != nil {
 			return nil, err
 		}
-		ts = append(ts, v)
+		p.ts = append(p.ts, v)
 		p.space()
 		if p.i >= len(p.b) {
 			return nil, p.errorf("unexpected end in array")
@@ -193,6 +200,8 @@ func (p *jsonParser) array(depth int) (*ast.Term, error) {
 		}
 		break
 	}
+	ts := make([]*ast.Term, len(p.ts)-base)
+	copy(ts, p.ts[base:])
 	return ast.NewTerm(ast.NewArray(ts...)), nil
 }
 
