@@ -295,6 +295,9 @@ func TestIncremental(t *testing.T) {
 	if off != int64(len(first)) {
 		t.Fatalf("IMA offset %d, want %d", off, len(first))
 	}
+	if got := appraise.EventLogSHA256(out.State); got != sha256hex(log) {
+		t.Fatalf("event log digest in the state %q, want %s", got, sha256hex(log))
+	}
 	state := out.State
 
 	// Round 2: 50 new entries, no event log.
