@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"regexp"
 	"sync"
 	"time"
 
@@ -212,12 +211,11 @@ func (a *Agent) EnrollmentStatus() string {
 	return a.status
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
 // ValidateID checks an agent ID: [A-Za-z0-9._-]{1,128}, and not "." or
 // ".." (they would be path segments).
 func ValidateID(id string) error {
-	if !idPattern.MatchString(id) || id == "." || id == ".." {
+	if !api.ValidAgentID(id) {
 		return fmt.Errorf("agent ID %q: want 1 to %d of A-Z a-z 0-9 . _ -", id, api.MaxAgentID)
 	}
 	return nil

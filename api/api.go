@@ -205,3 +205,19 @@ const (
 	CodeInternal           = "internal"             // 500
 	CodeTimeout            = "timeout"              // 503: the request took too long
 )
+
+// ValidAgentID reports whether id is an agent ID: 1 to MaxAgentID of
+// A-Z a-z 0-9 . _ -, and not "." or ".." (an ID is a path segment).
+func ValidAgentID(id string) bool {
+	if len(id) == 0 || len(id) > MaxAgentID || id == "." || id == ".." {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -25,7 +25,7 @@ func (b *Bus) Handler() http.Handler {
 func (b *Bus) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		problem(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use GET")
+		api.WriteProblem(w, r, api.CodeMethodNotAllowed, "use GET")
 		return
 	}
 	var lastID int64
@@ -35,19 +35,19 @@ func (b *Bus) serveSSE(w http.ResponseWriter, r *http.Request) {
 			id, valid = parseDecimal(v[0])
 		}
 		if !valid {
-			problem(w, http.StatusBadRequest, api.CodeBadRequest, "Last-Event-ID must be one decimal event ID")
+			api.WriteProblem(w, r, api.CodeBadRequest, "Last-Event-ID must be one decimal event ID")
 			return
 		}
 		lastID = id
 	}
 	agent := r.URL.Query().Get("agent")
-	if r.URL.Query().Has("agent") && !validAgentID(agent) {
-		problem(w, http.StatusBadRequest, api.CodeInvalidAgentID, "agent must match [A-Za-z0-9._-]{1,128}")
+	if r.URL.Query().Has("agent") && !api.ValidAgentID(agent) {
+		api.WriteProblem(w, r, api.CodeInvalidAgentID, "agent must match [A-Za-z0-9._-]{1,128}")
 		return
 	}
 	sub, backlog, err := b.subscribe(agent, lastID)
 	if err != nil {
-		problem(w, http.StatusServiceUnavailable, api.CodeUnavailable, err.Error())
+		api.WriteProblem(w, r, api.CodeUnavailable, err.Error())
 		return
 	}
 	defer b.unsubscribe(sub)
@@ -116,26 +116,4 @@ func sanitize(s string) string {
 		}
 	}
 	return string(b)
-}
-
-func validAgentID(s string) bool {
-	if len(s) == 0 || len(s) > api.MaxAgentID {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-func problem(w http.ResponseWriter, status int, code, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(api.Problem{
-		Type: api.ProblemType + code, Title: http.StatusText(status), Status: status, Detail: detail, Code: code,
-	})
 }

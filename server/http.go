@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"regexp"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -63,7 +62,7 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 			p.code == api.CodeNonceWrongAgent || p.code == api.CodeNonceReplayed {
 			s.metrics.nonceRejected.WithLabelValues(p.code).Inc()
 		}
-		if st := problemStatus[p.code]; st >= 500 {
+		if st := api.ProblemStatus[p.code]; st >= 500 {
 			s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
 				slog.String("code", p.code), slog.String("path", r.URL.Path), slog.Any("err", p))
 		}
@@ -243,13 +242,9 @@ func (w *statusWriter) Flush() {
 // Unwrap gives http.ResponseController the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// agentIDPattern is api's agent ID syntax.
-var agentIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-
-// validAgentID checks an agent ID; "." and ".." are refused too, as they
-// cannot appear in a path.
+// validAgentID checks an agent ID (api.ValidAgentID).
 func validAgentID(id string) error {
-	if len(id) > api.MaxAgentID || !agentIDPattern.MatchString(id) || id == "." || id == ".." {
+	if !api.ValidAgentID(id) {
 		return fail(api.CodeInvalidAgentID, "an agent ID is 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
 	}
 	return nil

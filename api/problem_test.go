@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"go/ast"
@@ -12,7 +12,7 @@ import (
 // TestProblemCodes: every problem code of api.go has a title and the
 // status its comment there states.
 func TestProblemCodes(t *testing.T) {
-	f, err := parser.ParseFile(token.NewFileSet(), "../api/api.go", nil, parser.ParseComments)
+	f, err := parser.ParseFile(token.NewFileSet(), "api.go", nil, parser.ParseComments)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,12 +33,12 @@ func TestProblemCodes(t *testing.T) {
 				t.Fatalf("%s: comment without a status", vs.Names[0].Name)
 			}
 			n++
-			if problemStatus[code] != want || problemTitles[code] == "" {
-				t.Errorf("%s: status %d title %q, api.go says %d", code, problemStatus[code], problemTitles[code], want)
+			if ProblemStatus[code] != want || ProblemTitles[code] == "" {
+				t.Errorf("%s: status %d title %q, api.go says %d", code, ProblemStatus[code], ProblemTitles[code], want)
 			}
 		}
 	}
-	if n != len(problemStatus) || n != len(problemTitles) {
-		t.Errorf("%d codes in api.go, %d statuses, %d titles", n, len(problemStatus), len(problemTitles))
+	if n != len(ProblemStatus) || n != len(ProblemTitles) {
+		t.Errorf("%d codes in api.go, %d statuses, %d titles", n, len(ProblemStatus), len(ProblemTitles))
 	}
 }
