@@ -30,7 +30,6 @@ import (
 	"github.com/vigil-attest/vigil/enclave/soft"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/hostfs"
-	"github.com/vigil-attest/vigil/ima"
 	"github.com/vigil-attest/vigil/ima/imatest"
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testhost"
@@ -295,30 +294,6 @@ func (r *recorder) checkEventLog(t *testing.T, log []byte) {
 	}
 }
 
-// extendIMA extends PCR 10 (SHA-256 bank) with the entries of an IMA
-// list as the kernel does: the SHA-256 of each template's data, all ones
-// for a violation.
-func extendIMA(t *testing.T, e *tpm.Enclave, list []byte) {
-	t.Helper()
-	p := ima.NewParser(bytes.NewReader(list), ima.Options{})
-	for {
-		en, err := p.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := sha256.Sum256(en.Data)
-		if en.Violation() {
-			d = [32]byte(bytes.Repeat([]byte{0xff}, 32))
-		}
-		if err := e.PCRExtend(context.Background(), "sha256", int(en.PCR), d[:]); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestTPMAgent, on SQLite and PostgreSQL: an agent on swtpm, whose PCRs
 // hold a played measured boot (a real firmware event log, an IMA list),
 // on a fixture host with Secure Boot on, sig_enforce and lockdown
@@ -351,7 +326,7 @@ func TestTPMAgent(t *testing.T) {
 		host.Files[testhost.IMAListPath] = first
 		root := host.WriteDir(t)
 		testtpm.ExtendEventLog(t, e, logBytes)
-		extendIMA(t, e, first)
+		testtpm.ExtendIMA(t, e, first)
 
 		svc := testserver.Start(t, testserver.Options{DB: db, EKRoots: sw.Roots, EKIntermediates: sw.Intermediates})
 		rec := newRecorder(t, svc.URL)
@@ -401,7 +376,7 @@ func TestTPMAgent(t *testing.T) {
 		}
 		f.Write(list[len(first):])
 		f.Close()
-		extendIMA(t, e, list[len(first):])
+		testtpm.ExtendIMA(t, e, list[len(first):])
 		r2, err := a.AttestOnce(ctx)
 		if err != nil {
 			t.Fatal(err)

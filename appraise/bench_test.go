@@ -30,7 +30,7 @@ func BenchmarkAppraise(b *testing.B) {
 	testtpm.ExtendEventLog(b, e, log)
 	list := imatest.List(210)
 	base := imatest.List(200)
-	extendIMA(b, e, base)
+	testtpm.ExtendIMA(b, e, base)
 	h := healthyHost(b)
 	h.EventLog = log
 	h.Files[testhost.IMAListPath] = list
@@ -43,7 +43,7 @@ func BenchmarkAppraise(b *testing.B) {
 	first := appraiseOK(b, a, &appraise.Request{Agent: agent, Nonce: nonce,
 		Evidence: build(b, e, evidence.BuildOptions{Nonce: nonce, Report: report, EventLog: log, IMALog: base})}).State
 	off := appraise.IMAOffset(first)
-	extendIMA(b, e, list[off:])
+	testtpm.ExtendIMA(b, e, list[off:])
 
 	withLog := build(b, e, evidence.BuildOptions{Nonce: nonce, Report: report, EventLog: log, IMALog: list[off:], IMAOffset: off})
 	noLog := build(b, e, evidence.BuildOptions{Nonce: nonce, Report: report, IMALog: list[off:], IMAOffset: off})

@@ -3,9 +3,7 @@ package appraise_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +14,6 @@ import (
 	"github.com/vigil-attest/vigil/appraise"
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/evidence"
-	"github.com/vigil-attest/vigil/ima"
 	"github.com/vigil-attest/vigil/ima/imatest"
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testhost"
@@ -49,26 +46,6 @@ func openTPM(tb testing.TB, sw *testtpm.TPM) *tpm.Enclave {
 	return e
 }
 
-// extendIMA extends the SHA-256 template hash of each entry of list (a
-// binary IMA list, or a suffix of one) into its PCR, as the kernel does.
-func extendIMA(tb testing.TB, e *tpm.Enclave, list []byte) {
-	tb.Helper()
-	p := ima.NewParser(bytes.NewReader(list), ima.Options{})
-	for {
-		en, err := p.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			tb.Fatal(err)
-		}
-		d := sha256.Sum256(en.Data)
-		if err := e.PCRExtend(context.Background(), "sha256", int(en.PCR), d[:]); err != nil {
-			tb.Fatal(err)
-		}
-	}
-}
-
 func tpmAgent(e *tpm.Enclave) appraise.Agent {
 	pub, ak := e.AKPublic()
 	return appraise.Agent{ID: "tpm-01", Enclave: string(enclave.TPM), AK: ak, AKPublic: pub}
@@ -83,7 +60,7 @@ func bootedTPM(t *testing.T) (*tpm.Enclave, []byte, []byte) {
 	log := readShared(t, bootLog)
 	testtpm.ExtendEventLog(t, e, log)
 	list := imatest.List(120)
-	extendIMA(t, e, list)
+	testtpm.ExtendIMA(t, e, list)
 	return e, log, list
 }
 
@@ -278,7 +255,7 @@ func TestIncremental(t *testing.T) {
 	if !bytes.HasPrefix(full, first) {
 		t.Fatal("imatest lists are not prefixes of each other")
 	}
-	extendIMA(t, e, first)
+	testtpm.ExtendIMA(t, e, first)
 	h := healthyHost(t)
 	h.EventLog = log
 	report := measureHost(t, h, engine(t, ""))
@@ -301,7 +278,7 @@ func TestIncremental(t *testing.T) {
 	state := out.State
 
 	// Round 2: 50 new entries, no event log.
-	extendIMA(t, e, full[off:])
+	testtpm.ExtendIMA(t, e, full[off:])
 	ev := build(t, e, evidence.BuildOptions{Nonce: otherNonce, Report: report, IMALog: full[off:], IMAOffset: off})
 	out = appraiseOK(t, a, &appraise.Request{Agent: agent, Nonce: otherNonce, Evidence: ev, State: state})
 	if out.Level != 3 || !out.Verification.EventLogVerified || !out.Verification.IMAVerified {
@@ -335,7 +312,7 @@ func TestIncremental(t *testing.T) {
 	e2 := openTPM(t, sw)
 	other := readShared(t, "eventlogs/crypto_agile_eventlog")
 	testtpm.ExtendEventLog(t, e2, other)
-	extendIMA(t, e2, first)
+	testtpm.ExtendIMA(t, e2, first)
 	h2 := healthyHost(t)
 	h2.EventLog = other
 	report2 := measureHost(t, h2, engine(t, ""))

@@ -13,7 +13,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +29,7 @@ import (
 	"github.com/vigil-attest/vigil/store"
 	"github.com/vigil-attest/vigil/store/sqlstore"
 	"github.com/vigil-attest/vigil/token"
+	"github.com/vigil-attest/vigil/trust"
 )
 
 // Config is the service's configuration. The zero value with DataDir set
@@ -312,28 +312,11 @@ func adminToken(c Config) (string, error) {
 func readCerts(files []string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		cs, err := trust.LoadCertificates(f)
 		if err != nil {
 			return nil, err
 		}
-		for {
-			var blk *pem.Block
-			blk, b = pem.Decode(b)
-			if blk == nil {
-				break
-			}
-			if blk.Type != "CERTIFICATE" {
-				continue
-			}
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", f, err)
-			}
-			out = append(out, c)
-		}
-	}
-	if len(files) > 0 && len(out) == 0 {
-		return nil, fmt.Errorf("%s: no certificates", strings.Join(files, ", "))
+		out = append(out, cs...)
 	}
 	return out, nil
 }

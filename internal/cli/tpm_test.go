@@ -1,18 +1,14 @@
 package cli_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/vigil-attest/vigil/evidence"
-	"github.com/vigil-attest/vigil/ima"
 	"github.com/vigil-attest/vigil/ima/imatest"
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testhost"
@@ -33,20 +29,7 @@ func playBoot(t *testing.T, uri string, eventLog, imaList []byte) {
 	}
 	defer e.Close()
 	testtpm.ExtendEventLog(t, e, eventLog)
-	p := ima.NewParser(bytes.NewReader(imaList), ima.Options{})
-	for {
-		en, err := p.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := sha256.Sum256(en.Data)
-		if err := e.PCRExtend(ctx, "sha256", int(en.PCR), d[:]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testtpm.ExtendIMA(t, e, imaList)
 }
 
 // TestTPMEvidenceEndToEnd: vigil agent keys and agent evidence against a

@@ -20,9 +20,9 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -40,6 +40,8 @@ import (
 	"github.com/google/go-tpm/tpm2/transport/tcp"
 
 	"github.com/vigil-attest/vigil/eventlog"
+	"github.com/vigil-attest/vigil/ima"
+	"github.com/vigil-attest/vigil/trust"
 )
 
 // cacheFormat changes when the cached layout or provisioning changes.
@@ -377,10 +379,10 @@ func openCache() (*cache, error) {
 			return nil, err
 		}
 	}
-	if c.roots, err = readCerts(filepath.Join(c.dir, "ca", "swtpm-localca-rootca-cert.pem")); err != nil {
+	if c.roots, err = trust.LoadCertificates(filepath.Join(c.dir, "ca", "swtpm-localca-rootca-cert.pem")); err != nil {
 		return nil, err
 	}
-	if c.intermediates, err = readCerts(filepath.Join(c.dir, "ca", "issuercert.pem")); err != nil {
+	if c.intermediates, err = trust.LoadCertificates(filepath.Join(c.dir, "ca", "issuercert.pem")); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -449,33 +451,6 @@ func lock(path string) (func(), error) {
 	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
-func readCerts(path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no certificate", path)
-	}
-	return out, nil
-}
-
 // Extender extends PCRs; *tpm.Enclave is one.
 type Extender interface {
 	PCRExtend(ctx context.Context, bank string, pcr int, digest []byte) error
@@ -522,4 +497,28 @@ func ExtendEventLog(tb testing.TB, e Extender, log []byte) *eventlog.Log {
 		tb.Fatalf("testtpm: the event log has no event to extend")
 	}
 	return l
+}
+
+// ExtendIMA extends each entry of a binary IMA list (or a suffix of one)
+// into its PCR as the kernel does: the SHA-256 of the template data, all
+// ones for a violation.
+func ExtendIMA(tb testing.TB, e Extender, list []byte) {
+	tb.Helper()
+	p := ima.NewParser(bytes.NewReader(list), ima.Options{})
+	for {
+		en, err := p.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			tb.Fatalf("testtpm: IMA list: %v", err)
+		}
+		d := sha256.Sum256(en.Data)
+		if en.Violation() {
+			d = [32]byte(bytes.Repeat([]byte{0xff}, 32))
+		}
+		if err := e.PCRExtend(context.Background(), "sha256", int(en.PCR), d[:]); err != nil {
+			tb.Fatalf("testtpm: extend IMA entry into PCR %d: %v", en.PCR, err)
+		}
+	}
 }
