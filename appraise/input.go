@@ -2,7 +2,6 @@ package appraise
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -121,113 +120,160 @@ var trustClaims = func() map[string]bool {
 // caller answers 500; no token is issued).
 var ErrPolicyResult = errors.New("policy result")
 
-// eval runs the prepared query and checks its result.
+// eval runs the prepared query and checks its result. The result stays
+// an ast.Value (no conversion to Go maps): parseVerdict reads it.
 func (pol *Policy) eval(ctx context.Context, input ast.Value) (*verdict, error) {
-	rs, err := pol.query.Eval(ctx, rego.EvalParsedInput(input))
+	rs, err := pol.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalGenerateJSON(keepTerm))
 	if err != nil {
 		return nil, fmt.Errorf("policy %s evaluation: %w", pol.ID, err)
 	}
 	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
 		return nil, fmt.Errorf("%w: %s is undefined", ErrPolicyResult, Query)
 	}
-	v, err := parseVerdict(rs[0].Expressions[0].Value)
+	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: result of type %T", ErrPolicyResult, Query, rs[0].Expressions[0].Value)
+	}
+	v, err := parseVerdict(t.Value)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrPolicyResult, Query, err)
 	}
 	return v, nil
 }
 
-func parseVerdict(x any) (*verdict, error) {
-	obj, ok := x.(map[string]any)
+func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
+var (
+	keyLevel       = ast.StringTerm("level")
+	keyFailures    = ast.StringTerm("failures")
+	keyTrustVector = ast.StringTerm("trust_vector")
+)
+
+func parseVerdict(x ast.Value) (*verdict, error) {
+	obj, ok := x.(ast.Object)
 	if !ok {
-		return nil, fmt.Errorf("not an object but %T", x)
+		return nil, fmt.Errorf("not an object but %v", ast.ValueName(x))
 	}
-	for k := range obj {
-		if k != "level" && k != "failures" && k != "trust_vector" {
-			return nil, fmt.Errorf("unknown member %q", k)
+	var bad error
+	obj.Foreach(func(k, _ *ast.Term) {
+		if bad == nil && !k.Equal(keyLevel) && !k.Equal(keyFailures) && !k.Equal(keyTrustVector) {
+			bad = fmt.Errorf("unknown member %v", k)
 		}
+	})
+	if bad != nil {
+		return nil, bad
 	}
 	v := &verdict{trustVector: map[string]int{}}
-	lvl, ok := toInt(obj["level"])
+	lt := obj.Get(keyLevel)
+	lvl, ok := termInt(lt)
 	if !ok || lvl < LevelUntrusted || lvl > MaxLevel {
-		return nil, fmt.Errorf("level %v is not an integer from %d to %d", obj["level"], LevelUntrusted, MaxLevel)
+		return nil, fmt.Errorf("level %v is not an integer from %d to %d", lt, LevelUntrusted, MaxLevel)
 	}
 	v.level = lvl
-	fs, ok := obj["failures"].([]any)
-	if !ok {
-		return nil, fmt.Errorf("failures is %T, not an array (or set)", obj["failures"])
+	var items []*ast.Term
+	switch fs := termValue(obj.Get(keyFailures)).(type) {
+	case ast.Set:
+		items = fs.Slice()
+	case *ast.Array:
+		fs.Foreach(func(t *ast.Term) { items = append(items, t) })
+	default:
+		return nil, fmt.Errorf("failures is not an array or a set: %v", obj.Get(keyFailures))
 	}
-	for i, f := range fs {
-		fo, ok := f.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("failures[%d] is not an object", i)
-		}
-		var fl Failure
-		for k, val := range fo {
-			switch k {
-			case "claim":
-				fl.Claim, ok = val.(string)
-			case "reason":
-				fl.Reason, ok = val.(string)
-			case "detail":
-				fl.Detail, ok = val.(string)
-			case "level":
-				fl.Level, ok = toInt(val)
-				ok = ok && fl.Level >= 1 && fl.Level <= MaxLevel
-			default:
-				return nil, fmt.Errorf("failures[%d]: unknown member %q", i, k)
-			}
-			if !ok {
-				return nil, fmt.Errorf("failures[%d].%s: %v is not valid", i, k, val)
-			}
-		}
-		if fl.Claim == "" || fl.Reason == "" || fl.Level == 0 {
-			return nil, fmt.Errorf("failures[%d]: claim, reason and level (1 to %d) are required", i, MaxLevel)
+	for i, f := range items {
+		fl, err := parseFailure(f.Value)
+		if err != nil {
+			return nil, fmt.Errorf("failures[%d]: %w", i, err)
 		}
 		v.failures = append(v.failures, fl)
 	}
-	tv, ok := obj["trust_vector"].(map[string]any)
+	tv, ok := termValue(obj.Get(keyTrustVector)).(ast.Object)
 	if !ok {
-		return nil, fmt.Errorf("trust_vector is %T, not an object", obj["trust_vector"])
+		return nil, fmt.Errorf("trust_vector is not an object: %v", obj.Get(keyTrustVector))
 	}
-	for k, val := range tv {
-		if !trustClaims[k] {
-			return nil, fmt.Errorf("trust_vector: %q is not an AR4SI claim", k)
+	tv.Foreach(func(k, val *ast.Term) {
+		if bad != nil {
+			return
 		}
-		n, ok := toInt(val)
+		name, ok := k.Value.(ast.String)
+		if !ok || !trustClaims[string(name)] {
+			bad = fmt.Errorf("trust_vector: %v is not an AR4SI claim", k)
+			return
+		}
+		n, ok := termInt(val)
 		if !ok || n < math.MinInt8 || n > math.MaxInt8 {
-			return nil, fmt.Errorf("trust_vector.%s: %v is not an integer from -128 to 127", k, val)
+			bad = fmt.Errorf("trust_vector.%s: %v is not an integer from -128 to 127", name, val)
+			return
 		}
-		v.trustVector[k] = n
+		if n != 0 { // 0 is "no claim" (ear.NoClaim): left out
+			v.trustVector[string(name)] = n
+		}
+	})
+	if bad != nil {
+		return nil, bad
 	}
 	return v, nil
 }
 
-// toInt reads an integral JSON number.
-func toInt(x any) (int, bool) {
-	switch n := x.(type) {
-	case json.Number:
-		i, err := strconv.ParseInt(string(n), 10, 32)
-		if err != nil {
-			f, ferr := n.Float64()
-			if ferr != nil || f != math.Trunc(f) || math.Abs(f) > math.MaxInt32 {
-				return 0, false
-			}
-			return int(f), true
+func parseFailure(x ast.Value) (Failure, error) {
+	var fl Failure
+	fo, ok := x.(ast.Object)
+	if !ok {
+		return fl, errors.New("not an object")
+	}
+	var bad error
+	fo.Foreach(func(k, val *ast.Term) {
+		if bad != nil {
+			return
 		}
+		ok := true
+		key, _ := k.Value.(ast.String)
+		switch key {
+		case "claim":
+			fl.Claim, ok = termString(val)
+		case "reason":
+			fl.Reason, ok = termString(val)
+		case "detail":
+			fl.Detail, ok = termString(val)
+		case "level":
+			fl.Level, ok = termInt(val)
+			ok = ok && fl.Level >= 1 && fl.Level <= MaxLevel
+		default:
+			bad = fmt.Errorf("unknown member %v", k)
+			return
+		}
+		if !ok {
+			bad = fmt.Errorf("%s: %v is not valid", key, val)
+		}
+	})
+	if bad != nil {
+		return fl, bad
+	}
+	if fl.Claim == "" || fl.Reason == "" || fl.Level == 0 {
+		return fl, fmt.Errorf("claim, reason and level (1 to %d) are required", MaxLevel)
+	}
+	return fl, nil
+}
+
+func termValue(t *ast.Term) ast.Value {
+	if t == nil {
+		return nil
+	}
+	return t.Value
+}
+
+func termString(t *ast.Term) (string, bool) {
+	s, ok := termValue(t).(ast.String)
+	return string(s), ok
+}
+
+// termInt reads an integral number (at most 32 bits).
+func termInt(t *ast.Term) (int, bool) {
+	n, ok := termValue(t).(ast.Number)
+	if !ok {
+		return 0, false
+	}
+	if i, ok := n.Int64(); ok && i >= math.MinInt32 && i <= math.MaxInt32 {
 		return int(i), true
-	case int:
-		return n, true
-	case int64:
-		if n < math.MinInt32 || n > math.MaxInt32 {
-			return 0, false
-		}
-		return int(n), true
-	case float64:
-		if n != math.Trunc(n) || math.Abs(n) > math.MaxInt32 {
-			return 0, false
-		}
-		return int(n), true
 	}
 	return 0, false
 }
