@@ -3,6 +3,8 @@ package appraise
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -72,11 +74,7 @@ func (p *jsonParser) value(depth int) (*ast.Term, error) {
 	case c == '[':
 		return p.array(depth)
 	case c == '"':
-		s, err := p.str()
-		if err != nil {
-			return nil, err
-		}
-		return ast.InternedTerm(s), nil
+		return p.str()
 	case c == 't':
 		return p.literal("true", ast.InternedTerm(true))
 	case c == 'f':
@@ -124,7 +122,7 @@ func (p *jsonParser) object(depth int) (*ast.Term, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.kvs = append(p.kvs, [2]*ast.Term{ast.InternedTerm(k), v})
+		p.kvs = append(p.kvs, [2]*ast.Term{k, v})
 		p.space()
 		if p.i >= len(p.b) {
 			return nil, p.errorf("unexpected end in object")
@@ -205,8 +203,66 @@ func (p *jsonParser) array(depth int) (*ast.Term, error) {
 	return ast.NewTerm(ast.NewArray(ts...)), nil
 }
 
+// Terms of short identifier-like strings — the report's member names,
+// status words, module and template names — are shared between
+// conversions (terms are immutable), up to maxInterned of them: a report
+// has hundreds of them, and each costs three allocations otherwise.
+const (
+	maxInterned    = 4096
+	maxInternedLen = 40
+)
+
+// interned is the shared terms, copied on write: reads take no lock.
+var (
+	interned   atomic.Pointer[map[string]*ast.Term]
+	internedMu sync.Mutex // serializes writers
+)
+
+// stringTerm returns the term of the string b, shared when it is short
+// and made of [a-z0-9_.-] only.
+func stringTerm(b []byte) *ast.Term {
+	if len(b) > maxInternedLen || !identLike(b) {
+		return ast.StringTerm(string(b))
+	}
+	var m map[string]*ast.Term
+	if mp := interned.Load(); mp != nil {
+		m = *mp
+		if t, ok := m[string(b)]; ok { // no allocation for the lookup
+			return t
+		}
+	}
+	t := ast.StringTerm(string(b))
+	if len(m) < maxInterned {
+		internedMu.Lock()
+		old := interned.Load()
+		n := map[string]*ast.Term{}
+		if old != nil {
+			n = make(map[string]*ast.Term, len(*old)+1)
+			for k, v := range *old {
+				n[k] = v
+			}
+		}
+		if len(n) < maxInterned {
+			n[string(t.Value.(ast.String))] = t
+			interned.Store(&n)
+		}
+		internedMu.Unlock()
+	}
+	return t
+}
+
+func identLike(s []byte) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // str reads a string at p.i (its opening quote).
-func (p *jsonParser) str() (string, error) {
+func (p *jsonParser) str() (*ast.Term, error) {
 	start := p.i
 	p.i++
 	plain := true
@@ -216,18 +272,18 @@ func (p *jsonParser) str() (string, error) {
 		case c == '"':
 			p.i++
 			if plain {
-				return string(p.b[start+1 : p.i-1]), nil
+				return stringTerm(p.b[start+1 : p.i-1]), nil
 			}
 			var s string
 			if err := json.Unmarshal(p.b[start:p.i], &s); err != nil {
-				return "", p.errorf("string: %v", err)
+				return nil, p.errorf("string: %v", err)
 			}
-			return s, nil
+			return ast.StringTerm(s), nil
 		case c == '\\':
 			plain = false
 			p.i += 2
 		case c < 0x20:
-			return "", p.errorf("control character in string")
+			return nil, p.errorf("control character in string")
 		case c < utf8.RuneSelf:
 			p.i++
 		default:
@@ -239,7 +295,7 @@ func (p *jsonParser) str() (string, error) {
 			p.i += n
 		}
 	}
-	return "", p.errorf("unterminated string")
+	return nil, p.errorf("unterminated string")
 }
 
 // number reads a JSON number, checked against the grammar.

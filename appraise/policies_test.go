@@ -3,6 +3,7 @@ package appraise_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -231,5 +232,47 @@ result := {"level": 0, "failures": [], "trust_vector": {}} if not input.evidence
 	cancel()
 	if out, err := defaultAppraiser(t).Appraise(cctx, &appraise.Request{Agent: softAgent(e), Nonce: nonce, Evidence: ev}); err == nil {
 		t.Fatalf("cancelled appraisal gave %+v", out)
+	}
+}
+
+// TestConcurrentAppraisals: appraisals run in parallel while the policy
+// is reloaded (run with -race): each outcome is judged under one whole
+// policy version, the old or the new.
+func TestConcurrentAppraisals(t *testing.T) {
+	ctx := context.Background()
+	dir := writePolicy(t, "swap", map[string]string{"p.rego": fixedLevel("1")})
+	p, err := appraise.LoadDir(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := p.Current().Digest
+	a := appraise.New(p, appraise.Options{})
+	e := newSoft(t)
+	ev := build(t, e, evidence.BuildOptions{Nonce: nonce, Report: measureHost(t, healthyHost(t), nil)})
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 25 {
+				out, err := a.Appraise(ctx, &appraise.Request{Agent: softAgent(e), Nonce: nonce, Evidence: ev})
+				switch {
+				case err != nil:
+					errs <- err.Error()
+				case out.PolicyDigest == first && out.Level != 1, out.PolicyDigest != first && out.Level != 0:
+					errs <- fmt.Sprintf("level %d under %s", out.Level, out.PolicyDigest)
+				}
+			}
+		}()
+	}
+	os.WriteFile(filepath.Join(dir, "p.rego"), []byte(fixedLevel("0")), 0o644)
+	if _, err := p.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
