@@ -25,7 +25,7 @@ type reuse struct {
 	ima      bool
 }
 
-// buildInput makes the policy input (docs/policy.md): input.agent,
+// buildInput makes the policy input (docs/attestation-policy.md): input.agent,
 // input.evidence (the evidence.Result JSON plus event_log_reused and
 // ima_reused), input.report (the verified report, only when valid) and
 // input.reference. It is built as an ast.Value directly, so nothing is

@@ -26,7 +26,7 @@ import (
 )
 
 // Query is the rule a policy must define: an object {level, failures,
-// trust_vector} (docs/policy.md, "Attestation policy").
+// trust_vector} (docs/attestation-policy.md).
 const Query = "data.vigil.appraisal.result"
 
 // DefaultID is the embedded default policy's ID.

@@ -24,7 +24,7 @@ func newPolicyTestCmd(g *globalOptions) *cobra.Command {
 		Long: `Test verifies evidence and evaluates an attestation (Rego) policy on it, exactly
 as the attestation service does, with no service: it prints the security level
 (0-4), the status, the trust vector and every failing claim with the level it
-blocks. See docs/policy.md, "Attestation policy".
+blocks. See docs/attestation-policy.md.
 
 --policy is a directory of .rego files and an optional data.json (reference
 values); without it the built-in default policy is used. Without --nonce the
