@@ -547,117 +547,178 @@ func newAdminClient(o Options) (*http.Client, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
 }
 
-// job is one scheduled attestation.
-type job struct {
-	at    time.Time
-	agent *simAgent
+// schedule hands out the arrivals of phase 2 in order: the worker that
+// is free takes the next one and starts it at its time, so no dispatcher
+// stands between the schedule and the requests.
+type schedule struct {
+	mu      sync.Mutex
+	n, max  int
+	at, end time.Time
+	gap     time.Duration
+	poisson bool
+	rng     *rand.Rand
+	next    int // agent index, round robin
+	agents  int
+}
+
+// take returns the next arrival (its time and agent), or false when the
+// schedule is done (the count reached, or past the end).
+func (s *schedule) take() (time.Time, int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n >= s.max || s.at.After(s.end) {
+		return time.Time{}, 0, false
+	}
+	at, a := s.at, s.next
+	s.n++
+	// Round robin from a random start: each agent attests as rarely as
+	// the rate allows, as a fleet on an interval does.
+	s.next = (s.next + 1) % s.agents
+	if s.poisson {
+		s.at = s.at.Add(time.Duration(s.rng.ExpFloat64() * float64(s.gap)))
+	} else {
+		s.at = s.at.Add(s.gap)
+	}
+	return at, a, true
+}
+
+// workerStats are one worker's outcomes, merged when the phase ends (no
+// lock shared by the workers while they run).
+type workerStats struct {
+	started, missed  int
+	durations        map[string][]time.Duration
+	errors           map[string]int
+	first            []string
+	levels, statuses map[string]int
+}
+
+func newWorkerStats() *workerStats {
+	return &workerStats{durations: map[string][]time.Duration{}, errors: map[string]int{},
+		levels: map[string]int{}, statuses: map[string]int{}}
+}
+
+func (w *workerStats) add(name string, d time.Duration) {
+	w.durations[name] = append(w.durations[name], d)
+}
+
+func (w *workerStats) fail(err error) {
+	w.errors[errorCode(err)]++
+	if len(w.first) < 5 {
+		w.first = append(w.first, err.Error())
+	}
 }
 
 // attest is phase 2: attestations started on schedule at o.Rate.
 func attest(ctx context.Context, o Options, clients []*agent.Client, agents []simAgent, rep *Report) {
-	rec := newRecorder()
-	var levelsMu sync.Mutex
-	levels, statuses := map[string]int{}, map[string]int{}
-	var started, okN, failN atomic.Int64
-	jobs := make(chan job)
-	var wg sync.WaitGroup
-	for _, c := range clients {
-		wg.Add(1)
-		go func(c *agent.Client) {
-			defer wg.Done()
-			for j := range jobs {
-				t0 := time.Now()
-				rec.add("lag", t0.Sub(j.at))
-				resp, err := attestOnce(ctx, o, c, j.agent, rec)
-				done := time.Now()
-				if err != nil {
-					failN.Add(1)
-					rec.fail(err)
-					continue
-				}
-				okN.Add(1)
-				rec.add("latency", done.Sub(t0))
-				rec.add("response", done.Sub(j.at))
-				levelsMu.Lock()
-				levels[strconv.Itoa(resp.Level)]++
-				statuses[resp.Status]++
-				levelsMu.Unlock()
-			}
-		}(c)
-	}
-
 	seed := o.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	start := time.Now()
+	sch := &schedule{max: o.MaxAttestations, at: start, end: start.Add(o.Duration), poisson: o.Arrivals == ArrivalsPoisson,
+		rng: rng, next: rng.IntN(len(agents)), agents: len(agents)}
+	if o.Rate > 0 {
+		sch.gap = time.Duration(float64(time.Second) / o.Rate)
+	} else {
+		sch.max = 0
+	}
+	var okN, failN atomic.Int64
 	stop := make(chan struct{})
 	go progress(o.Progress, 5*time.Second, stop, func() string {
 		el := time.Since(start).Seconds()
 		return fmt.Sprintf("attested %d ok, %d failed, %.0f/s", okN.Load(), failN.Load(), float64(okN.Load())/el)
 	})
-	end := start.Add(o.Duration)
-	at := start
-	gap := time.Duration(0)
-	if o.Rate > 0 {
-		gap = time.Duration(float64(time.Second) / o.Rate)
-	}
-	next := rng.IntN(len(agents))
-	missed := 0
-schedule:
-	for n := 0; n < o.MaxAttestations && o.Rate > 0; n++ {
-		if d := time.Until(at); d > 0 {
-			select {
-			case <-ctx.Done():
-				break schedule
-			case <-time.After(d):
+
+	stats := make([]*workerStats, len(clients))
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		st := newWorkerStats()
+		stats[i] = st
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			timer := time.NewTimer(time.Hour)
+			defer timer.Stop()
+			for {
+				at, ai, ok := sch.take()
+				if !ok {
+					return
+				}
+				if d := time.Until(at); d > 0 {
+					timer.Reset(d)
+					select {
+					case <-ctx.Done():
+						return
+					case <-timer.C:
+					}
+				}
+				if ctx.Err() != nil {
+					return
+				}
+				t0 := time.Now()
+				// Duration bounds the wall time too: arrivals that could
+				// not be started by then are missed, not started late.
+				if t0.After(sch.end) {
+					st.missed++
+					continue
+				}
+				st.started++
+				st.add("lag", t0.Sub(at))
+				resp, err := attestOnce(ctx, o, c, &agents[ai], st)
+				done := time.Now()
+				if err != nil {
+					failN.Add(1)
+					st.fail(err)
+					continue
+				}
+				okN.Add(1)
+				st.add("latency", done.Sub(t0))
+				st.add("response", done.Sub(at))
+				st.levels[strconv.Itoa(resp.Level)]++
+				st.statuses[resp.Status]++
 			}
-		}
-		if at.After(end) || ctx.Err() != nil {
-			break
-		}
-		// Duration bounds the wall time too: arrivals that could not be
-		// started by then are missed, not started late.
-		if time.Now().After(end) {
-			missed++
-		} else {
-			select {
-			case jobs <- job{at: at, agent: &agents[next]}:
-				started.Add(1)
-			case <-ctx.Done():
-				break schedule
-			}
-		}
-		// Round robin from a random start: each agent attests as rarely
-		// as the rate allows, as a fleet on an interval does.
-		next = (next + 1) % len(agents)
-		if o.Arrivals == ArrivalsPoisson {
-			at = at.Add(time.Duration(rng.ExpFloat64() * float64(gap)))
-		} else {
-			at = at.Add(gap)
-		}
+		}()
 	}
-	close(jobs)
 	wg.Wait()
 	close(stop)
 	el := time.Since(start)
 
+	all := newWorkerStats()
+	for _, st := range stats {
+		all.started += st.started
+		all.missed += st.missed
+		for k, v := range st.durations {
+			all.durations[k] = append(all.durations[k], v...)
+		}
+		for k, v := range st.errors {
+			all.errors[k] += v
+		}
+		for k, v := range st.levels {
+			all.levels[k] += v
+		}
+		for k, v := range st.statuses {
+			all.statuses[k] += v
+		}
+		if len(all.first) < 5 {
+			all.first = append(all.first, st.first[:min(len(st.first), 5-len(all.first))]...)
+		}
+	}
 	rep.DurationSeconds = round3(el.Seconds())
 	rep.Started, rep.Ended = start.UTC(), start.Add(el).UTC()
-	rep.Attempts, rep.OK, rep.Failed, rep.Missed = int(started.Load()), int(okN.Load()), int(failN.Load()), missed
+	rep.Attempts, rep.OK, rep.Failed, rep.Missed = all.started, int(okN.Load()), int(failN.Load()), all.missed
 	rep.AchievedRate = round1(float64(rep.OK) / el.Seconds())
-	rep.Latency = summarize(rec.durations["latency"])
-	rep.Challenge = summarize(rec.durations["challenge"])
-	rep.Attest = summarize(rec.durations["attest"])
-	rep.Response = summarize(rec.durations["response"])
-	rep.Lag = summarize(rec.durations["lag"])
-	rep.Errors, rep.Levels, rep.Statuses = rec.errors, levels, statuses
-	rep.FirstErrors = append(rep.FirstErrors, rec.first...)
+	rep.Latency = summarize(all.durations["latency"])
+	rep.Challenge = summarize(all.durations["challenge"])
+	rep.Attest = summarize(all.durations["attest"])
+	rep.Response = summarize(all.durations["response"])
+	rep.Lag = summarize(all.durations["lag"])
+	rep.Errors, rep.Levels, rep.Statuses = all.errors, all.levels, all.statuses
+	rep.FirstErrors = append(rep.FirstErrors, all.first...)
 }
 
 // attestOnce is one agent round: challenge, evidence, attestation.
-func attestOnce(ctx context.Context, o Options, c *agent.Client, a *simAgent, rec *recorder) (*api.AttestResponse, error) {
+func attestOnce(ctx context.Context, o Options, c *agent.Client, a *simAgent, rec *workerStats) (*api.AttestResponse, error) {
 	t0 := time.Now()
 	ch, err := c.Challenge(ctx, a.id)
 	if err != nil {
