@@ -211,7 +211,6 @@ func (a *Agent) EnrollmentStatus() string {
 	return a.status
 }
 
-
 // ValidateID checks an agent ID: [A-Za-z0-9._-]{1,128}, and not "." or
 // ".." (they would be path segments).
 func ValidateID(id string) error {
