@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -673,32 +672,23 @@ func verifyReportSignature(k crypto.PublicKey, bind, sig []byte) error {
 
 // checkReport parses the report and checks that its bytes are exactly
 // the canonical (RFC 8785) encoding of a runtime report of
-// measure.Version: no unknown claim, no member out of order, no other
-// spelling of a value.
+// measure.Version: no unknown claim, no claim missing, no member out of
+// order or repeated, no other spelling of a value. measure.ParseReport
+// checks all of it in one pass: the bytes are canonical JSON, and they
+// are what measure.Report.Canonical writes for the report they decode
+// to.
 func checkReport(b []byte) (*measure.Report, error) {
 	if len(b) == 0 {
 		return nil, errors.New("no report")
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var r measure.Report
-	if err := dec.Decode(&r); err != nil {
+	r, err := measure.ParseReport(b)
+	if err != nil {
 		return nil, fmt.Errorf("report: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("report: data after the JSON object")
 	}
 	if r.Version != measure.Version {
 		return nil, fmt.Errorf("report version %q, want %q", r.Version, measure.Version)
 	}
-	c, err := r.Canonical()
-	if err != nil {
-		return nil, err
-	}
-	if !bytes.Equal(c, b) {
-		return nil, errors.New("the report is not in canonical form (RFC 8785, as measure.Report.Canonical writes it)")
-	}
-	return &r, nil
+	return r, nil
 }
 
 func (v *verifier) eventLog() {
