@@ -19,24 +19,17 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
 	"net"
-	"net/http"
-	"net/url"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -301,7 +294,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	// waits for another's connection.
 	clients := make([]*agent.Client, max(o.Concurrency, o.EnrollConcurrency))
 	for i := range clients {
-		c, err := agent.NewClient(o.ServerURL, agent.ClientOptions{CAFile: o.CAFile, RootCAs: o.RootCAs, Timeout: o.Timeout})
+		c, err := agent.NewClient(o.ServerURL, agent.ClientOptions{CAFile: o.CAFile, RootCAs: o.RootCAs, Timeout: o.Timeout, AdminToken: o.AdminToken})
 		if err != nil {
 			return nil, err
 		}
@@ -403,11 +396,6 @@ func newEnclave(kind string) (enclave.Enclave, error) {
 // enroll is phase 1: every agent enrolls (activating its credential) and
 // is approved through the admin API when pending.
 func enroll(ctx context.Context, o Options, clients []*agent.Client, rep *Report) ([]simAgent, error) {
-	admin, err := newAdminClient(o)
-	if err != nil {
-		return nil, err
-	}
-	defer admin.CloseIdleConnections()
 	rec := newRecorder()
 	agents := make([]simAgent, o.Agents)
 	ok := make([]bool, o.Agents)
@@ -444,7 +432,7 @@ func enroll(ctx context.Context, o Options, clients []*agent.Client, rep *Report
 				if err == nil && st == agent.StatusPending {
 					if o.AdminToken == "" {
 						err = fmt.Errorf("agent %s is pending and no admin token was given to approve it", id)
-					} else if err = approve(ctx, o, admin, id); err == nil {
+					} else if _, err = c.Approve(ctx, id, "vigil bench attest"); err == nil {
 						approved.Add(1)
 					}
 				}
@@ -483,68 +471,6 @@ func enroll(ctx context.Context, o Options, clients []*agent.Client, rep *Report
 		return nil, errors.New(msg)
 	}
 	return out, nil
-}
-
-// approve approves a pending agent (api.PathApprove, admin token).
-func approve(ctx context.Context, o Options, hc *http.Client, id string) error {
-	u, err := url.Parse(o.ServerURL)
-	if err != nil {
-		return err
-	}
-	u.Path = u.Path + replaceID(api.PathApprove, id)
-	body, _ := json.Marshal(api.AdminRequest{Reason: "vigil bench attest"})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+o.AdminToken)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("approve %s: %w", id, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		pe := &agent.ProblemError{Status: resp.StatusCode, Detail: string(b)}
-		var p api.Problem
-		if json.Unmarshal(b, &p) == nil && p.Code != "" {
-			pe.Code, pe.Detail = p.Code, p.Detail
-		}
-		return fmt.Errorf("approve %s: %w", id, pe)
-	}
-	return nil
-}
-
-func replaceID(path, id string) string {
-	return strings.Replace(path, "{id}", url.PathEscape(id), 1)
-}
-
-// newAdminClient is the HTTP client of the admin API (the agent client
-// has no admin calls), trusting the same roots as the agents.
-func newAdminClient(o Options) (*http.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = o.EnrollConcurrency
-	roots := o.RootCAs
-	if o.CAFile != "" {
-		b, err := os.ReadFile(o.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("CA file: %w", err)
-		}
-		if roots == nil {
-			roots = x509.NewCertPool()
-		} else {
-			roots = roots.Clone()
-		}
-		if !roots.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("CA file %s: no PEM certificate", o.CAFile)
-		}
-	}
-	if roots != nil {
-		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	}
-	return &http.Client{Transport: tr, Timeout: o.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
 }
 
 // schedule hands out the arrivals of phase 2 in order: the worker that
