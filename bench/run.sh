@@ -14,6 +14,8 @@
 #   BENCH_BUDGET   seconds after which the optional rows are skipped (420)
 #   BENCH_OUT      the markdown file to write (docs/BENCHMARKS.md; none
 #                  by default when BENCH_ROWS is set)
+#   BENCH_ATTEST   0 skips the attestation service's rows 11–13, which
+#                  bench/attest.sh measures into the same file (~20 min)
 #   VIGIL_ARTIFACTS  artifacts directory (.cache/artifacts)
 #
 # Every command is run through bench/timeit: runs of the two commands of a
@@ -563,6 +565,10 @@ if [ -n "$OUT" ]; then
 	mkdir -p "$(dirname "$OUT")"
 	cp "$W/BENCHMARKS.md" "$OUT"
 	say "results (also in $(rel "$OUT")), $(elapsed) s"
+	if [ "${BENCH_ATTEST:-1}" != 0 ]; then
+		say "rows 11-13: the attestation service under load (bench/attest.sh)"
+		ATTEST_OUT="$OUT" "$ROOT/bench/attest.sh"
+	fi
 else
 	cat "$W/BENCHMARKS.md"
 	say "results (BENCH_ROWS set: docs/BENCHMARKS.md left alone), $(elapsed) s"
