@@ -231,6 +231,25 @@ func (s *Store) SaveResult(ctx context.Context, r *store.Result, state []byte) e
 		st = state
 	}
 	var id int64
+	if s.dialect == Postgres {
+		// One statement, one round trip (not BEGIN, UPDATE, INSERT,
+		// COMMIT): the UPDATE locks the agent's row before the INSERT, so
+		// concurrent results of one agent are ordered as below, and the
+		// statement is atomic on its own.
+		err := s.wdb.QueryRowContext(ctx, `WITH a AS (UPDATE agents SET last_level = $1, last_status = $2, last_time = $3,
+	state = CASE WHEN $4 THEN $5 ELSE state END WHERE id = $6 RETURNING id)
+INSERT INTO results (agent_id, time, level, status, failures, policy_id, policy_digest, token)
+	SELECT a.id, $3, $1, $2, $7, $8, $9, $10 FROM a RETURNING id`,
+			r.Level, r.Status, ns(t), state != nil, st, r.AgentID, failures, r.PolicyID, r.PolicyDigest, r.Token).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlstore: save result of %q: %w", r.AgentID, store.ErrNotFound)
+		}
+		if err != nil {
+			return s.fail(fmt.Sprintf("save result of %q", r.AgentID), err)
+		}
+		r.ID, r.Time = id, t
+		return nil
+	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		// The agent's row first: on PostgreSQL its lock orders concurrent
 		// results of one agent, so Last is always the highest ID's.
