@@ -24,7 +24,8 @@
 #   ATTEST_OUT=docs/BENCHMARKS.md bench/attest.sh   # also put the rows there
 #
 # Environment:
-#   ATTEST_ROWS       rows to measure (default "11 12"; 11b runs with 11,
+#   ATTEST_ROWS       rows to measure (default "11 12"; 11b and 11c run with
+#                     11 or alone ("11b");
 #                     12b and 13 with 12)
 #   ATTEST_RATE       offered rate of row 11 (default 1000)
 #   ATTEST_RUNS       runs of each row 11 measurement (default 3)
@@ -225,16 +226,16 @@ row11() {
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2] + v[NR/2+1]) / 2 }'; }
 note() { printf '%s\n' "$*" >> "$NOTES"; }
 
-if want 11; then
-	row11 11 "SQLite" sqlite
+if want 11; then row11 11 "SQLite" sqlite; fi
+if want 11 || want 11b; then
 	if [ -n "$PG" ]; then
 		command -v psql >/dev/null || die "psql not found (row 11b makes a schema with it)"
 		row11 11b "PostgreSQL" postgres --db @PG@
 	else
 		note "- Figure 11b skipped: VIGIL_TEST_POSTGRES is not set."
 	fi
-	row11 11c "SQLite, plain HTTP (--insecure-http)" sqlite-http --insecure-http
 fi
+if want 11 || want 11c; then row11 11c "SQLite, plain HTTP (--insecure-http)" sqlite-http --insecure-http; fi
 
 if want 12; then
 	say "12. $AGENTS12 agents attesting every 5 minutes: enroll them, then $DUR12 at $((AGENTS12 / 300)) /s (Poisson)"
@@ -268,7 +269,8 @@ if want 12; then
 	fi
 fi
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
-note "- Figures 11–13 (bench/attest.sh, commit \`${COMMIT:0:12}\`): load average $LOAD0 at the start, $LOAD1 at the end; the service and the load generator ran on the same $NPROC cores, so every rate here is a floor for the service alone."
+MEASURED=$(cut -f1 "$ROWS" | paste -sd, -)
+note "- Figures $MEASURED (bench/attest.sh, commit \`${COMMIT:0:12}\`): load average $LOAD0 at the start, $LOAD1 at the end; the service and the load generator ran on the same $NPROC cores, so every rate here is a floor for the service alone."
 
 # --- report ----------------------------------------------------------------
 esc() { sed 's/|/\\|/g'; }
@@ -286,22 +288,36 @@ cat "$W/rows.md"
 echo
 cat "$NOTES"
 
-# ATTEST_OUT: replace rows 11–13 (and their notes) in a BENCHMARKS.md.
+# ATTEST_OUT: replace the rows measured now (and their notes) in a
+# BENCHMARKS.md; rows 11–13 measured earlier stay. Rows 11–13 go after the
+# other rows, in order.
 if [ -n "${ATTEST_OUT:-}" ]; then
 	[ -f "$ATTEST_OUT" ] || die "ATTEST_OUT=$ATTEST_OUT: no such file"
 	awk -v rows="$W/rows.md" -v notes="$NOTES" '
-		function cat(f,   l) { while ((getline l < f) > 0) print l; close(f) }
-		/^\| 1[123][a-z]? \|/ { next }                        # old rows 11-13
-		/^- Figure 1[123]|^- Figures 11–13/ { next }         # old notes
+		BEGIN {
+			while ((getline l < rows) > 0) { split(l, f, " "); id = f[2]; fresh[id] = 1; keep[id] = l }
+			close(rows)
+		}
+		/^\| 1[123][a-z]? \|/ { split($0, f, " "); if (!(f[2] in fresh)) keep[f[2]] = $0; next }
+		/^- Figures? 1[123]/ {
+			if ($0 ~ /^- Figures /) {          # a run summary: kept while it covers a row not measured now
+				s = $0; sub(/^- Figures /, "", s); sub(/ .*/, "", s); m = split(s, fs, /[,–]/)
+				for (k = 1; k <= m; k++) if (!(fs[k] in fresh)) { oldnote[++on] = $0; break }
+			} else { split($0, f, "[ :]"); if (!(f[3] in fresh)) oldnote[++on] = $0 }
+			next
+		}
 		/^\| [0-9]+[a-z]? \|/ { last = NR }
 		{ line[NR] = $0 }
 		END {
+			n = 0; for (id in keep) ids[++n] = id
+			for (i = 2; i <= n; i++) { x = ids[i]; for (j = i - 1; j >= 1 && ids[j] > x; j--) ids[j+1] = ids[j]; ids[j+1] = x }
 			for (i = 1; i <= NR; i++) {
 				if (!(i in line)) continue
 				print line[i]
-				if (i == last) cat(rows)
+				if (i == last) for (k = 1; k <= n; k++) print keep[ids[k]]
 			}
-			cat(notes)
+			for (k = 1; k <= on; k++) print oldnote[k]
+			while ((getline l < notes) > 0) print l
 		}' "$ATTEST_OUT" > "$W/out.md"
 	cp "$W/out.md" "$ATTEST_OUT"
 	echo "attest.sh: rows written to $ATTEST_OUT" >&2
