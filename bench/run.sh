@@ -458,6 +458,15 @@ bench10() {
 	else
 		row 10 "verify TPM evidence offline" "error" "-" "-" "≥ 5,000 /s per core" "ERROR" "\`$C10\`"
 	fi
+	C10D="$GO test -run '^\$' -bench 'BenchmarkAppraise/(log-reused|event-log|log-reused\\+ear)\$' -benchtime 2s -count $RUNS -cpu 2 ./appraise/"
+	if gobench gobench10d.txt "$C10D" '^BenchmarkAppraise/log-reused+ear'; then
+		aps() { printf '%.0f' "$(gometric "BenchmarkAppraise/$1" appraisals/s "$W/gobench10d.txt")"; }
+		AE=$(aps log-reused+ear)
+		row 10d "the service's in-process step on 2 cores (b.RunParallel): appraisal of TPM evidence from swtpm (verify: quote, certification, report signature, PCR digest, event log reused from the replay state, 10-entry IMA increment; the Rego default policy) and the signed EAR (ES256) — BenchmarkAppraise/log-reused+ear; without the EAR: log-reused; with the 23 KB event log sent: event-log" \
+			"**$AE /s**; without the EAR $(aps log-reused) /s; event log sent $(aps event-log) /s" "-" "-" "≥ 3,000 /s" "$(verdict ge "$AE" 3000)" "\`$C10D\`"
+	else
+		row 10d "in-process appraisal and EAR" "error" "-" "-" "≥ 3,000 /s" "ERROR" "\`$C10D\`"
+	fi
 	C10T="$GO test -run '^\$' -bench 'BenchmarkQuote\$|BenchmarkCertify|BenchmarkSignReport' -benchtime 50x -count $RUNS ./tpm/"
 	if gobench gobench10t.txt "$C10T" '^BenchmarkQuote'; then
 		msb() { awk -v x="$(gometric "$1" ns/op "$W/gobench10t.txt")" 'BEGIN { printf "%.2f", x/1e6 }'; }
