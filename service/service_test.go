@@ -125,6 +125,7 @@ func TestServiceFromConfig(t *testing.T) {
 		ca1, tls1 := s.Issuer.CA().Raw, readFile(t, s.TLSCAFile)
 		s.Close()
 
+		cfg.DBSyncFull = db.Name == "sqlite" // reopening with power-loss durability keeps everything
 		s2, err := service.Open(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -132,6 +133,9 @@ func TestServiceFromConfig(t *testing.T) {
 		defer s2.Close()
 		if string(s2.Issuer.CA().Raw) != string(ca1) || string(readFile(t, s2.TLSCAFile)) != string(tls1) || s2.AdminToken != s.AdminToken {
 			t.Error("a restart on the same data directory changed the CA, the TLS CA or the admin token")
+		}
+		if a2, err := s2.Store.GetAgent(ctx, "svc-01"); err != nil || a2.Last == nil || a2.Last.Level != 1 {
+			t.Errorf("after the restart the agent's result is gone: %+v %v", a2, err)
 		}
 	})
 }

@@ -30,6 +30,7 @@ func (o *serviceOptions) addFlags(fs *pflag.FlagSet, listen string) {
 	fs.StringVar(&c.DataDir, "data", "vigil-data", "data directory: SQLite database, admin token, development TLS CA")
 	fs.StringVar(&c.DB, "db", "", "database: sqlite:///path.db, a *.db path, or postgres://… (default DATA/vigil.db)")
 	fs.IntVar(&c.DBConns, "db-conns", 0, "maximum database connections (0: the store's default)")
+	fs.BoolVar(&c.DBSyncFull, "db-sync-full", false, "SQLite: fsync every commit, so results survive power loss (default: survive a process crash; about 3x the write rate)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate (PEM); without it a development CA in DATA/tls issues one")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key (PEM)")
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "serve plain HTTP (the protocol stays sound; TLS is defence in depth)")
