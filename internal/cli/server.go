@@ -105,6 +105,7 @@ See docs/server.md.`,
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
+			defer service.TuneRuntime()()
 			s, err := service.Open(ctx, cfg)
 			if err != nil {
 				return &exitError{code: ExitUsage, err: err}

@@ -82,6 +82,7 @@ TPM's EK is approved without a manufacturer certificate: you own both ends.`,
 			if err != nil {
 				return err
 			}
+			defer service.TuneRuntime()()
 			s, err := service.Open(ctx, cfg)
 			if err != nil {
 				return &exitError{code: ExitUsage, err: err}
