@@ -850,3 +850,25 @@ func (v *verifier) imaLog() {
 		v.res.IMAState = &st
 	}
 }
+
+// CheckAK checks an attestation key's TPMT_PUBLIC with the rule Verify
+// applies (ak-attributes: a restricted, TPM-generated, non-duplicable
+// signing key of sufficient strength) and, as credential activation
+// needs its Name, a SHA-256/384/512 name algorithm. It returns the key.
+// The service calls it at enrollment, so that no agent is enrolled with
+// an AK its evidence would then fail on.
+func CheckAK(tpmPublic []byte) (crypto.PublicKey, error) {
+	p, err := decodePublic(tpmPublic)
+	if err != nil {
+		return nil, err
+	}
+	if err := objectAttributes(p, true); err != nil {
+		return nil, err
+	}
+	switch p.nameAlg {
+	case tpm2.TPMAlgSHA256, tpm2.TPMAlgSHA384, tpm2.TPMAlgSHA512:
+	default:
+		return nil, errors.New("the name algorithm is not SHA-256, SHA-384 or SHA-512")
+	}
+	return p.key, nil
+}

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/google/go-tpm/tpm2"
 
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/enclave"
@@ -202,23 +201,11 @@ func checkEK(b []byte) (any, error) {
 	return pub, nil
 }
 
-// checkAK parses the AK: a restricted signing key generated in the TPM
-// that cannot leave it.
+// checkAK parses the AK with the verifier's own rule (evidence.CheckAK).
 func checkAK(b []byte) (any, error) {
-	p, err := tpm.ParsePublic(b)
+	pub, err := evidence.CheckAK(b)
 	if err != nil {
-		return nil, fail(api.CodeInvalidEnrollment, "ak_public is not a TPMT_PUBLIC: "+err.Error())
-	}
-	at := p.ObjectAttributes
-	if !at.Restricted || !at.SignEncrypt || at.Decrypt || !at.FixedTPM || !at.FixedParent || !at.SensitiveDataOrigin {
-		return nil, fail(api.CodeInvalidEnrollment, "ak_public is not a restricted signing key generated in the TPM (restricted, sign, fixedTPM, fixedParent, sensitiveDataOrigin; not decrypt)")
-	}
-	if p.NameAlg != tpm2.TPMAlgSHA256 && p.NameAlg != tpm2.TPMAlgSHA384 && p.NameAlg != tpm2.TPMAlgSHA512 {
-		return nil, fail(api.CodeInvalidEnrollment, "the AK's name algorithm is not SHA-256, SHA-384 or SHA-512")
-	}
-	pub, err := tpm.PublicKey(b)
-	if err != nil {
-		return nil, fail(api.CodeInvalidEnrollment, "ak_public: "+err.Error())
+		return nil, fail(api.CodeInvalidEnrollment, "ak_public is not a restricted signing key generated in the TPM: "+err.Error())
 	}
 	return pub, nil
 }
