@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"strconv"
 
-
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/evidence"

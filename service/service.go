@@ -197,10 +197,10 @@ func Open(ctx context.Context, c Config) (_ *Service, err error) {
 		NonceTTL: c.NonceTTL, EKAllowlist: c.EKAllowlist, Software: c.Software,
 		AdminToken: s.AdminToken, Rate: c.Rate, Burst: c.Burst, Retention: c.Retention, TLS: s.TLS,
 	}
-	if so.EKRoots, err = readCerts(c.EKRoots); err != nil {
+	if so.EKRoots, err = trust.LoadCertificateFiles(c.EKRoots); err != nil {
 		return nil, fmt.Errorf("EK roots: %w", err)
 	}
-	if so.EKIntermediates, err = readCerts(c.EKIntermediates); err != nil {
+	if so.EKIntermediates, err = trust.LoadCertificateFiles(c.EKIntermediates); err != nil {
 		return nil, fmt.Errorf("EK intermediates: %w", err)
 	}
 	if s.Server, err = server.New(ctx, so); err != nil {
@@ -311,18 +311,6 @@ func adminToken(c Config) (string, error) {
 		return "", fmt.Errorf("admin token: %w", err)
 	}
 	return tok, nil
-}
-
-func readCerts(files []string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for _, f := range files {
-		cs, err := trust.LoadCertificates(f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, cs...)
-	}
-	return out, nil
 }
 
 func loadCA(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error) {

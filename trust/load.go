@@ -66,3 +66,17 @@ func LoadCertificates(path string) ([]*x509.Certificate, error) {
 	}
 	return certs, nil
 }
+
+// LoadCertificateFiles reads every certificate of every file, in order
+// (LoadCertificates on each).
+func LoadCertificateFiles(files []string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for _, f := range files {
+		cs, err := LoadCertificates(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cs...)
+	}
+	return out, nil
+}

@@ -50,7 +50,7 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 	} else {
 		p = codepolicy.Default()
 	}
-	anchors, err := loadCertificates(o.Trust)
+	anchors, err := trust.LoadCertificateFiles(o.Trust)
 	if err != nil {
 		return nil, usageErr("--trust: %v", err)
 	}
@@ -68,24 +68,11 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 	if o.IgnoreExpiry {
 		p.IgnoreExpiry = true
 	}
-	keyring, err := loadCertificates(o.Keyring)
+	keyring, err := trust.LoadCertificateFiles(o.Keyring)
 	if err != nil {
 		return nil, usageErr("--keyring: %v", err)
 	}
 	return integrity.New(integrity.Options{Policy: p, Keyring: keyring, Logger: log, Detail: o.detail, Cache: o.cache}), nil
-}
-
-// loadCertificates reads every certificate of every file (PEM or DER).
-func loadCertificates(files []string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for _, f := range files {
-		cs, err := trust.LoadCertificates(f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, cs...)
-	}
-	return out, nil
 }
 
 // kernelKeys returns the certificates built into a kernel image. Finding

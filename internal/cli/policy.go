@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-attest/vigil/codepolicy"
+	"github.com/vigil-attest/vigil/trust"
 )
 
 func newPolicyCmd(g *globalOptions) *cobra.Command {
@@ -80,7 +81,7 @@ default policy is used) and written to --out (default: --policy, or stdout).
 				var b []byte
 				var opts []codepolicy.CRLOption
 				if o.VerifyCRL || len(o.CRLIssuer) > 0 {
-					inter, err := loadCertificates(o.CRLIssuer)
+					inter, err := trust.LoadCertificateFiles(o.CRLIssuer)
 					if err != nil {
 						return usageErr("--crl-issuer: %v", err)
 					}
