@@ -78,18 +78,10 @@ func Verify(tok string, roots *x509.CertPool, now time.Time) (*Verified, error) 
 	if err != nil {
 		return nil, err
 	}
-	pub, err := es256Key(certs[0].PublicKey)
+	v, t, err := c.open(certs[0].PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.verifySignature(pub); err != nil {
-		return nil, err
-	}
-	v, t, err := decodeClaims(c.payload)
-	if err != nil {
-		return nil, err
-	}
-	v.KID = c.hdr.Kid
 	if v.Chain, err = verifyChain(certs, roots, t, now); err != nil {
 		return nil, err
 	}
@@ -133,22 +125,32 @@ func VerifyJWKS(tok string, jwks []byte, now time.Time) (*Verified, error) {
 	if err := k.Raw(&raw); err != nil {
 		return nil, fail(BadAlg, "JWKS key %q: %v", c.hdr.Kid, err)
 	}
-	pub, err := es256Key(raw)
+	v, t, err := c.open(raw)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.verifySignature(pub); err != nil {
-		return nil, err
-	}
-	v, t, err := decodeClaims(c.payload)
-	if err != nil {
-		return nil, err
-	}
-	v.KID = c.hdr.Kid
 	if err := t.check(now); err != nil {
 		return nil, err
 	}
 	return v, nil
+}
+
+// open verifies the signature with key (an ES256 public key) and decodes
+// the claims; their times are for the caller to check.
+func (c *compact) open(key any) (*Verified, times, error) {
+	pub, err := es256Key(key)
+	if err != nil {
+		return nil, times{}, err
+	}
+	if err := c.verifySignature(pub); err != nil {
+		return nil, times{}, err
+	}
+	v, t, err := decodeClaims(c.payload)
+	if err != nil {
+		return nil, times{}, err
+	}
+	v.KID = c.hdr.Kid
+	return v, t, nil
 }
 
 // split decodes the compact JWS's header and checks its alg.
