@@ -98,6 +98,9 @@ type Variable struct {
 	// variable GUID: its one data byte is 1 (an absent variable, measured
 	// with no data, means disabled).
 	Enabled *bool
+	// Data is VariableData, a slice of the event's data (not a copy). It
+	// is attested only when Verified and the log replays to the quote.
+	Data []byte
 }
 
 // Image is a measured UEFI_IMAGE_LOAD_EVENT.
@@ -368,6 +371,7 @@ func parseVariable(e *Event) (Variable, error) {
 	v.DataSize = int(dataLen)
 	v.Trailing = int(rest - 2*nameLen - dataLen)
 	v.Verified = dataMatches(e, b)
+	v.Data = b[32+2*nameLen : 32+2*nameLen+dataLen]
 	return v, nil
 }
 

@@ -16,7 +16,7 @@ import (
 
 // DefaultPCRs is the quoted selection when none is configured: the
 // firmware and boot PCRs 0–9 and IMA's PCR 10, SHA-256 bank.
-var DefaultPCRs = map[string][]int{"sha256": {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}
+var DefaultPCRs = map[string][]int{"sha256": {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 14}}
 
 // BuildOptions is what the agent puts into evidence.
 type BuildOptions struct {

@@ -60,6 +60,12 @@ const (
 	// evidence's pcr_selection, or pcrs does not hold exactly the selected
 	// PCRs.
 	PCRSelectionMismatch Reason = "pcr-selection-mismatch"
+	// PCRSelectionInsufficient: the quote does not select a SHA-256 PCR
+	// the verifier requires (Options.Quote): the boot PCRs 0–9, PCR 10
+	// with IMA, PCR 14 when the event log holds shim's MOK measurements.
+	// An agent choosing its own selection could otherwise leave out the
+	// PCRs that would show what it booted.
+	PCRSelectionInsufficient Reason = "pcr-selection-insufficient"
 	// PCRDigestMismatch: the quote's PCR digest is not the hash of the
 	// given PCR values in selection order: a PCR value was changed.
 	PCRDigestMismatch Reason = "pcr-digest-mismatch"
@@ -111,7 +117,7 @@ const (
 func AllReasons() []Reason {
 	r := []Reason{Malformed, UnsupportedVersion, NonceMismatch, BadReportSignature, EnclaveMismatch,
 		AKUnknown, AKMismatch, AKAttributes, BadMagic, BadAttestType, QuoteBindingMismatch,
-		BadQuoteSignature, PCRSelectionMismatch, PCRDigestMismatch, CertifyNameMismatch,
+		BadQuoteSignature, PCRSelectionMismatch, PCRSelectionInsufficient, PCRDigestMismatch, CertifyNameMismatch,
 		CertifyBindingMismatch, BadCertifySignature, ReportKeyMismatch, ReportKeyAttributes,
 		EventLogMalformed, EventLogMismatch, IMAMalformed, IMAMismatch, IMAOffsetMismatch,
 		ReportMalformed, Canceled}

@@ -64,6 +64,39 @@ type Options struct {
 	// Now is the verification time recorded in the result; zero means
 	// time.Now().
 	Now time.Time
+	// Quote is the PCR selection TPM evidence must quote; the zero value
+	// is DefaultQuotePolicy.
+	Quote QuotePolicy
+}
+
+// QuotePolicy is the SHA-256 PCR selection the verifier requires of a
+// TPM quote (docs/attestation-policy.md, "Required quote selection").
+// Evidence that quotes fewer is pcr-selection-insufficient.
+type QuotePolicy struct {
+	// Boot are required always: the PCRs the firmware and the boot loader
+	// extend (default 0–9).
+	Boot []int `json:"boot"`
+	// IMA are required when the evidence carries an IMA list or the
+	// report says IMA is active (default 10).
+	IMA []int `json:"ima"`
+	// MOK are required when the event log has shim's PCR 14
+	// measurements (default 14).
+	MOK []int `json:"mok"`
+}
+
+// DefaultQuotePolicy is SHA-256 PCRs 0–9, plus 10 with IMA, plus 14 with
+// shim's MOK measurements.
+var DefaultQuotePolicy = QuotePolicy{Boot: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, IMA: []int{IMAPCR}, MOK: []int{MOKPCR}}
+
+// MOKPCR is the PCR shim measures MokList, MokListX and MokListTrusted
+// into.
+const MOKPCR = 14
+
+func (q QuotePolicy) orDefault() QuotePolicy {
+	if q.Boot == nil && q.IMA == nil && q.MOK == nil {
+		return DefaultQuotePolicy
+	}
+	return q
 }
 
 // Clock is the TPM's clock and firmware version, from the quote.
@@ -116,6 +149,11 @@ type Result struct {
 	// IMAState is the replay state after that prefix, to save for the
 	// agent's next round (its Offset is where the next list starts).
 	IMAState *ima.State `json:"-"`
+	// EventLogDetail says why the event log did not verify ("" when it
+	// did, or when there was none).
+	EventLogDetail string `json:"event_log_detail,omitempty"`
+	// Attested are the facts derived from the verified logs.
+	Attested Facts `json:"attested"`
 }
 
 func (r *Result) fail(reason Reason, format string, args ...any) {
@@ -135,6 +173,7 @@ func (r *Result) finish() {
 	if !r.Valid {
 		r.Report, r.ReportKey, r.Clock, r.PCRs, r.IMAState = nil, nil, nil, nil, nil
 		r.EventLogVerified, r.IMAVerified = false, false
+		r.Attested = Facts{}
 	}
 }
 
@@ -258,6 +297,7 @@ func (v *verifier) run() {
 	if v.pcrs == nil || v.canceled() {
 		return
 	}
+	v.requireSelection()
 	v.eventLog()
 	if v.canceled() {
 		return
@@ -691,10 +731,47 @@ func checkReport(b []byte) (*measure.Report, error) {
 	return r, nil
 }
 
+// requireSelection checks that the quote selects the SHA-256 PCRs the
+// verifier requires (Options.Quote): the boot PCRs always, the IMA PCR
+// when IMA is used. The MOK PCR is checked with the event log.
+func (v *verifier) requireSelection() {
+	q := v.o.Quote.orDefault()
+	need := slices.Clone(q.Boot)
+	rep := v.res.Report
+	if v.ev.IMALog != nil || (rep != nil && rep.IMA.Status == measure.StatusOK) {
+		need = append(need, q.IMA...)
+	}
+	v.requirePCRs(need, "")
+}
+
+func (v *verifier) requirePCRs(need []int, why string) {
+	quoted := v.pcrs[eventlog.AlgSHA256]
+	var missing []int
+	for _, i := range need {
+		if _, ok := quoted[i]; !ok && !slices.Contains(missing, i) {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		v.fail(PCRSelectionInsufficient, "the quote does not select SHA-256 PCRs %v%s, which the verifier requires", missing, why)
+	}
+}
+
+// eventLog replays the firmware event log to the quoted PCRs. Every
+// quoted PCR the log extends, and every quoted boot PCR, must equal the
+// replay (event-log-mismatch otherwise). The log counts as verified
+// only when, in addition, the quote selected every required PCR the log
+// extends, the log has a firmware's structure and its boot PCRs were
+// extended at all; then the boot facts are derived from it.
 func (v *verifier) eventLog() {
 	l := v.ev.EventLog
 	if l == nil {
 		return
+	}
+	unverified := func(format string, args ...any) {
+		v.res.EventLogDetail = fmt.Sprintf(format, args...)
+		v.res.Messages = append(v.res.Messages, "event log not verified: "+v.res.EventLogDetail)
 	}
 	if l.Offset != 0 {
 		v.fail(EventLogMalformed, "event_log.offset is %d: the firmware log is sent whole", l.Offset)
@@ -705,6 +782,15 @@ func (v *verifier) eventLog() {
 		v.fail(EventLogMalformed, "%v", err)
 		return
 	}
+	q := v.o.Quote.orDefault()
+	required := slices.Clone(q.Boot)
+	for i := range log.Events {
+		if e := &log.Events[i]; e.Type != eventlog.EvNoAction && slices.Contains(q.MOK, int(e.PCR)) {
+			required = append(required, q.MOK...)
+			v.requirePCRs(q.MOK, " (the event log holds shim's MOK measurements)")
+			break
+		}
+	}
 	var banks []eventlog.Alg
 	for _, a := range log.Banks() {
 		if v.pcrs[a] != nil && a.New() != nil {
@@ -712,11 +798,11 @@ func (v *verifier) eventLog() {
 		}
 	}
 	if len(banks) == 0 {
-		v.res.Messages = append(v.res.Messages, "event log not verified: it has no bank the quote selects")
+		unverified("it has no bank the quote selects")
 		return
 	}
 	replayed := replayBanks(log, banks)
-	compared, bad := 0, 0
+	bad := 0
 	for _, a := range banks {
 		quoted := v.pcrs[a]
 		idx := make([]int, 0, len(quoted))
@@ -732,14 +818,47 @@ func (v *verifier) eventLog() {
 				}
 				got = make([]byte, a.Size())
 			}
-			compared++
 			if !bytes.Equal(got, quoted[i]) {
 				bad++
 				v.fail(EventLogMismatch, "%s PCR %d: the log replays to %x, the quote says %x", a, i, got, quoted[i])
 			}
 		}
 	}
-	v.res.EventLogVerified = bad == 0 && compared > 0
+	if bad > 0 {
+		return
+	}
+	sha := v.pcrs[eventlog.AlgSHA256]
+	if sha == nil || replayed[eventlog.AlgSHA256] == nil {
+		unverified("the log has no SHA-256 bank the quote selects")
+		return
+	}
+	var checked []int
+	for _, i := range required {
+		if _, ok := sha[i]; !ok {
+			unverified("the quote does not select the required SHA-256 PCR %d", i)
+			return
+		}
+		if !slices.Contains(checked, i) {
+			checked = append(checked, i)
+		}
+	}
+	extended := false
+	for i := 0; i <= BootPCRs; i++ {
+		if _, ok := replayed[eventlog.AlgSHA256][i]; ok {
+			extended = true
+		}
+	}
+	if !extended {
+		unverified("the log extends no boot PCR: no boot was measured")
+		return
+	}
+	sum := log.Summarize()
+	if why := firmwareStructure(log, sum); why != "" {
+		unverified("%s", why)
+		return
+	}
+	v.res.EventLogVerified = true
+	v.res.Attested.Boot = deriveBoot(l.Data, log, sum, checked)
 }
 
 // replayBanks replays the log like eventlog.Log.Replay, for the given
@@ -834,7 +953,8 @@ func (v *verifier) imaLog() {
 	}
 	// The quote proves only the SHA-256 bank: replay that bank alone
 	// (a saved state from a full replay goes on in full).
-	mode := ima.Options{SHA256Only: st.Entries == 0 || st.SHA256Only}
+	var c imaCollector
+	mode := ima.Options{SHA256Only: st.Entries == 0 || st.SHA256Only, Visit: c.visit}
 	ok, err := ima.ReplayUntil(ctxReader{v.ctx, bytes.NewReader(l.Data)}, &st, crypto.SHA256, IMAPCR, target, mode)
 	switch {
 	case errors.Is(err, ima.ErrStateMismatch):
@@ -848,6 +968,14 @@ func (v *verifier) imaLog() {
 	default:
 		v.res.IMAVerified = true
 		v.res.IMAState = &st
+		f := &IMAFacts{Entries: st.Entries, BootAggregate: st.BootAggregate,
+			Modules: sortedKeys(c.modules), Firmware: sortedKeys(c.firmware), Files: c.files}
+		if f.Files == nil {
+			f.Files = []IMAFile{}
+		}
+		ba := bootAggregate(v.pcrs[eventlog.AlgSHA256])
+		f.BootAggregateMatches = ba != "" && st.BootAggregate == ba
+		v.res.Attested.IMA = f
 	}
 }
 

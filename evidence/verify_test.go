@@ -100,7 +100,7 @@ func TestVerifyTPM(t *testing.T) {
 			if r.Clock == nil || *r.Clock != want {
 				t.Fatalf("clock = %+v", r.Clock)
 			}
-			if len(r.PCRs) != 1 || len(r.PCRs["sha256"]) != 11 || r.PCRs["sha256"][10] != hex.EncodeToString(fx.tpm.pcr("sha256", 10)) {
+			if len(r.PCRs) != 1 || len(r.PCRs["sha256"]) != 12 || r.PCRs["sha256"][10] != hex.EncodeToString(fx.tpm.pcr("sha256", 10)) {
 				t.Fatalf("pcrs = %v", r.PCRs)
 			}
 			full, err := ima.Parse(bytes.NewReader(fx.list), ima.Options{})
@@ -593,7 +593,7 @@ func TestVerifyEventLog(t *testing.T) {
 		f := newFakeTPM(t, "agent-a", akECDSA)
 		f.setLogPCRs(t, fx.log, fx.list, len(fx.list))
 		ev, err := Build(context.Background(), f, BuildOptions{Nonce: fx.nonce, Report: fx.ev.Report, EventLog: fx.log, IMALog: fx.list,
-			PCRs: map[string][]int{"sha1": {0, 1, 2, 3, 4, 5, 6, 7}, "sha256": {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}})
+			PCRs: map[string][]int{"sha1": {0, 1, 2, 3, 4, 5, 6, 7}, "sha256": {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 14}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -605,7 +605,7 @@ func TestVerifyEventLog(t *testing.T) {
 		// A SHA-1 PCR the log does not explain.
 		f.pcrs["sha1"][3] = bytes.Repeat([]byte{1}, 20)
 		ev, err = Build(context.Background(), f, BuildOptions{Nonce: fx.nonce, Report: fx.ev.Report, EventLog: fx.log,
-			PCRs: map[string][]int{"sha1": {0, 1, 2, 3, 4, 5, 6, 7}, "sha256": {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}})
+			PCRs: map[string][]int{"sha1": {0, 1, 2, 3, 4, 5, 6, 7}, "sha256": {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 14}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -737,9 +737,23 @@ func TestVerifyIMA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := verify(t, ev, o)
+		// The verifier requires PCRs 0–9 and, with an IMA list, 10.
+		wantReasons(t, verify(t, ev, o), PCRSelectionInsufficient)
+		// Quoting only a PCR userspace can reset proves nothing either.
+		for _, sel := range [][]int{{16}, {23}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16}} {
+			ev, err := Build(ctx, f, BuildOptions{Nonce: testNonce, Report: testReport(t, "agent-a"), IMALog: list, PCRs: map[string][]int{"sha256": sel}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantReasons(t, verify(t, ev, o), PCRSelectionInsufficient)
+		}
+		// A policy that requires less accepts the selection, and the
+		// list still does not verify without PCR 10.
+		lax := o
+		lax.Quote = QuotePolicy{Boot: []int{0, 7}, IMA: []int{}}
+		r := verify(t, ev, lax)
 		wantValid(t, r)
-		if r.IMAVerified || r.IMAState != nil {
+		if r.IMAVerified || r.IMAState != nil || r.Attested.IMA != nil {
 			t.Fatal("IMA verified without PCR 10")
 		}
 	})
@@ -805,7 +819,7 @@ func TestAKFromPEM(t *testing.T) {
 
 func TestAllReasons(t *testing.T) {
 	all := AllReasons()
-	if !slices.IsSorted(all) || len(slices.Compact(slices.Clone(all))) != len(all) || len(all) != 26 {
+	if !slices.IsSorted(all) || len(slices.Compact(slices.Clone(all))) != len(all) || len(all) != 27 {
 		t.Fatal(all)
 	}
 }

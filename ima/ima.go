@@ -92,6 +92,10 @@ type Options struct {
 	// (Mismatches stays 0). A State records the mode; resuming it in the
 	// other mode is ErrStateMismatch.
 	SHA256Only bool
+	// Visit, when set, is called with each entry a replay adds to its
+	// State, after the State took it (the Entry is valid only during the
+	// call). The Parser itself does not call it.
+	Visit func(*Entry)
 }
 
 func (o Options) maxData() int {

@@ -233,6 +233,9 @@ func replay(r io.Reader, st *State, o Options, match func(*State) bool) (bool, e
 		if err := st.add(e, o.SHA256Only); err != nil {
 			return false, err
 		}
+		if o.Visit != nil {
+			o.Visit(e)
+		}
 		if e.Index == 0 {
 			st.FirstEnd, st.FirstSum = int64(e.Size), sha256.Sum256(e.Raw)
 		}

@@ -1,0 +1,188 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/vigil-attest/vigil/eventlog"
+)
+
+// TestAttestedBootFacts: the facts derived from real firmware logs that
+// replay to the quote, and the logs that do not count as a measured boot.
+func TestAttestedBootFacts(t *testing.T) {
+	t.Run("keylime: Fedora shim and grub, Secure Boot off", func(t *testing.T) {
+		fx := newFixture(t, fixtureOptions{alg: akECDSA, logs: true})
+		r := verify(t, fx.ev, fx.opts)
+		wantValid(t, r)
+		b := r.Attested.Boot
+		if !r.EventLogVerified || b == nil {
+			t.Fatalf("not verified: %s", r.EventLogDetail)
+		}
+		if b.SecureBoot || !b.SecureBootMeasured || b.SetupMode {
+			t.Errorf("secure boot %v measured %v setup %v", b.SecureBoot, b.SecureBootMeasured, b.SetupMode)
+		}
+		for _, n := range []string{"PK", "KEK", "db", "dbx"} {
+			if v := b.Variables[n]; v == nil || v.Entries == 0 || v.Malformed || len(v.SHA256) != 64 {
+				t.Errorf("variable %s = %+v", n, v)
+			}
+		}
+		if len(b.Variables["dbx"].Hashes) == 0 || len(b.Variables["db"].Certificates) == 0 {
+			t.Errorf("dbx hashes %d, db certificates %d", len(b.Variables["dbx"].Hashes), len(b.Variables["db"].Certificates))
+		}
+		if len(b.BootApplications) != 3 {
+			t.Fatalf("boot applications %+v", b.BootApplications)
+		}
+		if !b.CmdlineMeasured || !strings.HasPrefix(b.KernelCmdline, "(hd3,gpt2)/vmlinuz-6.11.5-300.fc41") {
+			t.Errorf("cmdline %q", b.KernelCmdline)
+		}
+		// grub started the kernel without LoadImage: PCR 4 holds no
+		// kernel.
+		if b.Kernel != nil {
+			t.Errorf("kernel %+v", b.Kernel)
+		}
+		if b.Shim == nil || !b.Shim.PCR14 || b.Shim.MokList == "" || b.Shim.MokListX == "" || b.Shim.MokListTrusted == "" || b.Shim.SbatLevel == "" {
+			t.Errorf("shim %+v", b.Shim)
+		}
+		for _, a := range b.Authorities {
+			if a.Name == "SbatLevel" {
+				t.Error("SbatLevel counted as an authority")
+			}
+		}
+		if want := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14}; !slices.Equal(b.PCRs, want) {
+			t.Errorf("pcrs %v, want %v", b.PCRs, want)
+		}
+	})
+
+	// A log that replays to the quote but is not a firmware's measured
+	// boot does not verify: the evidence stays valid, the boot facts
+	// absent, the detail says why.
+	notBoot := []struct {
+		name   string
+		log    func(t *testing.T) []byte
+		detail string
+	}{
+		{"truncated real log: only PCR 7's separator", func(t *testing.T) []byte { return readEventLog(t, "sb_cert_eventlog") }, "PCR 0 has no separator"},
+		{"only the Spec ID event", func(t *testing.T) []byte { return specIDOnly(t) }, "extends no boot PCR"},
+		{"a separator of value 1", func(t *testing.T) []byte {
+			return rewriteSeparator(t, readEventLog(t, eventLogName), 3, []byte{1, 0, 0, 0})
+		}, "PCR 3's separator is error"},
+		{"PCR 0's separator first", func(t *testing.T) []byte {
+			return firmwareless(t, readEventLog(t, eventLogName))
+		}, "PCR 0 holds no firmware measurement"},
+	}
+	for _, c := range notBoot {
+		t.Run(c.name, func(t *testing.T) {
+			log := c.log(t)
+			f := newFakeTPM(t, "agent-a", akECDSA)
+			f.setLogPCRs(t, log, nil, 0)
+			ev, err := Build(context.Background(), f, BuildOptions{Nonce: testNonce, Report: testReport(t, "agent-a"), EventLog: log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := Options{Nonce: testNonce, AK: f.ak.Public()}
+			r := verify(t, ev, o)
+			wantValid(t, r)
+			if r.EventLogVerified || r.Attested.Boot != nil || !strings.Contains(r.EventLogDetail, c.detail) {
+				t.Fatalf("verified %v, detail %q, want %q", r.EventLogVerified, r.EventLogDetail, c.detail)
+			}
+		})
+	}
+}
+
+
+// specIDOnly is a crypto-agile log holding only its Spec ID event: the
+// keylime log cut after its first event.
+func specIDOnly(t *testing.T) []byte {
+	t.Helper()
+	full := readEventLog(t, eventLogName)
+	_, end := eventBounds(t, full, 0)
+	return bytes.Clone(full[:end])
+}
+
+// eventBounds returns where event i of a crypto-agile log starts and
+// ends, by parsing growing prefixes.
+func eventBounds(t *testing.T, log []byte, i int) (int, int) {
+	t.Helper()
+	prev := 0
+	n := 0
+	for end := 1; end <= len(log); end++ {
+		l, err := eventlog.Parse(log[:end])
+		if err != nil || len(l.Events) != n+1 {
+			continue
+		}
+		if n == i {
+			return prev, end
+		}
+		prev, n = end, n+1
+	}
+	t.Fatalf("no event %d", i)
+	return 0, 0
+}
+
+// rewriteSeparator replaces the data of PCR pcr's separator, with
+// digests to match, so that the log still replays.
+func rewriteSeparator(t *testing.T, log []byte, pcr uint32, data []byte) []byte {
+	t.Helper()
+	l, err := eventlog.Parse(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rebuild(t, log, l, func(ev *eventlog.Event) bool {
+		if ev.Type == eventlog.EvSeparator && ev.PCR == pcr {
+			ev.Data = data
+			return true
+		}
+		return false
+	})
+}
+
+// rebuild encodes a crypto-agile log again after edit changed its events
+// (the Spec ID event is kept as it was). An event edit reports as
+// changed gets digests of its new data in every bank.
+func rebuild(t *testing.T, orig []byte, l *eventlog.Log, edit func(*eventlog.Event) bool) []byte {
+	t.Helper()
+	_, end := eventBounds(t, orig, 0)
+	out := bytes.Clone(orig[:end])
+	le32 := func(v uint32) { out = binary.LittleEndian.AppendUint32(out, v) }
+	for i := 1; i < len(l.Events); i++ {
+		e := l.Events[i]
+		e.Data = bytes.Clone(e.Data)
+		e.Digests = slices.Clone(e.Digests)
+		if edit(&e) {
+			for j, d := range e.Digests {
+				h := d.Alg.New()
+				h.Write(e.Data)
+				e.Digests[j].Value = h.Sum(nil)
+			}
+		}
+		le32(e.PCR)
+		le32(uint32(e.Type))
+		le32(uint32(len(e.Digests)))
+		for _, d := range e.Digests {
+			out = binary.LittleEndian.AppendUint16(out, uint16(d.Alg))
+			out = append(out, d.Value...)
+		}
+		le32(uint32(len(e.Data)))
+		out = append(out, e.Data...)
+	}
+	return out
+}
+
+// firmwareless moves PCR 0's separator before PCR 0's other events.
+func firmwareless(t *testing.T, log []byte) []byte {
+	t.Helper()
+	l, err := eventlog.Parse(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rebuild(t, log, l, func(ev *eventlog.Event) bool {
+		if ev.PCR == 0 && ev.Type != eventlog.EvNoAction && ev.Type != eventlog.EvSeparator {
+			ev.PCR = 1
+		}
+		return false
+	})
+}
