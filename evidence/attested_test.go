@@ -93,7 +93,6 @@ func TestAttestedBootFacts(t *testing.T) {
 	}
 }
 
-
 // specIDOnly is a crypto-agile log holding only its Spec ID event: the
 // keylime log cut after its first event.
 func specIDOnly(t *testing.T) []byte {
