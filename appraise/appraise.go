@@ -38,6 +38,11 @@ type Failure struct {
 	Level int `json:"level"`
 	// Detail says what, for people (module name, PCR, …).
 	Detail string `json:"detail,omitempty"`
+	// Provenance says who vouches for the failing claim: "attested"
+	// (the verifier derived it from TPM-signed data), "corroborated" (a
+	// host claim an attested fact confirms) or "asserted" (the host's
+	// word). Empty when the policy does not say.
+	Provenance string `json:"provenance,omitempty"`
 }
 
 // Agent is what the service knows about the agent whose evidence is
@@ -76,6 +81,10 @@ type Outcome struct {
 	TrustVector map[string]int `json:"trust_vector"`
 	// Failures are every failing claim, sorted by claim then reason.
 	Failures []Failure `json:"failures"`
+	// Provenance says, for each claim the levels rest on ("secure_boot",
+	// "lockdown", "modules"…), who vouches for it: "attested",
+	// "corroborated" or "asserted" (docs/threat-model.md).
+	Provenance map[string]string `json:"provenance"`
 	// PolicyID and PolicyDigest name the policy; ContentVersion the
 	// content (policy set) version.
 	PolicyID       string `json:"policy_id"`

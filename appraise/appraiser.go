@@ -6,13 +6,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vigil-attest/vigil/enclave"
@@ -78,7 +78,7 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 	if err != nil {
 		st, imaSt = &replayState{V: stateVersion}, nil
 	}
-	o := evidence.Options{Nonce: req.Nonce, Enclave: kind, IMAState: imaSt}
+	o := evidence.Options{Nonce: req.Nonce, Enclave: kind, IMAState: imaSt, Quote: pol.quote}
 	if a.o.Now != nil {
 		o.Now = a.o.Now()
 	}
@@ -102,28 +102,58 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 	if res.Valid && kind == enclave.Software && !sameKey(req.Agent.ReportKey, res.ReportKey) {
 		invalidate(res, ReportKeyUnknown, "the report key is not the agent's enrolled report key")
 	}
+	rec := a.recoverIMA(ctx, ev, o, res, st)
+	if rec.restarted != "" {
+		res = rec.res
+	}
 
 	var ru reuse
-	newSt := &replayState{V: stateVersion, IMA: st.IMA, Boot: st.Boot}
+	ru.imaRestarted = rec.restarted
+	newSt := &replayState{V: stateVersion, IMA: st.IMA, Boot: st.Boot, Clock: st.Clock}
 	if res.Valid {
 		quoted := res.PCRs["sha256"]
+		if c := res.Clock; c != nil {
+			newSt.Clock = &clockState{ResetCount: c.ResetCount, RestartCount: c.RestartCount}
+		}
 		switch {
 		case ev.EventLog != nil && res.EventLogVerified:
 			if pcrs := bootPCRs(quoted); pcrs != nil {
-				sum := sha256.Sum256(ev.EventLog.Data)
-				newSt.Boot = &bootState{LogSHA256: hex.EncodeToString(sum[:]), PCRs: pcrs}
+				newSt.Boot = &bootState{LogSHA256: res.Attested.Boot.LogSHA256, PCRs: pcrs, Facts: res.Attested.Boot}
 			}
-		case ev.EventLog == nil && st.Boot != nil && res.Enclave == enclave.TPM:
-			if pcrs := bootPCRs(quoted); pcrs != nil && samePCRs(pcrs, st.Boot.PCRs) {
+		case ev.EventLog == nil && st.Boot != nil && st.Boot.Facts != nil && res.Enclave == enclave.TPM:
+			// The log verified in an earlier round of this boot: the
+			// quoted boot PCRs (and shim's, when it measured) must be
+			// the ones it replayed to.
+			_, mokQuoted := quoted[evidence.MOKPCR]
+			shim := st.Boot.Facts.Shim != nil && st.Boot.Facts.Shim.PCR14
+			if pcrs := bootPCRs(quoted); pcrs != nil && samePCRs(pcrs, st.Boot.PCRs) && (!shim || mokQuoted) {
 				res.EventLogVerified, ru.eventLog = true, true
+				res.Attested.Boot = st.Boot.Facts
+			} else {
+				res.EventLogDetail = "the event log was left out, and the quoted boot PCRs are not those of the log verified before (a reboot): send it"
 			}
 		}
 		switch {
+		case rec.restarted != "":
+			newSt.IMA = nil
 		case res.IMAState != nil:
 			newSt.IMA = fromIMA(res.IMAState)
+			f := res.Attested.IMA
+			if o.IMAState != nil && st.IMA != nil {
+				// An increment: this boot's earlier rounds count too.
+				f.Modules = mergeSorted(st.IMA.Modules, f.Modules)
+				f.Firmware = mergeSorted(st.IMA.Firmware, f.Firmware)
+			}
+			newSt.IMA.Modules, newSt.IMA.Firmware = f.Modules, f.Firmware
 		case ev.IMALog == nil && imaSt != nil && res.Enclave == enclave.TPM:
 			if q, ok := quoted[evidence.IMAPCR]; ok && q == hex.EncodeToString(imaSt.SHA256[evidence.IMAPCR][:]) {
 				res.IMAVerified, ru.ima = true, true
+				ba := evidence.BootAggregate(quoted)
+				res.Attested.IMA = &evidence.IMAFacts{
+					Entries: imaSt.Entries, BootAggregate: imaSt.BootAggregate,
+					BootAggregateMatches: ba != "" && imaSt.BootAggregate == ba,
+					Modules:              nonNil(st.IMA.Modules), Firmware: nonNil(st.IMA.Firmware), Files: []evidence.IMAFile{},
+				}
 			}
 		}
 	}
@@ -145,6 +175,7 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 		Level:          v.level,
 		TrustVector:    v.trustVector,
 		Failures:       v.failures,
+		Provenance:     v.provenance,
 		PolicyID:       pol.ID,
 		PolicyDigest:   pol.Digest,
 		ContentVersion: pol.ContentVersion,
@@ -155,6 +186,14 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 	out.Status = StatusOf(out.Level)
 	if res.Valid {
 		out.ReportKey = res.ReportKey
+	}
+	if res.Valid || rec.reset {
+		if rec.reset {
+			// The agent's own evidence whose IMA list alone failed:
+			// judged as it is (invalid), and its next list comes whole
+			// instead of failing the same way every round.
+			newSt.IMA = nil
+		}
 		b, err := json.Marshal(newSt)
 		if err != nil {
 			return nil, fmt.Errorf("appraise: replay state: %w", err)
@@ -162,6 +201,71 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 		out.State = b
 	}
 	return out, nil
+}
+
+// imaRecovery is what recoverIMA found.
+type imaRecovery struct {
+	// restarted says why the host booted anew since the saved state; res
+	// is then the evidence verified without its IMA list, judged instead.
+	restarted string
+	res       *evidence.Result
+	// reset: the evidence is the agent's own and only its IMA list
+	// failed, without a new boot; the saved IMA replay is dropped.
+	reset bool
+}
+
+// recoverIMA looks at evidence whose only failures are its IMA list's.
+// It verifies it again without the list: when that is valid the evidence
+// is the agent's own. If the quote shows a new boot since the saved
+// state (the TPM's reset or restart count, or the boot PCRs, changed),
+// the list was read from the old boot's offset: the round is judged
+// without it and the replay restarts. Otherwise the round stays invalid
+// and only the saved replay is dropped, so that the next round recovers.
+func (a *Appraiser) recoverIMA(ctx context.Context, ev *evidence.Evidence, o evidence.Options, res *evidence.Result, st *replayState) imaRecovery {
+	if res.Valid || ev == nil || ev.IMALog == nil || len(res.Reasons) == 0 {
+		return imaRecovery{}
+	}
+	for _, r := range res.Reasons {
+		if r != evidence.IMAMismatch && r != evidence.IMAOffsetMismatch && r != evidence.IMAMalformed {
+			return imaRecovery{}
+		}
+	}
+	without := *ev
+	without.IMALog = nil
+	r2 := evidence.Verify(ctx, &without, o)
+	if !r2.Valid {
+		return imaRecovery{}
+	}
+	why := ""
+	switch c := r2.Clock; {
+	case c != nil && st.Clock != nil && c.ResetCount != st.Clock.ResetCount:
+		why = fmt.Sprintf("the TPM's reset count went from %d to %d", st.Clock.ResetCount, c.ResetCount)
+	case c != nil && st.Clock != nil && c.RestartCount != st.Clock.RestartCount:
+		why = fmt.Sprintf("the TPM's restart count went from %d to %d", st.Clock.RestartCount, c.RestartCount)
+	case st.Boot != nil && !samePCRs(bootPCRs(r2.PCRs["sha256"]), st.Boot.PCRs):
+		why = "the quoted boot PCRs changed"
+	}
+	if why == "" {
+		return imaRecovery{reset: true}
+	}
+	r2.Messages = append(r2.Messages, "IMA list not verified: a new boot ("+why+"); the replay restarts from the start of the list")
+	return imaRecovery{restarted: why, res: r2}
+}
+
+// mergeSorted merges two sorted, duplicate-free lists.
+func mergeSorted(a, b []string) []string {
+	out := make([]string, 0, len(a)+len(b))
+	out = append(out, a...)
+	out = append(out, b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // capLevel applies the caps no policy can lift: invalid evidence is level
@@ -183,7 +287,21 @@ func capLevel(out *Outcome, res *evidence.Result, agentKind enclave.Kind) {
 			}
 		}
 		if len(res.Reasons) == 0 && len(out.Failures) == 0 {
-			out.Failures = append(out.Failures, Failure{Claim: "evidence.valid", Reason: "evidence-invalid", Level: 1})
+			out.Failures = append(out.Failures, Failure{Claim: "evidence.valid", Reason: "evidence-invalid", Level: 1, Detail: "the evidence did not verify"})
+		}
+		// Every failure says what failed: an evidence reason's detail is
+		// the verifier's message for it.
+		for i := range out.Failures {
+			f := &out.Failures[i]
+			if f.Detail != "" || f.Claim != "evidence.valid" {
+				continue
+			}
+			for _, m := range res.Messages {
+				if d, ok := strings.CutPrefix(m, f.Reason+": "); ok {
+					f.Detail = d
+					break
+				}
+			}
 		}
 		out.Level = LevelUntrusted
 		// The trust vector may not vouch for the instance.

@@ -2,6 +2,7 @@ package appraise
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -23,6 +24,8 @@ import (
 type reuse struct {
 	eventLog bool
 	ima      bool
+	// imaRestarted says why the IMA replay restarted (a new boot), "".
+	imaRestarted string
 }
 
 // buildInput makes the policy input (docs/attestation-policy.md): input.agent,
@@ -39,6 +42,11 @@ func buildInput(agentID string, agentEnclave enclave.Kind, res *evidence.Result,
 		{ast.StringTerm("evidence"), ast.NewTerm(evidenceValue(res, ru))},
 		{ast.StringTerm("reference"), ast.NewTerm(ref)},
 	}
+	av, err := attestedValue(&res.Attested)
+	if err != nil {
+		return nil, fmt.Errorf("attested facts: %w", err)
+	}
+	kv = append(kv, [2]*ast.Term{ast.StringTerm("attested"), ast.NewTerm(av)})
 	if res.Valid {
 		rv, err := jsonValue(report)
 		if err != nil {
@@ -71,6 +79,8 @@ func evidenceValue(res *evidence.Result, ru reuse) ast.Value {
 		{ast.StringTerm("ima_verified"), ast.BooleanTerm(res.IMAVerified)},
 		{ast.StringTerm("event_log_reused"), ast.BooleanTerm(ru.eventLog)},
 		{ast.StringTerm("ima_reused"), ast.BooleanTerm(ru.ima)},
+		{ast.StringTerm("event_log_detail"), ast.StringTerm(res.EventLogDetail)},
+		{ast.StringTerm("ima_restarted"), ast.StringTerm(ru.imaRestarted)},
 	}
 	if len(res.Messages) > 0 {
 		kv = append(kv, [2]*ast.Term{ast.StringTerm("messages"), str(res.Messages)})
@@ -98,11 +108,28 @@ func evidenceValue(res *evidence.Result, ru reuse) ast.Value {
 	return ast.NewObject(kv...)
 }
 
+// attestedValue is input.attested: the verifier's facts as their JSON
+// encoding reads ({"boot": null, "ima": null} when nothing verified).
+func attestedValue(f *evidence.Facts) (ast.Value, error) {
+	if f.Boot == nil && f.IMA == nil {
+		return ast.NewObject(
+			[2]*ast.Term{ast.StringTerm("boot"), ast.NullTerm()},
+			[2]*ast.Term{ast.StringTerm("ima"), ast.NullTerm()},
+		), nil
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return nil, err
+	}
+	return jsonValue(b)
+}
+
 // verdict is what the policy returned, checked.
 type verdict struct {
 	level       int
 	failures    []Failure
 	trustVector map[string]int
+	provenance  map[string]string
 }
 
 // trustClaims are the AR4SI trust vector's claim names, as ear encodes
@@ -147,7 +174,11 @@ var (
 	keyLevel       = ast.StringTerm("level")
 	keyFailures    = ast.StringTerm("failures")
 	keyTrustVector = ast.StringTerm("trust_vector")
+	keyProvenance  = ast.StringTerm("provenance")
 )
+
+// provenanceTiers are the values a provenance may take.
+var provenanceTiers = map[string]bool{"attested": true, "corroborated": true, "asserted": true}
 
 func parseVerdict(x ast.Value) (*verdict, error) {
 	obj, ok := x.(ast.Object)
@@ -156,7 +187,7 @@ func parseVerdict(x ast.Value) (*verdict, error) {
 	}
 	var bad error
 	obj.Foreach(func(k, _ *ast.Term) {
-		if bad == nil && !k.Equal(keyLevel) && !k.Equal(keyFailures) && !k.Equal(keyTrustVector) {
+		if bad == nil && !k.Equal(keyLevel) && !k.Equal(keyFailures) && !k.Equal(keyTrustVector) && !k.Equal(keyProvenance) {
 			bad = fmt.Errorf("unknown member %v", k)
 		}
 	})
@@ -211,6 +242,25 @@ func parseVerdict(x ast.Value) (*verdict, error) {
 	if bad != nil {
 		return nil, bad
 	}
+	if pt := obj.Get(keyProvenance); pt != nil {
+		po, ok := pt.Value.(ast.Object)
+		if !ok {
+			return nil, fmt.Errorf("provenance is not an object: %v", pt)
+		}
+		v.provenance = map[string]string{}
+		po.Foreach(func(k, val *ast.Term) {
+			name, ok1 := k.Value.(ast.String)
+			tier, ok2 := termString(val)
+			if bad == nil && (!ok1 || !ok2 || !provenanceTiers[tier]) {
+				bad = fmt.Errorf("provenance: %v: %v is not attested, corroborated or asserted", k, val)
+				return
+			}
+			v.provenance[string(name)] = tier
+		})
+		if bad != nil {
+			return nil, bad
+		}
+	}
 	return v, nil
 }
 
@@ -234,6 +284,9 @@ func parseFailure(x ast.Value) (Failure, error) {
 			fl.Reason, ok = termString(val)
 		case "detail":
 			fl.Detail, ok = termString(val)
+		case "provenance":
+			fl.Provenance, ok = termString(val)
+			ok = ok && provenanceTiers[fl.Provenance]
 		case "level":
 			fl.Level, ok = termInt(val)
 			ok = ok && fl.Level >= 1 && fl.Level <= MaxLevel

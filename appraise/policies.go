@@ -23,6 +23,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/vigil-attest/vigil/evidence"
 )
 
 // Query is the rule a policy must define: an object {level, failures,
@@ -62,6 +64,8 @@ type Policy struct {
 
 	query     rego.PreparedEvalQuery
 	reference ast.Value
+	// quote is the required PCR selection (data.json's "quote").
+	quote evidence.QuotePolicy
 }
 
 // Policies holds the current policy and swaps it atomically on Reload:
@@ -265,6 +269,9 @@ type policyData struct {
 	Version string `json:"version"`
 	// Reference values, given to the policy as input.reference.
 	Reference map[string]any `json:"reference"`
+	// Quote is the PCR selection TPM evidence must quote; absent means
+	// evidence.DefaultQuotePolicy.
+	Quote *evidence.QuotePolicy `json:"quote"`
 }
 
 // Compile compiles a policy from its files (name → content): the *.rego
@@ -315,6 +322,13 @@ func Compile(ctx context.Context, id string, files map[string][]byte) (*Policy, 
 		return nil, fmt.Errorf("%s: reference: %w", DataFile, err)
 	}
 	pol.reference = v
+	pol.quote = evidence.DefaultQuotePolicy
+	if data.Quote != nil {
+		if err := checkQuotePolicy(*data.Quote); err != nil {
+			return nil, fmt.Errorf("%s: quote: %w", DataFile, err)
+		}
+		pol.quote = *data.Quote
+	}
 	pol.ContentVersion = data.Version
 	if pol.ContentVersion == "" {
 		pol.ContentVersion = pol.Digest
@@ -350,4 +364,28 @@ func capabilities() *ast.Capabilities {
 	}
 	c.Builtins = out
 	return c
+}
+
+// checkQuotePolicy refuses a required selection that is not PCR indexes
+// 0–23, or that leaves out a boot PCR: a policy may require more than the
+// default, never less of the boot (a boot PCR left out would let a log
+// verify while that PCR holds what the log does not explain).
+func checkQuotePolicy(q evidence.QuotePolicy) error {
+	for _, l := range [][]int{q.Boot, q.IMA, q.MOK} {
+		for _, i := range l {
+			if i < 0 || i > 23 {
+				return fmt.Errorf("PCR %d is not 0–23", i)
+			}
+		}
+	}
+	for i := 0; i <= evidence.BootPCRs; i++ {
+		found := false
+		for _, j := range q.Boot {
+			found = found || i == j
+		}
+		if !found {
+			return fmt.Errorf("boot leaves out PCR %d: every quote must select the boot PCRs 0–%d", i, evidence.BootPCRs)
+		}
+	}
+	return nil
 }

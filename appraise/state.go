@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/ima"
 )
 
-// stateVersion is the replay state's format version.
-const stateVersion = 1
+// stateVersion is the replay state's format version. Version 2 keeps the
+// derived boot facts and the quote's clock; a version 1 state is
+// dropped (the agent then sends both logs whole once).
+const stateVersion = 2
 
 // replayState is an agent's replay state (Outcome.State, stored by the
 // service and given back in Request.State): where the agent's IMA list
@@ -19,6 +22,16 @@ type replayState struct {
 	V    int        `json:"v"`
 	IMA  *imaState  `json:"ima,omitempty"`
 	Boot *bootState `json:"boot,omitempty"`
+	// Clock is the last valid quote's reset and restart counts: a change
+	// is a new boot (or a resume), whose IMA list starts again.
+	Clock *clockState `json:"clock,omitempty"`
+}
+
+// clockState is the TPM's reset and restart counts (as the quote gives
+// them: the TPM obfuscates them per key, consistently).
+type clockState struct {
+	ResetCount   uint32 `json:"reset_count"`
+	RestartCount uint32 `json:"restart_count"`
 }
 
 // bootState is the firmware event log last verified: its SHA-256 and the
@@ -29,6 +42,8 @@ type bootState struct {
 	LogSHA256 string `json:"log_sha256"`
 	// PCRs are the quoted SHA-256 PCRs 0–9: index → lowercase hex.
 	PCRs map[string]string `json:"pcrs"`
+	// Facts are the boot facts derived from that log (once per boot).
+	Facts *evidence.BootFacts `json:"facts"`
 }
 
 // imaState is ima.State in JSON: the PCR arrays hold only the non-zero
@@ -49,6 +64,10 @@ type imaState struct {
 	LastOffset      int64               `json:"last_offset"`
 	LastSum         string              `json:"last_sum"`
 	SHA256Only      bool                `json:"sha256_only"`
+	// Modules and Firmware are the IMA facts of every round of this boot
+	// (evidence.IMAFacts), accumulated.
+	Modules  []string `json:"modules,omitempty"`
+	Firmware []string `json:"firmware,omitempty"`
 }
 
 func fromIMA(s *ima.State) *imaState {
@@ -166,7 +185,7 @@ func IMAOffset(state []byte) int64 {
 // ones that log replayed to, or the log counts as unverified (a reboot).
 func EventLogSHA256(state []byte) string {
 	st, _, err := decodeState(state)
-	if err != nil || st.Boot == nil {
+	if err != nil || st.Boot == nil || st.Boot.Facts == nil {
 		return ""
 	}
 	return st.Boot.LogSHA256

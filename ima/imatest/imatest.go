@@ -83,3 +83,41 @@ func List(n int) []byte {
 	}
 	return b
 }
+
+// Boot is a host's IMA list for one boot: Records(n) with entry 0's
+// boot_aggregate set to the SHA-256 over the boot's SHA-256 PCRs 0–9 (as
+// the kernel computes it), then one entry per module path (measured at
+// load, as the tcb policy's MODULE_CHECK rule does).
+func Boot(n int, pcrs [10][32]byte, modules ...string) []byte {
+	h := sha256.New()
+	for _, p := range pcrs {
+		h.Write(p[:])
+	}
+	var b []byte
+	add := func(r ima.Record) {
+		var err error
+		if b, err = ima.AppendBinary(b, &r); err != nil {
+			panic(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		r := Record(i)
+		if i == 0 {
+			r.Digest = h.Sum(nil)
+			if err := r.SetTemplateHash(); err != nil {
+				panic(err)
+			}
+		}
+		add(r)
+	}
+	for _, m := range modules {
+		r := ima.Record{PCR: ima.MeasurementPCR, Template: "ima-ng", DigestAlgo: "sha256", Name: m}
+		sum := sha256.Sum256([]byte(m))
+		r.Digest = sum[:]
+		if err := r.SetTemplateHash(); err != nil {
+			panic(err)
+		}
+		add(r)
+	}
+	return b
+}

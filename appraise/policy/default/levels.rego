@@ -1,31 +1,43 @@
 # Vigil's default appraisal policy: the security levels of the product
-# brief (docs/policy.md, "Attestation policy").
+# brief (docs/attestation-policy.md, docs/threat-model.md).
 #
-#   0 untrusted              invalid evidence, or a contraindicated claim
+#   0 untrusted              invalid evidence, a contraindicated claim, or a
+#                              report that contradicts an attested fact
 #   1 software-rooted        valid evidence from a software key, runtime claims pass
 #   2 hardware-rooted        valid TPM evidence (AK enrolled by credential activation)
-#   3 measured and enforced  + verified boot log, Secure Boot with a current dbx,
-#                              sig_enforce, lockdown >= integrity, no unsigned or
-#                              force-loaded module
-#   4 hardened               + lockdown confidentiality, IMA verified, no kernel
-#                              debugging, every module allowed by a trusted signer,
-#                              boot binaries match the reference values
+#   3 measured and enforced  + a verified firmware log with a measured kernel,
+#                              each boot image verified, Secure Boot on with a
+#                              current dbx (all attested); sig_enforce,
+#                              lockdown >= integrity, no unsigned, unknown or
+#                              force-loaded module (asserted by the kernel)
+#   4 hardened               + lockdown confidentiality, IMA verified against
+#                              PCR 10 and this boot, no kernel debugging,
+#                              every module allowed by a trusted signer, the
+#                              attested boot binaries match the reference values
 #
-# Every failing claim is a failure {claim, reason, level, detail}: level is
-# the level it blocks, so the result is at most level-1. The result is the
+# Fail closed: every level rule requires the good value (a section with
+# status "ok", a fact the verifier attested) and never only rejects a
+# known-bad one. An absent or null section fails the level it gates.
+#
+# Every failing claim is a failure {claim, reason, level, detail,
+# provenance}: level is the level it blocks, so the result is at most
+# level-1; provenance says who vouches for the claim. The result is the
 # highest level no failure blocks.
 #
-# input.report is present only when input.evidence.valid is true, and is
-# then exactly the canonical encoding of Vigil's report type: every claim
-# is present with its type (a missing list is null). The rules test the
-# failing value with == where they can, so that OPA's rule index skips the
-# rules that cannot fire and evaluation stays cheap.
+# input.attested holds what the verifier derived from TPM-signed data:
+# boot (from the event log replayed to the quoted PCRs) and ima (from the
+# IMA list replayed to PCR 10), each null when it did not verify.
+# input.report is the host's own report (present only when
+# input.evidence.valid is true), exactly the canonical encoding of Vigil's
+# report type. The rules test the failing value with == where they can,
+# so that OPA's rule index skips the rules that cannot fire.
 package vigil.appraisal
 
 result := {
 	"level": level,
 	"failures": failures,
 	"trust_vector": trust_vector,
+	"provenance": provenance,
 }
 
 level := min({4} | {l | some f in failures; l := f.level - 1})
@@ -34,31 +46,38 @@ join(xs) := concat(", ", xs) if is_array(xs)
 
 else := ""
 
+valid if input.evidence.valid == true
+
+boot := input.attested.boot
+
+ima := input.attested.ima
+
+rep := input.report
 
 # ---------------------------------------------------------------- level 0
 # Invalid evidence: one failure per reason code of the verification.
 
-failures contains {"claim": "evidence.valid", "reason": r, "level": 1, "detail": ""} if {
+failures contains {"claim": "evidence.valid", "reason": r, "level": 1, "detail": "", "provenance": "attested"} if {
 	input.evidence.valid == false
 	some r in input.evidence.reasons
 }
 
-failures contains {"claim": "evidence.valid", "reason": "evidence-invalid", "level": 1, "detail": ""} if {
+failures contains {"claim": "evidence.valid", "reason": "evidence-invalid", "level": 1, "detail": "the evidence did not verify", "provenance": "attested"} if {
 	input.evidence.valid == false
 	not input.evidence.reasons[0]
 }
 
-# Contraindicated claims.
+# Contraindicated claims the host reports about itself.
 
-failures contains {"claim": "report.modules.hidden", "reason": "hidden-module", "level": 1, "detail": sprintf("%s: seen in %s, missing from %s", [m.name, join(m.seen_in), join(m.missing_from)])} if {
-	input.evidence.valid == true
-	input.report.modules.hidden[0]
-	some m in input.report.modules.hidden
+failures contains {"claim": "report.modules.hidden", "reason": "hidden-module", "level": 1, "detail": sprintf("%s: seen in %s, missing from %s", [m.name, join(m.seen_in), join(m.missing_from)]), "provenance": "asserted"} if {
+	valid
+	rep.modules.hidden[0]
+	some m in rep.modules.hidden
 }
 
-failures contains {"claim": "report.modules.loaded", "reason": module_code_reason[r], "level": 1, "detail": sprintf("%s: %s", [m.name, join(m.reasons)])} if {
-	input.evidence.valid == true
-	some m in input.report.modules.loaded
+failures contains {"claim": "report.modules.loaded", "reason": module_code_reason[r], "level": 1, "detail": sprintf("%s: %s", [m.name, join(m.reasons)]), "provenance": "asserted"} if {
+	valid
+	some m in rep.modules.loaded
 	some r in m.reasons
 	module_code_reason[r]
 }
@@ -70,47 +89,136 @@ module_code_reason := {
 	"blocklisted-signer": "blocklisted-module",
 }
 
-# A boot application the firmware started whose Authenticode hash is in the
-# current dbx: revoked code ran.
-failures contains {"claim": "report.measured_boot.boot_applications", "reason": "revoked-boot-binary", "level": 1, "detail": sprintf("%s %s", [app.path, app.digests.sha256])} if {
-	input.evidence.valid == true
-	some app in input.report.measured_boot.boot_applications
-	app.digests.sha256 in input.report.secure_boot.dbx.sha256
+failures contains {"claim": "report.processes.hidden", "reason": "hidden-process", "level": 1, "detail": sprintf("pid %d (%s)", [p.pid, p.name]), "provenance": "asserted"} if {
+	valid
+	rep.processes.hidden[0]
+	some p in rep.processes.hidden
 }
 
-failures contains {"claim": "report.processes.hidden", "reason": "hidden-process", "level": 1, "detail": sprintf("pid %d (%s)", [p.pid, p.name])} if {
-	input.evidence.valid == true
-	input.report.processes.hidden[0]
-	some p in input.report.processes.hidden
-}
-
-failures contains {"claim": "report.processes.critical", "reason": "critical-process", "level": 1, "detail": sprintf("%s: %s", [c.name, join(c.problems)])} if {
-	input.evidence.valid == true
-	input.report.processes.critical[0]
-	some c in input.report.processes.critical
-	c.ok == false
+failures contains {"claim": "report.processes.critical", "reason": "critical-process", "level": 1, "detail": sprintf("%s: %s", [c.name, join(c.problems)]), "provenance": "asserted"} if {
+	valid
+	rep.processes.critical[0]
+	some c in rep.processes.critical
+	not c.ok == true
 }
 
 # The sections the contraindications read must have been measured.
-failures contains {"claim": "report.modules.status", "reason": "measurement-error", "level": 1, "detail": object.get(input.report.modules, "error", "")} if {
-	input.evidence.valid == true
-	input.report.modules.status == "error"
+failures contains {"claim": "report.modules.status", "reason": "measurement-error", "level": 1, "detail": object.get(rep.modules, "error", "the module views could not be read"), "provenance": "asserted"} if {
+	valid
+	rep.modules.status == "error"
 }
 
-failures contains {"claim": "report.processes.status", "reason": "measurement-error", "level": 1, "detail": object.get(input.report.processes, "error", "")} if {
-	input.evidence.valid == true
-	input.report.processes.status == "error"
+failures contains {"claim": "report.processes.status", "reason": "measurement-error", "level": 1, "detail": object.get(rep.processes, "error", "the processes could not be read"), "provenance": "asserted"} if {
+	valid
+	rep.processes.status == "error"
+}
+
+# Revoked code ran: a boot application the firmware measured whose
+# Authenticode hash is in the dbx the firmware measured (attested), or in
+# the host's current dbx (asserted).
+failures contains {"claim": "attested.boot.boot_applications", "reason": "revoked-boot-binary", "level": 1, "detail": sprintf("%s %s is in the measured dbx", [app.path, app.sha256]), "provenance": "attested"} if {
+	valid
+	some app in boot.boot_applications
+	app.sha256 in boot.variables.dbx.hashes
+}
+
+failures contains {"claim": "report.measured_boot.boot_applications", "reason": "revoked-boot-binary", "level": 1, "detail": sprintf("%s %s is in the host's dbx", [app.path, app.digests.sha256]), "provenance": "asserted"} if {
+	valid
+	some app in rep.measured_boot.boot_applications
+	app.digests.sha256 in rep.secure_boot.dbx.sha256
+}
+
+# Contradictions: the report disagrees with an attested fact. A host that
+# lies about what the TPM attests is contraindicated.
+
+failures contains {"claim": "report.secure_boot.enabled", "reason": "secure-boot-contradicted", "level": 1, "detail": sprintf("the report says %v, the verified event log %v", [rep.secure_boot.enabled, boot.secure_boot]), "provenance": "attested"} if {
+	valid
+	boot.secure_boot_measured == true
+	rep.secure_boot.status == "ok"
+	rep.secure_boot.enabled != boot.secure_boot
+}
+
+attested_app_digests := {lower(a.sha256) | some a in boot.boot_applications}
+
+failures contains {"claim": "report.measured_boot.boot_applications", "reason": "boot-application-contradicted", "level": 1, "detail": sprintf("%s %s is not in the verified event log", [app.path, d]), "provenance": "attested"} if {
+	valid
+	boot != null
+	rep.measured_boot.status == "ok"
+	some app in rep.measured_boot.boot_applications
+	d := lower(object.get(app.digests, "sha256", ""))
+	not d in attested_app_digests
+}
+
+loaded_names := {m.name | some m in rep.modules.loaded}
+
+failures contains {"claim": "attested.ima.modules", "reason": "ima-module-unlisted", "level": 1, "detail": sprintf("%s was measured by IMA at load and is in no module view", [m]), "provenance": "attested"} if {
+	valid
+	rep.modules.status == "ok"
+	some m in ima.modules
+	not m in loaded_names
+}
+
+failures contains {"claim": "report.modules.loaded", "reason": "module-taint-contradicted", "level": 1, "detail": sprintf("%s: the kernel tainted it unsigned (E), the report says its file is signed", [m.name]), "provenance": "asserted"} if {
+	valid
+	some m in rep.modules.loaded
+	m.signed == true
+	contains(m.taint, "E")
+}
+
+# The command line grub measured (attested) against the running kernel's.
+cmdline_args := {a | some a in split(trim_space(boot.kernel_cmdline), " "); a != ""} if boot.cmdline_measured == true
+
+else := set()
+
+failures contains {"claim": "report.kernel.cmdline", "reason": "cmdline-contradicted", "level": 1, "detail": sprintf("the kernel runs with %q, grub measured %q", [rep.kernel.cmdline, boot.kernel_cmdline]), "provenance": "attested"} if {
+	valid
+	boot.cmdline_measured == true
+	rep.kernel.status == "ok"
+	trim_space(rep.kernel.cmdline) != concat("", ["BOOT_IMAGE=", trim_space(boot.kernel_cmdline)])
+}
+
+lockdown_rank := {"none": 0, "integrity": 1, "confidentiality": 2}
+
+# Each lockdown= raises the kernel's lockdown (lock_kernel_down never
+# lowers it): the highest one measured is in force.
+measured_lockdowns contains v if {
+	some a in cmdline_args
+	startswith(a, "lockdown=")
+	v := substring(a, count("lockdown="), -1)
+	lockdown_rank[v]
+}
+
+measured_lockdown_rank := max({lockdown_rank[v] | some v in measured_lockdowns}) if measured_lockdowns[_]
+
+failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-contradicted", "level": 1, "detail": sprintf("the measured command line sets lockdown=%s, the report says %v", [join(sort(measured_lockdowns)), rep.enforcement.lockdown]), "provenance": "attested"} if {
+	valid
+	rep.enforcement.status == "ok"
+	not lockdown_rank[rep.enforcement.lockdown] >= measured_lockdown_rank
+}
+
+sig_enforce_args := {"module.sig_enforce=1", "module.sig_enforce=y", "module.sig_enforce=Y"}
+
+sig_enforce_measured if {
+	some a in cmdline_args
+	a in sig_enforce_args
+}
+
+failures contains {"claim": "report.enforcement.sig_enforce", "reason": "sig-enforce-contradicted", "level": 1, "detail": "the measured command line sets module.sig_enforce, the report says it is off", "provenance": "attested"} if {
+	valid
+	sig_enforce_measured
+	rep.enforcement.status == "ok"
+	rep.enforcement.sig_enforce == false
 }
 
 # ---------------------------------------------------------------- level 2
 
 # (Go caps software evidence at level 1 whatever a policy says; these rules
 # name the reason.)
-failures contains {"claim": "evidence.enclave", "reason": "software-enclave", "level": 2, "detail": "the report key is not held by a TPM"} if {
+failures contains {"claim": "evidence.enclave", "reason": "software-enclave", "level": 2, "detail": "the report key is not held by a TPM", "provenance": "attested"} if {
 	input.evidence.enclave == "software"
 }
 
-failures contains {"claim": "evidence.enclave", "reason": "software-enclave", "level": 2, "detail": "the agent is enrolled with a software key"} if {
+failures contains {"claim": "evidence.enclave", "reason": "software-enclave", "level": 2, "detail": "the agent is enrolled with a software key", "provenance": "attested"} if {
 	input.agent.enclave == "software"
 }
 
@@ -120,181 +228,306 @@ tpm_rooted if {
 }
 
 # ---------------------------------------------------------------- level 3
+# The boot, attested: the firmware event log replayed to the quoted PCRs.
 
-failures contains {"claim": "evidence.event_log_verified", "reason": "event-log-not-verified", "level": 3, "detail": "no firmware event log replayed to the quoted PCRs"} if {
-	input.evidence.valid == true
-	input.evidence.event_log_verified == false
+failures contains {"claim": "evidence.event_log_verified", "reason": "event-log-not-verified", "level": 3, "detail": event_log_detail, "provenance": "attested"} if {
+	valid
+	not input.evidence.event_log_verified == true
 }
 
-failures contains {"claim": "report.secure_boot.status", "reason": "measurement-error", "level": 3, "detail": object.get(input.report.secure_boot, "error", "")} if {
-	input.evidence.valid == true
-	input.report.secure_boot.status == "error"
+event_log_detail := input.evidence.event_log_detail if input.evidence.event_log_detail != ""
+
+else := "no firmware event log replayed to the quoted PCRs"
+
+failures contains {"claim": "attested.boot.secure_boot", "reason": "secure-boot-off", "level": 3, "detail": secure_boot_detail, "provenance": "attested"} if {
+	valid
+	boot != null
+	not boot.secure_boot == true
 }
 
-failures contains {"claim": "report.secure_boot.enabled", "reason": "secure-boot-off", "level": 3, "detail": ""} if {
-	input.evidence.valid == true
-	input.report.secure_boot.enabled == false
+secure_boot_detail := "the verified event log records Secure Boot off" if boot.secure_boot_measured == true
+
+else := "the verified event log does not measure the SecureBoot variable"
+
+failures contains {"claim": "attested.boot.setup_mode", "reason": "secure-boot-setup-mode", "level": 3, "detail": "the firmware measured no platform key: it checks nothing", "provenance": "attested"} if {
+	valid
+	boot != null
+	not boot.setup_mode == false
 }
 
-failures contains {"claim": "report.secure_boot.setup_mode", "reason": "secure-boot-setup-mode", "level": 3, "detail": "no platform key: the firmware checks nothing"} if {
-	input.evidence.valid == true
-	input.report.secure_boot.setup_mode == true
+# A current dbx, as the firmware measured it: at least
+# reference.dbx.min_entries entries (1 when the reference sets none) and
+# every required hash.
+measured_dbx := object.get(boot.variables, "dbx", null)
+
+failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": "the firmware measured no dbx", "provenance": "attested"} if {
+	valid
+	boot != null
+	measured_dbx == null
 }
 
-failures contains {"claim": "report.secure_boot.mok_sb_state", "reason": "shim-validation-disabled", "level": 3, "detail": "shim boots unsigned code"} if {
-	input.evidence.valid == true
-	input.report.secure_boot.mok_sb_state.validation_disabled == true
+failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": "the measured dbx is not a valid signature database", "provenance": "attested"} if {
+	valid
+	measured_dbx.malformed == true
 }
 
-failures contains {"claim": "report.secure_boot.dbx", "reason": "dbx-outdated", "level": 3, "detail": "no dbx"} if {
-	input.evidence.valid == true
-	input.report.secure_boot.dbx == null
-}
-
-# A current dbx has at least reference.dbx.min_entries entries (1 when the
-# reference sets none).
-failures contains {"claim": "report.secure_boot.dbx", "reason": "dbx-outdated", "level": 3, "detail": sprintf("%d entries, the reference requires at least %d", [n, m])} if {
-	input.evidence.valid == true
-	n := input.report.secure_boot.dbx.entries
+failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": sprintf("%d entries, the reference requires at least %d", [n, m]), "provenance": "attested"} if {
+	valid
+	n := measured_dbx.entries
 	m := object.get(input.reference, ["dbx", "min_entries"], 1)
 	n < m
 }
 
-failures contains {"claim": "report.secure_boot.dbx", "reason": "dbx-outdated", "level": 3, "detail": sprintf("lacks %s", [h])} if {
-	input.evidence.valid == true
+measured_dbx_hashes := {h | some h in measured_dbx.hashes}
+
+failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": sprintf("lacks %s", [h]), "provenance": "attested"} if {
+	valid
+	measured_dbx != null
 	input.reference.dbx.required_sha256[0]
 	some h in input.reference.dbx.required_sha256
-	not lower(h) in input.report.secure_boot.dbx.sha256
+	not lower(h) in measured_dbx_hashes
 }
 
-failures contains {"claim": "report.enforcement.status", "reason": "measurement-error", "level": 3, "detail": object.get(input.report.enforcement, "error", "")} if {
-	input.evidence.valid == true
-	input.report.enforcement.status == "error"
+# The kernel ran as a measured boot application: a loader that starts a
+# kernel without the firmware's LoadImage (or OVMF's -kernel fallback)
+# leaves PCR 4 without it, and nobody verified it.
+failures contains {"claim": "attested.boot.kernel", "reason": "kernel-unmeasured", "level": 3, "detail": "PCR 4 of the verified event log holds no kernel: it was started without being verified or measured", "provenance": "attested"} if {
+	valid
+	boot != null
+	boot.kernel == null
 }
 
-failures contains {"claim": "report.enforcement.status", "reason": "measurement-error", "level": 3, "detail": object.get(input.report.enforcement, "error", "")} if {
-	input.evidence.valid == true
-	input.report.enforcement.status == "unavailable"
+# Each boot image was verified: the firmware or shim logged the authority
+# that verified it, or its digest is a reference value.
+image_authorities := {"db", "Shim", "MokList", "MokListRT", "vendor_db"}
+
+boot_binaries := {lower(d) | some d in input.reference.boot_binaries}
+
+failures contains {"claim": "attested.boot.boot_applications", "reason": "boot-binary-unverified", "level": 3, "detail": sprintf("%s %s: no authority verified it and it is no reference value", [app.path, app.sha256]), "provenance": "attested"} if {
+	valid
+	some app in boot.boot_applications
+	not app.authority in image_authorities
+	not lower(app.sha256) in boot_binaries
 }
 
-failures contains {"claim": "report.enforcement.sig_enforce", "reason": "sig-enforce-off", "level": 3, "detail": "the kernel loads unsigned modules"} if {
-	input.evidence.valid == true
-	input.report.enforcement.sig_enforce == false
+# Without an attested boot, the host's own word still counts against it
+# (never for it).
+failures contains {"claim": "report.secure_boot.enabled", "reason": "secure-boot-off", "level": 3, "detail": "the host reports Secure Boot off", "provenance": "asserted"} if {
+	valid
+	boot == null
+	not rep.secure_boot.enabled == true
 }
 
-failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-below-integrity", "level": 3, "detail": sprintf("lockdown is %s", [input.report.enforcement.lockdown])} if {
-	input.evidence.valid == true
-	not input.report.enforcement.lockdown in {"integrity", "confidentiality"}
+failures contains {"claim": "report.secure_boot.dbx", "reason": "dbx-outdated", "level": 3, "detail": "the host reports no dbx", "provenance": "asserted"} if {
+	valid
+	boot == null
+	rep.secure_boot.dbx == null
 }
 
-failures contains {"claim": "report.modules.loaded", "reason": "unsigned-module", "level": 3, "detail": m.name} if {
-	input.evidence.valid == true
-	some m in input.report.modules.loaded
-	m.signed == false
+failures contains {"claim": "report.secure_boot.dbx", "reason": "dbx-outdated", "level": 3, "detail": sprintf("the host reports %d dbx entries, the reference requires at least %d", [n, m]), "provenance": "asserted"} if {
+	valid
+	boot == null
+	n := rep.secure_boot.dbx.entries
+	m := object.get(input.reference, ["dbx", "min_entries"], 1)
+	n < m
 }
 
-failures contains {"claim": "report.modules.loaded", "reason": "force-loaded-module", "level": 3, "detail": m.name} if {
-	input.evidence.valid == true
-	some m in input.report.modules.loaded
+failures contains {"claim": "report.secure_boot.mok_sb_state", "reason": "shim-validation-disabled", "level": 3, "detail": "shim boots unsigned code", "provenance": "asserted"} if {
+	valid
+	rep.secure_boot.mok_sb_state.validation_disabled == true
+}
+
+# The kernel's enforcement, asserted by the running kernel (corroborated
+# where the measured command line sets it).
+failures contains {"claim": "report.enforcement.status", "reason": "measurement-error", "level": 3, "detail": object.get(rep.enforcement, "error", sprintf("the enforcement section is %s", [object.get(rep.enforcement, "status", "absent")])), "provenance": "asserted"} if {
+	valid
+	not rep.enforcement.status == "ok"
+}
+
+failures contains {"claim": "report.enforcement.sig_enforce", "reason": "sig-enforce-off", "level": 3, "detail": "the kernel loads unsigned modules", "provenance": "asserted"} if {
+	valid
+	rep.enforcement.status == "ok"
+	not rep.enforcement.sig_enforce == true
+}
+
+failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-below-integrity", "level": 3, "detail": sprintf("lockdown is %v", [rep.enforcement.lockdown]), "provenance": "asserted"} if {
+	valid
+	rep.enforcement.status == "ok"
+	not rep.enforcement.lockdown in {"integrity", "confidentiality"}
+}
+
+failures contains {"claim": "report.modules.status", "reason": "measurement-error", "level": 3, "detail": sprintf("the modules section is %v", [object.get(rep.modules, "status", "absent")]), "provenance": "asserted"} if {
+	valid
+	not rep.modules.status == "ok"
+}
+
+failures contains {"claim": "report.modules.loaded", "reason": "unsigned-module", "level": 3, "detail": m.name, "provenance": "asserted"} if {
+	valid
+	some m in rep.modules.loaded
+	m.judged == true
+	not m.signed == true
+}
+
+# A module whose file was not found or not judged is unknown, never
+# unsigned; but it is not shown signed either.
+failures contains {"claim": "report.modules.loaded", "reason": "module-unknown", "level": 3, "detail": sprintf("%s: its file was not judged", [m.name]), "provenance": "asserted"} if {
+	valid
+	some m in rep.modules.loaded
+	not m.judged == true
+}
+
+failures contains {"claim": "report.modules.loaded", "reason": "force-loaded-module", "level": 3, "detail": m.name, "provenance": "asserted"} if {
+	valid
+	some m in rep.modules.loaded
 	contains(m.taint, "F")
+}
+
+failures contains {"claim": "report.taint.status", "reason": "measurement-error", "level": 3, "detail": sprintf("the taint section is %v", [object.get(rep.taint, "status", "absent")]), "provenance": "asserted"} if {
+	valid
+	not rep.taint.status == "ok"
 }
 
 # Taint is never cleared: an unsigned (E) or forced (F) module loaded since
 # boot shows there even when it was unloaded or hidden.
-failures contains {"claim": "report.taint.flags", "reason": "unsigned-module", "level": 3, "detail": "kernel taint E"} if {
-	input.evidence.valid == true
-	"E" in input.report.taint.flags
+failures contains {"claim": "report.taint.flags", "reason": "unsigned-module", "level": 3, "detail": "kernel taint E", "provenance": "asserted"} if {
+	valid
+	"E" in rep.taint.flags
 }
 
-failures contains {"claim": "report.taint.flags", "reason": "force-loaded-module", "level": 3, "detail": "kernel taint F"} if {
-	input.evidence.valid == true
-	"F" in input.report.taint.flags
+failures contains {"claim": "report.taint.flags", "reason": "force-loaded-module", "level": 3, "detail": "kernel taint F", "provenance": "asserted"} if {
+	valid
+	"F" in rep.taint.flags
 }
 
 # ---------------------------------------------------------------- level 4
 
-failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-below-confidentiality", "level": 4, "detail": "lockdown is integrity"} if {
-	input.evidence.valid == true
-	input.report.enforcement.lockdown == "integrity"
+# (Any other value than these two already fails level 3.)
+failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-below-confidentiality", "level": 4, "detail": "lockdown is integrity", "provenance": "asserted"} if {
+	valid
+	rep.enforcement.status == "ok"
+	rep.enforcement.lockdown == "integrity"
 }
 
-failures contains {"claim": "report.ima.status", "reason": "ima-inactive", "level": 4, "detail": object.get(input.report.ima, "error", "")} if {
-	input.evidence.valid == true
-	input.report.ima.status == "error"
+failures contains {"claim": "report.ima.status", "reason": "ima-inactive", "level": 4, "detail": object.get(rep.ima, "error", sprintf("the IMA section is %v", [object.get(rep.ima, "status", "absent")])), "provenance": "asserted"} if {
+	valid
+	not rep.ima.status == "ok"
 }
 
-failures contains {"claim": "report.ima.status", "reason": "ima-inactive", "level": 4, "detail": "IMA is off"} if {
-	input.evidence.valid == true
-	input.report.ima.status == "unavailable"
+failures contains {"claim": "evidence.ima_verified", "reason": "ima-not-verified", "level": 4, "detail": ima_detail, "provenance": "attested"} if {
+	valid
+	not input.evidence.ima_verified == true
 }
 
-failures contains {"claim": "evidence.ima_verified", "reason": "ima-not-verified", "level": 4, "detail": "the IMA list does not replay to the quoted PCR 10"} if {
-	input.evidence.valid == true
-	input.evidence.ima_verified == false
-	input.report.ima.status == "ok"
+ima_detail := sprintf("a new boot (%s): the IMA list restarts from its start next round", [input.evidence.ima_restarted]) if input.evidence.ima_restarted != ""
+
+else := "no IMA list replayed to the quoted PCR 10"
+
+failures contains {"claim": "attested.ima.boot_aggregate", "reason": "ima-boot-aggregate-mismatch", "level": 4, "detail": sprintf("boot_aggregate %s is not this boot's quoted PCRs 0-9", [ima.boot_aggregate]), "provenance": "attested"} if {
+	valid
+	ima != null
+	not ima.boot_aggregate_matches == true
 }
 
-failures contains {"claim": "report.debug.kernel_debugging", "reason": "kernel-debugging", "level": 4, "detail": join(input.report.debug.evidence)} if {
-	input.evidence.valid == true
-	input.report.debug.kernel_debugging == true
+# The process claims (hidden and critical processes) need a measured
+# process table; without one they cannot pass at the top level.
+failures contains {"claim": "report.processes.status", "reason": "measurement-unavailable", "level": 4, "detail": sprintf("the processes section is %v", [object.get(rep.processes, "status", "absent")]), "provenance": "asserted"} if {
+	valid
+	not rep.processes.status == "ok"
+	not rep.processes.status == "error"
 }
 
-failures contains {"claim": "report.debug.status", "reason": "measurement-error", "level": 4, "detail": object.get(input.report.debug, "error", "")} if {
-	input.evidence.valid == true
-	input.report.debug.status == "error"
+failures contains {"claim": "report.debug.status", "reason": "measurement-error", "level": 4, "detail": object.get(rep.debug, "error", sprintf("the debug section is %v", [object.get(rep.debug, "status", "absent")])), "provenance": "asserted"} if {
+	valid
+	not rep.debug.status == "ok"
 }
 
-failures contains {"claim": "report.modules.loaded", "reason": "module-not-allowed", "level": 4, "detail": sprintf("%s: %s", [m.name, join(m.reasons)])} if {
-	input.evidence.valid == true
-	some m in input.report.modules.loaded
-	m.allowed == false
+failures contains {"claim": "report.debug.kernel_debugging", "reason": "kernel-debugging", "level": 4, "detail": join(rep.debug.evidence), "provenance": "asserted"} if {
+	valid
+	rep.debug.status == "ok"
+	not rep.debug.kernel_debugging == false
+}
+
+failures contains {"claim": "report.modules.loaded", "reason": "module-not-allowed", "level": 4, "detail": sprintf("%s: %s", [m.name, join(m.reasons)]), "provenance": "asserted"} if {
+	valid
+	some m in rep.modules.loaded
+	not m.allowed == true
 }
 
 module_signers := {s | some s in input.reference.module_signers}
 
-failures contains {"claim": "report.modules.loaded", "reason": "module-signer-not-trusted", "level": 4, "detail": sprintf("%s: %s", [m.name, m.signer])} if {
-	input.evidence.valid == true
+failures contains {"claim": "report.modules.loaded", "reason": "module-signer-not-trusted", "level": 4, "detail": sprintf("%s: %s", [m.name, m.signer]), "provenance": "asserted"} if {
+	valid
 	input.reference.module_signers[0]
-	some m in input.report.modules.loaded
+	some m in rep.modules.loaded
 	not m.signer in module_signers
 }
 
 code_policies := {s | some s in input.reference.code_policies}
 
-failures contains {"claim": "report.code_policy", "reason": "code-policy-unknown", "level": 4, "detail": object.get(input.report, "code_policy", "")} if {
-	input.evidence.valid == true
+failures contains {"claim": "report.code_policy", "reason": "code-policy-unknown", "level": 4, "detail": object.get(rep, "code_policy", ""), "provenance": "asserted"} if {
+	valid
 	input.reference.code_policies[0]
-	not object.get(input.report, "code_policy", "") in code_policies
+	not object.get(rep, "code_policy", "") in code_policies
 }
 
-boot_binaries := {lower(d) | some d in input.reference.boot_binaries}
-
-failures contains {"claim": "reference.boot_binaries", "reason": "no-reference-values", "level": 4, "detail": "the policy has no boot binary reference values"} if {
-	input.evidence.valid == true
+failures contains {"claim": "reference.boot_binaries", "reason": "no-reference-values", "level": 4, "detail": "the policy has no boot binary reference values", "provenance": "attested"} if {
+	valid
 	not input.reference.boot_binaries[0]
 }
 
-failures contains {"claim": "report.measured_boot.boot_applications", "reason": "boot-binary-unknown", "level": 4, "detail": sprintf("%s %s", [app.path, d])} if {
-	input.evidence.valid == true
+failures contains {"claim": "attested.boot.boot_applications", "reason": "boot-binary-unknown", "level": 4, "detail": sprintf("%s %s", [app.path, app.sha256]), "provenance": "attested"} if {
+	valid
 	input.reference.boot_binaries[0]
-	some app in input.report.measured_boot.boot_applications
-	d := object.get(app.digests, "sha256", "")
-	not d in boot_binaries
+	some app in boot.boot_applications
+	not lower(app.sha256) in boot_binaries
 }
 
-failures contains {"claim": "report.measured_boot.boot_applications", "reason": "boot-binaries-unmeasured", "level": 4, "detail": "the event log records no boot application"} if {
-	input.evidence.valid == true
-	not input.report.measured_boot.boot_applications[0]
+failures contains {"claim": "attested.boot.boot_applications", "reason": "boot-binaries-unmeasured", "level": 4, "detail": "the verified event log records no boot application", "provenance": "attested"} if {
+	valid
+	boot != null
+	not boot.boot_applications[0]
 }
 
-# The boot applications are the host's claims; they are attested only when
-# the log they come from replays to the quoted PCRs: every boot PCR (0-9) the
-# report's log replays must equal the quoted one.
-failures contains {"claim": "report.measured_boot.pcrs", "reason": "measured-boot-not-attested", "level": 4, "detail": "the report's event log replays to other boot PCRs than the quoted ones"} if {
-	input.evidence.valid == true
-	logged := input.report.measured_boot.pcrs.sha256
-	is_object(logged)
-	not object.subset(object.get(input.evidence, ["pcrs", "sha256"], {}), object.filter(logged, boot_pcrs))
+# ---------------------------------------------------------------- provenance
+# Who vouches for each claim the levels rest on.
+
+provenance := {
+	"secure_boot": boot_provenance,
+	"dbx": boot_provenance,
+	"boot_binaries": boot_provenance,
+	"kernel_cmdline": boot_provenance,
+	"sig_enforce": sig_enforce_provenance,
+	"lockdown": lockdown_provenance,
+	"modules": modules_provenance,
+	"ima": ima_provenance,
+	"taint": "asserted",
+	"processes": "asserted",
+	"debug": "asserted",
 }
 
-boot_pcrs := {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+boot_provenance := "attested" if boot != null
+
+else := "asserted"
+
+ima_provenance := "attested" if input.evidence.ima_verified == true
+
+else := "asserted"
+
+sig_enforce_provenance := "corroborated" if {
+	sig_enforce_measured
+	rep.enforcement.sig_enforce == true
+} else := "asserted"
+
+lockdown_provenance := "corroborated" if {
+	lockdown_rank[rep.enforcement.lockdown] == measured_lockdown_rank
+} else := "asserted"
+
+# The module views are the kernel's word; IMA's load-time measurements
+# corroborate them when every loaded module was measured.
+modules_provenance := "corroborated" if {
+	rep.modules.loaded[0]
+	ima_modules := {m | some m in ima.modules}
+	every m in rep.modules.loaded {
+		m.name in ima_modules
+	}
+} else := "asserted"

@@ -32,20 +32,23 @@ failure_reasons := {f.reason | some f in failures}
 # allowed and the boot binaries match the reference, 3 a verified Secure
 # Boot.
 executables := 96 if {
-	count(failure_reasons & {"hidden-module", "revoked-module", "blocklisted-module", "revoked-boot-binary", "hidden-process", "critical-process"}) > 0
+	count(failure_reasons & {"hidden-module", "revoked-module", "blocklisted-module", "revoked-boot-binary", "hidden-process", "critical-process", "boot-application-contradicted", "ima-module-unlisted", "module-taint-contradicted"}) > 0
 } else := 33 if {
-	count(failure_reasons & {"unsigned-module", "force-loaded-module", "module-not-allowed", "module-signer-not-trusted"}) > 0
+	count(failure_reasons & {"unsigned-module", "module-unknown", "force-loaded-module", "module-not-allowed", "module-signer-not-trusted", "kernel-unmeasured", "boot-binary-unverified"}) > 0
 } else := 2 if {
-	count(failure_reasons & {"event-log-not-verified", "no-reference-values", "boot-binary-unknown", "boot-binaries-unmeasured", "measured-boot-not-attested", "code-policy-unknown"}) == 0
+	count(failure_reasons & {"event-log-not-verified", "no-reference-values", "boot-binary-unknown", "boot-binaries-unmeasured", "code-policy-unknown"}) == 0
 } else := 3 if {
 	input.evidence.event_log_verified == true
-	input.report.secure_boot.enabled == true
+	input.attested.boot.secure_boot == true
 } else := 0
 
-# configuration: 32 unsafe (a level 3 setting missing, or kernel
+# configuration: 96 contraindicated (the report contradicts the attested
+# configuration), 32 unsafe (a level 3 setting missing, or kernel
 # debugging), 2 hardened, 3 no known weakness of level 3.
-configuration := 32 if {
+configuration := 96 if {
+	count(failure_reasons & {"secure-boot-contradicted", "cmdline-contradicted", "lockdown-contradicted", "sig-enforce-contradicted"}) > 0
+} else := 32 if {
 	count(failure_reasons & {"secure-boot-off", "secure-boot-setup-mode", "shim-validation-disabled", "dbx-outdated", "sig-enforce-off", "lockdown-below-integrity", "kernel-debugging"}) > 0
 } else := 2 if {
-	count(failure_reasons & {"lockdown-below-confidentiality", "ima-inactive", "ima-not-verified"}) == 0
+	count(failure_reasons & {"lockdown-below-confidentiality", "ima-inactive", "ima-not-verified", "ima-boot-aggregate-mismatch"}) == 0
 } else := 3
