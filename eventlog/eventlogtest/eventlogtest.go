@@ -62,7 +62,9 @@ type Authority struct {
 	Data []byte
 }
 
-// Boot describes a boot. The zero value is an empty firmware log.
+// Boot describes a boot. The zero value is OVMF in setup mode with
+// Secure Boot off booting nothing: firmware events, the variables (no
+// data), the boot variables, the separators and ExitBootServices.
 type Boot struct {
 	SecureBoot bool
 	// PK, KEK, DB and DBX are the variables' data (EFI_SIGNATURE_LIST
@@ -140,13 +142,7 @@ func (l *logger) event(pcr int, typ eventlog.EventType, d1, d256, data []byte) {
 	if len(d1) != sha1.Size || len(d256) != sha256.Size {
 		panic(fmt.Sprintf("eventlogtest: PCR %d %s: digests of %d and %d bytes", pcr, typ, len(d1), len(d256)))
 	}
-	b := binary.LittleEndian.AppendUint32(l.buf, uint32(pcr))
-	b = binary.LittleEndian.AppendUint32(b, uint32(typ))
-	b = binary.LittleEndian.AppendUint32(b, 2)
-	b = append(binary.LittleEndian.AppendUint16(b, uint16(eventlog.AlgSHA1)), d1...)
-	b = append(binary.LittleEndian.AppendUint16(b, uint16(eventlog.AlgSHA256)), d256...)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
-	l.buf = append(b, data...)
+	l.buf = append(l.buf, le(uint32(pcr), typ, uint32(2), eventlog.AlgSHA1, d1, eventlog.AlgSHA256, d256, uint32(len(data)), data)...)
 	v := l.pcrs[pcr]
 	l.pcrs[pcr] = sha256.Sum256(append(v[:], d256...))
 }
@@ -166,12 +162,9 @@ func (b Boot) build() ([]byte, map[int][32]byte) {
 	l := &logger{pcrs: map[int][32]byte{}}
 	// The Spec ID event (TCG_PCR_EVENT, SHA-1 format): platform class 0,
 	// version 2.0 errata 0, UINTN of 64 bits, SHA-1 and SHA-256.
-	spec := append([]byte("Spec ID Event03\x00"), 0, 0, 0, 0, 0, 2, 0, 2, 2, 0, 0, 0)
-	spec = append(spec, 0x04, 0, 20, 0, 0x0b, 0, 32, 0, 0)
-	l.buf = binary.LittleEndian.AppendUint32(l.buf, 0)
-	l.buf = binary.LittleEndian.AppendUint32(l.buf, uint32(eventlog.EvNoAction))
-	l.buf = append(l.buf, make([]byte, 20)...)
-	l.buf = append(binary.LittleEndian.AppendUint32(l.buf, uint32(len(spec))), spec...)
+	spec := le([]byte("Spec ID Event03\x00"), uint32(0), []byte{0, 2, 0, 2}, uint32(2),
+		eventlog.AlgSHA1, uint16(20), eventlog.AlgSHA256, uint16(32), uint8(0))
+	l.buf = le(uint32(0), eventlog.EvNoAction, [20]byte{}, uint32(len(spec)), spec)
 
 	separator := func(pcr int) {
 		if slices.Contains(b.OmitSeparators, pcr) {
@@ -188,7 +181,7 @@ func (b Boot) build() ([]byte, map[int][32]byte) {
 		// (UEFI_PLATFORM_FIRMWARE_BLOB: base and length).
 		l.hashed(0, eventlog.EvSCRTMVersion, []byte{0, 0}, []byte{0, 0})
 		for _, fv := range [][2]uint64{{0x820000, 0xe0000}, {0x900000, 0xc00000}} {
-			blob := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, fv[0]), fv[1])
+			blob := le(fv[0], fv[1])
 			l.hashed(0, eventlog.EvEFIPlatformFwBlob, append([]byte("firmware volume "), blob...), blob)
 		}
 	}
@@ -259,10 +252,7 @@ func (b Boot) build() ([]byte, map[int][32]byte) {
 		case a.Path != "":
 			dp, link = slices.Concat(filePath(a.Path), endNode), loc+0x1000
 		}
-		d := binary.LittleEndian.AppendUint64(nil, loc)
-		d = binary.LittleEndian.AppendUint64(d, size)
-		d = binary.LittleEndian.AppendUint64(d, link)
-		d = append(binary.LittleEndian.AppendUint64(d, uint64(len(dp))), dp...)
+		d := le(loc, size, link, uint64(len(dp)), dp)
 		d1 := a.SHA1
 		if d1 == nil {
 			s := sha1.Sum(a.SHA256)
@@ -348,8 +338,7 @@ func (b Boot) build() ([]byte, map[int][32]byte) {
 		// The EFI stub's TCG_PCClientTaggedEvent: INITRD_EVENT_TAG_ID,
 		// the size of "Linux initrd" with its NUL, the text; the digest
 		// is of the initrd.
-		tag := binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 0x8f3b22ec), 13)
-		l.hashed(9, eventlog.EvEventTag, []byte("eventlogtest initrd"), append(tag, "Linux initrd\x00"...))
+		l.hashed(9, eventlog.EvEventTag, []byte("eventlogtest initrd"), le(uint32(0x8f3b22ec), uint32(13), []byte("Linux initrd\x00")))
 	}
 	action(5, "Exit Boot Services Invocation")
 	action(5, "Exit Boot Services Returned with Success")
@@ -376,18 +365,20 @@ func reads(cmd, p string) bool {
 // CHAR16, the data's length, the UTF-16 name (no NUL) and the data.
 func variable(g efi.GUID, name string, data []byte) []byte {
 	u := utf16.Encode([]rune(name))
-	b := binary.LittleEndian.AppendUint64(slices.Clone(g[:]), uint64(len(u)))
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(data)))
-	for _, c := range u {
-		b = binary.LittleEndian.AppendUint16(b, c)
-	}
-	return append(b, data...)
+	return le(g, uint64(len(u)), uint64(len(data)), u, data)
 }
 
-func utf16z(s string) []byte {
+// utf16z is s in UTF-16LE with a NUL.
+func utf16z(s string) []byte { return le(utf16.Encode([]rune(s + "\x00"))) }
+
+// le encodes fixed-size values and slices of them, little endian.
+func le(vs ...any) []byte {
 	var b []byte
-	for _, c := range utf16.Encode([]rune(s + "\x00")) {
-		b = binary.LittleEndian.AppendUint16(b, c)
+	for _, v := range vs {
+		var err error
+		if b, err = binary.Append(b, binary.LittleEndian, v); err != nil {
+			panic(err)
+		}
 	}
 	return b
 }
@@ -405,17 +396,12 @@ func filePath(p string) []byte { return node(4, 4, utf16z(p)) }
 const espStart, espSize = 2048, 262144
 
 func hdNode() []byte {
-	d := binary.LittleEndian.AppendUint32(nil, 15)
-	d = binary.LittleEndian.AppendUint64(d, espStart)
-	d = binary.LittleEndian.AppendUint64(d, espSize)
-	return node(4, 1, append(append(d, espGUID[:]...), 2, 2)) // GPT signature
+	return node(4, 1, le(uint32(15), uint64(espStart), uint64(espSize), espGUID, []byte{2, 2})) // GPT, GUID signature
 }
 
 // loadOption returns an EFI_LOAD_OPTION.
 func loadOption(attrs uint32, desc string, dp []byte) []byte {
-	b := binary.LittleEndian.AppendUint32(nil, attrs)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(dp)))
-	return append(append(b, utf16z(desc)...), dp...)
+	return le(attrs, uint16(len(dp)), utf16z(desc), dp)
 }
 
 // gpt returns UEFI_GPT_DATA as EDK II's Tcg2MeasureGptTable logs it: the
@@ -441,20 +427,13 @@ func gpt() []byte {
 		binary.LittleEndian.PutUint64(e[40:], p.end)
 		used = append(used, e...)
 	}
-	h := []byte("EFI PART")
-	h = binary.LittleEndian.AppendUint32(h, 0x00010000)
-	h = binary.LittleEndian.AppendUint32(h, 92)
-	h = binary.LittleEndian.AppendUint32(h, 0) // HeaderCRC32, set below
-	h = binary.LittleEndian.AppendUint32(h, 0)
-	for _, v := range []uint64{1, diskSectors - 1, 34, diskSectors - 34} {
-		h = binary.LittleEndian.AppendUint64(h, v)
-	}
-	h = binary.LittleEndian.AppendUint64(append(h, diskGUID[:]...), 2)
-	h = binary.LittleEndian.AppendUint32(h, 128)
-	h = binary.LittleEndian.AppendUint32(h, 128)
-	h = binary.LittleEndian.AppendUint32(h, crc32.ChecksumIEEE(entries))
+	// Signature, revision 1.0, header size, header CRC (set below),
+	// reserved, LBAs (this, alternate, first and last usable), disk GUID,
+	// entries' LBA, count and size, entries' CRC.
+	h := le([]byte("EFI PART"), uint32(0x00010000), uint32(92), uint32(0), uint32(0),
+		[]uint64{1, diskSectors - 1, 34, diskSectors - 34}, diskGUID, uint64(2), uint32(128), uint32(128), crc32.ChecksumIEEE(entries))
 	binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h))
-	return append(binary.LittleEndian.AppendUint64(h, uint64(len(parts))), used...)
+	return le(h, uint64(len(parts)), used)
 }
 
 // signatureList returns EFI_SIGNATURE_LIST bytes.

@@ -19,6 +19,8 @@ import (
 
 	"github.com/vigil-attest/vigil/efi"
 	"github.com/vigil-attest/vigil/eventlog"
+	"github.com/vigil-attest/vigil/internal/testtpm"
+	"github.com/vigil-attest/vigil/tpm"
 )
 
 func parse(t *testing.T, b Boot) *eventlog.Log {
@@ -152,6 +154,15 @@ func TestCerts(t *testing.T) {
 	if err != nil || len(lists) != 2 || !bytes.Equal(lists[1].Signatures[0].Data, c.UEFICA.Cert.Raw) {
 		t.Errorf("db: %d lists, %v", len(lists), err)
 	}
+}
+
+func TestZeroBoot(t *testing.T) {
+	var b Boot
+	l := parse(t, b)
+	if s := l.Summarize(); len(s.Problems) != 0 || s.SecureBoot() == nil || *s.SecureBoot() || len(s.BootApplications) != 0 {
+		t.Errorf("problems %v, SecureBoot %v, %d applications", s.Problems, s.SecureBoot(), len(s.BootApplications))
+	}
+	checkReplay(t, b, l)
 }
 
 func TestKernelAfterCmdline(t *testing.T) {
@@ -303,6 +314,29 @@ func TestTPM2Eventlog(t *testing.T) {
 		}
 		if want := b.PCRs(); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: tpm2_eventlog replays to\n%x\nPCRs() is\n%x", name, got, want)
+		}
+	}
+}
+
+// TestSwtpm plays the log into a real TPM (swtpm) as the verifier's tests
+// do: the TPM's SHA-256 PCRs are PCRs().
+func TestSwtpm(t *testing.T) {
+	b := Debian()
+	sw := testtpm.Start(t)
+	e, err := tpm.Open(t.Context(), sw.URI, tpm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	testtpm.ExtendEventLog(t, e, b.Log())
+	want := b.PCRs()
+	got, err := e.PCRRead(t.Context(), "sha256", slices.Sorted(maps.Keys(want)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range want {
+		if !bytes.Equal(got[i], v[:]) {
+			t.Errorf("PCR %d: TPM %x, PCRs() %x", i, got[i], v)
 		}
 	}
 }
