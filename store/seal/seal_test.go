@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -220,5 +221,19 @@ func TestCodes(t *testing.T) {
 	}
 	if seal.Of(os.ErrNotExist) != "" {
 		t.Error("Of(plain error) is not empty")
+	}
+}
+
+// TestCodesDocumented: docs/server.md's table lists every code.
+func TestCodesDocumented(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	md, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "docs", "server.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range seal.All() {
+		if !bytes.Contains(md, []byte("| `"+string(c)+"` |")) {
+			t.Errorf("docs/server.md does not list code %q", c)
+		}
 	}
 }
