@@ -123,8 +123,11 @@ func (s *Store) migrate(ctx context.Context) error {
 			return s.fail("migrate: checkpoint", err)
 		}
 	}
-	s.log.Warn("sqlstore: encrypted plaintext secrets in place under the secrets key",
-		"secrets", sealedSecrets, "signing_keys", sealedKeys, "key_id", s.key.ID(), "dialect", string(s.dialect))
+	attrs := []any{"secrets", sealedSecrets, "signing_keys", sealedKeys, "key_id", s.key.ID(), "dialect", string(s.dialect)}
+	if s.dialect == Postgres {
+		attrs = append(attrs, "hint", "old row versions keep the plaintext until vacuumed: run VACUUM FULL secrets, signing_keys")
+	}
+	s.log.Warn("sqlstore: encrypted plaintext secrets in place under the secrets key", attrs...)
 	return nil
 }
 
