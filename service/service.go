@@ -27,10 +27,14 @@ import (
 	"github.com/vigil-attest/vigil/events"
 	"github.com/vigil-attest/vigil/server"
 	"github.com/vigil-attest/vigil/store"
+	"github.com/vigil-attest/vigil/store/seal"
 	"github.com/vigil-attest/vigil/store/sqlstore"
 	"github.com/vigil-attest/vigil/token"
 	"github.com/vigil-attest/vigil/trust"
 )
+
+// DefaultSecretsKeyFile is the secrets key's file in the data directory.
+const DefaultSecretsKeyFile = "secrets-key"
 
 // Config is the service's configuration. The zero value with DataDir set
 // is a working development service: SQLite in DataDir, the default
@@ -38,8 +42,8 @@ import (
 type Config struct {
 	// Listen is the address (default 127.0.0.1:8443).
 	Listen string
-	// DataDir holds the SQLite database, the admin token and the
-	// development TLS material (default ./vigil-data).
+	// DataDir holds the SQLite database, the secrets key, the admin
+	// token and the development TLS material (default ./vigil-data).
 	DataDir string
 	// DB is the database: "sqlite:///path.db", a *.db path, or a
 	// postgres:// URL. Default: DataDir/vigil.db.
@@ -76,6 +80,15 @@ type Config struct {
 	// random token (0600) when absent.
 	AdminToken     string
 	AdminTokenFile string
+	// SecretsKey (64 hex digits; $VIGIL_SECRETS_KEY) or SecretsKeyFile
+	// is the key that seals the CA key, the signing keys and the nonce
+	// key in the database. Without either, DataDir/secrets-key is used,
+	// created (0600) with a new key when absent. Every replica on one
+	// database needs the same key: Open fails (seal.WrongKey) when the
+	// database was sealed under another. A named SecretsKeyFile must
+	// exist.
+	SecretsKey     string
+	SecretsKeyFile string
 	// CACert and CAKey are the session-report CA (PEM files); without
 	// them the service makes one and keeps it in the store.
 	CACert, CAKey string
@@ -148,9 +161,17 @@ func Open(ctx context.Context, c Config) (_ *Service, err error) {
 	if dsn == "" {
 		dsn = "sqlite://" + filepath.Join(c.DataDir, "vigil.db")
 	}
-	st, err := sqlstore.Open(ctx, dsn, sqlstore.Options{MaxConns: c.DBConns, SyncFull: c.DBSyncFull})
+	key, keySource, removeKey, err := secretsKey(c)
 	if err != nil {
-		return nil, fmt.Errorf("database: %w", err)
+		return nil, err
+	}
+	st, err := sqlstore.Open(ctx, dsn, sqlstore.Options{MaxConns: c.DBConns, SyncFull: c.DBSyncFull, SecretsKey: key, Logger: c.Logger})
+	if err != nil {
+		if seal.Of(err) == seal.WrongKey {
+			// Leave no key file behind that this start made for nothing.
+			removeKey()
+		}
+		return nil, fmt.Errorf("database: %w (secrets key %s from %s)", err, key.ID(), keySource)
 	}
 	s.Store = st
 	if c.PolicyDir != "" {
@@ -311,6 +332,41 @@ func adminToken(c Config) (string, error) {
 		return "", fmt.Errorf("admin token: %w", err)
 	}
 	return tok, nil
+}
+
+// secretsKey resolves the key that seals the store's secrets: the
+// configured key, the configured file, or DataDir/secrets-key (made when
+// absent). It returns where the key came from, and a func that removes
+// the key file when this call created it.
+func secretsKey(c Config) (_ *seal.Key, source string, remove func(), _ error) {
+	remove = func() {}
+	switch {
+	case c.SecretsKey != "" && c.SecretsKeyFile != "":
+		return nil, "", remove, errors.New("secrets key: give the key or the key file, not both")
+	case c.SecretsKey != "":
+		k, err := seal.ParseKey(c.SecretsKey)
+		if err != nil {
+			return nil, "", remove, fmt.Errorf("secrets key (configuration): %w", err)
+		}
+		return k, "the configuration", remove, nil
+	case c.SecretsKeyFile != "":
+		k, err := seal.LoadKeyFile(c.SecretsKeyFile)
+		if err != nil {
+			return nil, "", remove, fmt.Errorf("secrets key: %w", err)
+		}
+		return k, c.SecretsKeyFile, remove, nil
+	}
+	path := filepath.Join(c.DataDir, DefaultSecretsKeyFile)
+	k, created, err := seal.EnsureKeyFile(path)
+	if err != nil {
+		return nil, "", remove, fmt.Errorf("secrets key: %w", err)
+	}
+	if created {
+		c.Logger.Warn("created a new secrets key: it seals the CA, signing and nonce keys in the database; keep it with the database's backups, and give every replica the same key",
+			"path", path, "key_id", k.ID())
+		remove = func() { os.Remove(path) }
+	}
+	return k, path, remove, nil
 }
 
 func loadCA(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error) {

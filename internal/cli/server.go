@@ -27,7 +27,7 @@ type serviceOptions struct {
 func (o *serviceOptions) addFlags(fs *pflag.FlagSet, listen string) {
 	c := &o.c
 	fs.StringVar(&c.Listen, "listen", listen, "address to serve on")
-	fs.StringVar(&c.DataDir, "data", "vigil-data", "data directory: SQLite database, admin token, development TLS CA")
+	fs.StringVar(&c.DataDir, "data", "vigil-data", "data directory: SQLite database, secrets key, admin token, development TLS CA")
 	fs.StringVar(&c.DB, "db", "", "database: sqlite:///path.db, a *.db path, or postgres://… (default DATA/vigil.db)")
 	fs.IntVar(&c.DBConns, "db-conns", 0, "maximum database connections (0: the store's default)")
 	fs.BoolVar(&c.DBSyncFull, "db-sync-full", false, "SQLite: fsync every commit, so results survive power loss (default: survive a process crash; about 3x the write rate)")
@@ -42,6 +42,8 @@ func (o *serviceOptions) addFlags(fs *pflag.FlagSet, listen string) {
 	fs.StringSliceVar(&c.EKAllowlist, "ek-allow", nil, "SHA-256 (hex) of EK public areas approved without a certificate")
 	fs.StringVar(&c.Software, "software", "deny", "software agents: deny, pending (an operator approves) or auto")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "admin API bearer token file (default DATA/admin-token, created 0600)")
+	fs.StringVar(&c.SecretsKeyFile, "secrets-key-file", "", "file (0600) holding the key that seals the CA, signing and nonce keys in the database: 64 hex digits, the same on every replica (default DATA/secrets-key, created when absent)")
+	fs.StringVar(&c.SecretsKey, "secrets-key", "", "that key itself, 64 hex digits; set it as $VIGIL_SECRETS_KEY rather than as a flag, which ps shows")
 	fs.StringVar(&c.CACert, "ca-cert", "", "session-report CA certificate (PEM); default: made once and kept in the store")
 	fs.StringVar(&c.CAKey, "ca-key", "", "session-report CA private key (PEM)")
 	fs.StringVar(&c.Issuer, "issuer", "", "session reports' iss claim (default: the service URL)")

@@ -67,7 +67,18 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	var sealedSecrets, sealedKeys int
+	if s.dialect == SQLite && s.key != nil {
+		// Encrypting a plaintext row in place must not leave the old bytes
+		// in the file's free space: secure_delete zeroes what an update
+		// frees (the write pool has its one connection, so the setting
+		// applies to the transaction below).
+		if _, err := s.wdb.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+			return s.fail("migrate: secure_delete", err)
+		}
+		defer s.wdb.ExecContext(context.WithoutCancel(ctx), `PRAGMA secure_delete = OFF`)
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		if s.dialect == Postgres {
 			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('vigil.schema_migrations.' || COALESCE(current_schema(), '')))`); err != nil {
 				return s.fail("migrate: lock", err)
@@ -96,8 +107,28 @@ func (s *Store) migrate(ctx context.Context) error {
 				return s.fail(fmt.Sprintf("migrate: record %04d_%s", m.Version, m.Name), err)
 			}
 		}
-		return nil
+		if s.key == nil {
+			return nil
+		}
+		sealedSecrets, sealedKeys, err = s.sealDatabase(ctx, tx)
+		return err
 	})
+	if err != nil || sealedSecrets+sealedKeys == 0 {
+		return err
+	}
+	if s.dialect == SQLite {
+		// The plaintext pages went to the WAL before the update; after a
+		// truncating checkpoint neither the WAL nor the file holds them.
+		if _, err := s.wdb.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			return s.fail("migrate: checkpoint", err)
+		}
+	}
+	attrs := []any{"secrets", sealedSecrets, "signing_keys", sealedKeys, "key_id", s.key.ID(), "dialect", string(s.dialect)}
+	if s.dialect == Postgres {
+		attrs = append(attrs, "hint", "old row versions keep the plaintext until vacuumed: run VACUUM FULL secrets, signing_keys")
+	}
+	s.log.Warn("sqlstore: encrypted plaintext secrets in place under the secrets key", attrs...)
+	return nil
 }
 
 // SchemaVersion returns the database's current migration version.

@@ -38,6 +38,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -49,6 +50,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/vigil-attest/vigil/store"
+	"github.com/vigil-attest/vigil/store/seal"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -74,6 +76,15 @@ type Options struct {
 	// SyncFull (SQLite) sets synchronous=FULL instead of NORMAL: every
 	// commit is fsynced and survives power loss, not only a process kill.
 	SyncFull bool
+	// SecretsKey seals the secrets and the signing keys (see Secret).
+	// Without it those methods fail with seal.NoKey; with it, Open fails
+	// with seal.WrongKey when the database was sealed under another key,
+	// and encrypts in place the plaintext rows of a database that never
+	// was (an older binary's).
+	SecretsKey *seal.Key
+	// Logger reports what Open changed (rows encrypted in place);
+	// default slog.Default().
+	Logger *slog.Logger
 }
 
 // Store is a store.Store on SQLite or PostgreSQL.
@@ -81,6 +92,9 @@ type Store struct {
 	dialect Dialect
 	// rdb serves reads and wdb writes; the same pool on PostgreSQL.
 	rdb, wdb *sql.DB
+	// key seals the secrets (nil: they cannot be used); log is Options.Logger.
+	key *seal.Key
+	log *slog.Logger
 	// secrets caches Secret values: once created they never change.
 	secrets sync.Map
 	// queries caches each query rebound to the dialect's placeholders.
@@ -152,7 +166,7 @@ func openSQLite(ctx context.Context, path string, o Options) (*Store, error) {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxIdleTime(0)
 	wdb.SetConnMaxLifetime(0)
-	s := &Store{dialect: SQLite, wdb: wdb}
+	s := &Store{dialect: SQLite, wdb: wdb, key: o.SecretsKey, log: logger(o)}
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
 		return nil, err
@@ -218,7 +232,7 @@ func openPostgres(ctx context.Context, dsn string, o Options) (*Store, error) {
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{dialect: Postgres, rdb: db, wdb: db}
+	s := &Store{dialect: Postgres, rdb: db, wdb: db, key: o.SecretsKey, log: logger(o)}
 	if o.Schema != "" {
 		if _, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(o.Schema)); err != nil && !isUnique(err) {
 			// Two replicas creating the schema at once may collide on the
@@ -232,6 +246,13 @@ func openPostgres(ctx context.Context, dsn string, o Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+func logger(o Options) *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
 }
 
 // Close closes the database; later calls fail with ErrUnavailable.

@@ -1,7 +1,8 @@
 // Package storetest gives tests real stores and checks store.Store
 // implementations. SQLite(t) and Postgres(t) open fresh, empty databases
 // (a file in t.TempDir, a schema of its own) that are closed and dropped
-// when the test ends; Each runs a test on both. Run and RunReplicas are
+// when the test ends, each with its own random secrets key that every
+// handle on it shares; Each runs a test on both. Run and RunReplicas are
 // the conformance suite every back end passes.
 //
 // PostgreSQL is found through the VIGIL_TEST_POSTGRES environment
@@ -23,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/vigil-attest/vigil/store"
+	"github.com/vigil-attest/vigil/store/seal"
 	"github.com/vigil-attest/vigil/store/sqlstore"
 )
 
@@ -38,14 +40,29 @@ type DB struct {
 	// test's schema as search_path, so it works on its own too (for
 	// example as a server's configuration).
 	DSN string
-	// Options are what Open passes to sqlstore.Open.
+	// Options are what Open passes to sqlstore.Open; their SecretsKey
+	// is the database's own random key.
 	Options sqlstore.Options
+	// SecretsKey is that key as text (64 hex digits), for a service's
+	// configuration.
+	SecretsKey string
 }
 
 // NewSQLite makes an empty SQLite database file in t.TempDir().
 func NewSQLite(t testing.TB) *DB {
 	t.Helper()
-	return &DB{Name: "sqlite", DSN: "sqlite://" + filepath.Join(t.TempDir(), "vigil.db")}
+	return withKey(t, &DB{Name: "sqlite", DSN: "sqlite://" + filepath.Join(t.TempDir(), "vigil.db")})
+}
+
+// withKey gives d a random secrets key.
+func withKey(t testing.TB, d *DB) *DB {
+	t.Helper()
+	k, text, err := seal.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Options.SecretsKey, d.SecretsKey = k, text
+	return d
 }
 
 // NewPostgres makes an empty schema on the VIGIL_TEST_POSTGRES server,
@@ -89,7 +106,7 @@ func NewPostgres(t testing.TB) *DB {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	return &DB{Name: "postgres", DSN: u.String(), Options: sqlstore.Options{Schema: schema}}
+	return withKey(t, &DB{Name: "postgres", DSN: u.String(), Options: sqlstore.Options{Schema: schema}})
 }
 
 // Open opens a new handle on d, closed when the test ends.
