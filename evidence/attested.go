@@ -216,7 +216,7 @@ const (
 	grubCmdlinePrefix = "kernel_cmdline: "
 	// linuxInitrdEventID is the Linux EFI stub's tagged event for the
 	// initrd (INITRD_EVENT_TAG_ID, drivers/firmware/efi/libstub).
-	linuxInitrdEventID = 0x8F3B22ED
+	linuxInitrdEventID = 0x8F3B22EC
 )
 
 // deriveBoot derives the boot facts from a log whose SHA-256 bank
@@ -269,7 +269,7 @@ func deriveBoot(data []byte, l *eventlog.Log, s *eventlog.Summary, pcrs []int) *
 
 	// One pass in log order: boot applications with the authority before
 	// them, grub's command line, the EFI stub's initrd, shim's PCR 14.
-	authority, cmdlineEvent := "", -1
+	authority, cmdlineEvent, linuxEvent := "", -1, -1
 	authIdx := 0
 	for i := range l.Events {
 		e := &l.Events[i]
@@ -298,6 +298,9 @@ func deriveBoot(data []byte, l *eventlog.Log, s *eventlog.Summary, pcrs []int) *
 			if p, ok := bytes.CutPrefix(raw, []byte(grubCmdlinePrefix)); ok && digestMatches(e, p) {
 				b.KernelCmdline, b.CmdlineMeasured, cmdlineEvent = string(p), true, e.Num
 			}
+			if p, ok := bytes.CutPrefix(raw, []byte(grubCmdPrefix)); ok && isLinuxCommand(p) && digestMatches(e, p) {
+				linuxEvent = e.Num
+			}
 		case e.Type == eventlog.EvIPL && e.PCR == 9:
 			raw := e.Data
 			if j := bytes.IndexByte(raw, 0); j >= 0 {
@@ -324,10 +327,17 @@ func deriveBoot(data []byte, l *eventlog.Log, s *eventlog.Summary, pcrs []int) *
 	if shimSeen {
 		b.Shim = shim
 	}
+	// grub's linux command reads the kernel, has shim verify and
+	// measure it (PCR 4), then measures the command line (PCR 8): the
+	// kernel is the first image after the last linux command.
+	after := linuxEvent
+	if after < 0 {
+		after = cmdlineEvent
+	}
 	switch {
-	case cmdlineEvent >= 0:
+	case after >= 0:
 		for i := range b.BootApplications {
-			if b.BootApplications[i].Event > cmdlineEvent {
+			if b.BootApplications[i].Event > after {
 				k := b.BootApplications[i]
 				b.Kernel = &k
 				break
@@ -339,6 +349,19 @@ func deriveBoot(data []byte, l *eventlog.Log, s *eventlog.Summary, pcrs []int) *
 		b.Kernel = &k
 	}
 	return b
+}
+
+const grubCmdPrefix = "grub_cmd: "
+
+// isLinuxCommand reports whether a grub command loads a Linux kernel
+// (linux, linuxefi, linux16).
+func isLinuxCommand(cmd []byte) bool {
+	name, _, _ := bytes.Cut(cmd, []byte(" "))
+	switch string(name) {
+	case "linux", "linuxefi", "linux16":
+		return true
+	}
+	return false
 }
 
 // digestMatches reports whether data hashes to each of e's digests of a
@@ -385,6 +408,21 @@ func certSubject(d []byte) string {
 		}
 	}
 	return ""
+}
+
+// BootAggregate is the kernel's SHA-256 boot_aggregate ("sha256:hex")
+// of the quoted SHA-256 PCRs (Result.PCRs["sha256"]), "" unless PCRs 0–9
+// are all there.
+func BootAggregate(quoted map[int]string) string {
+	pcrs := make(map[int][]byte, 10)
+	for i := 0; i <= 9; i++ {
+		b, err := hex.DecodeString(quoted[i])
+		if err != nil {
+			return ""
+		}
+		pcrs[i] = b
+	}
+	return bootAggregate(pcrs)
 }
 
 // bootAggregate is the kernel's SHA-256 boot_aggregate of quoted SHA-256
