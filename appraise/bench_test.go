@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/ima/imatest"
 	"github.com/vigil-attest/vigil/internal/testhost"
@@ -29,10 +30,11 @@ func BenchmarkAppraise(b *testing.B) {
 	ctx := context.Background()
 	sw := testtpm.Start(b)
 	e := openTPM(b, sw)
-	log := readShared(b, bootLog)
+	debian := eventlogtest.Debian()
+	log := debian.Log()
 	testtpm.ExtendEventLog(b, e, log)
-	list := imatest.List(210)
-	base := imatest.List(200)
+	list := imatest.Boot(210, bootPCRs(debian))
+	base := imatest.Boot(200, bootPCRs(debian))
 	testtpm.ExtendIMA(b, e, base)
 	h := healthyHost(b)
 	h.EventLog = log

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigil-attest/vigil/appraise"
 	"github.com/vigil-attest/vigil/enclave"
+	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/ima/imatest"
 	"github.com/vigil-attest/vigil/internal/artifacts"
@@ -22,10 +23,8 @@ import (
 	"github.com/vigil-attest/vigil/tpm"
 )
 
-// bootLog is the real firmware event log the tests play into swtpm: a
-// Secure Boot machine's (SecureBoot, PK, KEK, db, dbx measured; three
-// boot applications).
-const bootLog = "eventlogs/sb_cert_eventlog"
+// debianDBX is the number of dbx entries of eventlogtest.Debian().
+const debianDBX = 3
 
 func readShared(tb testing.TB, rel string) []byte {
 	tb.Helper()
@@ -51,17 +50,45 @@ func tpmAgent(e *tpm.Enclave) appraise.Agent {
 	return appraise.Agent{ID: "tpm-01", Enclave: string(enclave.TPM), AK: ak, AKPublic: pub}
 }
 
-// bootedTPM is a swtpm holding a played measured boot: the real event log
-// in PCRs 0–9 and an IMA list of 120 entries in PCR 10.
+// bootedTPM is a swtpm holding a played measured boot: the event log of
+// Debian's signed shim, grub and kernel under Secure Boot, extended as the
+// firmware does, and an IMA list of 120 entries bound to that boot (its
+// boot_aggregate) in PCR 10.
 func bootedTPM(t *testing.T) (*tpm.Enclave, []byte, []byte) {
+	t.Helper()
+	_, e, log, list := firmwareBoot(t, eventlogtest.Debian(), 120)
+	return e, log, list
+}
+
+// firmwareBoot starts a swtpm and plays boot b into it as firmware would,
+// then an IMA list of n entries bound to that boot, followed by one
+// load-time measurement per module path.
+func firmwareBoot(t testing.TB, b eventlogtest.Boot, n int, modules ...string) (*testtpm.TPM, *tpm.Enclave, []byte, []byte) {
 	t.Helper()
 	sw := testtpm.Start(t)
 	e := openTPM(t, sw)
-	log := readShared(t, bootLog)
+	log, list := playBoot(t, e, b, n, modules...)
+	return sw, e, log, list
+}
+
+// playBoot extends boot b and its IMA list into a TPM just reset.
+func playBoot(t testing.TB, e *tpm.Enclave, b eventlogtest.Boot, n int, modules ...string) ([]byte, []byte) {
+	t.Helper()
+	log := b.Log()
 	testtpm.ExtendEventLog(t, e, log)
-	list := imatest.List(120)
+	list := imatest.Boot(n, bootPCRs(b), modules...)
 	testtpm.ExtendIMA(t, e, list)
-	return e, log, list
+	return log, list
+}
+
+// bootPCRs are the SHA-256 PCRs 0–9 boot b leaves.
+func bootPCRs(b eventlogtest.Boot) [10][32]byte {
+	var out [10][32]byte
+	pcrs := b.PCRs()
+	for i := range out {
+		out[i] = pcrs[i]
+	}
+	return out
 }
 
 // TestTPM: TPM evidence from swtpm, of fixture trees measured with the
@@ -211,7 +238,7 @@ func TestTPMLevel4(t *testing.T) {
 			files[n] = string(b)
 		}
 		data, _ := json.Marshal(map[string]any{"version": "test-4", "reference": map[string]any{
-			"boot_binaries": boot, "dbx": map[string]any{"min_entries": 40}}})
+			"boot_binaries": boot, "dbx": map[string]any{"min_entries": debianDBX}}})
 		files["data.json"] = string(data)
 		p, err := appraise.LoadDir(context.Background(), writePolicy(t, "hardened", files))
 		if err != nil {
@@ -231,10 +258,15 @@ func TestTPMLevel4(t *testing.T) {
 	if out.Level != 3 || !hasFailure(out, "boot-binary-unknown", 4) {
 		t.Fatalf("unknown boot binary: level %d\n%s", out.Level, failureSet(out))
 	}
-	// Kernel debugging on.
-	h.Cmdline += " kgdboc=ttyS0"
-	dbg := build(t, e, evidence.BuildOptions{Nonce: nonce, Report: measureHost(t, h, engine(t, "")), EventLog: log, IMALog: list})
-	out = appraiseOK(t, policyWith(t, boot), &appraise.Request{Agent: tpmAgent(e), Nonce: nonce, Evidence: dbg})
+	// Kernel debugging on, as the measured command line says.
+	kgdb := eventlogtest.Debian()
+	kgdb.KernelCmdline += " kgdboc=ttyS0"
+	_, e2, log2, list2 := firmwareBoot(t, kgdb, 120)
+	h.Cmdline = "BOOT_IMAGE=" + kgdb.KernelCmdline
+	h.EventLog = log2
+	h.Files[testhost.IMAListPath] = list2
+	dbg := build(t, e2, evidence.BuildOptions{Nonce: nonce, Report: measureHost(t, h, engine(t, "")), EventLog: log2, IMALog: list2})
+	out = appraiseOK(t, policyWith(t, boot), &appraise.Request{Agent: tpmAgent(e2), Nonce: nonce, Evidence: dbg})
 	if out.Level != 3 || !hasFailure(out, "kernel-debugging", 4) {
 		t.Fatalf("kgdb: level %d\n%s", out.Level, failureSet(out))
 	}
@@ -248,10 +280,11 @@ func TestIncremental(t *testing.T) {
 	ctx := context.Background()
 	sw := testtpm.Start(t)
 	e := openTPM(t, sw)
-	log := readShared(t, bootLog)
+	debian := eventlogtest.Debian()
+	log := debian.Log()
 	testtpm.ExtendEventLog(t, e, log)
-	full := imatest.List(150)
-	first := imatest.List(100)
+	full := imatest.Boot(150, bootPCRs(debian))
+	first := imatest.Boot(100, bootPCRs(debian))
 	if !bytes.HasPrefix(full, first) {
 		t.Fatal("imatest lists are not prefixes of each other")
 	}
@@ -310,8 +343,12 @@ func TestIncremental(t *testing.T) {
 	// Reboot: PCRs back to zero, and another boot chain (a second log).
 	sw.Restart()
 	e2 := openTPM(t, sw)
-	other := readShared(t, "eventlogs/crypto_agile_eventlog")
+	// Another kernel: another boot chain.
+	otherBoot := eventlogtest.Debian()
+	otherBoot.Apps[2].SHA256 = bytes.Repeat([]byte{0x61}, 32)
+	other := otherBoot.Log()
 	testtpm.ExtendEventLog(t, e2, other)
+	first = imatest.Boot(100, bootPCRs(otherBoot))
 	testtpm.ExtendIMA(t, e2, first)
 	h2 := healthyHost(t)
 	h2.EventLog = other
