@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/vigil-attest/vigil/appraise"
-	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
 	"github.com/vigil-attest/vigil/efi"
+	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/ima"
 	"github.com/vigil-attest/vigil/ima/imatest"
