@@ -136,11 +136,14 @@ type Agent struct {
 	id  string
 	log *slog.Logger
 
-	mu       sync.Mutex // serializes Enroll and AttestOnce (the measurer is not concurrent)
-	status   string     // enrollment status as last seen
-	latestMu sync.RWMutex
-	latest   *Result
-	rand     *rand.Rand
+	mu     sync.Mutex // serializes Enroll and AttestOnce (the measurer is not concurrent)
+	status string     // enrollment status as last seen
+	// proofWarned: the service's refusal of a challenge key proof was
+	// logged once (an older service never says it accepted one).
+	proofWarned bool
+	latestMu    sync.RWMutex
+	latest      *Result
+	rand        *rand.Rand
 }
 
 // New returns an agent for o. It resolves the agent ID (Options.AgentID,
@@ -329,10 +332,20 @@ func (a *Agent) AttestOnce(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ch, err := a.o.Client.Challenge(ctx, a.id)
+	// The key proof (the AK's certification for a TPM, the report key's
+	// signature otherwise) earns the replay hints and our real status.
+	proof, err := evidence.ProveKey(ctx, a.o.Enclave, api.ChallengePurpose, a.id, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("challenge: %w", err)
+	}
+	ch, err := a.o.Client.ChallengeProved(ctx, a.id, proof)
 	if err != nil {
 		a.forget(err)
 		return nil, err
+	}
+	if !ch.Authenticated && !a.proofWarned {
+		a.proofWarned = true
+		a.log.Warn("the service did not accept the challenge's key proof (clock more than 5 minutes off, or keys it does not know): sending every log whole")
 	}
 	nonce, err := hex.DecodeString(ch.Nonce)
 	if err != nil || len(nonce) < evidence.MinNonce {

@@ -203,10 +203,20 @@ func (c *Client) Activate(ctx context.Context, req *api.ActivateRequest) (*api.E
 	return &out, nil
 }
 
-// Challenge asks for a fresh nonce for agentID (api.PathChallenge).
+// Challenge asks for a fresh nonce for agentID (api.PathChallenge)
+// without a key proof: the service answers every valid ID with a bare
+// nonce (no replay hints).
 func (c *Client) Challenge(ctx context.Context, agentID string) (*api.Challenge, error) {
+	return c.ChallengeProved(ctx, agentID, nil)
+}
+
+// ChallengeProved asks for a fresh nonce for agentID with a key proof
+// (evidence.ProveKey for api.ChallengePurpose): the service then answers
+// with the agent's replay hints, or says it is pending or revoked. A nil
+// proof is Challenge.
+func (c *Client) ChallengeProved(ctx context.Context, agentID string, proof *evidence.KeyProof) (*api.Challenge, error) {
 	var out api.Challenge
-	if err := c.do(ctx, call{method: http.MethodPost, path: api.PathChallenge, id: agentID, contentType: "application/json", body: struct{}{}}, &out); err != nil {
+	if err := c.do(ctx, call{method: http.MethodPost, path: api.PathChallenge, id: agentID, contentType: "application/json", body: api.ChallengeRequest{Proof: proof}}, &out); err != nil {
 		return nil, fmt.Errorf("challenge: %w", err)
 	}
 	if out.Nonce == "" || out.IMAOffset < 0 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/evidence"
 )
 
 // Paths. {id} is the agent ID.
@@ -66,6 +67,27 @@ type ActivateRequest struct {
 	Secret  []byte `json:"secret"`
 }
 
+// ChallengeRequest is PathChallenge's body; it may be empty or absent.
+type ChallengeRequest struct {
+	// Proof, when present and valid, proves that the caller holds the
+	// agent's enrolled key: an evidence.KeyProof for ChallengePurpose
+	// and the path's agent ID, made at most ProofMaxAge before or after
+	// the service's clock. Only then does the answer carry the replay
+	// hints (IMAOffset, EventLogSHA256) and tell a pending or revoked
+	// agent its status. Without it, or when it does not verify, every
+	// valid agent ID (unknown, pending, revoked or approved) gets a bare
+	// nonce: the answer says nothing about the ID, and the nonce is
+	// redeemable only with evidence signed by the agent's enrolled key.
+	Proof *evidence.KeyProof `json:"proof,omitempty"`
+}
+
+// ChallengePurpose is the purpose a challenge request's key proof signs.
+const ChallengePurpose = "challenge"
+
+// ProofMaxAge is how far a key proof's time may be from the service's
+// clock.
+const ProofMaxAge = 5 * time.Minute
+
 // Challenge is a fresh nonce for one attestation by one agent.
 type Challenge struct {
 	// Nonce is hex; single use, bound to the agent, valid until
@@ -79,6 +101,10 @@ type Challenge struct {
 	// service has verified for this agent; when the agent's log has the
 	// same digest it may leave the log out. Empty: send it.
 	EventLogSHA256 string `json:"event_log_sha256,omitempty"`
+	// Authenticated is true when the request's key proof verified: the
+	// hints above are the agent's. False: no hints (IMAOffset 0, send
+	// every log whole).
+	Authenticated bool `json:"authenticated,omitempty"`
 }
 
 // AttestResponse is the appraisal of one evidence.
@@ -190,7 +216,7 @@ const (
 	CodeEnrollConflict     = "enrollment-conflict"  // 409: the ID is enrolled with other keys
 	CodeActivationFailed   = "activation-failed"    // 403: wrong secret
 	CodeNotActivating      = "not-activating"       // 409
-	CodeUnknownAgent       = "unknown-agent"        // 404
+	CodeUnknownAgent       = "unknown-agent"        // 404: no such agent, or (attest) evidence not signed by its enrolled key: unknown, pending, revoked and outsider look alike
 	CodeAgentRevoked       = "agent-revoked"        // 403
 	CodeAgentPending       = "agent-pending"        // 403: not approved yet
 	CodeNonceInvalid       = "nonce-invalid"        // 400: not a nonce of this service (garbage, bad MAC)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/evidence"
 )
 
 // constants returns the string constants of api.go whose names start
@@ -197,7 +198,7 @@ func TestOpenAPIBodies(t *testing.T) {
 		"EnrollRequest": EnrollRequest{}, "EnrollResponse": EnrollResponse{}, "ActivateRequest": ActivateRequest{},
 		"Challenge": Challenge{}, "AttestResponse": AttestResponse{}, "Agent": Agent{}, "AgentList": AgentList{},
 		"Result": Result{}, "AdminRequest": AdminRequest{}, "Event": Event{}, "Problem": Problem{},
-		"Failure": appraise.Failure{},
+		"Failure": appraise.Failure{}, "ChallengeRequest": ChallengeRequest{}, "KeyProof": evidence.KeyProof{},
 	}
 	for name, v := range types {
 		s := d.Components.Schemas[name]

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/vigil-attest/vigil/api"
@@ -17,52 +19,148 @@ import (
 	"github.com/vigil-attest/vigil/token"
 )
 
-// approvedAgent reads the path's agent and refuses it unless approved.
-func (s *Server) approvedAgent(r *http.Request, id string) (*store.Agent, error) {
-	a, err := s.getAgentRow(r, id)
-	if err != nil {
-		return nil, err
+// Who may learn what about an agent ID. Unauthenticated callers learn
+// nothing: a challenge without a valid key proof gets a bare nonce for any
+// valid ID, and evidence that no enrolled key of the ID signed is refused
+// with unknown-agent, whether the ID is unknown, activating, pending,
+// revoked or approved (the outsider case). Only a caller proven to hold
+// the agent's enrolled key (a key proof, or evidence whose origin holds)
+// is told that the agent is pending or revoked.
+
+// notFromAgent is the one answer to a caller who did not prove it holds
+// an enrolled key of the ID: the same status, code and detail for every
+// kind of ID.
+func notFromAgent(id string) *problemError {
+	return fail(api.CodeUnknownAgent, "no agent "+strconv.Quote(id)+" is enrolled with the key that signed this request")
+}
+
+// enrolledAgent reads the path's agent and its enrolled key (the report
+// key of a software agent, the AK of a TPM agent). An unknown agent is
+// nil with no error.
+func (s *Server) enrolledAgent(r *http.Request, id string) (*store.Agent, *appraise.Agent, crypto.PublicKey, error) {
+	a, err := s.o.Store.GetAgent(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, nil, nil
 	}
+	if err != nil {
+		s.metrics.storeErrors.WithLabelValues("get_agent").Inc()
+		return nil, nil, nil, storeFailure("get_agent", err)
+	}
+	ag := &appraise.Agent{ID: a.ID, Enclave: a.Enclave}
+	if err := enrolledKeys(a, ag); err != nil {
+		return nil, nil, nil, failWith(api.CodeInternal, "internal error", err)
+	}
+	key := ag.ReportKey
+	if enclave.Kind(a.Enclave) == enclave.TPM {
+		key = ag.AK
+	}
+	return a, ag, key, nil
+}
+
+// statusGate refuses an agent proven to hold its key unless approved.
+func statusGate(a *store.Agent) error {
 	switch a.Status {
 	case store.Approved:
-		return a, nil
+		return nil
 	case store.Revoked:
-		return nil, fail(api.CodeAgentRevoked, "the agent is revoked")
+		return fail(api.CodeAgentRevoked, "the agent is revoked")
 	default:
-		return nil, fail(api.CodeAgentPending, "the agent is "+string(a.Status)+", not approved")
+		return fail(api.CodeAgentPending, "the agent is "+string(a.Status)+", not approved")
 	}
 }
 
-// challenge: POST /v1/agents/{id}/challenge. The body, if any, is
-// ignored beyond its size.
+// unattributed records, for the operator only, why a request was not
+// taken as the agent's.
+func (s *Server) unattributed(r *http.Request, reason evidence.Reason, err error) {
+	s.metrics.unattributed.WithLabelValues(string(reason)).Inc()
+	if info := infoOf(r.Context()); info != nil {
+		info.origin = string(reason) + ": " + err.Error()
+	}
+}
+
+// decoyKind is the enclave kind to check an unknown agent's proof or
+// evidence against the decoy key with, so that an unknown ID costs the
+// same work as a known one.
+func decoyKind(tpmShaped bool) enclave.Kind {
+	if tpmShaped {
+		return enclave.TPM
+	}
+	return enclave.Software
+}
+
+// challenge: POST /v1/agents/{id}/challenge with an optional
+// api.ChallengeRequest. Without a valid key proof the answer is a bare
+// nonce whatever the ID is (no store read); with one it carries the
+// agent's replay hints, or tells a pending or revoked agent so. Only the
+// client's rate budget is spent: a proof may be replayed within its
+// window by whoever saw it, so it must not spend the agent's.
 func (s *Server) challenge(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathAgent(r)
 	if err != nil {
 		return err
 	}
-	if err := s.rateLimit(w, id); err != nil {
+	var req api.ChallengeRequest
+	if err := s.decodeJSON(w, r, &req, true); err != nil {
 		return err
 	}
-	a, err := s.approvedAgent(r, id)
-	if err != nil {
-		return err
+	now := s.now()
+	c := api.Challenge{}
+	if req.Proof != nil {
+		a, err := s.provenAgent(r, id, req.Proof, now)
+		if err != nil {
+			return err
+		}
+		if a != nil {
+			if err := statusGate(a); err != nil {
+				return err
+			}
+			c.IMAOffset, c.EventLogSHA256 = stateHints(a.State)
+			c.Authenticated = true
+		}
 	}
-	n, exp, err := s.nonces.mint(id, s.now())
+	n, exp, err := s.nonces.mint(id, now)
 	if err != nil {
 		return failWith(api.CodeInternal, "internal error", err)
 	}
-	c := api.Challenge{Nonce: hex.EncodeToString(n), ExpiresAt: exp}
-	c.IMAOffset, c.EventLogSHA256 = stateHints(a.State)
+	c.Nonce, c.ExpiresAt = hex.EncodeToString(n), exp
 	return writeJSON(w, http.StatusOK, c)
 }
 
+// provenAgent returns the agent when p proves its enrolled key at now,
+// and nil (no error) when it does not or the agent is unknown.
+func (s *Server) provenAgent(r *http.Request, id string, p *evidence.KeyProof, now time.Time) (*store.Agent, error) {
+	a, _, key, err := s.enrolledAgent(r, id)
+	if err != nil {
+		return nil, err
+	}
+	kind := decoyKind(len(p.CertifyInfo) > 0)
+	if a == nil {
+		key = s.decoy
+	} else {
+		kind = enclave.Kind(a.Enclave)
+	}
+	reason, perr := evidence.CheckKeyProof(p, api.ChallengePurpose, id, kind, key)
+	if perr == nil && (p.Time.Before(now.Add(-api.ProofMaxAge)) || p.Time.After(now.Add(api.ProofMaxAge))) {
+		reason, perr = evidence.NonceMismatch, fmt.Errorf("the key proof's time %v is more than %v from the service's %v", p.Time, api.ProofMaxAge, now.UTC())
+	}
+	if a == nil || perr != nil {
+		if perr == nil {
+			reason, perr = evidence.AKUnknown, errors.New("unknown agent")
+		}
+		s.unattributed(r, reason, perr)
+		return nil, nil
+	}
+	return a, nil
+}
+
 // attest: POST /v1/agents/{id}/attest with the evidence as the body.
+// Evidence whose origin (evidence.Origin) does not hold against the
+// agent's enrolled key is an outsider's: answered as for an unknown
+// agent, before the nonce is spent, and nothing of the agent changes.
+// Evidence whose origin holds is the agent's, recorded whatever its level.
 func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathAgent(r)
 	if err != nil {
-		return err
-	}
-	if err := s.rateLimit(w, id); err != nil {
 		return err
 	}
 	body, err := readBody(w, r, s.o.MaxEvidence, false, "application/json", evidence.MediaType)
@@ -81,8 +179,27 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 	if code != "" {
 		return fail(code, nonceDetail[code])
 	}
-	a, err := s.approvedAgent(r, id)
+	a, ag, key, err := s.enrolledAgent(r, id)
 	if err != nil {
+		return err
+	}
+	if a == nil {
+		// The same work as for a known agent, against a key nobody holds.
+		reason, oerr := evidence.Origin(ev, nonce, decoyKind(ev.Quote != nil), s.decoy)
+		if oerr == nil {
+			reason, oerr = evidence.AKUnknown, errors.New("unknown agent")
+		}
+		s.unattributed(r, reason, oerr)
+		return notFromAgent(id)
+	}
+	if reason, oerr := evidence.Origin(ev, nonce, enclave.Kind(a.Enclave), key); oerr != nil {
+		s.unattributed(r, reason, oerr)
+		return notFromAgent(id)
+	}
+	if err := statusGate(a); err != nil {
+		return err
+	}
+	if err := s.rateLimit(w, id); err != nil {
 		return err
 	}
 	nh := sha256.Sum256(nonce)
@@ -93,10 +210,7 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.storeErrors.WithLabelValues("use_nonce").Inc()
 		return storeFailure("use_nonce", err)
 	}
-	req := &appraise.Request{Agent: appraise.Agent{ID: a.ID, Enclave: a.Enclave}, Nonce: nonce, Evidence: ev, State: a.State}
-	if err := enrolledKeys(a, &req.Agent); err != nil {
-		return failWith(api.CodeInternal, "internal error", err)
-	}
+	req := &appraise.Request{Agent: *ag, Nonce: nonce, Evidence: ev, State: a.State}
 	start := time.Now()
 	out, err := s.o.Appraiser.Appraise(r.Context(), req)
 	s.metrics.appraisal.Observe(time.Since(start).Seconds())

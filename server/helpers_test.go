@@ -162,10 +162,38 @@ func (a *testAgent) softEnroll(t testing.TB) *api.EnrollRequest {
 	return &api.EnrollRequest{AgentID: a.id, Enclave: "software", ReportKeyPEM: pemKey}
 }
 
-// challenge asks base for a challenge, failing unless it gets one.
+// keyProof is the agent's proof of its enrolled key for a challenge
+// request, made now (the stock agent's).
+func (a *testAgent) keyProof(t testing.TB) *evidence.KeyProof {
+	t.Helper()
+	p, err := evidence.ProveKey(context.Background(), a.enc, api.ChallengePurpose, a.id, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// challengeBody is a challenge request with the agent's key proof.
+func (a *testAgent) challengeBody(t testing.TB) api.ChallengeRequest {
+	return api.ChallengeRequest{Proof: a.keyProof(t)}
+}
+
+// challenge asks base for a challenge with the agent's key proof, as the
+// stock agent does, failing unless it gets one.
 func (a *testAgent) challenge(t testing.TB, base string) *api.Challenge {
 	t.Helper()
-	r := do(t, base, "POST", agentPath(api.PathChallenge, a.id), nil)
+	return a.challengeWith(t, base, a.challengeBody(t))
+}
+
+// bareChallenge asks for a challenge without a key proof, as anyone may.
+func (a *testAgent) bareChallenge(t testing.TB, base string) *api.Challenge {
+	t.Helper()
+	return a.challengeWith(t, base, nil)
+}
+
+func (a *testAgent) challengeWith(t testing.TB, base string, body any) *api.Challenge {
+	t.Helper()
+	r := do(t, base, "POST", agentPath(api.PathChallenge, a.id), body)
 	var c api.Challenge
 	if r.status != http.StatusOK {
 		t.Fatalf("challenge: %d %s", r.status, r.body)

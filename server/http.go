@@ -9,12 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/vigil-attest/vigil/api"
 )
@@ -22,10 +22,14 @@ import (
 // routes registers every endpoint and builds the wrapped handler.
 func (s *Server) routes() {
 	m := http.NewServeMux()
-	m.HandleFunc("POST "+api.PathEnroll, s.handle(s.enroll))
-	m.HandleFunc("POST "+api.PathActivate, s.handle(s.activate))
-	m.HandleFunc("POST "+api.PathChallenge, s.handle(s.challenge))
-	m.HandleFunc("POST "+api.PathAttest, s.handle(s.attest))
+	// The agents' endpoints: anyone may call them, so each caller's
+	// address has a budget of its own (Options.ClientRate) before any
+	// work; an agent's own budget (Options.Rate) is spent only once a
+	// request is proven to be the agent's, or (enrollment) names it.
+	m.HandleFunc("POST "+api.PathEnroll, s.handle(s.perClient(s.enroll)))
+	m.HandleFunc("POST "+api.PathActivate, s.handle(s.perClient(s.activate)))
+	m.HandleFunc("POST "+api.PathChallenge, s.handle(s.perClient(s.challenge)))
+	m.HandleFunc("POST "+api.PathAttest, s.handle(s.perClient(s.attest)))
 	m.HandleFunc("GET "+api.PathAgents, s.admin(s.listAgents))
 	m.HandleFunc("GET "+api.PathAgent, s.admin(s.getAgent))
 	m.HandleFunc("POST "+api.PathApprove, s.admin(s.approve))
@@ -34,9 +38,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+api.PathJWKS, s.handle(s.jwks))
 	m.HandleFunc("GET "+api.PathCA, s.handle(s.caPEM))
 	m.HandleFunc("GET "+api.PathOpenAPI, s.handle(s.openAPI))
-	m.Handle("GET "+api.PathMetrics, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}))
+	if !s.o.MetricsSeparate {
+		m.Handle("GET "+api.PathMetrics, s.metricsHTTP)
+	}
 	m.HandleFunc("GET "+api.PathHealthz, s.healthz)
 	m.HandleFunc("GET "+api.PathReadyz, s.handle(s.readyz))
 	s.mux = m
@@ -77,6 +81,9 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 type requestInfo struct {
 	agent   string
 	problem string
+	// origin says why a request was not taken as its agent's (operator
+	// only: the caller got the uniform answer).
+	origin string
 }
 
 type infoKey struct{}
@@ -149,6 +156,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if info.problem != "" {
 			attrs = append(attrs, slog.String("problem", info.problem))
+		}
+		if info.origin != "" {
+			attrs = append(attrs, slog.String("not_from_agent", info.origin))
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "http", attrs...)
 	}()
@@ -332,12 +342,47 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 
 // rateLimit takes a token from the agent's bucket or answers 429.
 func (s *Server) rateLimit(w http.ResponseWriter, agentID string) error {
-	ok, wait := s.limiter.allow(agentID, s.now())
+	return s.takeToken(w, s.limiter, agentID, "agent", "too many requests for this agent; retry later")
+}
+
+// perClient takes a token from the bucket of the request's client (its
+// remote address; IPv6 by /64) before h runs, or answers 429.
+func (s *Server) perClient(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := s.takeToken(w, s.clients, clientKey(r.RemoteAddr), "client", "too many requests from this address; retry later"); err != nil {
+			return err
+		}
+		return h(w, r)
+	}
+}
+
+func (s *Server) takeToken(w http.ResponseWriter, l *limiter, key, scope, detail string) error {
+	ok, wait := l.allow(key, s.now())
 	if ok {
 		return nil
 	}
-	s.metrics.rateLimited.Inc()
+	s.metrics.rateLimited.WithLabelValues(scope).Inc()
 	secs := int64((wait + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
-	return fail(api.CodeRateLimited, "too many requests for this agent; retry later")
+	return fail(api.CodeRateLimited, detail)
+}
+
+// clientKey is the rate-limit key of a remote address: the IP, or for
+// IPv6 its /64 (one host's share of addresses).
+func clientKey(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return "client:" + host
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return "client:" + p.String()
+		}
+	}
+	return "client:" + ip.String()
 }

@@ -1,11 +1,43 @@
 package server
 
 import (
+	"log/slog"
+	"net/http"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// Who may read /metrics (Options.MetricsAuth).
+const (
+	// MetricsPublic serves the metrics to anyone who reaches the
+	// listener (the default).
+	MetricsPublic = "public"
+	// MetricsAdmin requires the admin bearer token (401 unauthorized
+	// otherwise, as the admin API).
+	MetricsAdmin = "admin"
+)
+
+// MetricsHandler serves the Prometheus metrics under Options.MetricsAuth.
+// It is what Handler routes at /metrics, unless Options.MetricsSeparate
+// took the metrics off the API handler to serve them on a listener of
+// their own.
+func (s *Server) MetricsHandler() http.Handler { return s.metricsHTTP }
+
+func (s *Server) metricsHandler() http.Handler {
+	h := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	})
+	if s.o.MetricsAuth == MetricsAdmin {
+		return s.admin(func(w http.ResponseWriter, r *http.Request) error {
+			h.ServeHTTP(w, r)
+			return nil
+		})
+	}
+	return h
+}
 
 // metrics are the service's Prometheus metrics, in a registry of the
 // server's own (never the global one: tests start several servers).
@@ -20,7 +52,8 @@ type metrics struct {
 	agents         *prometheus.GaugeVec
 	panics         prometheus.Counter
 	pruned         prometheus.Counter
-	rateLimited    prometheus.Counter
+	rateLimited    *prometheus.CounterVec
+	unattributed   *prometheus.CounterVec
 	inFlight       prometheus.Gauge
 	limiterBuckets prometheus.GaugeFunc
 }
@@ -56,17 +89,20 @@ func newMetrics(limiterSize func() int) *metrics {
 	m.pruned = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "vigil_pruned_rows_total", Help: "Result and nonce rows deleted by retention.",
 	})
-	m.rateLimited = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "vigil_rate_limited_total", Help: "Requests refused by the per-agent rate limit.",
-	})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_rate_limited_total", Help: "Requests refused by a rate limit, by scope (agent: the agent's budget; client: the caller address's).",
+	}, []string{"scope"})
+	m.unattributed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vigil_not_from_agent_total", Help: "Challenge key proofs and evidence not signed by an enrolled key of their agent ID (answered unknown-agent or with a bare nonce), by evidence reason.",
+	}, []string{"reason"})
 	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "vigil_http_requests_in_flight", Help: "HTTP requests being served.",
 	})
 	m.limiterBuckets = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "vigil_rate_limiter_buckets", Help: "Per-agent rate-limit buckets held in memory.",
+		Name: "vigil_rate_limiter_buckets", Help: "Rate-limit buckets (per agent and per client) held in memory.",
 	}, func() float64 { return float64(limiterSize()) })
 	m.reg.MustRegister(m.requests, m.latency, m.attestations, m.appraisal, m.storeErrors,
-		m.nonceRejected, m.agents, m.panics, m.pruned, m.rateLimited, m.inFlight, m.limiterBuckets,
+		m.nonceRejected, m.agents, m.panics, m.pruned, m.rateLimited, m.unattributed, m.inFlight, m.limiterBuckets,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -17,6 +17,14 @@ import (
 // key accepts, bound to one agent and to an expiry. Single use is the
 // store's job (Store.UseNonce on the nonce's SHA-256).
 //
+// Single use must not rest on the replicas' clocks agreeing. The encoded
+// expiry E is the minting replica's now + TTL + skew; a replica accepts
+// the nonce while its own clock is before E − skew (the TTL the agent
+// was told), the store keeps its record until E, and pruning deletes
+// records only once E is more than skew before the pruning replica's
+// clock. A record therefore outlives every acceptance as long as any two
+// replicas' clocks differ by less than 2 × skew (Options.NonceSkew).
+//
 //	version(1) ‖ expiry unix seconds(8, big endian) ‖ SHA-256(agent ID)[:8]
 //	‖ random(16) ‖ HMAC-SHA256(key, all previous ‖ agent ID)[:16]
 const (
@@ -35,15 +43,21 @@ const (
 type nonces struct {
 	key []byte
 	ttl time.Duration
+	// skew is the margin of the expiry check (and, in Server.prune, of
+	// the pruning).
+	skew time.Duration
 	// random is crypto/rand.Reader (tests replace it).
 	random io.Reader
 }
 
-func newNonces(key []byte, ttl time.Duration) (*nonces, error) {
+func newNonces(key []byte, ttl, skew time.Duration) (*nonces, error) {
 	if len(key) < minNonceKey {
 		return nil, fmt.Errorf("nonce key of %d bytes, want at least %d", len(key), minNonceKey)
 	}
-	return &nonces{key: key, ttl: ttl, random: rand.Reader}, nil
+	if skew < 0 {
+		return nil, fmt.Errorf("negative nonce skew margin %v", skew)
+	}
+	return &nonces{key: key, ttl: ttl, skew: skew, random: rand.Reader}, nil
 }
 
 func agentTag(agentID string) []byte {
@@ -58,9 +72,10 @@ func (n *nonces) mac(body []byte, agentID string) []byte {
 	return m.Sum(nil)[:nonceMACLen]
 }
 
-// mint returns a fresh nonce for agentID and its expiry (whole seconds).
+// mint returns a fresh nonce for agentID and when replicas stop
+// accepting it (whole seconds): now + TTL.
 func (n *nonces) mint(agentID string, now time.Time) ([]byte, time.Time, error) {
-	exp := now.Add(n.ttl).Unix()
+	exp := now.Add(n.ttl + n.skew).Unix()
 	b := make([]byte, nonceBodyLen, NonceLen)
 	b[0] = nonceVersion
 	binary.BigEndian.PutUint64(b[1:9], uint64(exp))
@@ -69,12 +84,14 @@ func (n *nonces) mint(agentID string, now time.Time) ([]byte, time.Time, error) 
 		return nil, time.Time{}, fmt.Errorf("reading random nonce bytes: %w", err)
 	}
 	b = append(b, n.mac(b, agentID)...)
-	return b, time.Unix(exp, 0).UTC(), nil
+	return b, time.Unix(exp, 0).Add(-n.skew).UTC(), nil
 }
 
 // check verifies a nonce presented by agentID at now: its form and MAC
 // (nonce-invalid), its agent (nonce-wrong-agent) and its expiry
-// (nonce-expired). It returns the expiry, and "" or the problem code.
+// (nonce-expired, from skew before the encoded expiry on). It returns
+// the encoded expiry, until which the store must keep the nonce's
+// record, and "" or the problem code.
 // A nonce for another agent is recognised by its agent tag; its MAC
 // cannot be checked without that agent's ID, and it is refused anyway.
 func (n *nonces) check(b []byte, agentID string, now time.Time) (time.Time, string) {
@@ -92,7 +109,7 @@ func (n *nonces) check(b []byte, agentID string, now time.Time) (time.Time, stri
 		return time.Time{}, api.CodeNonceInvalid
 	}
 	expires := time.Unix(int64(exp), 0).UTC()
-	if !now.Before(expires) {
+	if !now.Before(expires.Add(-n.skew)) {
 		return expires, api.CodeNonceExpired
 	}
 	return expires, ""

@@ -13,7 +13,7 @@ import (
 var testKey = bytes.Repeat([]byte{0x42}, 32)
 
 func TestNonce(t *testing.T) {
-	n, err := newNonces(testKey, 2*time.Minute)
+	n, err := newNonces(testKey, 2*time.Minute, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestNonce(t *testing.T) {
 	if b2, _, _ := n.mint("agent-1", now); bytes.Equal(b, b2) {
 		t.Fatal("two nonces are equal")
 	}
-	other, _ := newNonces(bytes.Repeat([]byte{0x43}, 32), 2*time.Minute)
+	other, _ := newNonces(bytes.Repeat([]byte{0x43}, 32), 2*time.Minute, 0)
 	cases := []struct {
 		name  string
 		nonce []byte
@@ -76,7 +76,7 @@ func TestNonce(t *testing.T) {
 	if _, got := n.check(m, "agent-1", exp.Add(time.Minute)); got != api.CodeNonceInvalid {
 		t.Fatalf("extended expiry: %q", got)
 	}
-	if _, err := newNonces(make([]byte, 16), time.Minute); err == nil {
+	if _, err := newNonces(make([]byte, 16), time.Minute, 0); err == nil {
 		t.Fatal("a 16-byte key was accepted")
 	}
 }
@@ -84,7 +84,7 @@ func TestNonce(t *testing.T) {
 // FuzzNonceCheck: no input crashes the checker, and none but the minted
 // nonces passes it.
 func FuzzNonceCheck(f *testing.F) {
-	n, _ := newNonces(testKey, 2*time.Minute)
+	n, _ := newNonces(testKey, 2*time.Minute, 0)
 	// Deterministic: fuzz workers rebuild the seeds the coordinator made.
 	n.random = mrand.NewChaCha8([32]byte{1})
 	now := time.Unix(1_800_000_000, 0)

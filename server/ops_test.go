@@ -37,8 +37,11 @@ func TestDatabaseFailure(t *testing.T) {
 		{"POST", agentPath(api.PathRevoke, "db-1")},
 	} {
 		var body any
-		if c.path == api.PathEnroll {
+		switch c.path {
+		case api.PathEnroll:
 			body = newSoftAgent(t, "db-2").softEnroll(t)
+		case agentPath(api.PathChallenge, "db-1"):
+			body = a.challengeBody(t)
 		}
 		admin(t, svc, c.method, c.path, body).wantProblem(t, 503, api.CodeUnavailable)
 	}
@@ -84,7 +87,7 @@ func TestClosedStore(t *testing.T) {
 	ev := a.evidenceFor(t, a.challenge(t, svc.URL))
 	svc.Store.Close()
 	a.attest(t, svc.URL, ev).wantProblem(t, 503, api.CodeUnavailable)
-	do(t, svc.URL, "POST", agentPath(api.PathChallenge, "closed-1"), nil).wantProblem(t, 503, api.CodeUnavailable)
+	do(t, svc.URL, "POST", agentPath(api.PathChallenge, "closed-1"), a.challengeBody(t)).wantProblem(t, 503, api.CodeUnavailable)
 	do(t, svc.URL, "GET", api.PathReadyz, nil).wantProblem(t, 503, api.CodeUnavailable)
 	do(t, svc.URL, "GET", api.PathHealthz, nil).decode(t, &map[string]string{})
 }
@@ -132,33 +135,33 @@ func TestRequestTimeout(t *testing.T) {
 	do(t, svc.URL, "POST", api.PathEnroll, a.softEnroll(t)).decode(t, &api.EnrollResponse{})
 	fs.slow.Store(true)
 	start := time.Now()
-	do(t, svc.URL, "POST", agentPath(api.PathChallenge, "slow-1"), nil).wantProblem(t, 503, api.CodeTimeout)
+	do(t, svc.URL, "POST", agentPath(api.PathChallenge, "slow-1"), a.challengeBody(t)).wantProblem(t, 503, api.CodeTimeout)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the timeout took %v", d)
 	}
 }
 
-// TestRateLimit: each agent has its own token bucket; past it, 429 with
-// Retry-After.
+// TestRateLimit: each agent has its own token bucket, spent by enrollment
+// and by attestations proven to be the agent's (never by challenges,
+// which anyone may ask for); past it, 429 with Retry-After.
 func TestRateLimit(t *testing.T) {
 	svc := testserver.Start(t, testserver.Options{Rate: 0.5, Burst: 3})
 	a, b := newSoftAgent(t, "rl-1"), newSoftAgent(t, "rl-2")
 	for _, x := range []*testAgent{a, b} {
 		do(t, svc.URL, "POST", api.PathEnroll, x.softEnroll(t)).decode(t, &api.EnrollResponse{})
 	}
-	// Enrollment took one token of rl-1's three.
+	// Enrollment took one token of rl-1's three; challenges take none.
 	for range 2 {
-		a.challenge(t, svc.URL)
+		a.round(t, svc.URL)
 	}
-	r := do(t, svc.URL, "POST", agentPath(api.PathChallenge, "rl-1"), nil)
+	r := a.attest(t, svc.URL, a.evidenceFor(t, a.challenge(t, svc.URL)))
 	r.wantProblem(t, 429, api.CodeRateLimited)
 	if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 || s > 2 {
 		t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
 	}
-	a.attest(t, svc.URL, []byte("{}")).wantProblem(t, 429, api.CodeRateLimited)
 	// Another agent is not affected.
 	b.round(t, svc.URL)
-	if m := metricsText(t, svc.URL); !strings.Contains(m, "vigil_rate_limited_total 2") {
+	if m := metricsText(t, svc.URL); !strings.Contains(m, `vigil_rate_limited_total{scope="agent"} 1`) {
 		t.Error("rate limiting not counted")
 	}
 }

@@ -125,10 +125,12 @@ func TestProblems(t *testing.T) {
 		{"activate no secret", "POST", api.PathActivate, api.ActivateRequest{AgentID: "act-1"}, "", nil, 403, api.CodeActivationFailed},
 		{"activate bad id", "POST", api.PathActivate, api.ActivateRequest{AgentID: "a/b"}, "", nil, 400, api.CodeInvalidAgentID},
 
-		{"challenge unknown", "POST", agentPath(api.PathChallenge, "nobody"), nil, "", nil, 404, api.CodeUnknownAgent},
-		{"challenge pending", "POST", agentPath(api.PathChallenge, "pend-1"), nil, "", nil, 403, api.CodeAgentPending},
-		{"challenge activating", "POST", agentPath(api.PathChallenge, "act-1"), nil, "", nil, 403, api.CodeAgentPending},
-		{"challenge revoked", "POST", agentPath(api.PathChallenge, "gone-1"), nil, "", nil, 403, api.CodeAgentRevoked},
+		// Told only to a caller proving the agent's key (see
+		// TestNoStatusOracle for everyone else).
+		{"challenge pending", "POST", agentPath(api.PathChallenge, "pend-1"), pend.challengeBody(t), "", nil, 403, api.CodeAgentPending},
+		{"challenge activating", "POST", agentPath(api.PathChallenge, "act-1"), act.challengeBody(t), "", nil, 403, api.CodeAgentPending},
+		{"challenge revoked", "POST", agentPath(api.PathChallenge, "gone-1"), gone.challengeBody(t), "", nil, 403, api.CodeAgentRevoked},
+		{"challenge unknown field", "POST", agentPath(api.PathChallenge, "ok-1"), `{"proof":{},"x":1}`, "", nil, 400, api.CodeBadRequest},
 		{"challenge bad id", "POST", agentPath(api.PathChallenge, "bad%20id"), nil, "", nil, 400, api.CodeInvalidAgentID},
 
 		{"attest garbage", "POST", agentPath(api.PathAttest, "ok-1"), "\x00garbage", "", nil, 400, api.CodeBadRequest},
@@ -145,7 +147,8 @@ func TestProblems(t *testing.T) {
 		{"attest another agent's nonce", "POST", agentPath(api.PathAttest, "ok-1"), ok2Ev, "", nil, 400, api.CodeNonceWrongAgent},
 		{"attest replayed", "POST", agentPath(api.PathAttest, "ok-1"), used, "", nil, 409, api.CodeNonceReplayed},
 		{"attest unknown agent", "POST", agentPath(api.PathAttest, "ghost-1"), ghostEv, "", nil, 404, api.CodeUnknownAgent},
-		{"attest pending", "POST", agentPath(api.PathAttest, "pend-1"), pendEv, "", nil, 403, api.CodeAgentPending},
+		{"attest pending, another's key", "POST", agentPath(api.PathAttest, "pend-1"), pendEv, "", nil, 404, api.CodeUnknownAgent},
+		{"attest pending", "POST", agentPath(api.PathAttest, "pend-1"), pend.evidenceFor(t, pend.bareChallenge(t, svc.URL)), "", nil, 403, api.CodeAgentPending},
 		{"attest revoked at once", "POST", agentPath(api.PathAttest, "gone-1"), gone.evidenceFor(t, goneNonce), "", nil, 403, api.CodeAgentRevoked},
 
 		{"admin no token", "GET", api.PathAgents, nil, "", []string{}, 401, api.CodeUnauthorized},
@@ -223,7 +226,7 @@ func TestSoftwareModes(t *testing.T) {
 	if er.Status != "pending" {
 		t.Fatalf("enroll %+v", er)
 	}
-	do(t, pend.URL, "POST", agentPath(api.PathChallenge, "soft-1"), nil).wantProblem(t, 403, api.CodeAgentPending)
+	do(t, pend.URL, "POST", agentPath(api.PathChallenge, "soft-1"), a.challengeBody(t)).wantProblem(t, 403, api.CodeAgentPending)
 	// Enrolling again with the same key is idempotent.
 	if r := do(t, pend.URL, "POST", api.PathEnroll, a.softEnroll(t)); r.status != 200 {
 		t.Fatalf("re-enroll: %d %s", r.status, r.body)

@@ -67,7 +67,7 @@ func TestReplicas(t *testing.T) {
 	ev = a.evidenceFor(t, a.challenge(t, rb.URL))
 	admin(t, ra, "POST", agentPath(api.PathRevoke, "rep-1"), nil).decode(t, &api.Agent{})
 	a.attest(t, rb.URL, ev).wantProblem(t, 403, api.CodeAgentRevoked)
-	do(t, rb.URL, "POST", agentPath(api.PathChallenge, "rep-1"), nil).wantProblem(t, 403, api.CodeAgentRevoked)
+	do(t, rb.URL, "POST", agentPath(api.PathChallenge, "rep-1"), a.challengeBody(t)).wantProblem(t, 403, api.CodeAgentRevoked)
 }
 
 // TestRestartKeepsResults: agents attest without pause while the service

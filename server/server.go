@@ -13,6 +13,9 @@ package server
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -50,6 +53,9 @@ const (
 	DefaultMaxBody        = 64 << 10
 	DefaultRate           = 5
 	DefaultBurst          = 10
+	DefaultClientRate     = 100
+	DefaultClientBurst    = 200
+	DefaultNonceSkew      = time.Minute
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultResultsShown   = 20
 	// NonceKeyName is the store secret holding the nonce key when
@@ -112,11 +118,31 @@ type Options struct {
 	// every other body (DefaultMaxBody).
 	MaxEvidence int64
 	MaxBody     int64
-	// Rate and Burst are each agent's token bucket for enrollment,
-	// challenges and attestations (DefaultRate per second, DefaultBurst);
-	// a negative Rate disables the limit.
+	// Rate and Burst are each agent's token bucket for enrollment and
+	// for attestations proven to be the agent's (DefaultRate per second,
+	// DefaultBurst); a negative Rate disables the limit. Challenges never
+	// spend it: anyone may ask for one.
 	Rate  float64
 	Burst int
+	// ClientRate and ClientBurst are each client address's token bucket
+	// (IPv6 by /64) for enrollment, activation, challenges and
+	// attestations, taken before any work (DefaultClientRate,
+	// DefaultClientBurst); a negative ClientRate disables it. Behind a
+	// proxy or a NAT every agent shares the proxy's address: raise it or
+	// disable it there.
+	ClientRate  float64
+	ClientBurst int
+	// NonceSkew is the clock margin of single use (DefaultNonceSkew): a
+	// nonce is refused from NonceSkew before its encoded expiry on, and
+	// its record is pruned only NonceSkew after it, so replicas whose
+	// clocks differ by less than 2 × NonceSkew cannot accept a nonce
+	// twice.
+	NonceSkew time.Duration
+	// MetricsAuth is who may read /metrics: MetricsPublic (default) or
+	// MetricsAdmin (the admin token). MetricsSeparate takes /metrics off
+	// Handler (404 there): serve MetricsHandler on a listener of its own.
+	MetricsAuth     string
+	MetricsSeparate bool
 	// RequestTimeout bounds each request's work (DefaultRequestTimeout);
 	// past it the answer is 503 timeout.
 	RequestTimeout time.Duration
@@ -143,8 +169,17 @@ type Server struct {
 	handler http.Handler
 	metrics *metrics
 	limiter *limiter
-	allow   map[string]bool
-	now     func() time.Time
+	// clients is the per-client-address limiter.
+	clients *limiter
+	// decoy is a key nobody holds: unknown agents' proofs and evidence
+	// are checked against it, so that they cost what known ones do.
+	decoy crypto.PublicKey
+	// metricsHTTP serves /metrics (MetricsHandler).
+	metricsHTTP http.Handler
+	// ready caches the readiness write probe.
+	ready readiness
+	allow map[string]bool
+	now   func() time.Time
 	// activationKey derives credential-activation secrets.
 	activationKey []byte
 	// draining ends when Run begins its shutdown: it ends the event
@@ -186,6 +221,22 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Burst <= 0 {
 		o.Burst = DefaultBurst
 	}
+	if o.ClientRate == 0 {
+		o.ClientRate = DefaultClientRate
+	}
+	if o.ClientBurst <= 0 {
+		o.ClientBurst = DefaultClientBurst
+	}
+	if o.NonceSkew == 0 {
+		o.NonceSkew = DefaultNonceSkew
+	}
+	switch o.MetricsAuth {
+	case "":
+		o.MetricsAuth = MetricsPublic
+	case MetricsPublic, MetricsAdmin:
+	default:
+		return nil, fmt.Errorf("server: metrics auth %q, want public or admin", o.MetricsAuth)
+	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = DefaultRequestTimeout
 	}
@@ -207,7 +258,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 			return nil, fmt.Errorf("server: loading the nonce key from the store: %w", err)
 		}
 	}
-	n, err := newNonces(key, o.NonceTTL)
+	n, err := newNonces(key, o.NonceTTL, o.NonceSkew)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -219,7 +270,14 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	ak := sha256.Sum256(append([]byte("vigil activation key\x00"), key...))
 	s.activationKey = ak[:]
 	s.limiter = newLimiter(o.Rate, o.Burst)
-	s.metrics = newMetrics(s.limiter.size)
+	s.clients = newLimiter(o.ClientRate, o.ClientBurst)
+	s.metrics = newMetrics(func() int { return s.limiter.size() + s.clients.size() })
+	decoy, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("server: decoy key: %w", err)
+	}
+	s.decoy = &decoy.PublicKey
+	s.metricsHTTP = s.metricsHandler()
 	s.routes()
 	return s, nil
 }
@@ -296,6 +354,7 @@ func (s *Server) Maintain(ctx context.Context) {
 		case <-gauge.C:
 			s.refreshAgents(ctx)
 			s.limiter.sweep(s.now())
+			s.clients.sweep(s.now())
 		}
 	}
 }
@@ -314,7 +373,8 @@ func (s *Server) prune(ctx context.Context) {
 	if s.o.Retention > 0 {
 		before = now.Add(-s.o.Retention)
 	}
-	n, err := s.o.Store.Prune(ctx, before, now)
+	// Nonce records go NonceSkew after their expiry (see nonces).
+	n, err := s.o.Store.Prune(ctx, before, now.Add(-s.o.NonceSkew))
 	if err != nil {
 		if ctx.Err() == nil {
 			s.metrics.storeErrors.WithLabelValues("prune").Inc()

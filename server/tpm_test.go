@@ -138,7 +138,7 @@ func TestTPMApproval(t *testing.T) {
 	if ar := a.enrollTPM(t, plain.URL); ar.Status != "pending" {
 		t.Fatalf("unverified EK: %+v", ar)
 	}
-	do(t, plain.URL, "POST", agentPath(api.PathChallenge, "tpm-02"), nil).wantProblem(t, 403, api.CodeAgentPending)
+	do(t, plain.URL, "POST", agentPath(api.PathChallenge, "tpm-02"), a.challengeBody(t)).wantProblem(t, 403, api.CodeAgentPending)
 	var ag api.Agent
 	admin(t, plain, "POST", agentPath(api.PathApprove, "tpm-02"), nil).decode(t, &ag)
 	if ag.Status != "approved" || ag.EKHash != hex.EncodeToString(ekHash[:]) || ag.Enclave != "tpm" {

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,6 +105,18 @@ type Config struct {
 	// disables it).
 	Rate  float64
 	Burst int
+	// ClientRate and ClientBurst are the per-client-address limit (0:
+	// defaults; ClientRate < 0 disables it, as behind a proxy or NAT).
+	ClientRate  float64
+	ClientBurst int
+	// NonceSkew is the clock margin of single use across replicas (0:
+	// server.DefaultNonceSkew).
+	NonceSkew time.Duration
+	// MetricsAuth is who may read /metrics: "public" (default) or
+	// "admin" (the admin token). MetricsListen, when set, serves
+	// /metrics on that address only (plain HTTP), not on Listen.
+	MetricsAuth   string
+	MetricsListen string
 	// Webhooks receive level and status changes.
 	Webhooks []events.Webhook
 	// Logger defaults to slog.Default().
@@ -130,6 +143,7 @@ type Service struct {
 	TLSPool *x509.CertPool
 
 	ln     net.Listener
+	mln    net.Listener // Config.MetricsListen's
 	cancel context.CancelFunc
 }
 
@@ -194,6 +208,12 @@ func Open(ctx context.Context, c Config) (_ *Service, err error) {
 	if s.ln, err = net.Listen("tcp", c.Listen); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
+	if c.MetricsListen != "" {
+		if s.mln, err = net.Listen("tcp", c.MetricsListen); err != nil {
+			s.ln.Close()
+			return nil, fmt.Errorf("metrics listen: %w", err)
+		}
+	}
 	to := token.Options{Issuer: c.Issuer, Validity: c.TokenValidity, KeyLifetime: c.KeyLifetime, Logger: c.Logger}
 	if to.Issuer == "" {
 		to.Issuer = s.URL()
@@ -217,6 +237,8 @@ func Open(ctx context.Context, c Config) (_ *Service, err error) {
 		Events: s.Events, EventsHandler: s.Events.Handler(), Logger: c.Logger,
 		NonceTTL: c.NonceTTL, EKAllowlist: c.EKAllowlist, Software: c.Software,
 		AdminToken: s.AdminToken, Rate: c.Rate, Burst: c.Burst, Retention: c.Retention, TLS: s.TLS,
+		ClientRate: c.ClientRate, ClientBurst: c.ClientBurst, NonceSkew: c.NonceSkew,
+		MetricsAuth: c.MetricsAuth, MetricsSeparate: c.MetricsListen != "",
 	}
 	if so.EKRoots, err = trust.LoadCertificateFiles(c.EKRoots); err != nil {
 		return nil, fmt.Errorf("EK roots: %w", err)
@@ -254,7 +276,22 @@ func (s *Service) Serve(ctx context.Context) error {
 		}
 		go s.Policies.Watch(ctx, every)
 	}
+	if s.mln != nil {
+		ms := &http.Server{Handler: s.Server.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(s.Config.Logger.Handler(), slog.LevelWarn)}
+		go ms.Serve(s.mln)
+		defer ms.Close()
+	}
 	return s.Server.Run(ctx, s.ln)
+}
+
+// MetricsAddr is the address of Config.MetricsListen's listener (nil
+// without one).
+func (s *Service) MetricsAddr() net.Addr {
+	if s.mln == nil {
+		return nil
+	}
+	return s.mln.Addr()
 }
 
 // Close releases the store and the event bus (after Serve returned).
@@ -271,6 +308,9 @@ func (s *Service) Close() error {
 	}
 	if s.ln != nil && s.Server == nil {
 		s.ln.Close()
+	}
+	if s.mln != nil && s.Server == nil {
+		s.mln.Close()
 	}
 	return errors.Join(errs...)
 }

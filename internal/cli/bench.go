@@ -202,7 +202,9 @@ func (b *benchAttestOptions) startLocal(ctx context.Context, g *globalOptions) (
 		// Software agents wait for the generator's approval, as simulated
 		// TPMs do (their EKs have no certificate).
 		Software: server.SoftwarePending,
-		Logger:   g.logger,
+		// The generator is one client address by construction.
+		ClientRate: -1,
+		Logger:     g.logger,
 	}
 	s, err := service.Open(ctx, cfg)
 	if err != nil {

@@ -53,6 +53,11 @@ func (o *serviceOptions) addFlags(fs *pflag.FlagSet, listen string) {
 	fs.DurationVar(&c.Retention, "retention", 30*24*time.Hour, "delete results older than this (each agent keeps its latest); 0 keeps all")
 	fs.Float64Var(&c.Rate, "rate", 0, "requests per second per agent (default 5; negative disables)")
 	fs.IntVar(&c.Burst, "burst", 0, "per-agent burst (default 10)")
+	fs.Float64Var(&c.ClientRate, "client-rate", 0, "requests per second per client address, IPv6 per /64 (default 100; negative disables, e.g. behind a proxy)")
+	fs.IntVar(&c.ClientBurst, "client-burst", 0, "per-client burst (default 200)")
+	fs.DurationVar(&c.NonceSkew, "nonce-skew", 0, "clock margin of single-use nonces; replica clocks may differ by less than twice it (default 1m)")
+	fs.StringVar(&c.MetricsAuth, "metrics-auth", "public", "who may read /metrics: public or admin (the admin token)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve /metrics on this address (plain HTTP) instead of --listen")
 	fs.StringSliceVar(&o.webhooks, "webhook", nil, "URL receiving level and status changes (repeatable)")
 	fs.StringVar(&o.webhookSecretFile, "webhook-secret-file", "", "file holding the webhooks' HMAC secret (at least 16 bytes)")
 }

@@ -54,6 +54,10 @@ type Options struct {
 	// (unlike server.Options) so that tests may hammer one agent.
 	Rate  float64
 	Burst int
+	// ClientRate and ClientBurst are the per-client-address limit; like
+	// Rate, 0 disables it (every test client is 127.0.0.1).
+	ClientRate  float64
+	ClientBurst int
 	// Now is the clock of the server, the appraiser and the issuer.
 	Now func() time.Time
 	// Logger defaults to discarding.
@@ -109,6 +113,9 @@ func Start(t testing.TB, o Options) *Service {
 	if o.Rate == 0 {
 		o.Rate = -1
 	}
+	if o.ClientRate == 0 {
+		o.ClientRate = -1
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -151,7 +158,7 @@ func (s *Service) start(ln net.Listener) {
 		Store: st, Appraiser: ap, Issuer: iss, Events: bus, EventsHandler: bus.Handler(), Logger: o.Logger,
 		NonceKey: o.NonceKey, NonceTTL: o.NonceTTL, EKRoots: o.EKRoots, EKIntermediates: o.EKIntermediates,
 		EKAllowlist: o.EKAllowlist, Software: o.Software, AdminToken: o.AdminToken,
-		Rate: o.Rate, Burst: o.Burst, Now: o.Now,
+		Rate: o.Rate, Burst: o.Burst, ClientRate: o.ClientRate, ClientBurst: o.ClientBurst, Now: o.Now,
 	}
 	if o.Configure != nil {
 		o.Configure(&so)
