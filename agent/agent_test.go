@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
+
 	"github.com/vigil-attest/vigil/agent"
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/appraise"
@@ -31,7 +33,6 @@ import (
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/hostfs"
 	"github.com/vigil-attest/vigil/ima/imatest"
-	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testhost"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/internal/testserver"
@@ -304,7 +305,8 @@ func (r *recorder) checkEventLog(t *testing.T, log []byte) {
 // each round sending only the IMA increment, and the socket serves the
 // latest session report.
 func TestTPMAgent(t *testing.T) {
-	logBytes, err := os.ReadFile(artifacts.SharedData(t, "eventlogs/sb_cert_eventlog"))
+	boot := eventlogtest.Debian()
+	logBytes, err := boot.Log(), error(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,8 +323,8 @@ func TestTPMAgent(t *testing.T) {
 		if err := host.SetSecureBoot(true, []*x509.Certificate{testpki.NewRoot(testpki.Options{}).Cert}, 40); err != nil {
 			t.Fatal(err)
 		}
-		list := imatest.List(60)
-		first := list[:len(imatest.List(50))]
+		list := imatest.Boot(60, boot.BootPCRs())
+		first := list[:len(imatest.Boot(50, boot.BootPCRs()))]
 		host.Files[testhost.IMAListPath] = first
 		root := host.WriteDir(t)
 		testtpm.ExtendEventLog(t, e, logBytes)

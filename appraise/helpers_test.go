@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
-	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,9 +51,6 @@ func healthyHost(tb testing.TB) *testhost.Host {
 	if err := h.SetSecureBoot(true, []*x509.Certificate{pki.Root.Cert}, 40); err != nil {
 		tb.Fatal(err)
 	}
-	// The command line grub measured (eventlogtest.Debian), as the kernel
-	// shows it.
-	h.Cmdline = "BOOT_IMAGE=" + eventlogtest.DebianCmdline
 	// A process table (init), so the process claims are measured.
 	h.Processes = append(h.Processes, testhost.Process{PID: 1, Comm: "systemd", Exe: "/usr/lib/systemd/systemd", ExeData: []byte("\x7fELF systemd")})
 	for _, n := range []string{"nf_tables", "vboxguest"} {

@@ -7,14 +7,14 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"net/http"
-	"os"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
+
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/evidence"
-	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/internal/testtpm"
@@ -154,7 +154,7 @@ func TestTPMApproval(t *testing.T) {
 // service still counts it as verified while the boot PCRs are unchanged.
 func TestTPMEventLogHint(t *testing.T) {
 	a, sw := swtpmAgent(t, "tpm-log", testtpm.Options{})
-	log, err := os.ReadFile(artifacts.SharedData(t, "eventlogs/sb_cert_eventlog"))
+	log, err := eventlogtest.Debian().Log(), error(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

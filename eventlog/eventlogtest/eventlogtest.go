@@ -115,6 +115,17 @@ type Boot struct {
 // (a digest of the wrong size, a separator PCR outside 0 to 7).
 func (b Boot) Log() []byte { l, _ := b.build(); return l }
 
+// BootPCRs are the SHA-256 PCRs 0–9 the boot leaves, as
+// imatest.Boot takes them to compute an IMA list's boot_aggregate.
+func (b Boot) BootPCRs() [10][32]byte {
+	var out [10][32]byte
+	p := b.PCRs()
+	for i := range out {
+		out[i] = p[i]
+	}
+	return out
+}
+
 // PCRs returns the SHA-256 PCR values the log replays to (from zero:
 // locality 0), for the PCRs it extends.
 func (b Boot) PCRs() map[int][32]byte { _, p := b.build(); return p }
@@ -454,7 +465,7 @@ var (
 )
 
 // Kernel command line of Debian().
-const DebianCmdline = `/vmlinuz-6.1.0-28-amd64 root=/dev/vda1 ro "ima_policy=tcb|critical_data"`
+const DebianCmdline = `/vmlinuz-6.1.0-28-amd64 root=/dev/vda1 ro ima_policy=tcb|critical_data module.sig_enforce=1 lockdown=integrity`
 
 // Debian returns a Debian 12 VM booting under Secure Boot on OVMF: PK,
 // KEK, db (Windows PCA and UEFI CA) and a dbx of three SHA-256 entries
@@ -496,13 +507,13 @@ func Debian() Boot {
 			"set timeout_style=menu", "set timeout=5",
 			"menuentry Debian GNU/Linux --class debian --class gnu-linux --class gnu --class os --id gnulinux-simple-" + boot +
 				" {\n\tload_video\n\tinsmod gzio\n\tinsmod part_gpt\n\tinsmod ext2\n\tsearch --no-floppy --fs-uuid --set=root " + boot +
-				"\n\techo\t'Loading Linux 6.1.0-28-amd64 ...'\n\tlinux\t/vmlinuz-6.1.0-28-amd64 root=/dev/vda1 ro \"ima_policy=tcb|critical_data\"" +
+				"\n\techo\t'Loading Linux 6.1.0-28-amd64 ...'\n\tlinux\t/vmlinuz-6.1.0-28-amd64 root=/dev/vda1 ro \"ima_policy=tcb|critical_data\" module.sig_enforce=1 lockdown=integrity" +
 				"\n\techo\t'Loading initial ramdisk ...'\n\tinitrd\t/initrd.img-6.1.0-28-amd64\n}",
 			"setparams Debian GNU/Linux",
 			"load_video", "insmod all_video", "insmod gzio", "insmod part_gpt", "insmod ext2",
 			"search --no-floppy --fs-uuid --set=root " + boot,
 			"echo Loading Linux 6.1.0-28-amd64 ...",
-			"linux /vmlinuz-6.1.0-28-amd64 root=/dev/vda1 ro ima_policy=tcb|critical_data",
+			"linux /vmlinuz-6.1.0-28-amd64 root=/dev/vda1 ro ima_policy=tcb|critical_data module.sig_enforce=1 lockdown=integrity",
 			"echo Loading initial ramdisk ...",
 			"initrd /initrd.img-6.1.0-28-amd64",
 		},

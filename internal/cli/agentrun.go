@@ -87,7 +87,7 @@ or refused by the service), 2 error (network, usage).`,
 	f.StringVar(&o.AgentID, "agent-id", "", "agent ID (default: the saved one, else derived from the EK or the software key)")
 	f.StringVar(&o.StateDir, "state-dir", "", "directory keeping the agent ID and enrollment status across restarts, e.g. /var/lib/vigil")
 	f.StringVar(&o.Socket, "socket", "", "serve the latest session report on this unix socket (0600), e.g. "+agent.DefaultSocket)
-	f.StringVar(&o.PCRs, "pcrs", "sha256:0-10", "PCRs to quote: BANK:LIST, e.g. sha256:0-7,10")
+	f.StringVar(&o.PCRs, "pcrs", "sha256:0-10,14", "PCRs to quote: BANK:LIST, e.g. sha256:0-10,14 (the service requires 0-9, 10 with IMA, 14 with shim)")
 	f.StringVarP(&o.Output, "output", "o", "json", "--once output format: json or text")
 	f.DurationVar(&o.Interval, "interval", agent.DefaultInterval, "time between attestations (±10% jitter)")
 	f.BoolVar(&o.Once, "once", false, "enroll if needed, attest once, print the result and exit")

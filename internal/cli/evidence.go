@@ -107,7 +107,7 @@ bound to the nonce and the report. The firmware event log and the IMA list
 	o.addFlags(c.Flags())
 	eo.addFlags(c.Flags())
 	c.Flags().StringVar(&nonceHex, "nonce", "", "the verifier's nonce, hex (required)")
-	c.Flags().StringVar(&pcrs, "pcrs", "sha256:0-10", "PCRs to quote: BANK:LIST, e.g. sha256:0-7,10")
+	c.Flags().StringVar(&pcrs, "pcrs", "sha256:0-10,14", "PCRs to quote: BANK:LIST, e.g. sha256:0-10,14 (the service requires 0-9, 10 with IMA, 14 with shim)")
 	c.Flags().BoolVar(&withEK, "with-ek", false, "include the EK and its certificate (enrollment)")
 	c.Flags().BoolVar(&noLogs, "no-logs", false, "leave the event log and the IMA list out")
 	c.Flags().Int64Var(&imaOffset, "ima-offset", 0, "send the IMA list from this byte offset (the verifier's saved state)")

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
+
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/ima/imatest"
-	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testhost"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/internal/testtpm"
@@ -71,13 +72,14 @@ func TestTPMEvidenceEndToEnd(t *testing.T) {
 	akFile := filepath.Join(work, "ak.pem")
 	os.WriteFile(akFile, []byte(keys.AK), 0o644)
 
-	logBytes, err := os.ReadFile(artifacts.SharedData(t, "eventlogs/sb_cert_eventlog"))
+	boot := eventlogtest.Debian()
+	logBytes, err := boot.Log(), error(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	host := testhost.Base()
 	host.EventLog = logBytes
-	imaList := imatest.List(200)
+	imaList := imatest.Boot(200, boot.BootPCRs())
 	host.Files[testhost.IMAListPath] = imaList
 	dir := host.WriteDir(t)
 	playBoot(t, sw.URI, logBytes, imaList)

@@ -9,9 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
+
 	"github.com/vigil-attest/vigil/codesign"
 	"github.com/vigil-attest/vigil/ima/imatest"
-	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testhost"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/internal/testtpm"
@@ -29,11 +30,12 @@ func TestUpLevels(t *testing.T) {
 	work := t.TempDir()
 	root := testpki.WritePEMs(t, work, "root.pem", pki.Root)
 	keyring := testpki.WritePEMs(t, work, "keyring.pem", pki.Leaf, pki.Intermediate)
-	logBytes, err := os.ReadFile(artifacts.SharedData(t, "eventlogs/sb_cert_eventlog"))
+	boot := eventlogtest.Debian()
+	logBytes, err := boot.Log(), error(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	imaList := imatest.List(100)
+	imaList := imatest.Boot(100, boot.BootPCRs())
 	playBoot(t, sw.URI, logBytes, imaList)
 
 	host := func(t *testing.T, extra ...testhost.Module) string {

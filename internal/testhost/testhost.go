@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
+
 	"github.com/vigil-attest/vigil/efi"
 	"github.com/vigil-attest/vigil/hostfs"
 )
@@ -83,9 +85,11 @@ const EventLogPath = "/sys/kernel/security/tpm0/binary_bios_measurements"
 // Base returns a hardened, healthy host with no modules or processes.
 func Base() *Host {
 	return &Host{
-		Release:    "6.1.0-56-amd64",
-		Version:    "#1 SMP PREEMPT_DYNAMIC Debian 6.1.158-1 (2025-11-20)",
-		Cmdline:    "BOOT_IMAGE=/boot/vmlinuz-6.1.0-56-amd64 root=UUID=0b9c1a2e-7d1f-4c4b-9a55-0c4f5e1b6d2a ro quiet module.sig_enforce=1 lockdown=integrity",
+		Release: "6.1.0-56-amd64",
+		Version: "#1 SMP PREEMPT_DYNAMIC Debian 6.1.158-1 (2025-11-20)",
+		// The command line grub measures in eventlogtest.Debian(), as the
+		// kernel shows it.
+		Cmdline:    "BOOT_IMAGE=" + eventlogtest.DebianCmdline,
 		BootID:     "3f8c2f63-3f7e-4bb0-a0c8-6b1f1e7f8a11",
 		Hostname:   "web-01",
 		Uptime:     "86400.25 170000.10",
