@@ -499,7 +499,9 @@ func TestStoreOutage(t *testing.T) {
 // are skipped.
 func TestOptionsCA(t *testing.T) {
 	f := newFixture(t, token.Options{}) // stores keys of the generated CA
-	root := testpki.NewRoot(testpki.Options{CommonName: "Operator CA", Key: testpki.ECDSAP384})
+	// Minted from the test's clock, never from today's date.
+	from, until := epoch.Add(-time.Hour), epoch.AddDate(10, 0, 0)
+	root := testpki.NewRoot(testpki.Options{CommonName: "Operator CA", Key: testpki.ECDSAP384, NotBefore: from, NotAfter: until})
 	op, err := token.NewIssuer(context.Background(), f.ks, token.Options{CA: root.Cert, CAKey: root.Key, Now: f.clock.Now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -519,7 +521,7 @@ func TestOptionsCA(t *testing.T) {
 	if got := kidsOf(t, mustJWKS(t, op)); len(got) != 1 || got[0] != kidOf(t, tok) {
 		t.Errorf("operator issuer publishes %v: keys of another CA leaked", got)
 	}
-	leaf := root.NewLeaf(testpki.Options{CommonName: "not a CA", Key: testpki.ECDSAP256})
+	leaf := root.NewLeaf(testpki.Options{CommonName: "not a CA", Key: testpki.ECDSAP256, NotBefore: from, NotAfter: until})
 	if _, err := token.NewIssuer(context.Background(), f.ks, token.Options{CA: leaf.Cert, CAKey: leaf.Key}); err == nil {
 		t.Error("a leaf certificate was accepted as the CA")
 	}
