@@ -28,6 +28,10 @@ const (
 	// signature, or it does not verify with the signer's key over the
 	// header and claims as sent.
 	BadSignature Reason = "bad-signature"
+	// HighS: the signature verifies, but its s is above n/2: it is the
+	// high-S twin (r, n−s) of the signature Vigil made, a second string
+	// for the same token. Vigil signs low-S only.
+	HighS Reason = "high-s"
 	// UntrustedChain: the x5c chain does not lead to the given roots at
 	// the token's iat, or its leaf is not a signing certificate (a CA, no
 	// digitalSignature key usage, or an extended key usage such as TLS).
@@ -46,7 +50,7 @@ const (
 
 // AllReasons returns every reason code, sorted.
 func AllReasons() []Reason {
-	return []Reason{BadAlg, BadSignature, Expired, Malformed, MissingClaim, NotYetValid, UnknownKey, UntrustedChain}
+	return []Reason{BadAlg, BadSignature, Expired, HighS, Malformed, MissingClaim, NotYetValid, UnknownKey, UntrustedChain}
 }
 
 // Error is a rejected session report: why (Reason) and what exactly.

@@ -225,13 +225,17 @@ func (c *compact) verifySignature(pub *ecdsa.PublicKey) error {
 	if err != nil {
 		return fail(BadSignature, "signature: %v", err)
 	}
-	if len(sig) != 64 {
-		return fail(BadSignature, "signature of %d bytes, want 64 (ES256 r‖s)", len(sig))
+	if len(sig) != es256Size {
+		return fail(BadSignature, "signature of %d bytes, want %d (ES256 r‖s)", len(sig), es256Size)
 	}
 	h := sha256.Sum256([]byte(c.signingInput))
 	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
 	if !ecdsa.Verify(pub, h[:], r, s) {
 		return fail(BadSignature, "the ES256 signature does not verify")
+	}
+	// One string per token: require the low-S form Vigil signs.
+	if s.Cmp(p256HalfN) > 0 {
+		return fail(HighS, "the ES256 signature's s is above n/2 (the high-S twin of a valid signature)")
 	}
 	return nil
 }
