@@ -434,6 +434,20 @@ type vigilClaims struct {
 	Failures       []appraise.Failure `json:"vigil.failures"`
 	PolicyDigest   string             `json:"vigil.policy-digest,omitempty"`
 	ContentVersion string             `json:"vigil.content-version,omitempty"`
+	EKSHA256       string             `json:"vigil.ek-sha256,omitempty"`
+}
+
+// isSHA256Hex reports whether s is a SHA-256 digest in lowercase hex.
+func isSHA256Hex(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // confirmation is RFC 7800's "cnf".
@@ -459,6 +473,9 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 	tier, ok := ear.StringToTrustTier[c.Status]
 	if !ok {
 		return "", fmt.Errorf("token: status %q is not an EAR tier", c.Status)
+	}
+	if c.EKSHA256 != "" && !isSHA256Hex(c.EKSHA256) {
+		return "", fmt.Errorf("token: EK hash %q is not 64 lowercase hex digits", c.EKSHA256)
 	}
 	now := i.o.Now()
 	st, err := i.fresh(ctx, now)
@@ -524,6 +541,7 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 		Failures:       c.Failures,
 		PolicyDigest:   c.PolicyDigest,
 		ContentVersion: c.ContentVersion,
+		EKSHA256:       c.EKSHA256,
 	}
 	if vc.Failures == nil {
 		vc.Failures = []appraise.Failure{}

@@ -337,6 +337,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 		ClaimFailures:       &c.Failures,
 		ClaimPolicyDigest:   &c.PolicyDigest,
 		ClaimContentVersion: &c.ContentVersion,
+		ClaimEKSHA256:       &c.EKSHA256,
 		"cnf":               &cnf,
 	} {
 		if err := member(top, name, dst); err != nil {
@@ -345,6 +346,9 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	}
 	if c.AgentID == "" {
 		return nil, t, fail(MissingClaim, "sub (the agent) is empty")
+	}
+	if _, ok := top[ClaimEKSHA256]; ok && !isSHA256Hex(c.EKSHA256) {
+		return nil, t, fail(Malformed, "%s %.80q is not 64 lowercase hex digits", ClaimEKSHA256, c.EKSHA256)
 	}
 	if t.iat, err = unixTime(top["iat"]); err != nil {
 		return nil, t, fail(Malformed, "iat: %v", err)
