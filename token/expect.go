@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"errors"
+	"strings"
 )
 
 // Expected is what the party that asked for a session report knows the
@@ -39,7 +40,13 @@ func (v *Verified) Expect(e Expected) error {
 		return fail(WrongNonce, "the report answers another challenge (eat_nonce)")
 	}
 	if c.ReportKey == nil {
-		return fail(WrongKey, "the report binds no key (no cnf): level %d, %d failures", c.Level, len(c.Failures))
+		// The service binds no key when the evidence did not verify:
+		// say what it found.
+		reasons := make([]string, 0, 3)
+		for _, f := range c.Failures[:min(3, len(c.Failures))] {
+			reasons = append(reasons, f.Reason)
+		}
+		return fail(WrongKey, "the report binds no key (no cnf): level %d, failures %.200q", c.Level, strings.Join(reasons, ", "))
 	}
 	k, ok := e.ReportKey.(interface{ Equal(crypto.PublicKey) bool })
 	if !ok {
