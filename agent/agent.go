@@ -101,9 +101,14 @@ type Options struct {
 	// after an error (DefaultBackoffMin, DefaultBackoffMax when 0).
 	BackoffMin time.Duration
 	BackoffMax time.Duration
-	// StateDir, when set, keeps the agent ID and enrollment status across
-	// restarts (state.json, 0600).
+	// StateDir, when set, keeps the agent ID, the enrollment status and
+	// the pinned service CA across restarts (state.json, 0600).
 	StateDir string
+	// ServiceCA is the CA the service's session reports must chain to,
+	// given by the operator. Nil means the one pinned in StateDir for
+	// this service, or else the one fetched from the service at
+	// enrollment (trust on first use), pinned from then on.
+	ServiceCA []*x509.Certificate
 	// Logger logs what the agent does; nil discards.
 	Logger *slog.Logger
 }
@@ -138,6 +143,8 @@ type Agent struct {
 
 	mu     sync.Mutex // serializes Enroll and AttestOnce (the measurer is not concurrent)
 	status string     // enrollment status as last seen
+	ca     *serviceCA // checks session reports; nil until pinned (Enroll) or given
+	pin    []byte     // the service CA (PEM) pinned in the state
 	// proofWarned: the service's refusal of a challenge key proof was
 	// logged once (an older service never says it accepted one).
 	proofWarned bool
@@ -195,8 +202,24 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	if err := ValidateID(a.id); err != nil {
 		return nil, err
 	}
-	// The saved status holds only for the same ID at the same service.
-	if st.AgentID == a.id && st.Server == o.Client.URL() {
+	sameService := st.Server == o.Client.URL()
+	if sameService {
+		a.pin = []byte(st.ServiceCA)
+	}
+	switch {
+	case o.ServiceCA != nil:
+		if a.ca, err = newServiceCA(o.ServiceCA); err != nil {
+			return nil, fmt.Errorf("agent: service CA: %w", err)
+		}
+	case len(a.pin) > 0:
+		if a.ca, err = parseServiceCA(a.pin); err != nil {
+			return nil, fmt.Errorf("agent state: service CA: %w", err)
+		}
+	}
+	// The saved status holds only for the same ID at the same service,
+	// and only with a CA to check its reports: without one, the next
+	// round enrolls again (harmless with the same keys) and pins it.
+	if st.AgentID == a.id && sameService && a.ca != nil {
 		a.status = st.Status
 	}
 	a.log = a.log.With("agent_id", a.id)
@@ -260,6 +283,9 @@ func (a *Agent) Enroll(ctx context.Context) (string, error) {
 }
 
 func (a *Agent) enroll(ctx context.Context) (string, error) {
+	if err := a.pinServiceCA(ctx); err != nil {
+		return "", fmt.Errorf("enroll: %w", err)
+	}
 	req := &api.EnrollRequest{AgentID: a.id, Enclave: string(a.o.Enclave.Kind())}
 	switch a.o.Enclave.Kind() {
 	case enclave.TPM:
@@ -310,7 +336,7 @@ func (a *Agent) enroll(ctx context.Context) (string, error) {
 		a.log.Info("enrollment", "status", resp.Status)
 	}
 	a.status = resp.Status
-	if err := saveState(a.o.StateDir, state{AgentID: a.id, Server: a.o.Client.URL(), Status: a.status}); err != nil {
+	if err := saveState(a.o.StateDir, state{AgentID: a.id, Server: a.o.Client.URL(), Status: a.status, ServiceCA: string(a.pin)}); err != nil {
 		a.log.Warn("cannot save the agent state", "err", err)
 	}
 	return a.status, nil
@@ -363,13 +389,22 @@ func (a *Agent) AttestOnce(ctx context.Context) (*Result, error) {
 		a.forget(err)
 		return nil, err
 	}
-	failures := resp.Failures
+	// Nothing the service answers is used before its session report
+	// verifies as the answer to this evidence; the result is what the
+	// report says (the answer's own level, status and failures are
+	// unsigned copies, not read).
+	now := time.Now()
+	v, err := a.checkReport(resp.Token, nonce, now)
+	if err != nil {
+		return nil, fmt.Errorf("attest: %w", err)
+	}
+	failures := v.Claims.Failures
 	if failures == nil {
 		failures = []appraise.Failure{}
 	}
 	res := &Result{
-		AgentID: a.id, ResultID: resp.ResultID, Level: resp.Level, Status: resp.Status,
-		Token: resp.Token, Failures: failures, Time: time.Now().UTC(),
+		AgentID: a.id, ResultID: resp.ResultID, Level: v.Claims.Level, Status: v.Claims.Status,
+		Token: resp.Token, Failures: failures, Time: now.UTC(),
 	}
 	a.latestMu.Lock()
 	a.latest = res

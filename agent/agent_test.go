@@ -129,6 +129,9 @@ func TestSoftwareAgent(t *testing.T) {
 	} else if pk, ok := v.Claims.ReportKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pk.Equal(e.ReportPublic()) {
 		t.Error("cnf is not the agent's report key")
 	}
+	if _, ok := v.Raw[token.ClaimEKSHA256]; ok || v.Claims.EKSHA256 != "" {
+		t.Errorf("a software agent's report names an EK: %q", v.Claims.EKSHA256)
+	}
 	if a.Latest() != res {
 		t.Error("Latest is not the last result")
 	}
@@ -369,6 +372,10 @@ func TestTPMAgent(t *testing.T) {
 		v := verifyToken(t, svc, r1)
 		if pk, ok := v.Claims.ReportKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pk.Equal(e.ReportPublic()) {
 			t.Error("cnf is not the TPM report key")
+		}
+		// The report names the enrolled EK: SHA-256 of its TPMT_PUBLIC.
+		if v.Claims.EKSHA256 != eventLogSHA(ekPub) || v.Raw[token.ClaimEKSHA256] != eventLogSHA(ekPub) {
+			t.Errorf("%s %q, want the EK's SHA-256 %s", token.ClaimEKSHA256, v.Claims.EKSHA256, eventLogSHA(ekPub))
 		}
 
 		// New files measured: the list grows, PCR 10 follows.
@@ -612,7 +619,9 @@ func TestEnrollForeignCredential(t *testing.T) {
 	}))
 	defer srv.Close()
 	c, _ := agent.NewClient(srv.URL, agent.ClientOptions{})
-	a, err := agent.New(ctx, agent.Options{Client: c, Enclave: e, Measure: agent.MeasureWith(measure.New(measure.Options{}), hostfs.New("/nonexistent"))})
+	// A given service CA: the agent fetches none.
+	ca := []*x509.Certificate{testpki.NewRoot(testpki.Options{Key: testpki.ECDSAP256}).Cert}
+	a, err := agent.New(ctx, agent.Options{Client: c, Enclave: e, ServiceCA: ca, Measure: agent.MeasureWith(measure.New(measure.Options{}), hostfs.New("/nonexistent"))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -620,7 +629,7 @@ func TestEnrollForeignCredential(t *testing.T) {
 		t.Fatalf("enroll: %v, %d activations posted", err, activations)
 	}
 	// A software enclave asked to activate cannot.
-	b, err := agent.New(ctx, agent.Options{Client: c, Enclave: softEnclave(t), Measure: agent.MeasureWith(measure.New(measure.Options{}), hostfs.New("/nonexistent"))})
+	b, err := agent.New(ctx, agent.Options{Client: c, Enclave: softEnclave(t), ServiceCA: ca, Measure: agent.MeasureWith(measure.New(measure.Options{}), hostfs.New("/nonexistent"))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,9 @@ func buildVersion() string {
 	return "devel"
 }
 
+// pemType is the media type of a PEM answer (the service CA).
+const pemType = "application/x-pem-file"
+
 // ErrResponse is a response the client cannot use: not JSON, too large,
 // trailing data, or missing what the API promises.
 var ErrResponse = errors.New("malformed response from the service")
@@ -238,6 +241,20 @@ func (c *Client) Attest(ctx context.Context, agentID string, ev *evidence.Eviden
 	return &out, nil
 }
 
+// ServiceCA fetches the service CA certificate that signs the session
+// reports (api.PathCA, PEM). Over an untrusted channel this is trust on
+// first use: the agent pins what it gets (Agent.Enroll).
+func (c *Client) ServiceCA(ctx context.Context) ([]byte, error) {
+	var out pemBody
+	if err := c.do(ctx, call{method: http.MethodGet, path: api.PathCA}, &out); err != nil {
+		return nil, fmt.Errorf("service CA: %w", err)
+	}
+	return out, nil
+}
+
+// pemBody is a PEM answer (application/x-pem-file) as is.
+type pemBody []byte
+
 // call is one request: method and path ({id} replaced by id), an optional
 // query, and for POST a body sent as contentType. admin sends the admin
 // bearer token.
@@ -289,7 +306,11 @@ func (c *Client) do(ctx context.Context, k call, out any) error {
 		}
 		req.Header.Set("Authorization", "Bearer "+c.adminToken)
 	}
-	req.Header.Set("Accept", "application/json, application/problem+json")
+	accept := "application/json, application/problem+json"
+	if _, ok := out.(*pemBody); ok {
+		accept = pemType + ", application/problem+json"
+	}
+	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -312,6 +333,13 @@ func readResponse(resp *http.Response, out any) error {
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return problemOf(resp, mt, b)
+	}
+	if p, ok := out.(*pemBody); ok {
+		if mt != pemType {
+			return fmt.Errorf("%w: %d with content type %q, want %s", ErrResponse, resp.StatusCode, clip(mt), pemType)
+		}
+		*p = b
+		return nil
 	}
 	if mt != "application/json" {
 		return fmt.Errorf("%w: %d with content type %q", ErrResponse, resp.StatusCode, clip(mt))

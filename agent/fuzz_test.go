@@ -2,13 +2,18 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/token"
+	"github.com/vigil-attest/vigil/token/tokentest"
+	"github.com/vigil-attest/vigil/trust"
 )
 
 // FuzzReadResponse: whatever a hostile service or network answers, the
@@ -23,7 +28,7 @@ func FuzzReadResponse(f *testing.F) {
 		if status < 100 || status > 999 {
 			return
 		}
-		outs := []any{&api.EnrollResponse{}, &api.Challenge{}, &api.AttestResponse{}}
+		outs := []any{&api.EnrollResponse{}, &api.Challenge{}, &api.AttestResponse{}, new(pemBody)}
 		for _, out := range outs {
 			resp := &http.Response{StatusCode: status, Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(body))}
 			resp.Header.Set("Content-Type", ctype)
@@ -34,6 +39,9 @@ func FuzzReadResponse(f *testing.F) {
 			case err == nil:
 				if status < 200 || status > 299 || len(body) > MaxResponse {
 					t.Fatalf("status %d, %d bytes accepted", status, len(body))
+				}
+				if p, ok := out.(*pemBody); ok && !bytes.Equal(*p, body) {
+					t.Fatal("a PEM answer was altered")
 				}
 			case errors.As(err, &pe):
 				if pe.Status != status || status >= 200 && status <= 299 {
@@ -47,6 +55,40 @@ func FuzzReadResponse(f *testing.F) {
 				}
 			case !errors.Is(err, ErrResponse):
 				t.Fatalf("error %v is neither a problem nor ErrResponse", err)
+			}
+		}
+	})
+}
+
+// FuzzServiceCA: whatever a service answers at /.well-known/vigil-ca.pem
+// (or a state file holds), parsing it as the CA to pin neither panics nor
+// pins anything but CA certificates. Seeded with a real service CA.
+func FuzzServiceCA(f *testing.F) {
+	iss, err := token.NewIssuer(context.Background(), tokentest.NewKeyStore(), token.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	real := iss.CAPEM()
+	f.Add(real)
+	f.Add(append(append([]byte{}, real...), real...))
+	f.Add(iss.CA().Raw)
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ca, err := parseServiceCA(b)
+		if err != nil {
+			if ca != nil {
+				t.Fatal("a CA with an error")
+			}
+			return
+		}
+		certs, err := trust.ParseCertificates(b)
+		if err != nil || len(certs) == 0 || ca.roots == nil || ca.name == "" {
+			t.Fatalf("pinned %v from bytes that do not parse: %v", ca, err)
+		}
+		for _, c := range certs {
+			if !c.IsCA || !c.BasicConstraintsValid {
+				t.Fatalf("pinned a certificate that is not a CA: %s", c.Subject)
 			}
 		}
 	})

@@ -21,6 +21,9 @@ type state struct {
 	// Server is the service URL the status was given by.
 	Server string `json:"server"`
 	Status string `json:"status"`
+	// ServiceCA is the service CA (PEM) fetched at the first enrollment
+	// with Server and pinned: session reports must chain to it.
+	ServiceCA string `json:"service_ca,omitempty"`
 }
 
 // loadState reads the saved state; none (no directory, no file) is the

@@ -56,7 +56,7 @@ func TestLyingHost(t *testing.T) {
 			host:    func(h *testhost.Host, _ []byte) { h.Cmdline += " module.sig_enforce=0" },
 			reasons: map[string]int{"cmdline-contradicted": 1}},
 		{name: "measured lockdown=confidentiality, report integrity", level: 0,
-			boot: func(b *eventlogtest.Boot) { b.KernelCmdline += " lockdown=confidentiality" },
+			boot:    func(b *eventlogtest.Boot) { b.KernelCmdline += " lockdown=confidentiality" },
 			reasons: map[string]int{"lockdown-contradicted": 1}},
 		{name: "measured module.sig_enforce=1, report off", level: 0,
 			host: func(h *testhost.Host, _ []byte) {

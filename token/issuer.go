@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"runtime/debug"
 	"sort"
 	"sync"
@@ -432,6 +434,20 @@ type vigilClaims struct {
 	Failures       []appraise.Failure `json:"vigil.failures"`
 	PolicyDigest   string             `json:"vigil.policy-digest,omitempty"`
 	ContentVersion string             `json:"vigil.content-version,omitempty"`
+	EKSHA256       string             `json:"vigil.ek-sha256,omitempty"`
+}
+
+// isSHA256Hex reports whether s is a SHA-256 digest in lowercase hex.
+func isSHA256Hex(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // confirmation is RFC 7800's "cnf".
@@ -457,6 +473,9 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 	tier, ok := ear.StringToTrustTier[c.Status]
 	if !ok {
 		return "", fmt.Errorf("token: status %q is not an EAR tier", c.Status)
+	}
+	if c.EKSHA256 != "" && !isSHA256Hex(c.EKSHA256) {
+		return "", fmt.Errorf("token: EK hash %q is not 64 lowercase hex digits", c.EKSHA256)
 	}
 	now := i.o.Now()
 	st, err := i.fresh(ctx, now)
@@ -522,6 +541,7 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 		Failures:       c.Failures,
 		PolicyDigest:   c.PolicyDigest,
 		ContentVersion: c.ContentVersion,
+		EKSHA256:       c.EKSHA256,
 	}
 	if vc.Failures == nil {
 		vc.Failures = []appraise.Failure{}
@@ -575,30 +595,43 @@ func protectedHeader(k *signingKey) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// es256 is jwx's ES256 signer (r‖s, RFC 7518 §3.4).
-var es256 = func() jws.Signer {
-	s, err := jws.NewSigner(jwa.ES256)
-	if err != nil {
-		panic("jwx has no ES256 signer: " + err.Error())
-	}
-	return s
-}()
-
 // sign makes the compact JWS (RFC 7515 §7.1) of payload under the key's
 // protected header. jws.Sign would marshal the same header (1.3 kB with
 // x5c) again for every token; this is the same serialization, with the
-// header encoded once per key.
+// header encoded once per key. The signature is ES256's r‖s with s
+// low (s ≤ n/2), so that each token has one signature string: Verify
+// refuses the high-S twin (HighS).
 func (i *Issuer) sign(k *signingKey, payload []byte) (string, error) {
 	enc := base64.RawURLEncoding
-	buf := make([]byte, 0, len(k.header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(64))
+	buf := make([]byte, 0, len(k.header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(es256Size))
 	buf = append(buf, k.header...)
 	buf = append(buf, '.')
 	buf = enc.AppendEncode(buf, payload)
-	sig, err := es256.Sign(buf, k.key)
+	h := sha256.Sum256(buf)
+	r, s, err := ecdsa.Sign(rand.Reader, k.key, h[:])
 	if err != nil {
 		return "", fmt.Errorf("token: signing with %s: %w", k.kid, err)
 	}
 	buf = append(buf, '.')
-	buf = enc.AppendEncode(buf, sig)
+	buf = enc.AppendEncode(buf, es256Signature(r, s))
 	return string(buf), nil
+}
+
+// es256Size is an ES256 signature's length: r‖s, 32 bytes each (RFC 7518
+// §3.4).
+const es256Size = 64
+
+// p256HalfN is ⌊n/2⌋ of P-256: s above it is high.
+var p256HalfN = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+
+// es256Signature encodes (r, s) as ES256's r‖s with s made low: (r, n−s)
+// verifies as well as (r, s), and only the low one is the token's.
+func es256Signature(r, s *big.Int) []byte {
+	if s.Cmp(p256HalfN) > 0 {
+		s = new(big.Int).Sub(elliptic.P256().Params().N, s)
+	}
+	sig := make([]byte, es256Size)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return sig
 }

@@ -127,8 +127,12 @@ func sampleClaims() *token.Claims {
 		PolicyDigest:   "sha256:9f2c",
 		ContentVersion: "42",
 		ReportKey:      &reportKey.PublicKey,
+		EKSHA256:       sampleEK,
 	}
 }
+
+// sampleEK is an EK hash (SHA-256 of a TPMT_PUBLIC, lowercase hex).
+const sampleEK = "6b3fa1c0e4f8a2d9c17e5b04a3f62d8e9c1b7a4f0e2d6c8b5a3f1e9d7c4b2a08"
 
 func (f *fixture) issue(tb testing.TB, c *token.Claims) string {
 	tb.Helper()
@@ -203,6 +207,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 		token.ClaimLevel:          float64(2),
 		token.ClaimPolicyDigest:   "sha256:9f2c",
 		token.ClaimContentVersion: "42",
+		token.ClaimEKSHA256:       sampleEK,
 	}
 	for k, w := range want {
 		if claims[k] != w {
@@ -244,6 +249,9 @@ func TestIssueMinimal(t *testing.T) {
 	if _, ok := claims["cnf"]; ok {
 		t.Error("cnf present without a report key")
 	}
+	if _, ok := claims[token.ClaimEKSHA256]; ok || v.Claims.EKSHA256 != "" {
+		t.Error("an EK hash present without an EK (a software agent has none)")
+	}
 }
 
 func TestIssueRefuses(t *testing.T) {
@@ -262,6 +270,9 @@ func TestIssueRefuses(t *testing.T) {
 		"exp before iat":   {AgentID: "a", Status: "affirming", IssuedAt: epoch, Expiry: epoch.Add(-time.Second)},
 		"exp beyond cert":  {AgentID: "a", Status: "affirming", Expiry: epoch.Add(token.DefaultKeyLifetime + 2*token.CertMargin + token.DefaultValidity)},
 		"iat before cert":  {AgentID: "a", Status: "affirming", IssuedAt: epoch.Add(-time.Hour)},
+		"EK hash upper":    {AgentID: "a", Status: "affirming", EKSHA256: strings.ToUpper(sampleEK)},
+		"EK hash short":    {AgentID: "a", Status: "affirming", EKSHA256: sampleEK[:62]},
+		"EK hash not hex":  {AgentID: "a", Status: "affirming", EKSHA256: "sha256:" + sampleEK[7:]},
 		"nil report claim": nil,
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -276,13 +287,13 @@ func TestIssueRefuses(t *testing.T) {
 func TestClaimNames(t *testing.T) {
 	f := newFixture(t, token.Options{})
 	_, claims := segments(t, f.issue(t, sampleClaims()))
-	for _, name := range []string{token.ClaimLevel, token.ClaimFailures, token.ClaimPolicyDigest, token.ClaimContentVersion, "sub", "iss", "exp", "iat", "cnf", "eat_nonce", "eat_profile", "ear.verifier-id", "submods"} {
+	for _, name := range []string{token.ClaimLevel, token.ClaimFailures, token.ClaimPolicyDigest, token.ClaimContentVersion, token.ClaimEKSHA256, "sub", "iss", "exp", "iat", "cnf", "eat_nonce", "eat_profile", "ear.verifier-id", "submods"} {
 		if _, ok := claims[name]; !ok {
 			t.Errorf("claim %q missing", name)
 		}
 	}
-	if len(claims) != 13 {
-		t.Errorf("%d claims, want 13: %v", len(claims), claims)
+	if len(claims) != 14 {
+		t.Errorf("%d claims, want 14: %v", len(claims), claims)
 	}
 }
 
@@ -499,7 +510,9 @@ func TestStoreOutage(t *testing.T) {
 // are skipped.
 func TestOptionsCA(t *testing.T) {
 	f := newFixture(t, token.Options{}) // stores keys of the generated CA
-	root := testpki.NewRoot(testpki.Options{CommonName: "Operator CA", Key: testpki.ECDSAP384})
+	// Minted from the test's clock, never from today's date.
+	from, until := epoch.Add(-time.Hour), epoch.AddDate(10, 0, 0)
+	root := testpki.NewRoot(testpki.Options{CommonName: "Operator CA", Key: testpki.ECDSAP384, NotBefore: from, NotAfter: until})
 	op, err := token.NewIssuer(context.Background(), f.ks, token.Options{CA: root.Cert, CAKey: root.Key, Now: f.clock.Now, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -519,7 +532,7 @@ func TestOptionsCA(t *testing.T) {
 	if got := kidsOf(t, mustJWKS(t, op)); len(got) != 1 || got[0] != kidOf(t, tok) {
 		t.Errorf("operator issuer publishes %v: keys of another CA leaked", got)
 	}
-	leaf := root.NewLeaf(testpki.Options{CommonName: "not a CA", Key: testpki.ECDSAP256})
+	leaf := root.NewLeaf(testpki.Options{CommonName: "not a CA", Key: testpki.ECDSAP256, NotBefore: from, NotAfter: until})
 	if _, err := token.NewIssuer(context.Background(), f.ks, token.Options{CA: leaf.Cert, CAKey: leaf.Key}); err == nil {
 		t.Error("a leaf certificate was accepted as the CA")
 	}

@@ -28,6 +28,10 @@ const (
 	// signature, or it does not verify with the signer's key over the
 	// header and claims as sent.
 	BadSignature Reason = "bad-signature"
+	// HighS: the signature verifies, but its s is above n/2: it is the
+	// high-S twin (r, n−s) of the signature Vigil made, a second string
+	// for the same token. Vigil signs low-S only.
+	HighS Reason = "high-s"
 	// UntrustedChain: the x5c chain does not lead to the given roots at
 	// the token's iat, or its leaf is not a signing certificate (a CA, no
 	// digitalSignature key usage, or an extended key usage such as TLS).
@@ -44,9 +48,21 @@ const (
 	MissingClaim Reason = "missing-claim"
 )
 
+// The reason codes of Verified.Expect, in the order its checks run: the
+// report verified but is not the one the caller asked for.
+const (
+	// WrongSubject: sub names another agent.
+	WrongSubject Reason = "wrong-sub"
+	// WrongNonce: eat_nonce is absent or another challenge's.
+	WrongNonce Reason = "wrong-nonce"
+	// WrongKey: cnf is absent or binds another key than the caller's
+	// report key.
+	WrongKey Reason = "wrong-cnf"
+)
+
 // AllReasons returns every reason code, sorted.
 func AllReasons() []Reason {
-	return []Reason{BadAlg, BadSignature, Expired, Malformed, MissingClaim, NotYetValid, UnknownKey, UntrustedChain}
+	return []Reason{BadAlg, BadSignature, Expired, HighS, Malformed, MissingClaim, NotYetValid, UnknownKey, UntrustedChain, WrongKey, WrongNonce, WrongSubject}
 }
 
 // Error is a rejected session report: why (Reason) and what exactly.
@@ -59,8 +75,8 @@ func (e *Error) Error() string { return "session report " + string(e.Reason) + "
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// ReasonOf returns the reason code of an error from Verify or VerifyJWKS,
-// and "" for nil or any other error.
+// ReasonOf returns the reason code of an error from Verify, VerifyJWKS or
+// Verified.Expect (also when wrapped), and "" for nil or any other error.
 func ReasonOf(err error) Reason {
 	var e *Error
 	if errors.As(err, &e) {

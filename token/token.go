@@ -33,6 +33,11 @@ type Claims struct {
 	// ReportKey is the enclave's report key ("cnf": {"jwk": …}, RFC
 	// 7800); nil when the evidence was invalid.
 	ReportKey crypto.PublicKey
+	// EKSHA256 is the enrolled EK of a TPM agent ("vigil.ek-sha256"):
+	// the SHA-256 of its TPMT_PUBLIC exactly as enrolled, 64 lowercase
+	// hex digits (the service's ek_hash), so that relying parties can pin
+	// hardware. Empty for software agents.
+	EKSHA256 string
 	// IssuedAt and Expiry are "iat" and "exp".
 	IssuedAt time.Time
 	Expiry   time.Time
@@ -46,6 +51,7 @@ const (
 	ClaimFailures       = "vigil.failures"
 	ClaimPolicyDigest   = "vigil.policy-digest"
 	ClaimContentVersion = "vigil.content-version"
+	ClaimEKSHA256       = "vigil.ek-sha256"
 	// SubmodName is the EAR submod holding the appraisal.
 	SubmodName = "vigil"
 )

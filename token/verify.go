@@ -225,13 +225,17 @@ func (c *compact) verifySignature(pub *ecdsa.PublicKey) error {
 	if err != nil {
 		return fail(BadSignature, "signature: %v", err)
 	}
-	if len(sig) != 64 {
-		return fail(BadSignature, "signature of %d bytes, want 64 (ES256 r‖s)", len(sig))
+	if len(sig) != es256Size {
+		return fail(BadSignature, "signature of %d bytes, want %d (ES256 r‖s)", len(sig), es256Size)
 	}
 	h := sha256.Sum256([]byte(c.signingInput))
 	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
 	if !ecdsa.Verify(pub, h[:], r, s) {
 		return fail(BadSignature, "the ES256 signature does not verify")
+	}
+	// One string per token: require the low-S form Vigil signs.
+	if s.Cmp(p256HalfN) > 0 {
+		return fail(HighS, "the ES256 signature's s is above n/2 (the high-S twin of a valid signature)")
 	}
 	return nil
 }
@@ -333,6 +337,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 		ClaimFailures:       &c.Failures,
 		ClaimPolicyDigest:   &c.PolicyDigest,
 		ClaimContentVersion: &c.ContentVersion,
+		ClaimEKSHA256:       &c.EKSHA256,
 		"cnf":               &cnf,
 	} {
 		if err := member(top, name, dst); err != nil {
@@ -341,6 +346,9 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	}
 	if c.AgentID == "" {
 		return nil, t, fail(MissingClaim, "sub (the agent) is empty")
+	}
+	if _, ok := top[ClaimEKSHA256]; ok && !isSHA256Hex(c.EKSHA256) {
+		return nil, t, fail(Malformed, "%s %.80q is not 64 lowercase hex digits", ClaimEKSHA256, c.EKSHA256)
 	}
 	if t.iat, err = unixTime(top["iat"]); err != nil {
 		return nil, t, fail(Malformed, "iat: %v", err)

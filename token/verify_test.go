@@ -112,10 +112,7 @@ func mint(tb testing.TB, hdr, claims any, key *ecdsa.PrivateKey) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return in + "." + base64.RawURLEncoding.EncodeToString(sig)
+	return in + "." + base64.RawURLEncoding.EncodeToString(token.ES256Signature(r, s))
 }
 
 // forged is a header for the forger's own trusted leaf.
@@ -181,6 +178,12 @@ func TestVerifyForgedClaims(t *testing.T) {
 		{"failures not a list", g.header(), with(good, token.ClaimFailures, "none"), token.Malformed},
 		{"private cnf key", g.header(), with(good, "cnf", map[string]any{"jwk": privateJWK(t)}), token.Malformed},
 		{"cnf not a JWK", g.header(), with(good, "cnf", map[string]any{"jwk": map[string]any{"kty": "EC"}}), token.Malformed},
+		{"EK hash upper case", g.header(), with(good, token.ClaimEKSHA256, strings.ToUpper(sampleEK)), token.Malformed},
+		{"EK hash short", g.header(), with(good, token.ClaimEKSHA256, sampleEK[:62]), token.Malformed},
+		{"EK hash empty", g.header(), with(good, token.ClaimEKSHA256, ""), token.Malformed},
+		{"EK hash a number", g.header(), with(good, token.ClaimEKSHA256, 7), token.Malformed},
+		{"EK hash null", g.header(), with(good, token.ClaimEKSHA256, nil), token.Malformed},
+		{"no EK hash (software agent)", g.header(), without(good, token.ClaimEKSHA256), ""},
 		{"claims not JSON", g.header(), "{not json", token.Malformed},
 		{"claims an array", g.header(), "[1,2]", token.Malformed},
 		{"trailing data", g.header(), `{"a":1} {"b":2}`, token.Malformed},
@@ -374,6 +377,75 @@ func TestVerifyFlippedBytes(t *testing.T) {
 		}
 	}
 	t.Logf("%d flips: %v", len(tok)-2, counts)
+}
+
+// TestHighS: every token the Issuer signs has a low s (≤ n/2), and the
+// high-S twin of a valid token — (r, n−s), which ECDSA itself accepts —
+// is refused with high-s by Verify and VerifyJWKS: one token string per
+// signature.
+func TestHighS(t *testing.T) {
+	f := newFixture(t, token.Options{})
+	jwks := mustJWKS(t, f.iss)
+	half := new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+	// 64 tokens: were s not normalised, all low by chance has odds 2⁻⁶⁴.
+	var tok string
+	for i := 0; i < 64; i++ {
+		tok = f.issue(t, sampleClaims())
+		if _, s := sigRS(t, tok); s.Cmp(half) > 0 {
+			t.Fatalf("token %d has a high s: %x", i, s)
+		}
+	}
+	if _, err := token.Verify(tok, f.roots, epoch); err != nil {
+		t.Fatal(err)
+	}
+
+	// The attacker re-encodes a genuine token: same header and claims,
+	// signature (r, n−s).
+	twin := highSTwin(t, tok)
+	dot := strings.LastIndexByte(tok, '.')
+	if twin[:dot] != tok[:dot] || twin == tok {
+		t.Fatal("the twin is not the same signed bytes with another signature")
+	}
+	// It is a real twin: plain ECDSA verifies it with the signing key.
+	v, err := token.Verify(tok, f.roots, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256([]byte(tok[:dot]))
+	r, twinS := sigRS(t, twin)
+	if !ecdsa.Verify(v.Chain[0].PublicKey.(*ecdsa.PublicKey), h[:], r, twinS) {
+		t.Fatal("the twin does not verify under plain ECDSA")
+	}
+	if _, err := token.Verify(twin, f.roots, epoch); token.ReasonOf(err) != token.HighS {
+		t.Errorf("Verify(high-S twin) = %v, want %s", err, token.HighS)
+	}
+	if _, err := token.VerifyJWKS(twin, jwks, epoch); token.ReasonOf(err) != token.HighS {
+		t.Errorf("VerifyJWKS(high-S twin) = %v, want %s", err, token.HighS)
+	}
+	// A high s that does not verify is a bad signature, not high-s.
+	forged := highSTwin(t, mint(t, headerOf(t, tok), with(claimsOf(t, tok), token.ClaimLevel, 4), ecdsaKey(t)))
+	if _, err := token.Verify(forged, f.roots, epoch); token.ReasonOf(err) != token.BadSignature {
+		t.Errorf("Verify(forged high-S) = %v, want %s", err, token.BadSignature)
+	}
+}
+
+// sigRS is a token's signature (r, s).
+func sigRS(tb testing.TB, tok string) (r, s *big.Int) {
+	tb.Helper()
+	sig, err := base64.RawURLEncoding.DecodeString(tok[strings.LastIndexByte(tok, '.')+1:])
+	if err != nil || len(sig) != 64 {
+		tb.Fatalf("signature %v (%d bytes)", err, len(sig))
+	}
+	return new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+}
+
+func ecdsaKey(tb testing.TB) *ecdsa.PrivateKey {
+	tb.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
 }
 
 // TestVerifyJWKSKeys: a JWKS without the kid, or whose key is not an

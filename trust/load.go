@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,6 +38,16 @@ func LoadCertificates(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
+	certs, err := ParseCertificates(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return certs, nil
+}
+
+// ParseCertificates reads the certificates of a file's bytes: PEM (every
+// CERTIFICATE block; other blocks are ignored) or DER. None is an error.
+func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	if bytes.Contains(data, []byte("-----BEGIN")) {
 		rest := data
@@ -51,18 +62,19 @@ func LoadCertificates(path string) ([]*x509.Certificate, error) {
 			}
 			c, err := x509.ParseCertificate(b.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("%s: PEM block %d: %v", path, n, err)
+				return nil, fmt.Errorf("PEM block %d: %v", n, err)
 			}
 			certs = append(certs, c)
 		}
 	} else {
+		var err error
 		certs, err = x509.ParseCertificates(data)
 		if err != nil {
-			return nil, fmt.Errorf("%s: not PEM, and not DER certificates: %v", path, err)
+			return nil, fmt.Errorf("not PEM, and not DER certificates: %v", err)
 		}
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s holds no certificate", path)
+		return nil, errors.New("no certificate")
 	}
 	return certs, nil
 }

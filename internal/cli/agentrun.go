@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,12 +18,14 @@ import (
 	"github.com/vigil-attest/vigil/agent"
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/trust"
 )
 
 // runOptions are `vigil agent run`'s own flags.
 type runOptions struct {
 	Server   string
 	CA       string
+	ReportCA string
 	AgentID  string
 	StateDir string
 	Socket   string
@@ -67,10 +70,16 @@ With --socket, local relying parties read the latest session report with
 in --state-dir, or else to one derived from the EK (tpm-…) or the software key
 (sw-…). See docs/agent.md.
 
+Every session report is verified before it is printed or served: it must chain
+to the service CA (--report-ca, or the one fetched at the first enrollment and
+pinned in --state-dir), name this agent (sub), answer this round's nonce
+(eat_nonce) and bind this enclave's report key (cnf). A report that does not is
+an error (exit 2 with --once) and is never served.
+
 --once enrolls if needed, attests once and prints the result (agent_id,
 enrollment, level, status, token, failures). Exit codes: 0 attested and healthy
 (status affirming or warning), 1 unhealthy (contraindicated, pending approval,
-or refused by the service), 2 error (network, usage).`,
+or refused by the service), 2 error (network, usage, a refused session report).`,
 		Example: `  vigil agent run --server https://vigil.example:8443 --tpm /dev/tpmrm0 \
       --state-dir /var/lib/vigil --socket /run/vigil/agent.sock
   vigil agent run --server https://127.0.0.1:8443 --ca ca.pem --soft agent.key --once`,
@@ -84,6 +93,7 @@ or refused by the service), 2 error (network, usage).`,
 	f := c.Flags()
 	f.StringVar(&o.Server, "server", "", "the attestation service's URL (required)")
 	f.StringVar(&o.CA, "ca", "", "CA certificates (PEM) to trust for the service's TLS certificate, e.g. its /.well-known/vigil-ca.pem")
+	f.StringVar(&o.ReportCA, "report-ca", "", "the service CA (PEM) its session reports must chain to (default: fetched at the first enrollment and pinned in --state-dir)")
 	f.StringVar(&o.AgentID, "agent-id", "", "agent ID (default: the saved one, else derived from the EK or the software key)")
 	f.StringVar(&o.StateDir, "state-dir", "", "directory keeping the agent ID and enrollment status across restarts, e.g. /var/lib/vigil")
 	f.StringVar(&o.Socket, "socket", "", "serve the latest session report on this unix socket (0600), e.g. "+agent.DefaultSocket)
@@ -108,6 +118,12 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, mo *measureOptio
 	if err != nil {
 		return usageErr("--pcrs: %v", err)
 	}
+	var reportCA []*x509.Certificate
+	if o.ReportCA != "" {
+		if reportCA, err = trust.LoadCertificates(o.ReportCA); err != nil {
+			return usageErr("--report-ca: %v", err)
+		}
+	}
 	client, err := agent.NewClient(o.Server, agent.ClientOptions{CAFile: o.CA})
 	if err != nil {
 		return usageErr("--server/--ca: %v", err)
@@ -126,7 +142,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, mo *measureOptio
 	defer e.Close()
 	a, err := agent.New(ctx, agent.Options{
 		Client: client, Enclave: e, Measure: agent.MeasureWith(m, src), AgentID: o.AgentID,
-		PCRs: sel, Interval: o.Interval, StateDir: o.StateDir, Logger: g.logger,
+		PCRs: sel, Interval: o.Interval, StateDir: o.StateDir, ServiceCA: reportCA, Logger: g.logger,
 	})
 	if err != nil {
 		return usageErr("%v", err)

@@ -1,14 +1,21 @@
 package cli_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +23,7 @@ import (
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/appraise"
 	"github.com/vigil-attest/vigil/internal/testhost"
+	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/internal/testtpm"
 	"github.com/vigil-attest/vigil/server"
@@ -43,6 +51,7 @@ func TestAgentRunUsage(t *testing.T) {
 		{"bad PCRs", []string{"--server", "http://127.0.0.1:1", "--soft", key, "--once", "--pcrs", "sha256:0-99"}, "--pcrs"},
 		{"bad agent ID", []string{"--server", "http://127.0.0.1:1", "--soft", key, "--once", "--agent-id", "a/b"}, "agent ID"},
 		{"missing CA file", []string{"--server", "https://127.0.0.1:1", "--soft", key, "--once", "--ca", filepath.Join(dir, "none.pem")}, "CA file"},
+		{"missing report CA file", []string{"--server", "http://127.0.0.1:1", "--soft", key, "--once", "--report-ca", filepath.Join(dir, "none.pem")}, "--report-ca"},
 		{"service down", []string{"--server", "http://127.0.0.1:1", "--soft", key, "--once"}, "connection refused"},
 		{"socket nowhere", []string{"--server", "http://127.0.0.1:1", "--soft", key, "--socket", filepath.Join(dir, "missing", "agent.sock")}, "no such file"},
 	}
@@ -223,5 +232,61 @@ func TestAgentRunServesSocket(t *testing.T) {
 	}
 	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket left: %v", err)
+	}
+}
+
+// TestAgentRunOnceRefusesForgedReport: someone between the agent and a
+// real service replays the agent's earlier genuine session report (the
+// pinned CA signed it, for this agent and key, but for another nonce):
+// --once exits 2 with the reason on stderr and prints no result. The same
+// with a --report-ca that is not the service's: untrusted-chain.
+func TestAgentRunOnceRefusesForgedReport(t *testing.T) {
+	svc := testserver.Start(t, testserver.Options{})
+	target, err := url.Parse(svc.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var first string // the first genuine token; every later answer carries it
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if !strings.HasSuffix(resp.Request.URL.Path, "/attest") || resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		var ar map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&ar); err != nil {
+			return err
+		}
+		mu.Lock()
+		if first == "" {
+			first, _ = ar["token"].(string)
+		}
+		ar["token"], ar["level"] = first, 4
+		mu.Unlock()
+		b, _ := json.Marshal(ar)
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	mitm := httptest.NewServer(proxy)
+	defer mitm.Close()
+	work := t.TempDir()
+	base := []string{"--server", mitm.URL, "--soft", filepath.Join(work, "agent.key"), "--state-dir", filepath.Join(work, "state"),
+		"--root", testhost.Base().WriteDir(t), "--agent-id", "web-01"}
+	if code, r, errs := runOnce(t, base...); code != 0 || r.Level != 1 || r.Token != first {
+		t.Fatalf("first round: exit %d %+v %s", code, r, errs)
+	}
+	code, out, errs := vigil(t, append([]string{"agent", "run", "--once", "--no-verify"}, base...)...)
+	if code != 2 || out != "" || !strings.Contains(errs, "session report is refused") || !strings.Contains(errs, string(token.WrongNonce)) {
+		t.Fatalf("replayed report: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	// Another CA given with --report-ca: the genuine report is refused.
+	other := testpki.NewRoot(testpki.Options{Key: testpki.ECDSAP256})
+	caFile := testpki.WritePEMs(t, work, "other-ca.pem", other)
+	direct := []string{"--server", svc.URL, "--soft", filepath.Join(work, "agent2.key"), "--root", testhost.Base().WriteDir(t), "--report-ca", caFile}
+	code, out, errs = vigil(t, append([]string{"agent", "run", "--once", "--no-verify"}, direct...)...)
+	if code != 2 || out != "" || !strings.Contains(errs, string(token.UntrustedChain)) {
+		t.Fatalf("--report-ca of another CA: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
