@@ -231,6 +231,7 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 		AgentID: id, Nonce: nonce, Level: out.Level, Status: out.Status, TrustVector: out.TrustVector,
 		Failures: failures, PolicyID: out.PolicyID, PolicyDigest: out.PolicyDigest,
 		ContentVersion: out.ContentVersion, ReportKey: out.ReportKey, EKSHA256: a.EKHash,
+		Provenance: out.Provenance,
 	}
 	tok, err := s.o.Issuer.Issue(r.Context(), claims)
 	if err != nil {

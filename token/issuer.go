@@ -435,7 +435,11 @@ type vigilClaims struct {
 	PolicyDigest   string             `json:"vigil.policy-digest,omitempty"`
 	ContentVersion string             `json:"vigil.content-version,omitempty"`
 	EKSHA256       string             `json:"vigil.ek-sha256,omitempty"`
+	Provenance     map[string]string  `json:"vigil.provenance,omitempty"`
 }
+
+// provenanceTiers are the values of a vigil.provenance entry.
+var provenanceTiers = map[string]bool{"attested": true, "corroborated": true, "asserted": true}
 
 // isSHA256Hex reports whether s is a SHA-256 digest in lowercase hex.
 func isSHA256Hex(s string) bool {
@@ -542,6 +546,12 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 		PolicyDigest:   c.PolicyDigest,
 		ContentVersion: c.ContentVersion,
 		EKSHA256:       c.EKSHA256,
+		Provenance:     c.Provenance,
+	}
+	for k, v := range c.Provenance {
+		if k == "" || !provenanceTiers[v] {
+			return "", fmt.Errorf("token: provenance %q: %q is not attested, corroborated or asserted", k, v)
+		}
 	}
 	if vc.Failures == nil {
 		vc.Failures = []appraise.Failure{}

@@ -120,9 +120,10 @@ func sampleClaims() *token.Claims {
 			"configuration":     32,
 		},
 		Failures: []appraise.Failure{
-			{Claim: "report.boot.secure_boot", Reason: "secure-boot-off", Level: 3, Detail: "SecureBoot variable is 0"},
+			{Claim: "report.boot.secure_boot", Reason: "secure-boot-off", Level: 3, Detail: "SecureBoot variable is 0", Provenance: "attested"},
 			{Claim: "report.ima.active", Reason: "ima-inactive", Level: 4},
 		},
+		Provenance:     map[string]string{"secure_boot": "attested", "lockdown": "asserted", "sig_enforce": "corroborated"},
 		PolicyID:       "vigil/default",
 		PolicyDigest:   "sha256:9f2c",
 		ContentVersion: "42",
@@ -273,6 +274,7 @@ func TestIssueRefuses(t *testing.T) {
 		"EK hash upper":    {AgentID: "a", Status: "affirming", EKSHA256: strings.ToUpper(sampleEK)},
 		"EK hash short":    {AgentID: "a", Status: "affirming", EKSHA256: sampleEK[:62]},
 		"EK hash not hex":  {AgentID: "a", Status: "affirming", EKSHA256: "sha256:" + sampleEK[7:]},
+		"bad provenance":   {AgentID: "a", Status: "affirming", Provenance: map[string]string{"secure_boot": "trusted"}},
 		"nil report claim": nil,
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -287,13 +289,13 @@ func TestIssueRefuses(t *testing.T) {
 func TestClaimNames(t *testing.T) {
 	f := newFixture(t, token.Options{})
 	_, claims := segments(t, f.issue(t, sampleClaims()))
-	for _, name := range []string{token.ClaimLevel, token.ClaimFailures, token.ClaimPolicyDigest, token.ClaimContentVersion, token.ClaimEKSHA256, "sub", "iss", "exp", "iat", "cnf", "eat_nonce", "eat_profile", "ear.verifier-id", "submods"} {
+	for _, name := range []string{token.ClaimLevel, token.ClaimFailures, token.ClaimPolicyDigest, token.ClaimContentVersion, token.ClaimEKSHA256, token.ClaimProvenance, "sub", "iss", "exp", "iat", "cnf", "eat_nonce", "eat_profile", "ear.verifier-id", "submods"} {
 		if _, ok := claims[name]; !ok {
 			t.Errorf("claim %q missing", name)
 		}
 	}
-	if len(claims) != 14 {
-		t.Errorf("%d claims, want 14: %v", len(claims), claims)
+	if len(claims) != 15 {
+		t.Errorf("%d claims, want 15: %v", len(claims), claims)
 	}
 }
 

@@ -38,6 +38,12 @@ type Claims struct {
 	// hex digits (the service's ek_hash), so that relying parties can pin
 	// hardware. Empty for software agents.
 	EKSHA256 string
+	// Provenance says who vouches for each claim the level rests on
+	// ("vigil.provenance"): claim ("secure_boot", "lockdown", "modules"…)
+	// → "attested", "corroborated" or "asserted" (docs/threat-model.md).
+	// It explains the trust vector: a level whose claims are asserted is
+	// only as honest as the host's kernel.
+	Provenance map[string]string
 	// IssuedAt and Expiry are "iat" and "exp".
 	IssuedAt time.Time
 	Expiry   time.Time
@@ -52,6 +58,7 @@ const (
 	ClaimPolicyDigest   = "vigil.policy-digest"
 	ClaimContentVersion = "vigil.content-version"
 	ClaimEKSHA256       = "vigil.ek-sha256"
+	ClaimProvenance     = "vigil.provenance"
 	// SubmodName is the EAR submod holding the appraisal.
 	SubmodName = "vigil"
 )

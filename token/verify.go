@@ -338,6 +338,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 		ClaimPolicyDigest:   &c.PolicyDigest,
 		ClaimContentVersion: &c.ContentVersion,
 		ClaimEKSHA256:       &c.EKSHA256,
+		ClaimProvenance:     &c.Provenance,
 		"cnf":               &cnf,
 	} {
 		if err := member(top, name, dst); err != nil {
@@ -349,6 +350,11 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	}
 	if _, ok := top[ClaimEKSHA256]; ok && !isSHA256Hex(c.EKSHA256) {
 		return nil, t, fail(Malformed, "%s %.80q is not 64 lowercase hex digits", ClaimEKSHA256, c.EKSHA256)
+	}
+	for k, v := range c.Provenance {
+		if k == "" || !provenanceTiers[v] {
+			return nil, t, fail(Malformed, "%s: %.40q is %.40q, not attested, corroborated or asserted", ClaimProvenance, k, v)
+		}
 	}
 	if t.iat, err = unixTime(top["iat"]); err != nil {
 		return nil, t, fail(Malformed, "iat: %v", err)
