@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/vigil-attest/vigil/eventlog"
+	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
 )
 
 // TestAttestedBootFacts: the facts derived from real firmware logs that
@@ -183,5 +185,37 @@ func firmwareless(t *testing.T, log []byte) []byte {
 			ev.PCR = 1
 		}
 		return false
+	})
+}
+
+// FuzzAttestedBoot: deriving boot facts from any log that parses never
+// panics, and the facts hold together: the kernel is one of the boot
+// applications, every digest is SHA-256 hex, the facts encode as JSON.
+// Seeded with the real logs and the firmware-like Debian log.
+func FuzzAttestedBoot(f *testing.F) {
+	for _, n := range []string{"keylime_binary_bios_measurements", "sb_cert_eventlog", "crypto_agile_eventlog",
+		"ubuntu_2104_shielded_vm_no_secure_boot_eventlog", "coreos_36_shielded_vm_no_secure_boot_eventlog"} {
+		f.Add(readEventLog(f, n))
+	}
+	f.Add(eventlogtest.Debian().Log())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := eventlog.Parse(b)
+		if err != nil {
+			return
+		}
+		s := l.Summarize()
+		_ = firmwareStructure(l, s)
+		bf := deriveBoot(b, l, s, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+		if bf.Kernel != nil && !slices.Contains(bf.BootApplications, *bf.Kernel) {
+			t.Fatalf("kernel %+v is no boot application", bf.Kernel)
+		}
+		for _, a := range bf.BootApplications {
+			if len(a.SHA256) != 64 {
+				t.Fatalf("boot application digest %q", a.SHA256)
+			}
+		}
+		if _, err := json.Marshal(bf); err != nil {
+			t.Fatal(err)
+		}
 	})
 }
