@@ -276,3 +276,39 @@ func TestConcurrentAppraisals(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// TestPolicyQuoteSelection: data.json's quote is the selection evidence
+// must quote; a policy may require more, never leave out a boot PCR, and
+// a selection it requires and the agent leaves out is refused.
+func TestPolicyQuoteSelection(t *testing.T) {
+	ctx := context.Background()
+	rego := map[string]string{"p.rego": "package vigil.appraisal\n\nresult := {\"level\": 2, \"failures\": [], \"trust_vector\": {}}\n"}
+	with := func(quote string) map[string]string {
+		m := map[string]string{"data.json": `{"version": "q", "quote": ` + quote + `}`}
+		for k, v := range rego {
+			m[k] = v
+		}
+		return m
+	}
+	for _, bad := range []string{
+		`{"boot": [0, 1, 2, 3, 4, 5, 6, 7, 8]}`,
+		`{"boot": [16], "ima": [10]}`,
+		`{"boot": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 24]}`,
+		`{"boot": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "pcrs": [1]}`,
+	} {
+		if _, err := appraise.LoadDir(ctx, writePolicy(t, "bad", with(bad))); err == nil {
+			t.Errorf("quote %s accepted", bad)
+		}
+	}
+	// Requiring PCR 15 as well: the default selection (no 15) is refused.
+	p, err := appraise.LoadDir(ctx, writePolicy(t, "more", with(`{"boot": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15], "ima": [10], "mok": [14]}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, log, list := bootedTPM(t)
+	ev := build(t, e, evidence.BuildOptions{Nonce: nonce, Report: measureHost(t, healthyHost(t), engine(t, "")), EventLog: log, IMALog: list})
+	out := appraiseOK(t, appraise.New(p, appraise.Options{}), &appraise.Request{Agent: tpmAgent(e), Nonce: nonce, Evidence: ev})
+	if out.Level != 0 || !hasFailure(out, "pcr-selection-insufficient", 1) {
+		t.Fatalf("level %d\n%s", out.Level, failureSet(out))
+	}
+}
