@@ -90,9 +90,12 @@ func NewReport() *Report {
 }
 
 // fillEmpty replaces every nil slice and map of v (and of the structs,
-// pointed-to structs, slices and maps it holds) by an empty one: a
-// report writes [] and {} for none, never null, which only a pointer
-// claim may be.
+// pointed-to structs, slices and maps it holds) by an empty one, and
+// every closed claim left "" by the value its vocabulary gives an unset
+// claim (a section's status: error; lockdown, selinux, apparmor and a
+// module's signature: unknown): a report writes [] and {} for none,
+// never null, which only a pointer claim may be, and never a value
+// outside a vocabulary.
 func fillEmpty(v reflect.Value) {
 	switch v.Kind() {
 	case reflect.Pointer:
@@ -100,10 +103,12 @@ func fillEmpty(v reflect.Value) {
 			fillEmpty(v.Elem())
 		}
 	case reflect.Struct:
-		for i := 0; i < v.NumField(); i++ {
-			if f := v.Field(i); f.CanSet() {
-				fillEmpty(f)
+		for _, f := range fieldsOf(v.Type()) {
+			fv := v.FieldByIndex(f.index)
+			if f.vocab != nil && f.vocab.unset != "" && fv.Kind() == reflect.String && fv.String() == "" {
+				fv.SetString(f.vocab.unset)
 			}
+			fillEmpty(fv)
 		}
 	case reflect.Slice:
 		if v.IsNil() {

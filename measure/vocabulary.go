@@ -63,6 +63,15 @@ type vocab struct {
 	values  []string // sorted
 	pattern string
 	match   func(string) bool
+	// unset is the value of a claim no collector set (its section failed
+	// before it), when "" is not in the vocabulary: fillEmpty writes it.
+	unset string
+}
+
+// unsetAs returns v with the value an unset claim takes.
+func (v *vocab) unsetAs(s string) *vocab {
+	v.unset = s
+	return v
 }
 
 func (v *vocab) accepts(s string) bool {
@@ -148,12 +157,12 @@ func moduleTaintNames() []string {
 // vocabularies are the closed claims, by the struct that holds them and
 // the member's JSON name. For a list or a map the values are its items'.
 var vocabularies = map[reflect.Type]map[string]*vocab{
-	reflect.TypeFor[Report]():  {"version": enum(Version)},
-	reflect.TypeFor[Section](): {"status": enum(StatusOK, StatusUnavailable, StatusError)},
+	reflect.TypeFor[Report]():  {"version": enum(Version).unsetAs(Version)},
+	reflect.TypeFor[Section](): {"status": enum(StatusOK, StatusUnavailable, StatusError).unsetAs(string(StatusError))},
 	reflect.TypeFor[Modules](): {"views": enum(ViewProcModules, ViewSysfs, ViewKallsyms)},
 	reflect.TypeFor[LoadedModule](): {
 		"reasons":   enum(reason.All()...),
-		"signature": enum(SignatureSigned, SignatureUnsigned, SignatureUnknown),
+		"signature": enum(SignatureSigned, SignatureUnsigned, SignatureUnknown).unsetAs(SignatureUnknown),
 		"taint":     moduleTaint,
 	},
 	reflect.TypeFor[HiddenModule](): {
@@ -166,9 +175,9 @@ var vocabularies = map[reflect.Type]map[string]*vocab{
 	},
 	reflect.TypeFor[Enforcement](): {
 		"sig_enforce_source": enum("", "sysfs", "cmdline"),
-		"lockdown":           enum(LockdownNone, LockdownIntegrity, LockdownConfidentiality, LockdownUnknown),
-		"selinux":            enum("enforcing", "permissive", "disabled"),
-		"apparmor":           enum("enabled", "disabled"),
+		"lockdown":           enum(LockdownNone, LockdownIntegrity, LockdownConfidentiality, LockdownUnknown).unsetAs(LockdownUnknown),
+		"selinux":            enum("enforcing", "permissive", "disabled", "unknown").unsetAs("unknown"),
+		"apparmor":           enum("enabled", "disabled", "unknown").unsetAs("unknown"),
 	},
 	reflect.TypeFor[Debug]():    {"relaxed_signing": enum("lockdown=none", "module.sig_enforce=0", "efi=debug")},
 	reflect.TypeFor[BootFile](): {"reasons": enum(reason.All()...)},
