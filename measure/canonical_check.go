@@ -615,6 +615,14 @@ func (d *reportDecoder) value(v reflect.Value) error {
 	case reflect.Slice:
 		return d.slice(v)
 	case reflect.String:
+		if d.vocab != nil && d.vocab.match == nil {
+			// A closed claim takes its vocabulary's string, without a
+			// copy of the document's.
+			if s, ok := d.vocabStr(); ok {
+				v.SetString(s)
+				return nil
+			}
+		}
 		start := d.i
 		s, err := d.str()
 		if err != nil {
@@ -722,8 +730,8 @@ func (d *reportDecoder) object(v reflect.Value) error {
 	next := 0
 	// missing fails unless every field before name (all if name is "")
 	// is one the encoder omits when empty.
-	missing := func(name string, all bool) error {
-		for ; next < len(fields) && (all || fields[next].name < name); next++ {
+	missing := func(name []byte, all bool) error {
+		for ; next < len(fields) && (all || fields[next].name < string(name)); next++ {
 			if !fields[next].omitEmpty {
 				return within(d.fail("missing (Report.Canonical always writes it)"), fields[next].name)
 			}
@@ -732,20 +740,20 @@ func (d *reportDecoder) object(v reflect.Value) error {
 	}
 	if d.i < len(d.b) && d.b[d.i] == '}' {
 		d.i++
-		return missing("", true)
+		return missing(nil, true)
 	}
 	for {
 		start := d.i
-		name, err := d.str()
+		name, err := d.memberName()
 		if err != nil {
 			return err
 		}
 		if err := missing(name, false); err != nil {
 			return err
 		}
-		if next == len(fields) || fields[next].name != name {
+		if next == len(fields) || fields[next].name != string(name) {
 			d.i = start
-			return within(d.fail("unknown member (the report is closed)"), memberSeg(name))
+			return within(d.fail("unknown member (the report is closed)"), memberSeg(string(name)))
 		}
 		f := fields[next]
 		next++
@@ -773,7 +781,7 @@ func (d *reportDecoder) object(v reflect.Value) error {
 			d.i++
 		case '}':
 			d.i++
-			return missing("", true)
+			return missing(nil, true)
 		default:
 			return d.fail("want ',' or '}'")
 		}
@@ -858,6 +866,59 @@ func (d *reportDecoder) slice(v reflect.Value) error {
 			return d.fail("want ',' or ']'")
 		}
 	}
+}
+
+// memberName reads a member name: the document's bytes when it has no
+// escape (every field's name), else what it denotes.
+func (d *reportDecoder) memberName() ([]byte, error) {
+	b := d.b
+	if d.i >= len(b) || b[d.i] != '"' {
+		return nil, d.fail("want a string")
+	}
+	start := d.i + 1
+	i := start
+	for i < len(b) && b[i] != '"' && b[i] != '\\' {
+		i++
+	}
+	if i < len(b) && b[i] == '"' {
+		d.i = i + 1
+		return b[start:i], nil
+	}
+	s, err := d.str()
+	return []byte(s), err
+}
+
+// vocabStr reads a string without escapes that is in d.vocab's values
+// and returns the value; otherwise it reads nothing and returns false.
+func (d *reportDecoder) vocabStr() (string, bool) {
+	b := d.b
+	if d.i >= len(b) || b[d.i] != '"' {
+		return "", false
+	}
+	start := d.i + 1
+	i := start
+	for i < len(b) && b[i] != '"' && b[i] != '\\' {
+		i++
+	}
+	if i >= len(b) || b[i] != '"' {
+		return "", false
+	}
+	raw := b[start:i]
+	vals := d.vocab.values
+	lo, hi := 0, len(vals)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if vals[m] < string(raw) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(vals) && vals[lo] == string(raw) {
+		d.i = i + 1
+		return vals[lo], true
+	}
+	return "", false
 }
 
 // str reads a canonical string and returns what it denotes.
