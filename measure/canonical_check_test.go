@@ -20,6 +20,7 @@ import (
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testhost"
 	"github.com/vigil-attest/vigil/measure"
+	"github.com/vigil-attest/vigil/reason"
 )
 
 // reencodeCheck is the check ParseReport replaces: a strict
@@ -279,6 +280,18 @@ func FuzzParseReport(f *testing.F) {
 		if b, err := r.Canonical(); err == nil {
 			seeds["live"] = b
 		}
+	}
+	// Small reports too, so that most executions are fast.
+	small := measure.NewReport()
+	small.Modules.Loaded = []measure.LoadedModule{{Name: "ext4", Taint: "OE", Signature: measure.SignatureUnknown, Reasons: []reason.Code{reason.NotFound}}}
+	small.Enforcement.Lockdown = measure.LockdownIntegrity
+	small.Enforcement.SELinux, small.Enforcement.AppArmor = "disabled", "enabled"
+	for name, r := range map[string]*measure.Report{"new": measure.NewReport(), "small": small} {
+		b, err := r.Canonical()
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds[name] = b
 	}
 	for _, b := range seeds {
 		f.Add(b)
