@@ -268,7 +268,8 @@ func newSoft(tb testing.TB, id string) softEnclave {
 // testReport is a small canonical runtime report of host.
 func testReport(tb testing.TB, host string) []byte {
 	tb.Helper()
-	r := &measure.Report{Version: measure.Version, Inputs: map[string]string{"/proc/sys/kernel/osrelease": "00ff"}}
+	r := measure.NewReport()
+	r.Inputs["/proc/sys/kernel/osrelease"] = "00ff"
 	r.Kernel.Status = measure.StatusOK
 	r.Kernel.Release = "6.1.0-56-amd64"
 	r.Kernel.Hostname = host

@@ -43,6 +43,8 @@ type field struct {
 	name      string
 	index     []int
 	omitEmpty bool
+	// vocab is the member's closed set of values (vocabularies), if any.
+	vocab *vocab
 }
 
 var fieldCache sync.Map // reflect.Type → []field, sorted by name (UTF-16 order = byte order for ASCII names)
@@ -69,7 +71,7 @@ func fieldsOf(t reflect.Type) []field {
 			if name == "" {
 				name = f.Name
 			}
-			fs = append(fs, field{name: name, index: idx, omitEmpty: strings.Contains(opts, "omitempty")})
+			fs = append(fs, field{name: name, index: idx, omitEmpty: strings.Contains(opts, "omitempty"), vocab: vocabOf(t, name)})
 		}
 	}
 	walk(t, nil)

@@ -382,16 +382,27 @@ func nextEscapedRune(s []byte) (rune, int) {
 }
 
 // ParseReport decodes a report that must be exactly the canonical form
-// Report.Canonical writes: IsCanonical holds, and the bytes are
-// Canonical() of the report returned. So, as with a strict
-// encoding/json decode and a comparison of the re-encoding, every
-// member name is a field's (in its exact case), every member Canonical
-// writes is present, no omitempty member has its empty value, null
-// stands only where a nil pointer, slice or map is, and every integer
-// fits its field and is exact in a double. It does not check Version.
+// Report.Canonical writes, of a report this package can write. It
+// refuses, with a *ParseError that names the claim:
+//   - bytes that are not canonical JSON (RFC 8785, IsCanonical);
+//   - a member no field has (in its exact case), at every level: the
+//     report is closed;
+//   - a member Canonical writes that is missing, and an omitempty member
+//     holding its empty value;
+//   - a value of the wrong JSON type, and an integer that does not fit
+//     its field or is not exact in a double;
+//   - null anywhere but a nullable claim (a pointer field: the sysctls,
+//     ipe, evm, sysrq). An absent or null section, list or map is
+//     malformed, never "nothing measured": Canonical always writes every
+//     section, and a list with no items as [];
+//   - a value outside its claim's vocabulary (Vocabularies): every
+//     status is ok, unavailable or error, lockdown one of the kernel's
+//     modes or unknown, version exactly Version, and so on.
 //
-// It decodes in one pass after IsCanonical, without re-encoding, and
-// only the types reportTypesOK accepts.
+// So the accepted bytes are Canonical() of the report returned, and
+// they validate against the published schema. It decodes in one pass
+// after IsCanonical, without re-encoding, and only the types
+// reportTypesOK accepts.
 func ParseReport(b []byte) (*Report, error) {
 	if err := IsCanonical(b); err != nil {
 		return nil, err
@@ -410,16 +421,54 @@ func ParseReport(b []byte) (*Report, error) {
 	return &r, nil
 }
 
+// ParseError is ParseReport's refusal of a canonical document that is
+// not a report it writes.
+type ParseError struct {
+	// Path is the claim at fault: members joined by ".", list items as
+	// "[3]", map values as `["key"]` ("modules.loaded[3].reasons[0]");
+	// "" for the report itself.
+	Path string
+	// Offset is the byte of the document where the fault was found.
+	Offset int
+	// Problem says what is wrong.
+	Problem string
+}
+
+func (e *ParseError) Error() string {
+	if e.Path == "" {
+		return fmt.Sprintf("byte %d: %s", e.Offset, e.Problem)
+	}
+	return fmt.Sprintf("%s: byte %d: %s", e.Path, e.Offset, e.Problem)
+}
+
+// within prefixes err's path with seg: a member name, "[i]" or `["k"]`.
+func within(err error, seg string) error {
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch {
+	case pe.Path == "" || pe.Path[0] == '[':
+		pe.Path = seg + pe.Path
+	default:
+		pe.Path = seg + "." + pe.Path
+	}
+	return pe
+}
+
 // reportDecoder decodes canonical JSON (IsCanonical has accepted it)
 // into the report's types, by the field lists the encoder writes them
 // with. Any input still gives an error, never a panic.
 type reportDecoder struct {
 	b []byte
 	i int
+	// vocab is the vocabulary of the claim being decoded: its strings (a
+	// string, a list's items, a map's values) must be in it.
+	vocab *vocab
 }
 
 func (d *reportDecoder) fail(what string) error {
-	return fmt.Errorf("byte %d: %s", d.i, what)
+	return &ParseError{Offset: d.i, Problem: what}
 }
 
 var (
@@ -440,10 +489,43 @@ func hasCodec(t reflect.Type) bool {
 }
 
 // reportTypesOK checks once that every type in a Report is one
-// reportDecoder decodes as the encoder writes it.
+// reportDecoder decodes as the encoder writes it, and that every
+// vocabulary names a member of strings (or of lists or maps of them).
 var reportTypesOK = sync.OnceValue(func() error {
-	return decodable(reflect.TypeFor[Report](), map[reflect.Type]bool{})
+	if err := decodable(reflect.TypeFor[Report](), map[reflect.Type]bool{}); err != nil {
+		return err
+	}
+	for t, members := range vocabularies {
+		for name, v := range members {
+			f, ok := memberOf(t, name)
+			if !ok {
+				return fmt.Errorf("vocabulary of %s.%s: no such member", t, name)
+			}
+			ft := t.FieldByIndex(f.index).Type
+			if k := ft.Kind(); k == reflect.Slice || k == reflect.Map {
+				ft = ft.Elem()
+			}
+			if ft.Kind() != reflect.String || f.omitEmpty {
+				return fmt.Errorf("vocabulary of %s.%s: a member of %s (omitempty %v)", t, name, ft, f.omitEmpty)
+			}
+			if v.match == nil && len(v.values) == 0 {
+				return fmt.Errorf("vocabulary of %s.%s: empty", t, name)
+			}
+		}
+	}
+	return nil
 })
+
+// memberOf finds the member of struct t (its own field, or an embedded
+// one's) by JSON name.
+func memberOf(t reflect.Type, name string) (field, bool) {
+	for _, f := range fieldsOf(t) {
+		if f.name == name {
+			return f, true
+		}
+	}
+	return field{}, false
+}
 
 func decodable(t reflect.Type, seen map[reflect.Type]bool) error {
 	if seen[t] {
@@ -490,13 +572,28 @@ func (d *reportDecoder) isNull() bool {
 	return false
 }
 
+// jsonKinds names the JSON type a Go kind is written as.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	}
+	return "an integer"
+}
+
 func (d *reportDecoder) value(v reflect.Value) error {
 	if d.i >= len(d.b) {
 		return d.fail("unexpected end")
 	}
 	t := v.Type()
-	switch t.Kind() {
-	case reflect.Pointer:
+	if t.Kind() == reflect.Pointer {
+		// The only nullable claims.
 		if d.isNull() {
 			return nil
 		}
@@ -506,22 +603,34 @@ func (d *reportDecoder) value(v reflect.Value) error {
 		}
 		v.Set(p)
 		return nil
+	}
+	if d.b[d.i] == 'n' {
+		return d.fail("null, want " + jsonKind(t) + " (only a nullable claim may be null; Report.Canonical writes every section, and [] or {} for none)")
+	}
+	switch t.Kind() {
 	case reflect.Struct:
 		return d.object(v)
 	case reflect.Map:
-		if d.isNull() {
-			return nil
-		}
 		return d.mapValue(v)
 	case reflect.Slice:
-		if d.isNull() {
-			return nil
-		}
 		return d.slice(v)
 	case reflect.String:
+		if d.vocab != nil && d.vocab.match == nil {
+			// A closed claim takes its vocabulary's string, without a
+			// copy of the document's.
+			if s, ok := d.vocabStr(); ok {
+				v.SetString(s)
+				return nil
+			}
+		}
+		start := d.i
 		s, err := d.str()
 		if err != nil {
 			return err
+		}
+		if d.vocab != nil && !d.vocab.accepts(s) {
+			d.i = start
+			return d.fail(fmt.Sprintf("%s %s", quoteBounded(s), d.vocab.describe()))
 		}
 		v.SetString(s)
 		return nil
@@ -568,6 +677,28 @@ func (d *reportDecoder) value(v reflect.Value) error {
 	return fmt.Errorf("cannot decode %s canonically", t)
 }
 
+// memberSeg is a member name as a path segment: itself when it is a
+// plain name, else quoted as a map key.
+func memberSeg(name string) string {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c >= 'A' && c <= 'Z') {
+			return "[" + quoteBounded(name) + "]"
+		}
+	}
+	if name == "" {
+		return `[""]`
+	}
+	return name
+}
+
+// quoteBounded quotes s for an error, cut to 64 bytes.
+func quoteBounded(s string) string {
+	if len(s) > 64 {
+		return fmt.Sprintf("%q…", s[:64])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
 // uint reads a canonical unsigned integer, at most maxSafeInt+1 or an
 // error.
 func (d *reportDecoder) uint() (uint64, error) {
@@ -592,35 +723,37 @@ func (d *reportDecoder) uint() (uint64, error) {
 
 func (d *reportDecoder) object(v reflect.Value) error {
 	if d.b[d.i] != '{' {
-		return d.fail(fmt.Sprintf("want an object for %s", v.Type()))
+		return d.fail("want an object")
 	}
 	d.i++
 	fields := fieldsOf(v.Type())
 	next := 0
 	// missing fails unless every field before name (all if name is "")
 	// is one the encoder omits when empty.
-	missing := func(name string, all bool) error {
-		for ; next < len(fields) && (all || fields[next].name < name); next++ {
+	missing := func(name []byte, all bool) error {
+		for ; next < len(fields) && (all || fields[next].name < string(name)); next++ {
 			if !fields[next].omitEmpty {
-				return d.fail(fmt.Sprintf("member %q missing (Report.Canonical writes it)", fields[next].name))
+				return within(d.fail("missing (Report.Canonical always writes it)"), fields[next].name)
 			}
 		}
 		return nil
 	}
 	if d.i < len(d.b) && d.b[d.i] == '}' {
 		d.i++
-		return missing("", true)
+		return missing(nil, true)
 	}
 	for {
-		name, err := d.str()
+		start := d.i
+		name, err := d.memberName()
 		if err != nil {
 			return err
 		}
 		if err := missing(name, false); err != nil {
 			return err
 		}
-		if next == len(fields) || fields[next].name != name {
-			return d.fail(fmt.Sprintf("unknown member %q in %s", name, v.Type()))
+		if next == len(fields) || fields[next].name != string(name) {
+			d.i = start
+			return within(d.fail("unknown member (the report is closed)"), memberSeg(string(name)))
 		}
 		f := fields[next]
 		next++
@@ -629,11 +762,16 @@ func (d *reportDecoder) object(v reflect.Value) error {
 		}
 		d.i++
 		fv := v.FieldByIndex(f.index)
-		if err := d.value(fv); err != nil {
-			return fmt.Errorf("%s: %w", f.name, err)
+		vstart := d.i
+		d.vocab = f.vocab
+		err = d.value(fv)
+		d.vocab = nil
+		if err != nil {
+			return within(err, f.name)
 		}
 		if f.omitEmpty && isEmpty(fv) {
-			return d.fail(fmt.Sprintf("member %q has its empty value (Report.Canonical omits it)", f.name))
+			d.i = vstart
+			return within(d.fail("has its empty value (Report.Canonical omits it)"), f.name)
 		}
 		if d.i >= len(d.b) {
 			return d.fail("unexpected end")
@@ -643,7 +781,7 @@ func (d *reportDecoder) object(v reflect.Value) error {
 			d.i++
 		case '}':
 			d.i++
-			return missing("", true)
+			return missing(nil, true)
 		default:
 			return d.fail("want ',' or '}'")
 		}
@@ -653,7 +791,7 @@ func (d *reportDecoder) object(v reflect.Value) error {
 func (d *reportDecoder) mapValue(v reflect.Value) error {
 	t := v.Type()
 	if d.b[d.i] != '{' {
-		return d.fail(fmt.Sprintf("want an object for %s", t))
+		return d.fail("want an object")
 	}
 	d.i++
 	m := reflect.MakeMap(t)
@@ -675,7 +813,7 @@ func (d *reportDecoder) mapValue(v reflect.Value) error {
 		d.i++
 		ev.Set(zero)
 		if err := d.value(ev); err != nil {
-			return fmt.Errorf("%q: %w", k, err)
+			return within(err, fmt.Sprintf("[%s]", quoteBounded(k)))
 		}
 		m.SetMapIndex(reflect.ValueOf(k).Convert(t.Key()), ev)
 		if d.i >= len(d.b) {
@@ -696,7 +834,7 @@ func (d *reportDecoder) mapValue(v reflect.Value) error {
 func (d *reportDecoder) slice(v reflect.Value) error {
 	t := v.Type()
 	if d.b[d.i] != '[' {
-		return d.fail(fmt.Sprintf("want an array for %s", t))
+		return d.fail("want an array")
 	}
 	d.i++
 	if d.i < len(d.b) && d.b[d.i] == ']' {
@@ -712,7 +850,7 @@ func (d *reportDecoder) slice(v reflect.Value) error {
 			s = grown
 		}
 		if err := d.value(s.Index(n)); err != nil {
-			return fmt.Errorf("[%d]: %w", n, err)
+			return within(err, fmt.Sprintf("[%d]", n))
 		}
 		if d.i >= len(d.b) {
 			return d.fail("unexpected end")
@@ -728,6 +866,59 @@ func (d *reportDecoder) slice(v reflect.Value) error {
 			return d.fail("want ',' or ']'")
 		}
 	}
+}
+
+// memberName reads a member name: the document's bytes when it has no
+// escape (every field's name), else what it denotes.
+func (d *reportDecoder) memberName() ([]byte, error) {
+	b := d.b
+	if d.i >= len(b) || b[d.i] != '"' {
+		return nil, d.fail("want a string")
+	}
+	start := d.i + 1
+	i := start
+	for i < len(b) && b[i] != '"' && b[i] != '\\' {
+		i++
+	}
+	if i < len(b) && b[i] == '"' {
+		d.i = i + 1
+		return b[start:i], nil
+	}
+	s, err := d.str()
+	return []byte(s), err
+}
+
+// vocabStr reads a string without escapes that is in d.vocab's values
+// and returns the value; otherwise it reads nothing and returns false.
+func (d *reportDecoder) vocabStr() (string, bool) {
+	b := d.b
+	if d.i >= len(b) || b[d.i] != '"' {
+		return "", false
+	}
+	start := d.i + 1
+	i := start
+	for i < len(b) && b[i] != '"' && b[i] != '\\' {
+		i++
+	}
+	if i >= len(b) || b[i] != '"' {
+		return "", false
+	}
+	raw := b[start:i]
+	vals := d.vocab.values
+	lo, hi := 0, len(vals)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if vals[m] < string(raw) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(vals) && vals[lo] == string(raw) {
+		d.i = i + 1
+		return vals[lo], true
+	}
+	return "", false
 }
 
 // str reads a canonical string and returns what it denotes.

@@ -13,11 +13,14 @@ import (
 	"testing"
 
 	"github.com/gowebpki/jcs"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/vigil-attest/vigil/hostfs"
 	"github.com/vigil-attest/vigil/ima/imatest"
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testhost"
 	"github.com/vigil-attest/vigil/measure"
+	"github.com/vigil-attest/vigil/reason"
 )
 
 // reencodeCheck is the check ParseReport replaces: a strict
@@ -236,20 +239,84 @@ func FuzzIsCanonical(f *testing.F) {
 	})
 }
 
+// reportSchema compiles the published schema once.
+func reportSchema(tb testing.TB) *jsonschema.Schema {
+	tb.Helper()
+	b, err := os.ReadFile(docsPath("runtime-report.schema.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	if err := c.AddResource("schema.json", doc); err != nil {
+		tb.Fatal(err)
+	}
+	s, err := c.Compile("schema.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// schemaValid reports whether b is JSON the published schema accepts.
+func schemaValid(s *jsonschema.Schema, b []byte) bool {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	return err == nil && s.Validate(v) == nil
+}
+
 // FuzzParseReport: ParseReport accepts exactly what the strict decode and
-// re-encoding check accepted, and decodes it to the same report.
+// re-encoding check accepts and the published schema validates, and
+// decodes it to the same report; a refusal of canonical JSON is a
+// *ParseError. Seeds: the fixture hosts' reports, this machine's, and
+// near misses of them in the closed claims.
 func FuzzParseReport(f *testing.F) {
-	for _, b := range realReports(f) {
+	schema := reportSchema(f)
+	seeds := realReports(f)
+	if r, err := measure.New(measure.Options{}).Measure(context.Background(), hostfs.New("/")); err == nil {
+		if b, err := r.Canonical(); err == nil {
+			seeds["live"] = b
+		}
+	}
+	// Small reports too, so that most executions are fast.
+	small := measure.NewReport()
+	small.Modules.Loaded = []measure.LoadedModule{{Name: "ext4", Taint: "OE", Signature: measure.SignatureUnknown, Reasons: []reason.Code{reason.NotFound}}}
+	small.Enforcement.Lockdown = measure.LockdownIntegrity
+	small.Enforcement.SELinux, small.Enforcement.AppArmor = "disabled", "enabled"
+	for name, r := range map[string]*measure.Report{"new": measure.NewReport(), "small": small} {
+		b, err := r.Canonical()
+		if err != nil {
+			f.Fatal(err)
+		}
+		seeds[name] = b
+	}
+	for _, b := range seeds {
 		f.Add(b)
+		for _, m := range [][2]string{{`"status":"ok"`, `"status":"OK"`}, {`"lockdown":"`, `"lockdown":"x`},
+			{`"signature":"signed"`, `"signature":"unsigned "`}, {`"loaded":[`, `"loaded":null,"x":[`},
+			{`"taint":"`, `"taint":"Z`}, {`"reasons":[]`, `"reasons":["unsigned"]`}, {`"reasons":[]`, `"reasons":["nope"]`},
+			{`"ima":{`, `"ima":null,"imb":{`}} {
+			if bytes.Contains(b, []byte(m[0])) {
+				f.Add(bytes.Replace(b, []byte(m[0]), []byte(m[1]), 1))
+			}
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := measure.ParseReport(b)
 		want, werr := reencodeCheck(b)
-		if (err == nil) != (werr == nil) {
-			t.Fatalf("%q: ParseReport %v, re-encoding check %v", b, err, werr)
+		valid := werr == nil && schemaValid(schema, b)
+		if (err == nil) != valid {
+			t.Fatalf("%.2000q: ParseReport %v, re-encoding check %v, schema valid %v", b, err, werr, valid)
 		}
 		if err == nil && !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: ParseReport gives %+v, encoding/json %+v", b, got, want)
+			t.Fatalf("%.2000q: ParseReport gives %+v, encoding/json %+v", b, got, want)
+		}
+		var pe *measure.ParseError
+		if err != nil && measure.IsCanonical(b) == nil && !errors.As(err, &pe) {
+			t.Fatalf("%.2000q: canonical JSON refused without a ParseError: %v", b, err)
 		}
 	})
 }

@@ -18,8 +18,9 @@ type Enforcement struct {
 	// SigEnforceSource says where SigEnforce came from: "sysfs",
 	// "cmdline" or "" when neither says so.
 	SigEnforceSource string `json:"sig_enforce_source"`
-	// Lockdown is none, integrity or confidentiality; "unknown" when
-	// securityfs is not readable.
+	// Lockdown is none, integrity or confidentiality (the kernel's
+	// modes); "unknown" when securityfs is not readable or shows another
+	// mode.
 	Lockdown string `json:"lockdown"`
 	// Sysctls, null when absent.
 	ModulesDisabled         *int64 `json:"modules_disabled"`
@@ -122,22 +123,27 @@ func (m *Measurer) collectEnforcement(_ context.Context, src hostfs.Source, cmdl
 	return e
 }
 
-// lockdownMode reads "none [integrity] confidentiality".
+// lockdownMode reads "none [integrity] confidentiality": the bracketed
+// mode when it is one of the kernel's, else LockdownUnknown.
 func lockdownMode(src hostfs.Source) string {
 	v, err := readLine(src, securityfs+"/lockdown")
 	if err != nil {
 		if _, err := src.ReadDir(securityfs); err == nil {
 			// securityfs is mounted but the kernel has no lockdown LSM.
-			return "none"
+			return LockdownNone
 		}
-		return "unknown"
+		return LockdownUnknown
 	}
 	for _, f := range strings.Fields(v) {
 		if strings.HasPrefix(f, "[") && strings.HasSuffix(f, "]") {
-			return strings.Trim(f, "[]")
+			switch m := strings.Trim(f, "[]"); m {
+			case LockdownNone, LockdownIntegrity, LockdownConfidentiality:
+				return m
+			}
+			return LockdownUnknown
 		}
 	}
-	return "unknown"
+	return LockdownUnknown
 }
 
 // Debug says whether the kernel can be debugged, and which settings relax
@@ -181,7 +187,7 @@ func (m *Measurer) collectDebug(_ context.Context, src hostfs.Source, cmdline st
 	if d.Sysrq != nil && *d.Sysrq == 1 {
 		d.Evidence = append(d.Evidence, "sysrq:1")
 	}
-	if e.Lockdown == "none" {
+	if e.Lockdown == LockdownNone {
 		d.RelaxedSigning = append(d.RelaxedSigning, "lockdown=none")
 	} else if v, ok := cmdlineValue(cmdline, "lockdown"); ok && v == "none" {
 		d.RelaxedSigning = append(d.RelaxedSigning, "lockdown=none")

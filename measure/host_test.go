@@ -8,7 +8,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vigil-attest/vigil/codepolicy"
@@ -194,7 +196,7 @@ func TestAdversarialHosts(t *testing.T) {
 			h.Tainted = 1<<12 | 1<<13
 		}, "", nil, func(t *testing.T, r *measure.Report) {
 			m := findModule(t, r, "rootkit")
-			if m.Signed || m.Allowed || !m.Judged || !slices.Equal(m.Reasons, []reason.Code{reason.Unsigned}) || m.Taint != "OE" {
+			if m.Signed || m.Signature != measure.SignatureUnsigned || m.Allowed || !m.Judged || !slices.Equal(m.Reasons, []reason.Code{reason.Unsigned}) || m.Taint != "OE" {
 				t.Errorf("rootkit = %+v", m)
 			}
 			eq(t, "unexplained", r.Taint.Unexplained, []string{})
@@ -203,8 +205,75 @@ func TestAdversarialHosts(t *testing.T) {
 			h.Modules = append(h.Modules, testhost.Module{Name: "ghost", Size: 100})
 		}, "", nil, func(t *testing.T, r *measure.Report) {
 			m := findModule(t, r, "ghost")
-			if m.Path != "" || m.Allowed || m.Judged || !slices.Equal(m.Reasons, []reason.Code{reason.NotFound}) {
+			if m.Path != "" || m.Allowed || m.Judged || m.Signature != measure.SignatureUnknown || m.Signed ||
+				!slices.Equal(m.Reasons, []reason.Code{reason.NotFound}) {
 				t.Errorf("ghost = %+v", m)
+			}
+		}},
+		// The real-boot finding: a module loaded from a stripped copy is
+		// tainted E by the kernel while the file on disk verifies. The
+		// report carries both, for the verifier to compare.
+		{"stripped copy loaded, file signed", func(h *testhost.Host) {
+			h.Modules[1].Taint = "E"
+			h.Tainted = 1 << 13
+		}, "", nil, func(t *testing.T, r *measure.Report) {
+			m := findModule(t, r, "nf_tables")
+			if m.Taint != "E" || m.Signature != measure.SignatureSigned || !m.Judged || !m.Allowed {
+				t.Errorf("nf_tables = %+v", m)
+			}
+			eq(t, "unexplained", r.Taint.Unexplained, []string{})
+		}},
+		// The file modules.dep names was removed after the module loaded
+		// (or replaced by something that is not a file): unknown, never
+		// unsigned.
+		{"module file removed", nil, "", func(src hostfs.Source) hostfs.Source {
+			if err := os.Remove(src.HostPath("/lib/modules/6.1.0-56-amd64/kernel/extra/nf-tables.ko")); err != nil {
+				panic(err)
+			}
+			return src
+		}, func(t *testing.T, r *measure.Report) {
+			m := findModule(t, r, "nf_tables")
+			if m.Path == "" || m.Judged || m.Signed || m.Allowed || m.Signature != measure.SignatureUnknown || m.SHA256 != "" ||
+				!slices.Equal(m.Reasons, []reason.Code{reason.NotFound}) {
+				t.Errorf("nf_tables = %+v", m)
+			}
+		}},
+		{"module file not a regular file", nil, "", func(src hostfs.Source) hostfs.Source {
+			p := src.HostPath("/lib/modules/6.1.0-56-amd64/kernel/extra/nf-tables.ko")
+			if err := os.Remove(p); err != nil {
+				panic(err)
+			}
+			if err := os.Mkdir(p, 0o755); err != nil {
+				panic(err)
+			}
+			return src
+		}, func(t *testing.T, r *measure.Report) {
+			m := findModule(t, r, "nf_tables")
+			if m.Judged || m.Signed || m.Allowed || m.Signature != measure.SignatureUnknown ||
+				!slices.Equal(m.Reasons, []reason.Code{reason.Unreadable}) {
+				t.Errorf("nf_tables = %+v", m)
+			}
+		}},
+		{"module loading: the + mark is not a taint", func(h *testhost.Host) {
+			h.Modules[0].Taint = "OE+"
+			h.Tainted = 1<<12 | 1<<13
+		}, "", nil, func(t *testing.T, r *measure.Report) {
+			if m := findModule(t, r, "ext4_extra"); m.Taint != "OE" {
+				t.Errorf("ext4_extra = %+v", m)
+			}
+		}},
+		{"module taint letter the kernel does not define", func(h *testhost.Host) {
+			h.Modules[0].Taint = "Z"
+		}, "", nil, func(t *testing.T, r *measure.Report) {
+			if r.Modules.Status != measure.StatusError || !strings.Contains(r.Modules.Error, `taint "(Z)"`) {
+				t.Errorf("modules = %s %s", r.Modules.Status, r.Modules.Error)
+			}
+		}},
+		{"lockdown mode the kernel does not define", func(h *testhost.Host) {
+			h.Lockdown = "none [paranoid] integrity confidentiality"
+		}, "", nil, func(t *testing.T, r *measure.Report) {
+			if r.Enforcement.Lockdown != measure.LockdownUnknown {
+				t.Errorf("lockdown = %q", r.Enforcement.Lockdown)
 			}
 		}},
 		{"revoked signer", nil, revokeLeaf, nil, func(t *testing.T, r *measure.Report) {
@@ -314,6 +383,14 @@ func TestAdversarialHosts(t *testing.T) {
 			}
 			r := measureHost(t, h, measure.Options{Engine: engine(t, c.policy), Config: sshdConfig()}, wrap...)
 			c.check(t, r)
+			// Whatever the host shows, the report is one a verifier decodes.
+			b, err := r.Canonical()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := measure.ParseReport(b); err != nil {
+				t.Errorf("ParseReport: %v", err)
+			}
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 
 	"github.com/vigil-attest/vigil/hostfs"
@@ -92,9 +93,9 @@ func (m *Measurer) Measure(ctx context.Context, src hostfs.Source) (*Report, err
 	if in, ok := src.(interface{ Inputs() map[string]string }); ok {
 		r.Inputs = in.Inputs()
 	}
-	if r.Inputs == nil {
-		r.Inputs = map[string]string{}
-	}
+	// A collector that left a list or a map nil (or a section a panic
+	// cut short) still gives a report ParseReport accepts.
+	fillEmpty(reflect.ValueOf(r).Elem())
 	return r, nil
 }
 

@@ -3,6 +3,7 @@ package measure
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"path"
 	"slices"
 	"sort"
@@ -24,23 +25,38 @@ type Modules struct {
 
 // LoadedModule is one module of /proc/modules.
 type LoadedModule struct {
-	Name  string `json:"name"`
-	Size  int64  `json:"size"`
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	// Taint is the kernel's own taint letters for this module, as
+	// /proc/modules shows them (P F C O E K X T N, in that order; the
+	// loading/unloading marks + and - are left out). The kernel sets E
+	// when it loaded the module without a valid signature, whatever the
+	// file on disk carries: compare it with Signature.
 	Taint string `json:"taint"`
 	// Path is the module file for the running release, from modules.dep;
 	// "" when no file is known.
 	Path string `json:"path"`
 	// SHA256 is the file's digest when it was judged.
 	SHA256 string `json:"sha256,omitempty"`
-	// Signed reports a module signature present on the file.
+	// Signature is what is known of the file's signature: "signed",
+	// "unsigned", or "unknown" when the file was not judged (Judged is
+	// false; Reasons says why when a file was looked for). A module
+	// whose file cannot be found or read is unknown, never unsigned.
+	Signature string `json:"signature"`
+	// Signed reports a module signature present on the file: Signature
+	// is "signed". It is false for an unknown module too; read Signature.
 	Signed bool `json:"signed"`
 	// Signer is the subject common name of the first valid signature's
 	// signer, else of the first signature's (as modinfo's signer).
 	Signer string `json:"signer"`
 	// Allowed is the engine's verdict; false when the file was not judged
-	// (Judged false) or could not be found.
+	// (Judged false).
 	Allowed bool `json:"allowed"`
-	Judged  bool `json:"judged"`
+	// Judged is true when the code-integrity engine read and judged the
+	// file. When it is false, Signature is "unknown" and Reasons holds
+	// not-found (no file for the running release) or unreadable (a file
+	// that could not be read); both are empty without an engine.
+	Judged bool `json:"judged"`
 	// Reasons are the verdict's stable reason codes.
 	Reasons []reason.Code `json:"reasons"`
 }
@@ -81,7 +97,7 @@ func (m *Measurer) collectModules(ctx context.Context, src hostfs.Source, releas
 	out.Section = Section{Status: StatusOK}
 	paths, depErr := moduleFiles(src, release)
 	for _, pm := range mods {
-		lm := LoadedModule{Name: pm.Name, Size: pm.Size, Taint: pm.Taint, Reasons: []reason.Code{}}
+		lm := LoadedModule{Name: pm.Name, Size: pm.Size, Taint: pm.Taint, Signature: SignatureUnknown, Reasons: []reason.Code{}}
 		if rel, ok := paths[normModuleName(pm.Name)]; ok {
 			lm.Path = path.Join("/lib/modules", release, rel)
 		}
@@ -105,7 +121,10 @@ func moduleFiles(src hostfs.Source, release string) (map[string]string, error) {
 	return parseModulesDep(b)
 }
 
-// judgeModule runs the code-integrity engine on the module's file.
+// judgeModule runs the code-integrity engine on the module's file. A
+// module whose file is not found or cannot be read stays unknown
+// (Judged false, Signature "unknown"), with not-found or unreadable: the
+// file of an unjudged module is never taken as unsigned.
 func (m *Measurer) judgeModule(ctx context.Context, src hostfs.Source, lm *LoadedModule, depErr error) {
 	if m.opts.Engine == nil {
 		return
@@ -119,12 +138,17 @@ func (m *Measurer) judgeModule(ctx context.Context, src hostfs.Source, lm *Loade
 		}
 		return
 	}
-	lm.Judged = true
 	v, err := m.opts.Engine.VerifyFile(ctx, src.HostPath(lm.Path))
 	if err != nil {
-		lm.Reasons = append(lm.Reasons, reason.NotFound)
+		if errors.Is(err, fs.ErrNotExist) {
+			lm.Reasons = append(lm.Reasons, reason.NotFound)
+		} else {
+			lm.Reasons = append(lm.Reasons, reason.Unreadable)
+		}
+		m.log.Debug("module file not judged", "module", lm.Name, "path", lm.Path, "err", err)
 		return
 	}
+	lm.Judged = true
 	if v.SHA256 != "" {
 		src.Record(lm.Path, v.SHA256)
 	}
@@ -132,6 +156,10 @@ func (m *Measurer) judgeModule(ctx context.Context, src hostfs.Source, lm *Loade
 	lm.Allowed = v.Allowed
 	lm.Reasons = append(lm.Reasons, v.Reasons...)
 	lm.Signed = len(v.Signatures) > 0
+	lm.Signature = SignatureUnsigned
+	if lm.Signed {
+		lm.Signature = SignatureSigned
+	}
 	for _, s := range v.Signatures {
 		if s.Signer != nil && (lm.Signer == "" || s.Valid) {
 			lm.Signer = commonName(s.Signer.Subject)

@@ -358,7 +358,7 @@ func (m *Measurer) hiddenProcesses(ctx context.Context, src hostfs.Source, liste
 		if _, err := src.Lstat("/proc/" + strconv.Itoa(pid)); err != nil {
 			continue // exited meanwhile
 		}
-		h := HiddenProcess{PID: pid, SeenIn: []string{"probe"}, MissingFrom: []string{"readdir"}}
+		h := HiddenProcess{PID: pid, SeenIn: []string{ViewProbe}, MissingFrom: []string{ViewReaddir}}
 		h.Name, _ = readLine(src, fmt.Sprintf("/proc/%d/comm", pid))
 		h.Exe, _, _ = exeOf(src, pid)
 		hidden = append(hidden, h)

@@ -18,7 +18,7 @@ type procModule struct {
 	Name  string
 	Size  int64
 	State string // Live, Loading, Unloading
-	Taint string // letters, without parentheses
+	Taint string // letters, without parentheses or the + / - state mark
 }
 
 // maxProcLines bounds the lines parsed from one /proc file.
@@ -53,7 +53,12 @@ func parseProcModules(b []byte) ([]procModule, error) {
 			if len(t) < 2 || t[0] != '(' || t[len(t)-1] != ')' {
 				return nil, fmt.Errorf("/proc/modules line %d: taint %q: %w", n, t, ErrMalformedProc)
 			}
-			m.Taint = t[1 : len(t)-1]
+			// The kernel prints the module's taint letters, then + while
+			// it loads or - while it unloads (State says so too).
+			m.Taint = strings.TrimRight(t[1:len(t)-1], "+-")
+			if !moduleTaint.accepts(m.Taint) {
+				return nil, fmt.Errorf("/proc/modules line %d: taint %q: not the kernel's module taint letters (%s, in order): %w", n, t, moduleTaintLetters, ErrMalformedProc)
+			}
 		}
 		out = append(out, m)
 	}

@@ -11,6 +11,8 @@
 // the modules that could have set them.
 package measure
 
+import "reflect"
+
 // Version is the report format version. Claim names are stable within it.
 const Version = "vigil.report.v1"
 
@@ -71,5 +73,66 @@ func (r *Report) Sections() map[string]*Section {
 		"measured_boot": &r.MeasuredBoot.Section,
 		"ima":           &r.IMA.Section,
 		"processes":     &r.Processes.Section,
+	}
+}
+
+// NewReport returns the report of a host that exposes nothing: every
+// section unavailable, every list and map empty. It is a valid report
+// (ParseReport accepts its canonical form), for callers that build one
+// by hand.
+func NewReport() *Report {
+	r := &Report{Version: Version}
+	for _, s := range r.Sections() {
+		s.Status = StatusUnavailable
+	}
+	fillEmpty(reflect.ValueOf(r).Elem())
+	return r
+}
+
+// fillEmpty replaces every nil slice and map of v (and of the structs,
+// pointed-to structs, slices and maps it holds) by an empty one, and
+// every closed claim left "" by the value its vocabulary gives an unset
+// claim (a section's status: error; lockdown, selinux, apparmor and a
+// module's signature: unknown): a report writes [] and {} for none,
+// never null, which only a pointer claim may be, and never a value
+// outside a vocabulary.
+func fillEmpty(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			fillEmpty(v.Elem())
+		}
+	case reflect.Struct:
+		for _, f := range fieldsOf(v.Type()) {
+			fv := v.FieldByIndex(f.index)
+			if f.vocab != nil && f.vocab.unset != "" && fv.Kind() == reflect.String && fv.String() == "" {
+				fv.SetString(f.vocab.unset)
+			}
+			fillEmpty(fv)
+		}
+	case reflect.Slice:
+		if v.IsNil() {
+			v.Set(reflect.MakeSlice(v.Type(), 0, 0))
+			return
+		}
+		if k := v.Type().Elem().Kind(); k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice || k == reflect.Map {
+			for i := 0; i < v.Len(); i++ {
+				fillEmpty(v.Index(i))
+			}
+		}
+	case reflect.Map:
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(v.Type()))
+			return
+		}
+		if k := v.Type().Elem().Kind(); k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice || k == reflect.Map {
+			iter := v.MapRange()
+			for iter.Next() {
+				e := reflect.New(v.Type().Elem()).Elem()
+				e.Set(iter.Value())
+				fillEmpty(e)
+				v.SetMapIndex(iter.Key(), e)
+			}
+		}
 	}
 }

@@ -31,16 +31,109 @@ func generatedSchema(t *testing.T) []byte {
 		"Vigil runtime report ("+measure.Version+")",
 		"Generated from the Go types by `go test ./measure -run TestSchema -update`; see docs/runtime-report.md.",
 		func(props map[string]any) {
-			props["version"] = map[string]any{"const": measure.Version}
-			for _, sec := range []string{"kernel", "modules", "taint", "enforcement", "debug", "secure_boot", "measured_boot", "ima", "processes"} {
-				p := props[sec].(map[string]any)["properties"].(map[string]any)
-				p["status"] = map[string]any{"enum": []any{"ok", "unavailable", "error"}}
+			for _, v := range measure.Vocabularies() {
+				s := schemaAt(t, map[string]any{"properties": props}, v.Path)
+				if v.Pattern != "" {
+					s["pattern"] = v.Pattern
+					continue
+				}
+				enum := make([]any, len(v.Values))
+				for i, x := range v.Values {
+					enum[i] = x
+				}
+				s["enum"] = enum
 			}
 		})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// schemaAt is the schema of the claim at path (a Vocabulary's).
+func schemaAt(t testing.TB, s map[string]any, path string) map[string]any {
+	t.Helper()
+	for _, name := range strings.Split(path, ".") {
+		base := strings.TrimRight(name, "[]{}")
+		next, ok := s["properties"].(map[string]any)[base].(map[string]any)
+		if !ok {
+			t.Fatalf("schema has no claim %s (in %s)", base, path)
+		}
+		s = next
+		for rest := name[len(base):]; rest != ""; rest = rest[2:] {
+			key := "items"
+			if strings.HasPrefix(rest, "{}") {
+				key = "additionalProperties"
+			}
+			if s, ok = s[key].(map[string]any); !ok {
+				t.Fatalf("schema of %s has no %s", path, key)
+			}
+		}
+	}
+	return s
+}
+
+// TestSchemaVocabularies: the published schema's closed claims (every
+// enum, const and pattern in it) are exactly the vocabularies
+// ParseReport enforces, and ParseReport accepts every value the schema
+// lists (measure's TestVocabulariesRefused drives the refusals).
+func TestSchemaVocabularies(t *testing.T) {
+	b, err := os.ReadFile(docsPath("runtime-report.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	inSchema := map[string]measure.Vocabulary{}
+	var walk func(path string, s map[string]any)
+	walk = func(path string, s map[string]any) {
+		if _, ok := s["const"]; ok {
+			t.Errorf("%s: const in the schema (a vocabulary is an enum)", path)
+		}
+		if e, ok := s["enum"].([]any); ok {
+			v := measure.Vocabulary{Path: path}
+			for _, x := range e {
+				v.Values = append(v.Values, x.(string))
+			}
+			inSchema[path] = v
+		}
+		if p, ok := s["pattern"].(string); ok {
+			inSchema[path] = measure.Vocabulary{Path: path, Pattern: p}
+		}
+		props, _ := s["properties"].(map[string]any)
+		for name, sub := range props {
+			p := name
+			if path != "" {
+				p = path + "." + name
+			}
+			walk(p, sub.(map[string]any))
+		}
+		if items, ok := s["items"].(map[string]any); ok {
+			walk(path+"[]", items)
+		}
+		if ap, ok := s["additionalProperties"].(map[string]any); ok {
+			walk(path+"{}", ap)
+		}
+	}
+	walk("", doc)
+	want := map[string]measure.Vocabulary{}
+	for _, v := range measure.Vocabularies() {
+		want[v.Path] = v
+	}
+	if !reflect.DeepEqual(inSchema, want) {
+		for p, v := range want {
+			if !reflect.DeepEqual(inSchema[p], v) {
+				t.Errorf("%s: schema has %+v, ParseReport enforces %+v", p, inSchema[p], v)
+			}
+		}
+		for p := range inSchema {
+			if _, ok := want[p]; !ok {
+				t.Errorf("%s: closed in the schema, open in ParseReport", p)
+			}
+		}
+	}
 }
 
 // TestSchemaUpToDate keeps the published schema equal to the types.

@@ -33,13 +33,14 @@ const (
 	Unsupported       Code = "unsupported"        // a valid construct Vigil does not support
 	BadTimestamp      Code = "bad-timestamp"      // a timestamp is present but does not verify
 	NotFound          Code = "not-found"          // the file to judge does not exist (a loaded module with no file)
+	Unreadable        Code = "unreadable"         // the file to judge exists but could not be read (permissions, not a regular file, an I/O error)
 )
 
 // All lists every code, sorted, for documentation and schema generation.
 func All() []Code {
 	c := []Code{Unsigned, Malformed, DigestMismatch, BadSignature, UntrustedChain, WrongEKU,
 		WeakAlgorithm, Expired, NotYetValid, Revoked, BlocklistedHash, BlocklistedSigner,
-		SignerNotAllowed, Unsupported, BadTimestamp, NotFound}
+		SignerNotAllowed, Unsupported, BadTimestamp, NotFound, Unreadable}
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
 	return c
 }

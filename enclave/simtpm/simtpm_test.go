@@ -198,7 +198,8 @@ func TestEvidenceVerifies(t *testing.T) {
 // testReport is a small canonical runtime report.
 func testReport(tb testing.TB) []byte {
 	tb.Helper()
-	r := &measure.Report{Version: measure.Version, Inputs: map[string]string{"/proc/sys/kernel/osrelease": "00ff"}}
+	r := measure.NewReport()
+	r.Inputs["/proc/sys/kernel/osrelease"] = "00ff"
 	r.Kernel.Status = measure.StatusOK
 	r.Kernel.Release = "6.1.0-56-amd64"
 	r.Kernel.Hostname = "sim"
