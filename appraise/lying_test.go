@@ -3,8 +3,11 @@ package appraise_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/gowebpki/jcs"
 
 	"github.com/vigil-attest/vigil/appraise"
 	"github.com/vigil-attest/vigil/efi"
@@ -30,6 +33,8 @@ type lie struct {
 	modules []string
 	// host is what the kernel shows the measurer.
 	host func(h *testhost.Host, log []byte)
+	// report rewrites the report the agent signs (its JSON members).
+	report func(r map[string]any)
 	// evidence changes what the agent sends.
 	evidence func(t *testing.T, e *tpm.Enclave, bo *evidence.BuildOptions)
 	level    int
@@ -124,6 +129,34 @@ func TestLyingHost(t *testing.T) {
 			modules: []string{"/lib/modules/6.1.0-28-amd64/updates/reptile.ko"},
 			reasons: map[string]int{"ima-module-unlisted": 1}},
 
+		// A report outside the schema: statuses outside the enum, null
+		// or absent sections. The decoder refuses them (the first case
+		// re-encodes the report unchanged: the rewriting alone is fine).
+		{name: "report re-encoded unchanged", level: 3,
+			report:  func(r map[string]any) {},
+			reasons: map[string]int{"lockdown-below-confidentiality": 4}},
+		{name: "IMA status \"OK\" (not in the enum)", level: 0,
+			report:  func(r map[string]any) { r["ima"].(map[string]any)["status"] = "OK" },
+			reasons: map[string]int{"report-malformed": 1}},
+		{name: "lockdown \"Confidentiality\"", level: 0,
+			report:  func(r map[string]any) { r["enforcement"].(map[string]any)["lockdown"] = "Confidentiality" },
+			reasons: map[string]int{"report-malformed": 1}},
+		{name: "debug status \"fine\"", level: 0,
+			report:  func(r map[string]any) { r["debug"].(map[string]any)["status"] = "fine" },
+			reasons: map[string]int{"report-malformed": 1}},
+		{name: "a null IMA section", level: 0,
+			report:  func(r map[string]any) { r["ima"] = nil },
+			reasons: map[string]int{"report-malformed": 1}},
+		{name: "no measured_boot section", level: 0,
+			report:  func(r map[string]any) { delete(r, "measured_boot") },
+			reasons: map[string]int{"report-malformed": 1}},
+		{name: "a null module list", level: 0,
+			report:  func(r map[string]any) { r["modules"].(map[string]any)["loaded"] = nil },
+			reasons: map[string]int{"report-malformed": 1}},
+		{name: "an unknown section", level: 0,
+			report:  func(r map[string]any) { r["attested"] = map[string]any{"secure_boot": true} },
+			reasons: map[string]int{"report-malformed": 1}},
+
 		// The module views.
 		{name: "module tainted unsigned by the kernel, its file signed", level: 0,
 			host: func(h *testhost.Host, _ []byte) {
@@ -149,6 +182,9 @@ func TestLyingHost(t *testing.T) {
 				c.host(h, log)
 			}
 			bo := evidence.BuildOptions{Nonce: nonce, Report: measureHost(t, h, engine(t, "")), EventLog: log, IMALog: list}
+			if c.report != nil {
+				bo.Report = rewriteReport(t, bo.Report, c.report)
+			}
 			if c.evidence != nil {
 				c.evidence(t, e, &bo)
 			}
@@ -306,4 +342,24 @@ func dropLast(t *testing.T, list []byte, n int) []byte {
 		t.Fatalf("the list has %d entries", len(ends))
 	}
 	return bytes.Clone(list[:ends[len(ends)-1-n]])
+}
+
+// rewriteReport applies edit to a report's JSON members and encodes it
+// canonically again (RFC 8785), as an agent that lies would sign it.
+func rewriteReport(t *testing.T, report []byte, edit func(map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(report, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jcs.Transform(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -161,7 +161,7 @@ failures contains {"claim": "attested.ima.modules", "reason": "ima-module-unlist
 failures contains {"claim": "report.modules.loaded", "reason": "module-taint-contradicted", "level": 1, "detail": sprintf("%s: the kernel tainted it unsigned (E), the report says its file is signed", [m.name]), "provenance": "asserted"} if {
 	valid
 	some m in rep.modules.loaded
-	m.signed == true
+	m.signature == "signed"
 	contains(m.taint, "E")
 }
 
@@ -364,16 +364,15 @@ failures contains {"claim": "report.modules.status", "reason": "measurement-erro
 failures contains {"claim": "report.modules.loaded", "reason": "unsigned-module", "level": 3, "detail": m.name, "provenance": "asserted"} if {
 	valid
 	some m in rep.modules.loaded
-	m.judged == true
-	not m.signed == true
+	m.signature == "unsigned"
 }
 
-# A module whose file was not found or not judged is unknown, never
-# unsigned; but it is not shown signed either.
-failures contains {"claim": "report.modules.loaded", "reason": "module-unknown", "level": 3, "detail": sprintf("%s: its file was not judged", [m.name]), "provenance": "asserted"} if {
+# A module whose file was not found, not readable or not judged is
+# unknown, never unsigned; but it is not shown signed either.
+failures contains {"claim": "report.modules.loaded", "reason": "module-unknown", "level": 3, "detail": sprintf("%s: its file was not judged (%s)", [m.name, join(m.reasons)]), "provenance": "asserted"} if {
 	valid
 	some m in rep.modules.loaded
-	not m.judged == true
+	not m.signature in {"signed", "unsigned"}
 }
 
 failures contains {"claim": "report.modules.loaded", "reason": "force-loaded-module", "level": 3, "detail": m.name, "provenance": "asserted"} if {
