@@ -147,6 +147,17 @@ type Expiry struct {
 	Pending    time.Time
 }
 
+// Covers reports whether e expires a (its status and age; not e.ID).
+func (e Expiry) Covers(a *Agent) bool {
+	switch a.Status {
+	case Activating:
+		return !e.Activating.IsZero() && a.UpdatedAt.Before(e.Activating)
+	case Pending:
+		return !e.Pending.IsZero() && a.UpdatedAt.Before(e.Pending)
+	}
+	return false
+}
+
 // Agent is an enrolled agent and what the service keeps about it.
 type Agent struct {
 	ID string `json:"id"`
