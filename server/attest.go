@@ -144,7 +144,7 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 		var se *store.StatusError
 		if errors.As(err, &se) && errors.Is(err, store.ErrNotApproved) {
 			if se.Status == store.Revoked {
-				return fail(api.CodeAgentRevoked, "the agent was revoked; no result was stored and no token issued")
+				return fail(api.CodeAgentRevoked, "the agent was revoked while its evidence was appraised; no result was stored")
 			}
 			return fail(api.CodeAgentPending, "the agent is "+string(se.Status)+", not approved; no result was stored")
 		}

@@ -72,9 +72,10 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	return s.create(w, r, a, true)
 }
 
-// create records a new agent and answers its enrollment; when its ID is
-// taken by an enrollment that expired, that one goes and the new one is
-// recorded instead (retry, once).
+// create records a new agent and answers its enrollment. When its ID is
+// taken by an enrollment that expired, or a limit is reached while
+// expired enrollments still count, those go and the new one is tried
+// again (when retry, so once).
 func (s *Server) create(w http.ResponseWriter, r *http.Request, a *store.Agent, retry bool) error {
 	err := s.o.Store.CreateAgent(r.Context(), a, s.enrollLimits())
 	var le *store.LimitError
@@ -86,6 +87,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, a *store.Agent, 
 		return s.enrolled(w, a, http.StatusCreated)
 	case errors.Is(err, store.ErrExists):
 		return s.reenroll(w, r, a, retry)
+	case errors.As(err, &le) && retry && s.expireEnrollments(r.Context(), ""):
+		// Expired enrollments still counted: they are gone now.
+		return s.create(w, r, a, false)
 	case errors.As(err, &le):
 		s.log.Warn("enrollment refused: too many unfinished enrollments", "agent", a.ID, "from", a.EnrolledFrom, "per_source", le.PerSource, "limit", le.Limit)
 		// Unfinished enrollments finish or expire; a retry within the
