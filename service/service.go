@@ -91,6 +91,14 @@ type Config struct {
 	// disables it).
 	Rate  float64
 	Burst int
+	// ActivationTTL, PendingTTL, MaxEnrollPerSource, MaxUnfinished and
+	// AllowEKReuse govern enrollment: see server.Options (0 means their
+	// defaults; a negative value never expires or never bounds).
+	ActivationTTL      time.Duration
+	PendingTTL         time.Duration
+	MaxEnrollPerSource int
+	MaxUnfinished      int
+	AllowEKReuse       bool
 	// Webhooks receive level and status changes.
 	Webhooks []events.Webhook
 	// Logger defaults to slog.Default().
@@ -196,6 +204,8 @@ func Open(ctx context.Context, c Config) (_ *Service, err error) {
 		Events: s.Events, EventsHandler: s.Events.Handler(), Logger: c.Logger,
 		NonceTTL: c.NonceTTL, EKAllowlist: c.EKAllowlist, Software: c.Software,
 		AdminToken: s.AdminToken, Rate: c.Rate, Burst: c.Burst, Retention: c.Retention, TLS: s.TLS,
+		ActivationTTL: c.ActivationTTL, PendingTTL: c.PendingTTL, MaxEnrollPerSource: c.MaxEnrollPerSource,
+		MaxUnfinished: c.MaxUnfinished, AllowEKReuse: c.AllowEKReuse,
 	}
 	if so.EKRoots, err = trust.LoadCertificateFiles(c.EKRoots); err != nil {
 		return nil, fmt.Errorf("EK roots: %w", err)

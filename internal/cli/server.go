@@ -51,6 +51,11 @@ func (o *serviceOptions) addFlags(fs *pflag.FlagSet, listen string) {
 	fs.DurationVar(&c.Retention, "retention", 30*24*time.Hour, "delete results older than this (each agent keeps its latest); 0 keeps all")
 	fs.Float64Var(&c.Rate, "rate", 0, "requests per second per agent (default 5; negative disables)")
 	fs.IntVar(&c.Burst, "burst", 0, "per-agent burst (default 10)")
+	fs.DurationVar(&c.ActivationTTL, "enroll-activation-ttl", 0, "an enrollment not activated within this is gone, its ID free (default 15m; negative never expires)")
+	fs.DurationVar(&c.PendingTTL, "enroll-pending-ttl", 0, "an agent pending approval longer than this is gone, its ID free (default 168h; negative never expires)")
+	fs.IntVar(&c.MaxEnrollPerSource, "enroll-max-per-client", 0, "unfinished enrollments (activating or pending) allowed from one client address or IPv6 /64 (default 32; negative: no bound)")
+	fs.IntVar(&c.MaxUnfinished, "enroll-max-unfinished", 0, "unfinished enrollments allowed in all (default 10000; negative: no bound)")
+	fs.BoolVar(&c.AllowEKReuse, "allow-ek-reuse", false, "let one EK enroll under several agent IDs (default: one EK holds one agent ID)")
 	fs.StringSliceVar(&o.webhooks, "webhook", nil, "URL receiving level and status changes (repeatable)")
 	fs.StringVar(&o.webhookSecretFile, "webhook-secret-file", "", "file holding the webhooks' HMAC secret (at least 16 bytes)")
 }
