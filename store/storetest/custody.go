@@ -427,6 +427,19 @@ func testExpireEnrollments(t *testing.T, s store.Store) {
 			wantIs(t, "expired "+id, err, store.ErrNotFound)
 		}
 	}
+	// Expiry.Covers, the service's check of one agent, agrees with the
+	// store's deletion.
+	all, err := s.ListAgents(ctx, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	covered := map[string]bool{}
+	for _, a := range all {
+		covered[a.ID] = store.Expiry{Activating: cut, Pending: cut}.Covers(a)
+	}
+	if fmt.Sprint(covered) != "map[act-old:true act-young:false appr-old:false pend-late:false pend-old:true pend-young:false rev-old:false]" {
+		t.Fatalf("Covers: %v", covered)
+	}
 	expire(store.Expiry{}, 0)
 	expire(store.Expiry{ID: "act-young", Activating: cut}, 0)
 	expire(store.Expiry{ID: "act-old", Activating: cut}, 1, "act-old")
