@@ -177,7 +177,7 @@ func TestSoftwareAgentRefusals(t *testing.T) {
 	if _, err := a.AttestOnce(ctx); !errors.Is(err, agent.ErrNotApproved) {
 		t.Fatalf("attest while pending: %v", err)
 	}
-	if err := svc.Store.SetStatus(ctx, a.ID(), store.Approved, "test operator"); err != nil {
+	if err := svc.Store.SetStatus(ctx, a.ID(), store.StatusChange{From: store.Pending, To: store.Approved, Reason: "test operator"}); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := a.Enroll(ctx); err != nil || st != agent.StatusApproved {
@@ -195,7 +195,7 @@ func TestSoftwareAgentRefusals(t *testing.T) {
 
 	// Revoked: the next round is refused, the result is dropped, and
 	// enrolling again is refused.
-	if err := svc.Store.SetStatus(ctx, a.ID(), store.Revoked, "test operator"); err != nil {
+	if err := svc.Store.SetStatus(ctx, a.ID(), store.StatusChange{From: store.Approved, To: store.Revoked, Reason: "test operator"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.AttestOnce(ctx); !agent.IsProblem(err, api.CodeAgentRevoked) {
@@ -577,7 +577,7 @@ func TestTPMPendingApproval(t *testing.T) {
 	if a.Latest() != nil {
 		t.Fatal("a result while pending")
 	}
-	if err := svc.Store.SetStatus(ctx, a.ID(), store.Approved, "test operator"); err != nil {
+	if err := svc.Store.SetStatus(ctx, a.ID(), store.StatusChange{From: store.Pending, To: store.Approved, Reason: "test operator"}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "an attestation after approval", func() bool { return a.Latest() != nil })

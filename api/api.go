@@ -214,6 +214,8 @@ const (
 	CodeEKUntrusted        = "ek-untrusted"         // 403: EK certificate present but does not chain
 	CodeSoftwareNotAllowed = "software-not-allowed" // 403
 	CodeEnrollConflict     = "enrollment-conflict"  // 409: the ID is enrolled with other keys
+	CodeEKInUse            = "ek-in-use"            // 409: the EK is enrolled under another agent ID
+	CodeEnrollLimited      = "enrollment-limited"   // 429: too many unfinished enrollments from this client, or in all
 	CodeActivationFailed   = "activation-failed"    // 403: wrong secret
 	CodeNotActivating      = "not-activating"       // 409
 	CodeUnknownAgent       = "unknown-agent"        // 404: no such agent, or (attest) evidence not signed by its enrolled key: unknown, pending, revoked and outsider look alike

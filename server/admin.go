@@ -149,12 +149,22 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) error {
 }
 
 // revoke: POST /v1/agents/{id}/revoke. Every later request of the agent
-// is refused on every replica (each reads the agent row), and it may not
-// enroll again.
+// is refused on every replica (each reads the agent row), a result not
+// yet saved is refused too (SaveResult is conditional on approval), and
+// it may not enroll again.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) error {
 	return s.adminStatus(w, r, store.Revoked)
 }
 
+// maxStatusTries bounds how often adminStatus reads the agent again when
+// its status changed under it (each change moves it forward: activating,
+// pending, approved, revoked).
+const maxStatusTries = 5
+
+// adminStatus sets the agent's status to to by compare-and-set from the
+// status it read, reading again when another change landed first: a
+// revoke always ends revoked, and an approve that loses to a revoke is
+// refused (agent-revoked), never undoing it.
 func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, to store.Status) error {
 	id, err := pathAgent(r)
 	if err != nil {
@@ -167,40 +177,45 @@ func (s *Server) adminStatus(w http.ResponseWriter, r *http.Request, to store.St
 	if len(req.Reason) > 1024 {
 		return fail(api.CodeBadRequest, "the reason exceeds 1024 bytes")
 	}
-	a, err := s.getAgentRow(r, id)
-	if err != nil {
-		return err
+	reason := "approved by operator"
+	if to == store.Revoked {
+		reason = "revoked by operator"
 	}
-	if a.Status != to {
-		if to == store.Approved {
-			switch a.Status {
-			case store.Revoked:
-				return fail(api.CodeAgentRevoked, "a revoked agent cannot be approved")
-			case store.Activating:
-				return fail(api.CodeEnrollConflict, "the agent has not completed credential activation; it cannot be approved yet")
+	if req.Reason != "" {
+		reason += ": " + req.Reason
+	}
+	for try := 1; ; try++ {
+		a, err := s.getAgentRow(r, id)
+		if err != nil {
+			return err
+		}
+		if a.Status == to {
+			return writeJSON(w, http.StatusOK, apiAgent(a))
+		}
+		switch {
+		case a.Status == store.Revoked:
+			return fail(api.CodeAgentRevoked, "a revoked agent cannot be approved")
+		case to == store.Approved && a.Status == store.Activating:
+			return fail(api.CodeEnrollConflict, "the agent has not completed credential activation; it cannot be approved yet")
+		}
+		err = s.o.Store.SetStatus(r.Context(), id, store.StatusChange{From: a.Status, To: to, Reason: reason, At: s.now().UTC()})
+		switch {
+		case err == nil:
+			s.log.Info("agent status set by operator", "agent", id, "from", a.Status, "to", to, "reason", reason)
+			s.statusChanged(a, to)
+			if a, err = s.getAgentRow(r, id); err != nil {
+				return err
 			}
-		}
-		reason := "approved by operator"
-		if to == store.Revoked {
-			reason = "revoked by operator"
-		}
-		if req.Reason != "" {
-			reason += ": " + req.Reason
-		}
-		if err := s.o.Store.SetStatus(r.Context(), id, to, reason); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return fail(api.CodeUnknownAgent, "no agent "+strconv.Quote(id)+" is enrolled")
-			}
+			return writeJSON(w, http.StatusOK, apiAgent(a))
+		case errors.Is(err, store.ErrStatusChanged) && try < maxStatusTries:
+			continue
+		case errors.Is(err, store.ErrNotFound):
+			return fail(api.CodeUnknownAgent, "no agent "+strconv.Quote(id)+" is enrolled")
+		default:
 			s.metrics.storeErrors.WithLabelValues("set_status").Inc()
 			return storeFailure("set_status", err)
 		}
-		s.log.Info("agent status set by operator", "agent", id, "from", a.Status, "to", to, "reason", reason)
-		s.statusChanged(a, to)
-		if a, err = s.getAgentRow(r, id); err != nil {
-			return err
-		}
 	}
-	return writeJSON(w, http.StatusOK, apiAgent(a))
 }
 
 // events serves the event stream (admin token required).

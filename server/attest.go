@@ -254,6 +254,15 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 	// The result is durable before anyone hears of it: no token without
 	// a stored result.
 	if err := s.o.Store.SaveResult(r.Context(), res, out.State); err != nil {
+		// Revoked (or no longer approved) while appraised: the store
+		// refused the save in the same statement; the token is dropped.
+		var se *store.StatusError
+		if errors.As(err, &se) && errors.Is(err, store.ErrNotApproved) {
+			if se.Status == store.Revoked {
+				return fail(api.CodeAgentRevoked, "the agent was revoked while its evidence was appraised; no result was stored")
+			}
+			return fail(api.CodeAgentPending, "the agent is "+string(se.Status)+", not approved; no result was stored")
+		}
 		s.metrics.storeErrors.WithLabelValues("save_result").Inc()
 		if errors.Is(err, store.ErrNotFound) {
 			return fail(api.CodeUnknownAgent, "the agent is no longer enrolled")

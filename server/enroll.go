@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -12,7 +13,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/vigil-attest/vigil/api"
@@ -59,28 +62,144 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := s.now().UTC()
 	a.CreatedAt, a.UpdatedAt = now, now
-	err = s.o.Store.CreateAgent(r.Context(), a)
+	a.EnrolledFrom = clientSource(r)
+	if a.EKHash != "" {
+		a.EKShared = s.o.AllowEKReuse
+		if err := s.ekFree(r, a); err != nil {
+			return err
+		}
+	}
+	return s.create(w, r, a, true)
+}
+
+// create records a new agent and answers its enrollment. When its ID is
+// taken by an enrollment that expired, or a limit is reached while
+// expired enrollments still count, those go and the new one is tried
+// again (when retry, so once).
+func (s *Server) create(w http.ResponseWriter, r *http.Request, a *store.Agent, retry bool) error {
+	err := s.o.Store.CreateAgent(r.Context(), a, s.enrollLimits())
+	var le *store.LimitError
 	switch {
 	case err == nil:
-		s.log.Info("agent enrolled", "agent", a.ID, "enclave", a.Enclave, "status", a.Status, "reason", a.StatusReason)
+		s.log.Info("agent enrolled", "agent", a.ID, "enclave", a.Enclave, "status", a.Status, "reason", a.StatusReason, "from", a.EnrolledFrom)
 		s.metrics.agents.WithLabelValues(string(a.Status)).Inc()
 		s.statusEvent(&store.Agent{ID: a.ID}, a.Status)
 		return s.enrolled(w, a, http.StatusCreated)
 	case errors.Is(err, store.ErrExists):
-		return s.reenroll(w, r, a)
+		return s.reenroll(w, r, a, retry)
+	case errors.As(err, &le) && retry && s.expireEnrollments(r.Context(), ""):
+		// Expired enrollments still counted: they are gone now.
+		return s.create(w, r, a, false)
+	case errors.As(err, &le):
+		s.log.Warn("enrollment refused: too many unfinished enrollments", "agent", a.ID, "from", a.EnrolledFrom, "per_source", le.PerSource, "limit", le.Limit)
+		// Unfinished enrollments finish or expire; a retry within the
+		// activation TTL may find room.
+		w.Header().Set("Retry-After", "60")
+		if le.PerSource {
+			return fail(api.CodeEnrollLimited, fmt.Sprintf("this client has %d unfinished enrollments (activating or pending); finish or let them expire", le.Limit))
+		}
+		return fail(api.CodeEnrollLimited, "the service holds too many unfinished enrollments (activating or pending); retry later")
+	case errors.Is(err, store.ErrEKInUse):
+		return fail(api.CodeEKInUse, ekInUse)
 	default:
 		s.metrics.storeErrors.WithLabelValues("create_agent").Inc()
 		return storeFailure("create_agent", err)
 	}
 }
 
+const ekInUse = "this EK is enrolled under another agent ID; one EK holds one agent ID"
+
+// ekFree refuses a's EK when it holds another agent ID that finished
+// activation (any status past activating, revoked included), unless EK
+// reuse is allowed. The store's unique index decides races at activation;
+// this check answers the common case at enrollment, before any row.
+func (s *Server) ekFree(r *http.Request, a *store.Agent) error {
+	if s.o.AllowEKReuse {
+		return nil
+	}
+	holders, err := s.o.Store.ListAgents(r.Context(), store.ListOptions{EKHash: a.EKHash, Limit: 1000})
+	if err != nil {
+		s.metrics.storeErrors.WithLabelValues("list_agents").Inc()
+		return storeFailure("list_agents", err)
+	}
+	for _, h := range holders {
+		if h.ID != a.ID && h.Status != store.Activating {
+			s.log.Warn("enrollment refused: EK enrolled under another agent ID", "agent", a.ID, "holder", h.ID, "from", a.EnrolledFrom)
+			return fail(api.CodeEKInUse, ekInUse)
+		}
+	}
+	return nil
+}
+
+// enrollLimits are the store's bounds on unfinished enrollments.
+func (s *Server) enrollLimits() store.EnrollLimits {
+	return store.EnrollLimits{PerSource: max(s.o.MaxEnrollPerSource, 0), Total: max(s.o.MaxUnfinished, 0)}
+}
+
+// expiry names the enrollments past their TTL now (only id's when set).
+func (s *Server) expiry(id string) store.Expiry {
+	now := s.now()
+	e := store.Expiry{ID: id}
+	if s.o.ActivationTTL > 0 {
+		e.Activating = now.Add(-s.o.ActivationTTL)
+	}
+	if s.o.PendingTTL > 0 {
+		e.Pending = now.Add(-s.o.PendingTTL)
+	}
+	return e
+}
+
+// expireEnrollments deletes the enrollments past their TTL (only id's
+// when set) and reports whether any went.
+func (s *Server) expireEnrollments(ctx context.Context, id string) bool {
+	n, err := s.o.Store.ExpireEnrollments(ctx, s.expiry(id))
+	if err != nil {
+		if ctx.Err() == nil {
+			s.metrics.storeErrors.WithLabelValues("expire_enrollments").Inc()
+			s.log.Warn("expiring enrollments", "err", err)
+		}
+		return false
+	}
+	if n > 0 {
+		s.log.Info("expired unfinished enrollments", "agents", n, "agent", id)
+	}
+	return n > 0
+}
+
+// clientSource names r's client for the per-source enrollment bound: its
+// IP address, or the /64 of an IPv6 address (one host's allotment), or
+// the raw address when it is not IP (one source for a Unix socket).
+// Behind a reverse proxy every client is the proxy.
+func clientSource(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return ip.String()
+}
+
 // reenroll answers an enrollment of a taken ID: the same keys are
 // idempotent (the credential is issued again while activating), other
-// keys a conflict, and a revoked agent is refused.
-func (s *Server) reenroll(w http.ResponseWriter, r *http.Request, want *store.Agent) error {
+// keys a conflict, and a revoked agent is refused. An unfinished
+// enrollment past its TTL is gone: it is deleted and, when retry, the new
+// enrollment takes the ID.
+func (s *Server) reenroll(w http.ResponseWriter, r *http.Request, want *store.Agent, retry bool) error {
 	have, err := s.getAgentRow(r, want.ID)
 	if err != nil {
 		return err
+	}
+	if retry && s.expiry("").Covers(have) && s.expireEnrollments(r.Context(), have.ID) {
+		return s.create(w, r, want, false)
 	}
 	if have.Status == store.Revoked {
 		return fail(api.CodeAgentRevoked, "the agent is revoked and may not enroll again")
@@ -280,13 +399,30 @@ func (s *Server) activate(w http.ResponseWriter, r *http.Request) error {
 	case a.Status != store.Activating || len(a.ActivationHash) == 0:
 		return fail(api.CodeNotActivating, "the agent is "+string(a.Status)+", not activating")
 	}
+	if s.expiry("").Covers(a) {
+		s.expireEnrollments(r.Context(), a.ID)
+		return fail(api.CodeUnknownAgent, "the enrollment expired before its credential was activated; enroll again")
+	}
 	got := sha256.Sum256(req.Secret)
 	if subtle.ConstantTimeCompare(got[:], a.ActivationHash) != 1 {
 		s.log.Warn("credential activation failed", "agent", a.ID)
 		return fail(api.CodeActivationFailed, "the secret is not the credential's: the AK and the EK are not proven to share a TPM")
 	}
 	to, reason := s.approval(a)
-	if err := s.o.Store.SetStatus(r.Context(), a.ID, to, reason); err != nil {
+	err = s.o.Store.SetStatus(r.Context(), a.ID, store.StatusChange{From: store.Activating, To: to, Reason: reason, At: s.now().UTC()})
+	var se *store.StatusError
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrEKInUse):
+		s.log.Warn("activation refused: EK enrolled under another agent ID", "agent", a.ID)
+		return fail(api.CodeEKInUse, ekInUse)
+	case errors.As(err, &se) && se.Status == store.Revoked:
+		return fail(api.CodeAgentRevoked, "the agent was revoked")
+	case errors.As(err, &se):
+		return fail(api.CodeNotActivating, "the agent is "+string(se.Status)+", not activating")
+	case errors.Is(err, store.ErrNotFound):
+		return fail(api.CodeUnknownAgent, "no agent "+strconv.Quote(a.ID)+" is enrolled")
+	default:
 		s.metrics.storeErrors.WithLabelValues("set_status").Inc()
 		return storeFailure("set_status", err)
 	}

@@ -14,10 +14,13 @@ import (
 // faultStore is a real store with fault injection: while down, every
 // method fails as a failing database does (store.ErrUnavailable); while
 // saveDown, only SaveResult does; while slow, GetAgent waits for the
-// request's deadline.
+// request's deadline. beforeSave and beforeStatus, when set, run before
+// the real SaveResult and SetStatus: a race landing at that point.
 type faultStore struct {
 	store.Store
 	down, saveDown, slow atomic.Bool
+	beforeSave           atomic.Pointer[func(r *store.Result)]
+	beforeStatus         atomic.Pointer[func(id string, c store.StatusChange)]
 }
 
 func (f *faultStore) fault(op string) error {
@@ -27,11 +30,11 @@ func (f *faultStore) fault(op string) error {
 	return nil
 }
 
-func (f *faultStore) CreateAgent(ctx context.Context, a *store.Agent) error {
+func (f *faultStore) CreateAgent(ctx context.Context, a *store.Agent, lim store.EnrollLimits) error {
 	if err := f.fault("create agent"); err != nil {
 		return err
 	}
-	return f.Store.CreateAgent(ctx, a)
+	return f.Store.CreateAgent(ctx, a, lim)
 }
 
 func (f *faultStore) GetAgent(ctx context.Context, id string) (*store.Agent, error) {
@@ -52,11 +55,14 @@ func (f *faultStore) ListAgents(ctx context.Context, o store.ListOptions) ([]*st
 	return f.Store.ListAgents(ctx, o)
 }
 
-func (f *faultStore) SetStatus(ctx context.Context, id string, s store.Status, reason string) error {
+func (f *faultStore) SetStatus(ctx context.Context, id string, c store.StatusChange) error {
 	if err := f.fault("set status"); err != nil {
 		return err
 	}
-	return f.Store.SetStatus(ctx, id, s, reason)
+	if h := f.beforeStatus.Load(); h != nil {
+		(*h)(id, c)
+	}
+	return f.Store.SetStatus(ctx, id, c)
 }
 
 func (f *faultStore) UseNonce(ctx context.Context, hash []byte, agentID string, expires time.Time) error {
@@ -72,6 +78,9 @@ func (f *faultStore) SaveResult(ctx context.Context, r *store.Result, state []by
 	}
 	if f.saveDown.Load() {
 		return fmt.Errorf("save result: injected: disk full: %w", store.ErrUnavailable)
+	}
+	if h := f.beforeSave.Load(); h != nil {
+		(*h)(r)
 	}
 	return f.Store.SaveResult(ctx, r, state)
 }

@@ -58,6 +58,14 @@ const (
 	DefaultNonceSkew      = time.Minute
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultResultsShown   = 20
+	// DefaultActivationTTL is how long an enrollment may stay activating,
+	// DefaultPendingTTL how long an agent may wait for approval.
+	DefaultActivationTTL = 15 * time.Minute
+	DefaultPendingTTL    = 7 * 24 * time.Hour
+	// DefaultMaxEnrollPerSource bounds the unfinished enrollments from
+	// one client, DefaultMaxUnfinished those from everyone.
+	DefaultMaxEnrollPerSource = 32
+	DefaultMaxUnfinished      = 10000
 	// NonceKeyName is the store secret holding the nonce key when
 	// Options.NonceKey is empty: every replica on one database shares it.
 	NonceKeyName = "nonce-key"
@@ -111,6 +119,25 @@ type Options struct {
 	// Software is the admission of software agents: SoftwareDeny (the
 	// default), SoftwarePending or SoftwareAuto.
 	Software string
+	// ActivationTTL is how long an enrollment may stay activating
+	// (DefaultActivationTTL), PendingTTL how long an agent may stay
+	// pending, waiting for an operator (DefaultPendingTTL), both counted
+	// from the last status change. Past it the enrollment is gone: its ID
+	// is free to enroll again, and the maintenance loop deletes it. A
+	// negative value never expires.
+	ActivationTTL time.Duration
+	PendingTTL    time.Duration
+	// MaxEnrollPerSource bounds the unfinished enrollments (activating or
+	// pending) from one client address, an IPv6 address counting by its
+	// /64 (DefaultMaxEnrollPerSource); MaxUnfinished bounds them all
+	// (DefaultMaxUnfinished). Past a bound, enrollment answers 429
+	// enrollment-limited. A negative value is no bound.
+	MaxEnrollPerSource int
+	MaxUnfinished      int
+	// AllowEKReuse lets one EK enroll under several agent IDs. By default
+	// an EK holds one agent ID once activated (refused: ek-in-use), and a
+	// revoked agent's EK cannot come back under another ID.
+	AllowEKReuse bool
 	// AdminToken is the bearer token of the admin API (agents, approve,
 	// revoke, events); empty disables that API (401).
 	AdminToken string
@@ -243,6 +270,18 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Retention < 0 {
 		return nil, fmt.Errorf("server: negative retention %v", o.Retention)
 	}
+	if o.ActivationTTL == 0 {
+		o.ActivationTTL = DefaultActivationTTL
+	}
+	if o.PendingTTL == 0 {
+		o.PendingTTL = DefaultPendingTTL
+	}
+	if o.MaxEnrollPerSource == 0 {
+		o.MaxEnrollPerSource = DefaultMaxEnrollPerSource
+	}
+	if o.MaxUnfinished == 0 {
+		o.MaxUnfinished = DefaultMaxUnfinished
+	}
 	if o.PruneInterval <= 0 {
 		o.PruneInterval = min(max(o.Retention/10, time.Minute), time.Hour)
 	}
@@ -336,7 +375,8 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 }
 
 // Maintain runs the background work until ctx ends: pruning results past
-// the retention and expired nonce records, refreshing the agents gauge
+// the retention, expired nonce records and expired enrollments
+// (ActivationTTL, PendingTTL), refreshing the agents gauge
 // and sweeping idle rate-limit buckets. Run calls it; call it yourself
 // when serving Handler some other way.
 func (s *Server) Maintain(ctx context.Context) {
@@ -364,10 +404,12 @@ func (s *Server) maintain(ctx context.Context) {
 	s.refreshAgents(ctx)
 }
 
-// prune deletes results past the retention and expired nonces.
+// prune deletes results past the retention, expired nonces and expired
+// enrollments.
 func (s *Server) prune(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	s.expireEnrollments(ctx, "")
 	now := s.now()
 	before := time.Time{}
 	if s.o.Retention > 0 {

@@ -117,6 +117,14 @@ type Config struct {
 	// /metrics on that address only (plain HTTP), not on Listen.
 	MetricsAuth   string
 	MetricsListen string
+	// ActivationTTL, PendingTTL, MaxEnrollPerSource, MaxUnfinished and
+	// AllowEKReuse govern enrollment: see server.Options (0 means their
+	// defaults; a negative value never expires or never bounds).
+	ActivationTTL      time.Duration
+	PendingTTL         time.Duration
+	MaxEnrollPerSource int
+	MaxUnfinished      int
+	AllowEKReuse       bool
 	// Webhooks receive level and status changes.
 	Webhooks []events.Webhook
 	// Logger defaults to slog.Default().
@@ -239,6 +247,8 @@ func Open(ctx context.Context, c Config) (_ *Service, err error) {
 		AdminToken: s.AdminToken, Rate: c.Rate, Burst: c.Burst, Retention: c.Retention, TLS: s.TLS,
 		ClientRate: c.ClientRate, ClientBurst: c.ClientBurst, NonceSkew: c.NonceSkew,
 		MetricsAuth: c.MetricsAuth, MetricsSeparate: c.MetricsListen != "",
+		ActivationTTL: c.ActivationTTL, PendingTTL: c.PendingTTL, MaxEnrollPerSource: c.MaxEnrollPerSource,
+		MaxUnfinished: c.MaxUnfinished, AllowEKReuse: c.AllowEKReuse,
 	}
 	if so.EKRoots, err = trust.LoadCertificateFiles(c.EKRoots); err != nil {
 		return nil, fmt.Errorf("EK roots: %w", err)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -22,6 +23,23 @@ var (
 	// ErrNonceUsed: the nonce was already used (a replay), on this
 	// replica or another one.
 	ErrNonceUsed = errors.New("store: nonce already used")
+	// ErrStatusChanged: a compare-and-set of an agent's status
+	// (SetStatus) found another status than the expected one: someone
+	// else changed it first. The error is a *StatusError naming the
+	// status found.
+	ErrStatusChanged = errors.New("store: agent status changed")
+	// ErrNotApproved: SaveResult found the agent no longer approved (an
+	// operator revoked it while its evidence was being appraised); nothing
+	// was written. The error is a *StatusError naming the status found.
+	ErrNotApproved = errors.New("store: agent not approved")
+	// ErrEKInUse: the agent's EK (EKHash) already holds another agent ID
+	// that finished credential activation, and neither agent has
+	// EKShared. A unique index enforces it, so replicas cannot race it.
+	ErrEKInUse = errors.New("store: EK enrolled under another agent ID")
+	// ErrEnrollLimit: CreateAgent of an unfinished agent (activating or
+	// pending) would exceed EnrollLimits; nothing was written. The error
+	// is a *LimitError naming the limit.
+	ErrEnrollLimit = errors.New("store: too many unfinished enrollments")
 	// ErrUnavailable wraps every failure of the database itself
 	// (connection refused, disk full, timeout): the service answers 503
 	// and the caller may retry. Other errors are the caller's fault.
@@ -43,6 +61,103 @@ const (
 	Revoked Status = "revoked"
 )
 
+// Unfinished reports whether s is an enrollment not yet finished
+// (activating or pending): what EnrollLimits bound and Expiry removes.
+func (s Status) Unfinished() bool { return s == Activating || s == Pending }
+
+// CanChange reports whether an agent's status may go from one status to
+// another (an allow-list): activating to anything (including activating
+// again), pending to approved or revoked, approved to revoked. Nothing
+// leaves revoked: revocation is final.
+func CanChange(from, to Status) bool {
+	switch from {
+	case Activating:
+		return to == Activating || to == Pending || to == Approved || to == Revoked
+	case Pending:
+		return to == Approved || to == Revoked
+	case Approved:
+		return to == Revoked
+	}
+	return false
+}
+
+// StatusError is ErrStatusChanged or ErrNotApproved with the status the
+// store found.
+type StatusError struct {
+	AgentID string
+	// Status is the agent's status when the store looked.
+	Status Status
+	// Err is ErrStatusChanged or ErrNotApproved.
+	Err error
+}
+
+func (e *StatusError) Error() string {
+	return e.Err.Error() + ": agent " + e.AgentID + " is " + string(e.Status)
+}
+
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// LimitError is ErrEnrollLimit naming the limit reached.
+type LimitError struct {
+	// PerSource is true when the limit is EnrollLimits.PerSource (the
+	// agent's EnrolledFrom), false for EnrollLimits.Total.
+	PerSource bool
+	// Limit is the limit's value.
+	Limit int
+}
+
+func (e *LimitError) Error() string {
+	if e.PerSource {
+		return fmt.Sprintf("%v: %d from one source", ErrEnrollLimit, e.Limit)
+	}
+	return fmt.Sprintf("%v: %d in total", ErrEnrollLimit, e.Limit)
+}
+
+func (e *LimitError) Unwrap() error { return ErrEnrollLimit }
+
+// EnrollLimits bound unfinished enrollments (activating or pending) at
+// CreateAgent; a zero field is no limit. They count the agents already
+// stored (by every replica) and refuse the new one at the limit.
+type EnrollLimits struct {
+	// PerSource caps the unfinished agents with the new agent's
+	// EnrolledFrom.
+	PerSource int
+	// Total caps every unfinished agent.
+	Total int
+}
+
+// StatusChange is a compare-and-set of an agent's status.
+type StatusChange struct {
+	// From is the status the agent must have; To the one it gets
+	// (CanChange(From, To) must hold).
+	From, To Status
+	// Reason says why (the agent's StatusReason).
+	Reason string
+	// At is the time of the change (UpdatedAt); now when zero.
+	At time.Time
+}
+
+// Expiry names the unfinished enrollments ExpireEnrollments deletes: the
+// agents activating whose UpdatedAt is before Activating, and those
+// pending whose UpdatedAt is before Pending. A zero time expires none of
+// that status. When ID is set, only that agent is considered.
+type Expiry struct {
+	ID         string
+	Activating time.Time
+	Pending    time.Time
+}
+
+// Covers reports whether e expires a (its status and age; not e.ID).
+func (e Expiry) Covers(a *Agent) bool {
+	switch a.Status {
+	case Activating:
+		return !e.Activating.IsZero() && a.UpdatedAt.Before(e.Activating)
+	case Pending:
+		return !e.Pending.IsZero() && a.UpdatedAt.Before(e.Pending)
+	}
+	return false
+}
+
 // Agent is an enrolled agent and what the service keeps about it.
 type Agent struct {
 	ID string `json:"id"`
@@ -56,15 +171,24 @@ type Agent struct {
 	EKPublic []byte `json:"ek_public,omitempty"`
 	EKCert   []byte `json:"ek_cert,omitempty"`
 	EKHash   string `json:"ek_hash,omitempty"`
+	// EKShared, when true, lets this agent's EK hold other agent IDs too
+	// (an operator's choice); by default an EK holds one agent ID once
+	// activation is done (ErrEKInUse).
+	EKShared bool `json:"ek_shared,omitempty"`
 	// AKPublic is the AK's TPMT_PUBLIC (TPM).
 	AKPublic []byte `json:"ak_public,omitempty"`
 	// KeyPEM is the AK (TPM) or the report key (software) as PEM.
 	KeyPEM string `json:"key_pem"`
 	// ActivationHash is SHA-256 of the credential-activation secret
 	// while Activating; empty afterwards.
-	ActivationHash []byte    `json:"-"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	ActivationHash []byte `json:"-"`
+	// EnrolledFrom names the client that enrolled the agent (the
+	// service's rendering of its network address): EnrollLimits.PerSource
+	// counts by it.
+	EnrolledFrom string    `json:"enrolled_from,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	// UpdatedAt is when the status last changed (or CreatedAt).
+	UpdatedAt time.Time `json:"updated_at"`
 	// Last is the latest result's summary; nil before the first one.
 	Last *Summary `json:"last,omitempty"`
 	// State is the appraiser's opaque per-agent replay state (IMA offset
@@ -102,6 +226,8 @@ type Result struct {
 type ListOptions struct {
 	// Status, when set, lists only agents in it.
 	Status Status
+	// EKHash, when set, lists only agents with this EK.
+	EKHash string
 	// After is a cursor: agents with ID > After, in ID order.
 	After string
 	// Limit caps the rows (0 means 100, at most 1000).
@@ -125,22 +251,36 @@ type SigningKey struct {
 
 // Store is the service's persistent state.
 type Store interface {
-	// CreateAgent records a new agent; ErrExists when the ID is taken.
-	CreateAgent(ctx context.Context, a *Agent) error
+	// CreateAgent records a new agent: ErrExists when the ID is taken,
+	// ErrEKInUse when a.Status is past activating and the EK holds
+	// another ID, ErrEnrollLimit (a *LimitError) when a is unfinished and
+	// lim is reached. The ID is checked before the limits, so that an
+	// agent enrolling again is told its ID exists.
+	CreateAgent(ctx context.Context, a *Agent, lim EnrollLimits) error
 	// GetAgent returns an agent; ErrNotFound when unknown.
 	GetAgent(ctx context.Context, id string) (*Agent, error)
 	// ListAgents lists agents in ID order.
 	ListAgents(ctx context.Context, o ListOptions) ([]*Agent, error)
-	// SetStatus changes an agent's status (and clears ActivationHash when
-	// leaving Activating); ErrNotFound when unknown.
-	SetStatus(ctx context.Context, id string, s Status, reason string) error
+	// SetStatus changes an agent's status from c.From to c.To in one
+	// conditional write (compare-and-set), and clears ActivationHash
+	// unless c.To is Activating. It fails with ErrNotFound when the agent
+	// is unknown, ErrStatusChanged (a *StatusError) when its status is not
+	// c.From, ErrEKInUse when leaving Activating would give its EK a
+	// second agent ID, and a plain error when !CanChange(c.From, c.To).
+	SetStatus(ctx context.Context, id string, c StatusChange) error
+	// ExpireEnrollments deletes the unfinished enrollments e names and
+	// returns how many.
+	ExpireEnrollments(ctx context.Context, e Expiry) (int64, error)
 	// UseNonce records a nonce (its hash) as used until expires;
 	// ErrNonceUsed when it was recorded before, by any replica. It does
 	// not check expires: callers refuse expired nonces themselves.
 	UseNonce(ctx context.Context, hash []byte, agentID string, expires time.Time) error
 	// SaveResult stores r (setting r.ID, and r.Time to now when zero),
 	// and in the same transaction the agent's Last summary and, when
-	// state is not nil, its State. ErrNotFound when the agent is unknown.
+	// state is not nil, its State, all on condition that the agent is
+	// approved, checked in the same write: ErrNotApproved (a *StatusError)
+	// when it is not, ErrNotFound when it is unknown, and nothing written
+	// either way.
 	SaveResult(ctx context.Context, r *Result, state []byte) error
 	// Results returns an agent's latest results, newest first (by ID):
 	// at most limit, where 0 means 100 and more than 1000 means 1000. An

@@ -116,7 +116,7 @@ func TestAgentRunOnce(t *testing.T) {
 	if code != 1 || r.Enrollment != "pending" || r.Status != "none" || r.Token != "" || r.AgentID != "web-01" {
 		t.Fatalf("pending: exit %d %+v %s", code, r, errs)
 	}
-	if err := svc.Store.SetStatus(ctx, "web-01", store.Approved, "test operator"); err != nil {
+	if err := svc.Store.SetStatus(ctx, "web-01", store.StatusChange{From: store.Pending, To: store.Approved, Reason: "test operator"}); err != nil {
 		t.Fatal(err)
 	}
 	// No --agent-id: the saved one.
@@ -143,7 +143,7 @@ func TestAgentRunOnce(t *testing.T) {
 		t.Fatalf("hidden module: exit %d %+v %s", code, r, errs)
 	}
 
-	if err := svc.Store.SetStatus(ctx, "web-01", store.Revoked, "test operator"); err != nil {
+	if err := svc.Store.SetStatus(ctx, "web-01", store.StatusChange{From: store.Approved, To: store.Revoked, Reason: "test operator"}); err != nil {
 		t.Fatal(err)
 	}
 	code, r, errs = runOnce(t, base...)

@@ -58,6 +58,11 @@ func (o *serviceOptions) addFlags(fs *pflag.FlagSet, listen string) {
 	fs.DurationVar(&c.NonceSkew, "nonce-skew", 0, "clock margin of single-use nonces; replica clocks may differ by less than twice it (default 1m)")
 	fs.StringVar(&c.MetricsAuth, "metrics-auth", "public", "who may read /metrics: public or admin (the admin token)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve /metrics on this address (plain HTTP) instead of --listen")
+	fs.DurationVar(&c.ActivationTTL, "enroll-activation-ttl", 0, "an enrollment not activated within this is gone, its ID free (default 15m; negative never expires)")
+	fs.DurationVar(&c.PendingTTL, "enroll-pending-ttl", 0, "an agent pending approval longer than this is gone, its ID free (default 168h; negative never expires)")
+	fs.IntVar(&c.MaxEnrollPerSource, "enroll-max-per-client", 0, "unfinished enrollments (activating or pending) allowed from one client address or IPv6 /64 (default 32; negative: no bound)")
+	fs.IntVar(&c.MaxUnfinished, "enroll-max-unfinished", 0, "unfinished enrollments allowed in all (default 10000; negative: no bound)")
+	fs.BoolVar(&c.AllowEKReuse, "allow-ek-reuse", false, "let one EK enroll under several agent IDs (default: one EK holds one agent ID)")
 	fs.StringSliceVar(&o.webhooks, "webhook", nil, "URL receiving level and status changes (repeatable)")
 	fs.StringVar(&o.webhookSecretFile, "webhook-secret-file", "", "file holding the webhooks' HMAC secret (at least 16 bytes)")
 }

@@ -26,7 +26,7 @@ func TestRestart(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if err := svc.Store.CreateAgent(t.Context(), &store.Agent{ID: "a-1", Enclave: "software", Status: store.Pending, KeyPEM: "k"}); err != nil {
+	if err := svc.Store.CreateAgent(t.Context(), &store.Agent{ID: "a-1", Enclave: "software", Status: store.Pending, KeyPEM: "k"}, store.EnrollLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	url, ca, first := svc.URL, svc.CA, svc.Store

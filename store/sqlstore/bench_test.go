@@ -41,7 +41,7 @@ func eachBench(b *testing.B, fn func(b *testing.B, s *sqlstore.Store)) {
 			s := tc.db(b).Open(b)
 			ctx := context.Background()
 			for i := range benchAgents {
-				if err := s.CreateAgent(ctx, &store.Agent{ID: benchID(i), Enclave: "tpm", Status: store.Approved, KeyPEM: strings.Repeat("k", 180)}); err != nil {
+				if err := s.CreateAgent(ctx, &store.Agent{ID: benchID(i), Enclave: "tpm", Status: store.Approved, KeyPEM: strings.Repeat("k", 180)}, store.EnrollLimits{}); err != nil {
 					b.Fatal(err)
 				}
 			}

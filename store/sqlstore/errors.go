@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/vigil-attest/vigil/store"
@@ -20,7 +21,9 @@ var ErrSchemaNewer = errors.New("sqlstore: database schema is newer than this bi
 func (s *Store) fail(op string, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExists),
-		errors.Is(err, store.ErrNonceUsed), errors.Is(err, store.ErrUnavailable):
+		errors.Is(err, store.ErrNonceUsed), errors.Is(err, store.ErrUnavailable),
+		errors.Is(err, store.ErrStatusChanged), errors.Is(err, store.ErrNotApproved),
+		errors.Is(err, store.ErrEKInUse), errors.Is(err, store.ErrEnrollLimit):
 		return fmt.Errorf("sqlstore: %s: %w", op, err)
 	case callerFault(err):
 		return fmt.Errorf("sqlstore: %s: %w", op, err)
@@ -39,6 +42,25 @@ func isUnique(err error) bool {
 		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	}
 	return false
+}
+
+// ekIndex is the unique index holding one EK to one activated agent ID
+// (migration 0003); SQLite names its column instead.
+const (
+	ekIndex       = "agents_ek_once"
+	ekIndexSQLite = "agents.ek_hash"
+)
+
+// isUniqueEK reports a violation of the one-EK-one-ID index.
+func isUniqueEK(err error) bool {
+	if !isUnique(err) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.ConstraintName == ekIndex
+	}
+	return strings.Contains(err.Error(), ekIndexSQLite)
 }
 
 // isBusy reports SQLite's SQLITE_BUSY (another connection's lock).

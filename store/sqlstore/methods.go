@@ -65,8 +65,8 @@ func nullBytes(b []byte) any {
 	return b
 }
 
-const agentColumns = `id, enclave, status, status_reason, ek_public, ek_cert, ek_hash,
-	ak_public, key_pem, activation_hash, created_at, updated_at,
+const agentColumns = `id, enclave, status, status_reason, ek_public, ek_cert, ek_hash, ek_shared,
+	ak_public, key_pem, activation_hash, enrolled_from, created_at, updated_at,
 	last_level, last_status, last_time, state`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -79,8 +79,8 @@ func scanAgent(r scanner) (*store.Agent, error) {
 		lastLevel, lastTime sql.NullInt64
 		lastStatus          sql.NullString
 	)
-	if err := r.Scan(&a.ID, &a.Enclave, &status, &a.StatusReason, &a.EKPublic, &a.EKCert, &a.EKHash,
-		&a.AKPublic, &a.KeyPEM, &a.ActivationHash, &created, &updated,
+	if err := r.Scan(&a.ID, &a.Enclave, &status, &a.StatusReason, &a.EKPublic, &a.EKCert, &a.EKHash, &a.EKShared,
+		&a.AKPublic, &a.KeyPEM, &a.ActivationHash, &a.EnrolledFrom, &created, &updated,
 		&lastLevel, &lastStatus, &lastTime, &a.State); err != nil {
 		return nil, err
 	}
@@ -92,10 +92,23 @@ func scanAgent(r scanner) (*store.Agent, error) {
 	return &a, nil
 }
 
-// CreateAgent records a new agent; ErrExists when the ID is taken. A zero
-// CreatedAt is set to now and a zero UpdatedAt to CreatedAt (in a). Last
-// and State are not stored: SaveResult sets them.
-func (s *Store) CreateAgent(ctx context.Context, a *store.Agent) error {
+// unfinished is the SQL condition of an unfinished enrollment; the
+// partial index agents_unfinished has the same one.
+const unfinished = `status IN ('activating', 'pending')`
+
+// enrollLock serialises bounded enrollments on PostgreSQL (one schema),
+// so that two replicas cannot both count one below a limit and insert.
+const enrollLock = `SELECT pg_advisory_xact_lock(hashtext('vigil.enroll.' || COALESCE(current_schema(), '')))`
+
+// CreateAgent records a new agent: ErrExists when the ID is taken,
+// ErrEKInUse when the agent is past activating and its EK holds another
+// ID, ErrEnrollLimit (a *store.LimitError) when the agent is unfinished
+// and lim is reached. A zero CreatedAt is set to now and a zero UpdatedAt
+// to CreatedAt (in a). Last and State are not stored: SaveResult sets
+// them. A bounded enrollment is one transaction that checks the ID, then
+// counts, then inserts, under the database's write lock (SQLite) or an
+// advisory lock (PostgreSQL): the limits hold across replicas.
+func (s *Store) CreateAgent(ctx context.Context, a *store.Agent, lim store.EnrollLimits) error {
 	if a == nil || a.ID == "" {
 		return errors.New("sqlstore: create agent: empty agent ID")
 	}
@@ -108,19 +121,76 @@ func (s *Store) CreateAgent(ctx context.Context, a *store.Agent) error {
 	if a.UpdatedAt.IsZero() {
 		a.UpdatedAt = a.CreatedAt
 	}
-	_, err := s.wdb.ExecContext(ctx, s.q(`INSERT INTO agents (id, enclave, status, status_reason,
-	ek_public, ek_cert, ek_hash, ak_public, key_pem, activation_hash, created_at, updated_at)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		a.ID, a.Enclave, string(a.Status), a.StatusReason,
-		nullBytes(a.EKPublic), nullBytes(a.EKCert), a.EKHash, nullBytes(a.AKPublic), a.KeyPEM,
-		nullBytes(a.ActivationHash), ns(a.CreatedAt), ns(a.UpdatedAt))
-	if isUnique(err) {
-		return fmt.Errorf("sqlstore: create agent %q: %w", a.ID, store.ErrExists)
+	op := fmt.Sprintf("create agent %q", a.ID)
+	insert := func(ex interface {
+		ExecContext(context.Context, string, ...any) (sql.Result, error)
+	}) error {
+		_, err := ex.ExecContext(ctx, s.q(`INSERT INTO agents (id, enclave, status, status_reason,
+	ek_public, ek_cert, ek_hash, ek_shared, ak_public, key_pem, activation_hash, enrolled_from, created_at, updated_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			a.ID, a.Enclave, string(a.Status), a.StatusReason,
+			nullBytes(a.EKPublic), nullBytes(a.EKCert), a.EKHash, a.EKShared, nullBytes(a.AKPublic), a.KeyPEM,
+			nullBytes(a.ActivationHash), a.EnrolledFrom, ns(a.CreatedAt), ns(a.UpdatedAt))
+		switch {
+		case isUniqueEK(err):
+			return fmt.Errorf("sqlstore: %s: %w", op, store.ErrEKInUse)
+		case isUnique(err):
+			return fmt.Errorf("sqlstore: %s: %w", op, store.ErrExists)
+		case err != nil:
+			return s.fail(op, err)
+		}
+		return nil
 	}
-	if err != nil {
-		return s.fail(fmt.Sprintf("create agent %q", a.ID), err)
+	if !a.Status.Unfinished() || (lim.PerSource <= 0 && lim.Total <= 0) {
+		err := insert(s.wdb)
+		if errors.Is(err, store.ErrEKInUse) {
+			// Both indexes may refuse the row, in either order: a taken ID
+			// is the answer that matters (the agent enrolling again).
+			var n int
+			if qerr := s.wdb.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM agents WHERE id = ?`), a.ID).Scan(&n); qerr == nil && n > 0 {
+				return fmt.Errorf("sqlstore: %s: %w", op, store.ErrExists)
+			}
+		}
+		return err
 	}
-	return nil
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if s.dialect == Postgres {
+			if _, err := tx.ExecContext(ctx, enrollLock); err != nil {
+				return s.fail(op+": lock", err)
+			}
+		}
+		count := func(query string, args ...any) (int, error) {
+			var n int
+			if err := tx.QueryRowContext(ctx, s.q(query), args...).Scan(&n); err != nil {
+				return 0, s.fail(op+": count", err)
+			}
+			return n, nil
+		}
+		n, err := count(`SELECT COUNT(*) FROM agents WHERE id = ?`, a.ID)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("sqlstore: %s: %w", op, store.ErrExists)
+		}
+		if lim.PerSource > 0 {
+			if n, err = count(`SELECT COUNT(*) FROM agents WHERE `+unfinished+` AND enrolled_from = ?`, a.EnrolledFrom); err != nil {
+				return err
+			}
+			if n >= lim.PerSource {
+				return fmt.Errorf("sqlstore: %s: %w", op, &store.LimitError{PerSource: true, Limit: lim.PerSource})
+			}
+		}
+		if lim.Total > 0 {
+			if n, err = count(`SELECT COUNT(*) FROM agents WHERE ` + unfinished); err != nil {
+				return err
+			}
+			if n >= lim.Total {
+				return fmt.Errorf("sqlstore: %s: %w", op, &store.LimitError{Limit: lim.Total})
+			}
+		}
+		return insert(tx)
+	})
 }
 
 // GetAgent returns an agent; ErrNotFound when unknown.
@@ -136,14 +206,18 @@ func (s *Store) GetAgent(ctx context.Context, id string) (*store.Agent, error) {
 }
 
 // ListAgents lists agents in ID order: those with ID > o.After, in
-// o.Status when set, at most o.Limit (0 means DefaultLimit, capped at
-// MaxLimit).
+// o.Status and with o.EKHash when set, at most o.Limit (0 means
+// DefaultLimit, capped at MaxLimit).
 func (s *Store) ListAgents(ctx context.Context, o store.ListOptions) ([]*store.Agent, error) {
 	query := `SELECT ` + agentColumns + ` FROM agents WHERE id > ?`
 	args := []any{o.After}
 	if o.Status != "" {
 		query += ` AND status = ?`
 		args = append(args, string(o.Status))
+	}
+	if o.EKHash != "" {
+		query += ` AND ek_hash = ?`
+		args = append(args, o.EKHash)
 	}
 	query += ` ORDER BY id LIMIT ?`
 	args = append(args, limit(o.Limit))
@@ -166,27 +240,73 @@ func (s *Store) ListAgents(ctx context.Context, o store.ListOptions) ([]*store.A
 	return as, nil
 }
 
-// SetStatus changes an agent's status and reason, and clears its
-// ActivationHash unless the new status is Activating; ErrNotFound when
-// unknown.
-func (s *Store) SetStatus(ctx context.Context, id string, st store.Status, reason string) error {
-	if !validStatus(st) {
-		return fmt.Errorf("sqlstore: set status of %q: invalid status %q", id, st)
+// SetStatus changes an agent's status from c.From to c.To and its reason
+// in one conditional UPDATE (compare-and-set: a concurrent change wins or
+// loses as a whole, and an approve cannot undo a revoke), and clears its
+// ActivationHash unless c.To is Activating. ErrNotFound when unknown,
+// ErrStatusChanged when the status is not c.From, ErrEKInUse when the
+// agent's EK holds another activated ID.
+func (s *Store) SetStatus(ctx context.Context, id string, c store.StatusChange) error {
+	if !validStatus(c.From) || !validStatus(c.To) {
+		return fmt.Errorf("sqlstore: set status of %q: invalid status %q to %q", id, c.From, c.To)
 	}
+	if !store.CanChange(c.From, c.To) {
+		return fmt.Errorf("sqlstore: set status of %q: %s to %s is not a permitted change", id, c.From, c.To)
+	}
+	at := c.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	op := fmt.Sprintf("set status of %q", id)
 	res, err := s.wdb.ExecContext(ctx, s.q(`UPDATE agents SET status = ?, status_reason = ?, updated_at = ?,
 	activation_hash = CASE WHEN ? THEN activation_hash ELSE NULL END
-	WHERE id = ?`), string(st), reason, time.Now().UnixNano(), st == store.Activating, id)
+	WHERE id = ? AND status = ?`), string(c.To), c.Reason, ns(at), c.To == store.Activating, id, string(c.From))
+	if isUniqueEK(err) {
+		return fmt.Errorf("sqlstore: %s: %w", op, store.ErrEKInUse)
+	}
 	if err != nil {
-		return s.fail(fmt.Sprintf("set status of %q", id), err)
+		return s.fail(op, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return s.fail(fmt.Sprintf("set status of %q", id), err)
+		return s.fail(op, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("sqlstore: set status of %q: %w", id, store.ErrNotFound)
+		return s.statusMiss(ctx, op, id, store.ErrStatusChanged)
 	}
 	return nil
+}
+
+// statusMiss explains a conditional write of agent id that matched no
+// row: ErrNotFound when there is no such agent, otherwise a
+// *store.StatusError of sentinel with the status found.
+func (s *Store) statusMiss(ctx context.Context, op, id string, sentinel error) error {
+	var st string
+	err := s.wdb.QueryRowContext(ctx, s.q(`SELECT status FROM agents WHERE id = ?`), id).Scan(&st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqlstore: %s: %w", op, store.ErrNotFound)
+	}
+	if err != nil {
+		return s.fail(op, err)
+	}
+	return fmt.Errorf("sqlstore: %s: %w", op, &store.StatusError{AgentID: id, Status: store.Status(st), Err: sentinel})
+}
+
+// ExpireEnrollments deletes the unfinished enrollments e names (with
+// their results, of which they should have none), in batches of
+// pruneBatch; it returns how many agents went.
+func (s *Store) ExpireEnrollments(ctx context.Context, e store.Expiry) (int64, error) {
+	if e.Activating.IsZero() && e.Pending.IsZero() {
+		return 0, nil
+	}
+	query := `DELETE FROM agents WHERE id IN (
+	SELECT id FROM agents WHERE ((status = 'activating' AND updated_at < ?) OR (status = 'pending' AND updated_at < ?))`
+	args := []any{ns(e.Activating), ns(e.Pending)}
+	if e.ID != "" {
+		query += ` AND id = ?`
+		args = append(args, e.ID)
+	}
+	return s.deleteBatches(ctx, "expire enrollments", query+` LIMIT ?)`, args...)
 }
 
 // UseNonce records a nonce hash as used until expires; ErrNonceUsed when
@@ -209,8 +329,12 @@ func (s *Store) UseNonce(ctx context.Context, hash []byte, agentID string, expir
 
 // SaveResult stores r, setting r.ID (and r.Time to now when zero), and in
 // the same transaction sets the agent's Last summary and, when state is
-// not nil, its State; ErrNotFound when the agent is unknown. r.Failures,
-// when set, must be JSON.
+// not nil, its State: all of it only while the agent is approved, which
+// the agent's UPDATE itself checks (one CTE statement on PostgreSQL), so
+// a revoke that commits first leaves nothing written (ErrNotApproved, a
+// *store.StatusError), and one that comes later waits for the row lock.
+// ErrNotFound when the agent is unknown. r.Failures, when set, must be
+// JSON.
 func (s *Store) SaveResult(ctx context.Context, r *store.Result, state []byte) error {
 	if r == nil || r.AgentID == "" {
 		return errors.New("sqlstore: save result: no agent ID")
@@ -237,12 +361,12 @@ func (s *Store) SaveResult(ctx context.Context, r *store.Result, state []byte) e
 		// concurrent results of one agent are ordered as below, and the
 		// statement is atomic on its own.
 		err := s.wdb.QueryRowContext(ctx, `WITH a AS (UPDATE agents SET last_level = $1, last_status = $2, last_time = $3,
-	state = CASE WHEN $4 THEN $5 ELSE state END WHERE id = $6 RETURNING id)
+	state = CASE WHEN $4 THEN $5 ELSE state END WHERE id = $6 AND status = 'approved' RETURNING id)
 INSERT INTO results (agent_id, time, level, status, failures, policy_id, policy_digest, token)
 	SELECT a.id, $3, $1, $2, $7, $8, $9, $10 FROM a RETURNING id`,
 			r.Level, r.Status, ns(t), state != nil, st, r.AgentID, failures, r.PolicyID, r.PolicyDigest, r.Token).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("sqlstore: save result of %q: %w", r.AgentID, store.ErrNotFound)
+			return s.statusMiss(ctx, fmt.Sprintf("save result of %q", r.AgentID), r.AgentID, store.ErrNotApproved)
 		}
 		if err != nil {
 			return s.fail(fmt.Sprintf("save result of %q", r.AgentID), err)
@@ -254,7 +378,7 @@ INSERT INTO results (agent_id, time, level, status, failures, policy_id, policy_
 		// The agent's row first: on PostgreSQL its lock orders concurrent
 		// results of one agent, so Last is always the highest ID's.
 		res, err := tx.ExecContext(ctx, s.q(`UPDATE agents SET last_level = ?, last_status = ?, last_time = ?,
-	state = CASE WHEN ? THEN ? ELSE state END WHERE id = ?`),
+	state = CASE WHEN ? THEN ? ELSE state END WHERE id = ? AND status = 'approved'`),
 			r.Level, r.Status, ns(t), state != nil, st, r.AgentID)
 		if err != nil {
 			return s.fail(fmt.Sprintf("save result of %q", r.AgentID), err)
@@ -264,7 +388,7 @@ INSERT INTO results (agent_id, time, level, status, failures, policy_id, policy_
 			return s.fail(fmt.Sprintf("save result of %q", r.AgentID), err)
 		}
 		if n == 0 {
-			return fmt.Errorf("sqlstore: save result of %q: %w", r.AgentID, store.ErrNotFound)
+			return errNoApprovedRow
 		}
 		err = tx.QueryRowContext(ctx, s.q(`INSERT INTO results (agent_id, time, level, status, failures, policy_id, policy_digest, token)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
@@ -274,12 +398,20 @@ INSERT INTO results (agent_id, time, level, status, failures, policy_id, policy_
 		}
 		return nil
 	})
+	if errors.Is(err, errNoApprovedRow) {
+		// Explained after the rollback: SQLite's one write connection is
+		// free again.
+		return s.statusMiss(ctx, fmt.Sprintf("save result of %q", r.AgentID), r.AgentID, store.ErrNotApproved)
+	}
 	if err != nil {
 		return err
 	}
 	r.ID, r.Time = id, t
 	return nil
 }
+
+// errNoApprovedRow: SaveResult's UPDATE found no approved agent.
+var errNoApprovedRow = errors.New("no approved agent row")
 
 // Results returns an agent's latest results, newest first: at most limit
 // (0 means DefaultLimit, capped at MaxLimit). An unknown agent has none.
@@ -329,12 +461,13 @@ func (s *Store) Prune(ctx context.Context, before, now time.Time) (int64, error)
 	return results + nonces, err
 }
 
-// deleteBatches runs query (whose last placeholder is the batch size)
-// until it deletes less than a batch.
-func (s *Store) deleteBatches(ctx context.Context, op, query string, arg any) (int64, error) {
+// deleteBatches runs query with args (its last placeholder, after them,
+// is the batch size) until it deletes less than a batch.
+func (s *Store) deleteBatches(ctx context.Context, op, query string, args ...any) (int64, error) {
 	var total int64
+	args = append(args, pruneBatch)
 	for {
-		res, err := s.wdb.ExecContext(ctx, s.q(query), arg, pruneBatch)
+		res, err := s.wdb.ExecContext(ctx, s.q(query), args...)
 		if err != nil {
 			return total, s.fail(op, err)
 		}

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -193,7 +194,7 @@ func TestDurable(t *testing.T) {
 	storetest.EachDB(t, func(t *testing.T, db *storetest.DB) {
 		ctx := ctxT(t)
 		s := db.Open(t)
-		if err := s.CreateAgent(ctx, &store.Agent{ID: "h", Enclave: "software", Status: store.Approved, KeyPEM: "k"}); err != nil {
+		if err := s.CreateAgent(ctx, &store.Agent{ID: "h", Enclave: "software", Status: store.Approved, KeyPEM: "k"}, store.EnrollLimits{}); err != nil {
 			t.Fatal(err)
 		}
 		r := &store.Result{AgentID: "h", Level: 2, Status: "affirming", Token: "tok"}
@@ -266,7 +267,7 @@ func TestUnavailable(t *testing.T) {
 		s := db.Open(t)
 		other := db.Open(t)
 		ctx := ctxT(t)
-		if err := s.CreateAgent(ctx, &store.Agent{ID: "h", Enclave: "software", Status: store.Approved}); err != nil {
+		if err := s.CreateAgent(ctx, &store.Agent{ID: "h", Enclave: "software", Status: store.Approved}, store.EnrollLimits{}); err != nil {
 			t.Fatal(err)
 		}
 		conn, err := other.DB().Conn(ctx)
@@ -318,7 +319,7 @@ func TestKillDurability(t *testing.T) {
 	storetest.EachDB(t, func(t *testing.T, db *storetest.DB) {
 		ctx := ctxT(t)
 		s := db.Open(t)
-		if err := s.CreateAgent(ctx, &store.Agent{ID: "h", Enclave: "software", Status: store.Approved}); err != nil {
+		if err := s.CreateAgent(ctx, &store.Agent{ID: "h", Enclave: "software", Status: store.Approved}, store.EnrollLimits{}); err != nil {
 			t.Fatal(err)
 		}
 		s.Close()
@@ -444,7 +445,7 @@ func TestSaveResultAtomic(t *testing.T) {
 		if _, err := s.DB().ExecContext(ctx, trigger); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CreateAgent(ctx, &store.Agent{ID: "h", Enclave: "software", Status: store.Approved}); err != nil {
+		if err := s.CreateAgent(ctx, &store.Agent{ID: "h", Enclave: "software", Status: store.Approved}, store.EnrollLimits{}); err != nil {
 			t.Fatal(err)
 		}
 		ok := &store.Result{AgentID: "h", Level: 2, Status: "affirming", Time: time.Unix(1000, 0)}
@@ -465,6 +466,74 @@ func TestSaveResultAtomic(t *testing.T) {
 		}
 		if a.Last == nil || a.Last.Level != 2 || !a.Last.Time.Equal(ok.Time) || string(a.State) != "good state" {
 			t.Fatalf("after a failed SaveResult: Last %+v, State %q; want level 2 and good state", a.Last, a.State)
+		}
+	})
+}
+
+// TestMigrateSharedEKs: a database of migration 0001 where one EK already
+// holds several activated IDs migrates: those agents are marked EKShared
+// (they keep their IDs), and the next ID of that EK is refused.
+func TestMigrateSharedEKs(t *testing.T) {
+	storetest.EachDB(t, func(t *testing.T, db *storetest.DB) {
+		ctx := ctxT(t)
+		d := sqlstore.Dialect(db.Name)
+		ms, err := sqlstore.Migrations(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		driver, dsn := "pgx", db.DSN
+		if d == sqlstore.SQLite {
+			driver, dsn = "sqlite", strings.TrimPrefix(db.DSN, "sqlite://")
+		}
+		raw, err := sql.Open(driver, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		q := func(s string) string {
+			if d == sqlstore.Postgres {
+				for i := 1; strings.Contains(s, "?"); i++ {
+					s = strings.Replace(s, "?", "$"+strconv.Itoa(i), 1)
+				}
+			}
+			return s
+		}
+		for _, stmt := range []string{
+			`CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`,
+			ms[0].SQL,
+			`INSERT INTO schema_migrations VALUES (1, 'init', 0)`,
+		} {
+			if _, err := raw.ExecContext(ctx, stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, a := range []struct{ id, status, ek string }{
+			{"old-1", "approved", "ek-dup"}, {"old-2", "revoked", "ek-dup"}, {"old-3", "activating", "ek-dup"},
+			{"solo", "approved", "ek-solo"},
+		} {
+			if _, err := raw.ExecContext(ctx, q(`INSERT INTO agents (id, enclave, status, ek_hash, created_at, updated_at) VALUES (?, 'tpm', ?, ?, 1, 1)`),
+				a.id, a.status, a.ek); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := db.Open(t)
+		for id, shared := range map[string]bool{"old-1": true, "old-2": true, "old-3": false, "solo": false} {
+			a, err := s.GetAgent(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.EKShared != shared {
+				t.Fatalf("%s: EKShared %v after migrating, want %v", id, a.EKShared, shared)
+			}
+		}
+		// old-1 and old-2 are shared, so the EK's one exclusive ID may
+		// still go to old-3.
+		if err := s.SetStatus(ctx, "old-3", store.StatusChange{From: store.Activating, To: store.Pending}); err != nil {
+			t.Fatalf("activating old-3: %v", err)
+		}
+		next := &store.Agent{ID: "new", Enclave: "tpm", Status: store.Approved, EKHash: "ek-solo"}
+		if err := s.CreateAgent(ctx, next, store.EnrollLimits{}); !errors.Is(err, store.ErrEKInUse) {
+			t.Fatalf("a second ID of ek-solo after migrating: %v, want ErrEKInUse", err)
 		}
 	})
 }

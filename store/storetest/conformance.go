@@ -27,11 +27,20 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateAgentInvalid", testCreateInvalid},
 		{"GetAgentNotFound", testGetNotFound},
 		{"SetStatus", testSetStatus},
+		{"SetStatusCAS", testSetStatusCAS},
+		{"StatusRace", testStatusRace},
 		{"UseNonce", testUseNonce},
 		{"UseNonceRace", testUseNonceRace},
 		{"SaveResult", testSaveResult},
 		{"SaveResultUnknownAgent", testSaveResultUnknown},
 		{"SaveResultInvalid", testSaveResultInvalid},
+		{"SaveResultNotApproved", testSaveResultNotApproved},
+		{"RevokeSaveRace", testRevokeSaveRace},
+		{"EKOnce", testEKOnce},
+		{"EKRace", testEKRace},
+		{"EnrollLimits", testEnrollLimits},
+		{"EnrollLimitsRace", testEnrollLimitsRace},
+		{"ExpireEnrollments", testExpireEnrollments},
 		{"Results", testResults},
 		{"ListAgents", testListAgents},
 		{"ListAgentsLimits", testListAgentsLimits},
@@ -54,8 +63,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 
 // RunReplicas checks two handles on one database (two replicas of the
 // service): what one writes the other reads, a nonce is single-use across
-// both, they agree on secrets, and concurrent writes through both lose
-// nothing. open returns two handles on a fresh, empty database.
+// both, they agree on secrets, concurrent writes through both lose
+// nothing, and the compare-and-set status, the approved-only save, the
+// one-EK-one-ID index and the enrollment limits hold across both. open returns two handles on a fresh, empty database.
 func RunReplicas(t *testing.T, open func(t *testing.T) (a, b store.Store)) {
 	tests := []struct {
 		name string
@@ -65,6 +75,10 @@ func RunReplicas(t *testing.T, open func(t *testing.T) (a, b store.Store)) {
 		{"NonceSingleUse", testReplicaNonce},
 		{"SecretRace", testReplicaSecret},
 		{"ConcurrentSaveResult", testReplicaSaveResult},
+		{"StatusRace", testReplicaStatusRace},
+		{"RevokeSaveRace", testReplicaRevokeSave},
+		{"EKRace", testReplicaEKRace},
+		{"EnrollLimitsRace", testReplicaEnrollLimitsRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,7 +106,7 @@ func agent(id string, st store.Status) *store.Agent {
 		StatusReason:   "test",
 		EKPublic:       []byte("ek-public-" + id),
 		EKCert:         []byte{0x30, 0x82, 0x00, 0x01, 0xff},
-		EKHash:         "ab12cd",
+		EKHash:         "ek-hash-" + id,
 		AKPublic:       []byte("ak-public-" + id),
 		KeyPEM:         "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
 		ActivationHash: []byte{1, 2, 3, 4},
@@ -104,7 +118,7 @@ func agent(id string, st store.Status) *store.Agent {
 func mustCreate(t *testing.T, s store.Store, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
-		if err := s.CreateAgent(ctxT(t), agent(id, store.Approved)); err != nil {
+		if err := s.CreateAgent(ctxT(t), agent(id, store.Approved), store.EnrollLimits{}); err != nil {
 			t.Fatalf("CreateAgent(%q): %v", id, err)
 		}
 	}
@@ -160,7 +174,8 @@ func wantCallerError(t *testing.T, what string, err error) {
 	if err == nil {
 		t.Fatalf("%s: no error", what)
 	}
-	for _, e := range []error{store.ErrNotFound, store.ErrExists, store.ErrNonceUsed, store.ErrUnavailable} {
+	for _, e := range []error{store.ErrNotFound, store.ErrExists, store.ErrNonceUsed, store.ErrUnavailable,
+		store.ErrStatusChanged, store.ErrNotApproved, store.ErrEKInUse, store.ErrEnrollLimit} {
 		if errors.Is(err, e) {
 			t.Fatalf("%s: %v; want an invalid-argument error, not %v", what, err, e)
 		}
@@ -184,7 +199,7 @@ func testCreateGet(t *testing.T, s store.Store) {
 	tpm := agent("host-1", store.Activating)
 	soft := &store.Agent{ID: "soft-1", Enclave: "software", Status: store.Pending, KeyPEM: "pem", CreatedAt: base, UpdatedAt: base.Add(time.Second)}
 	for _, a := range []*store.Agent{tpm, soft} {
-		if err := s.CreateAgent(ctx, a); err != nil {
+		if err := s.CreateAgent(ctx, a, store.EnrollLimits{}); err != nil {
 			t.Fatalf("CreateAgent(%q): %v", a.ID, err)
 		}
 		got := mustGet(t, s, a.ID)
@@ -196,7 +211,7 @@ func testCreateGet(t *testing.T, s store.Store) {
 	// A zero CreatedAt is set by the store.
 	now := &store.Agent{ID: "now", Enclave: "software", Status: store.Pending}
 	before := time.Now()
-	if err := s.CreateAgent(ctx, now); err != nil {
+	if err := s.CreateAgent(ctx, now, store.EnrollLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	got := mustGet(t, s, "now")
@@ -208,12 +223,12 @@ func testCreateGet(t *testing.T, s store.Store) {
 func testCreateExists(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
 	first := agent("dup", store.Approved)
-	if err := s.CreateAgent(ctx, first); err != nil {
+	if err := s.CreateAgent(ctx, first, store.EnrollLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	second := agent("dup", store.Pending)
 	second.AKPublic = []byte("another AK")
-	wantIs(t, "CreateAgent twice", s.CreateAgent(ctx, second), store.ErrExists)
+	wantIs(t, "CreateAgent twice", s.CreateAgent(ctx, second, store.EnrollLimits{}), store.ErrExists)
 	sameAgent(t, mustGet(t, s, "dup"), first)
 }
 
@@ -227,7 +242,7 @@ func testCreateInvalid(t *testing.T, s store.Store) {
 		{"no status", &store.Agent{ID: "a", Enclave: "tpm"}},
 		{"unknown status", &store.Agent{ID: "b", Enclave: "tpm", Status: "trusted"}},
 	} {
-		wantCallerError(t, tc.name, s.CreateAgent(ctx, tc.a))
+		wantCallerError(t, tc.name, s.CreateAgent(ctx, tc.a, store.EnrollLimits{}))
 	}
 	as, err := s.ListAgents(ctx, store.ListOptions{})
 	if err != nil || len(as) != 0 {
@@ -245,6 +260,7 @@ func testGetNotFound(t *testing.T, s store.Store) {
 
 func testSetStatus(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
+	at := base.Add(time.Hour)
 	for _, tc := range []struct {
 		name     string
 		from, to store.Status
@@ -253,15 +269,16 @@ func testSetStatus(t *testing.T, s store.Store) {
 		{"activate", store.Activating, store.Pending, false},
 		{"approve directly", store.Activating, store.Approved, false},
 		{"stay activating", store.Activating, store.Activating, true},
+		{"approve", store.Pending, store.Approved, false},
+		{"revoke pending", store.Pending, store.Revoked, false},
 		{"revoke", store.Approved, store.Revoked, false},
-		{"unrevoke", store.Revoked, store.Approved, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := agent(tc.name, tc.from)
-			if err := s.CreateAgent(ctx, a); err != nil {
+			if err := s.CreateAgent(ctx, a, store.EnrollLimits{}); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.SetStatus(ctx, a.ID, tc.to, "operator alice"); err != nil {
+			if err := s.SetStatus(ctx, a.ID, store.StatusChange{From: tc.from, To: tc.to, Reason: "operator alice", At: at}); err != nil {
 				t.Fatalf("SetStatus: %v", err)
 			}
 			got := mustGet(t, s, a.ID)
@@ -271,19 +288,54 @@ func testSetStatus(t *testing.T, s store.Store) {
 			if tc.keepHash != (len(got.ActivationHash) > 0) {
 				t.Fatalf("ActivationHash %x after %s -> %s; keep=%v", got.ActivationHash, tc.from, tc.to, tc.keepHash)
 			}
-			if !got.UpdatedAt.After(a.UpdatedAt) {
-				t.Fatalf("UpdatedAt %v not after %v", got.UpdatedAt, a.UpdatedAt)
+			if !got.UpdatedAt.Equal(at) {
+				t.Fatalf("UpdatedAt %v, want the change's time %v", got.UpdatedAt, at)
 			}
 			if !got.CreatedAt.Equal(a.CreatedAt) {
 				t.Fatalf("CreatedAt changed: %v", got.CreatedAt)
 			}
 		})
 	}
-	wantIs(t, "SetStatus(unknown)", s.SetStatus(ctx, "unknown", store.Approved, ""), store.ErrNotFound)
+	// A zero At is now.
+	mustCreate(t, s, "now")
+	before := time.Now()
+	if err := s.SetStatus(ctx, "now", store.StatusChange{From: store.Approved, To: store.Revoked}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, "now").UpdatedAt; got.Before(before.Add(-time.Second)) || got.After(time.Now().Add(time.Second)) {
+		t.Fatalf("UpdatedAt %v, want about %v", got, before)
+	}
+	wantIs(t, "SetStatus(unknown)", s.SetStatus(ctx, "unknown", store.StatusChange{From: store.Pending, To: store.Approved}), store.ErrNotFound)
 	mustCreate(t, s, "x")
-	wantCallerError(t, "SetStatus(invalid)", s.SetStatus(ctx, "x", "trusted", ""))
+	// Refused changes, the caller's fault, change nothing: invalid
+	// statuses, and changes outside the allow-list (nothing leaves
+	// revoked, nothing goes back to pending or activating).
+	for _, c := range []store.StatusChange{
+		{From: store.Approved, To: "trusted"},
+		{From: "", To: store.Approved},
+		{From: store.Approved, To: store.Pending},
+		{From: store.Approved, To: store.Activating},
+		{From: store.Approved, To: store.Approved},
+		{From: store.Pending, To: store.Activating},
+	} {
+		wantCallerError(t, fmt.Sprintf("SetStatus(%s -> %s)", c.From, c.To), s.SetStatus(ctx, "x", c))
+	}
 	if got := mustGet(t, s, "x"); got.Status != store.Approved {
-		t.Fatalf("invalid SetStatus changed the status to %q", got.Status)
+		t.Fatalf("a refused SetStatus changed the status to %q", got.Status)
+	}
+	mustSetStatus(t, s, "x", store.Approved, store.Revoked)
+	for _, to := range []store.Status{store.Approved, store.Pending, store.Activating, store.Revoked} {
+		wantCallerError(t, "SetStatus(revoked -> "+string(to)+")", s.SetStatus(ctx, "x", store.StatusChange{From: store.Revoked, To: to}))
+	}
+	if got := mustGet(t, s, "x"); got.Status != store.Revoked {
+		t.Fatalf("revoked agent is now %q", got.Status)
+	}
+}
+
+func mustSetStatus(t *testing.T, s store.Store, id string, from, to store.Status) {
+	t.Helper()
+	if err := s.SetStatus(ctxT(t), id, store.StatusChange{From: from, To: to, Reason: "test"}); err != nil {
+		t.Fatalf("SetStatus(%q, %s -> %s): %v", id, from, to, err)
 	}
 }
 
@@ -477,7 +529,7 @@ func testListAgents(t *testing.T, s store.Store) {
 	for i := range 37 {
 		id := fmt.Sprintf("host-%03d", (i*17)%37) // created out of order
 		st := statuses[i%4]
-		if err := s.CreateAgent(ctx, agent(id, st)); err != nil {
+		if err := s.CreateAgent(ctx, agent(id, st), store.EnrollLimits{}); err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, id)
@@ -538,7 +590,10 @@ func testListAgents(t *testing.T, s store.Store) {
 	if len(as) != 3 {
 		t.Fatalf("status+cursor: %d agents, want 3", len(as))
 	}
-	// Agents listed carry their Last summary.
+	// Agents listed carry their Last summary (of approved agents only).
+	if a := mustGet(t, s, all[0]); a.Status != store.Approved {
+		mustSetStatus(t, s, all[0], a.Status, store.Approved)
+	}
 	mustSave(t, s, result(all[0], 4, base), nil)
 	as, err = s.ListAgents(ctx, store.ListOptions{Limit: 1})
 	if err != nil || len(as) != 1 || as[0].Last == nil || as[0].Last.Level != 4 {
@@ -558,7 +613,7 @@ func testListAgentsLimits(t *testing.T, s store.Store) {
 	for w := range 8 {
 		wg.Go(func() {
 			for i := w; i < n; i += 8 {
-				if err := s.CreateAgent(ctx, &store.Agent{ID: fmt.Sprintf("a%05d", i), Enclave: "software", Status: store.Approved}); err != nil {
+				if err := s.CreateAgent(ctx, &store.Agent{ID: fmt.Sprintf("a%05d", i), Enclave: "software", Status: store.Approved}, store.EnrollLimits{}); err != nil {
 					errs <- err
 					return
 				}
@@ -860,15 +915,16 @@ func testClosed(t *testing.T, s store.Store) {
 	_, err4 := s.Prune(ctx, base, base)
 	_, err5 := s.Secret(ctx, "x", func() ([]byte, error) { return []byte("v"), nil })
 	_, err6 := s.SigningKeys(ctx, base)
+	_, err7 := s.ExpireEnrollments(ctx, store.Expiry{Activating: base})
 	for i, err := range []error{
-		s.CreateAgent(ctx, agent("b", store.Pending)),
+		s.CreateAgent(ctx, agent("b", store.Pending), store.EnrollLimits{}),
 		err1, err2,
-		s.SetStatus(ctx, "a", store.Revoked, ""),
+		s.SetStatus(ctx, "a", store.StatusChange{From: store.Approved, To: store.Revoked}),
 		s.UseNonce(ctx, []byte("n"), "a", base),
 		s.SaveResult(ctx, result("a", 1, base), nil),
 		err3, err4, err5,
 		s.AddSigningKey(ctx, &store.SigningKey{KID: "k", CertDER: []byte{1}, KeyDER: []byte{1}, NotAfter: base}),
-		err6,
+		err6, err7,
 		s.Ping(ctx),
 	} {
 		wantIs(t, fmt.Sprintf("call %d on a closed store", i), err, store.ErrUnavailable)
@@ -879,14 +935,14 @@ func testReplicaVisible(t *testing.T, a, b store.Store) {
 	ctx := ctxT(t)
 	mustCreate(t, a, "h")
 	mustGet(t, b, "h")
-	wantIs(t, "CreateAgent on the other replica", b.CreateAgent(ctx, agent("h", store.Pending)), store.ErrExists)
+	wantIs(t, "CreateAgent on the other replica", b.CreateAgent(ctx, agent("h", store.Pending), store.EnrollLimits{}), store.ErrExists)
 	r := result("h", 3, base)
 	mustSave(t, b, r, []byte("st"))
 	got := mustGet(t, a, "h")
 	if got.Last == nil || got.Last.Level != 3 || string(got.State) != "st" {
 		t.Fatalf("replica a sees %+v after b's SaveResult", got)
 	}
-	if err := a.SetStatus(ctx, "h", store.Revoked, "op"); err != nil {
+	if err := a.SetStatus(ctx, "h", store.StatusChange{From: store.Approved, To: store.Revoked, Reason: "op"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := mustGet(t, b, "h"); got.Status != store.Revoked {
