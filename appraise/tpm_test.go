@@ -16,7 +16,6 @@ import (
 	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/ima/imatest"
-	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/testhost"
 	"github.com/vigil-attest/vigil/internal/testtpm"
 	"github.com/vigil-attest/vigil/measure"
@@ -25,15 +24,6 @@ import (
 
 // debianDBX is the number of dbx entries of eventlogtest.Debian().
 const debianDBX = 3
-
-func readShared(tb testing.TB, rel string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(artifacts.SharedData(tb, rel))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
 
 func openTPM(tb testing.TB, sw *testtpm.TPM) *tpm.Enclave {
 	tb.Helper()
