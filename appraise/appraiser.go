@@ -43,6 +43,8 @@ type Options struct {
 type Appraiser struct {
 	p *Policies
 	o Options
+	// boots are recent boots' derived facts (derived once per boot).
+	boots bootCache
 }
 
 // New returns an Appraiser judging under p's current policy.
@@ -117,18 +119,25 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 		}
 		switch {
 		case ev.EventLog != nil && res.EventLogVerified:
-			if pcrs := bootPCRs(quoted); pcrs != nil {
-				newSt.Boot = &bootState{LogSHA256: res.Attested.Boot.LogSHA256, PCRs: pcrs, Facts: res.Attested.Boot}
+			e, err := a.boots.fromFacts(res.Attested.Boot)
+			if err != nil {
+				return nil, fmt.Errorf("appraise: %w", err)
 			}
-		case ev.EventLog == nil && st.Boot != nil && st.Boot.Facts != nil && res.Enclave == enclave.TPM:
+			ru.boot = e.value
+			if pcrs := bootPCRs(quoted); pcrs != nil {
+				newSt.Boot = &bootState{LogSHA256: res.Attested.Boot.LogSHA256, PCRs: pcrs, Facts: e.raw}
+			}
+		case ev.EventLog == nil && st.Boot != nil && len(st.Boot.Facts) > 0 && res.Enclave == enclave.TPM:
 			// The log verified in an earlier round of this boot: the
 			// quoted boot PCRs (and shim's, when it measured) must be
-			// the ones it replayed to.
+			// the ones it replayed to. Facts that do not decode only
+			// cost the agent its log: it sends it again.
+			e, err := a.boots.fromState(st.Boot.Facts)
 			_, mokQuoted := quoted[evidence.MOKPCR]
-			shim := st.Boot.Facts.Shim != nil && st.Boot.Facts.Shim.PCR14
-			if pcrs := bootPCRs(quoted); pcrs != nil && samePCRs(pcrs, st.Boot.PCRs) && (!shim || mokQuoted) {
+			shim := err == nil && e.facts.Shim != nil && e.facts.Shim.PCR14
+			if pcrs := bootPCRs(quoted); err == nil && pcrs != nil && samePCRs(pcrs, st.Boot.PCRs) && (!shim || mokQuoted) {
 				res.EventLogVerified, ru.eventLog = true, true
-				res.Attested.Boot = st.Boot.Facts
+				res.Attested.Boot, ru.boot = e.facts, e.value
 			} else {
 				res.EventLogDetail = "the event log was left out, and the quoted boot PCRs are not those of the log verified before (a reboot): send it"
 			}
@@ -175,11 +184,15 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 		Level:          v.level,
 		TrustVector:    v.trustVector,
 		Failures:       v.failures,
-		Provenance:     v.provenance,
+		Provenance:     provenanceOf(res),
 		PolicyID:       pol.ID,
 		PolicyDigest:   pol.Digest,
 		ContentVersion: pol.ContentVersion,
 		Verification:   res,
+	}
+	for k, p := range v.provenance {
+		// The policy may say more about a claim (or name others).
+		out.Provenance[k] = p
 	}
 	capLevel(out, res, kind)
 	out.Failures = sortFailures(out.Failures)

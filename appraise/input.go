@@ -26,6 +26,9 @@ type reuse struct {
 	ima      bool
 	// imaRestarted says why the IMA replay restarted (a new boot), "".
 	imaRestarted string
+	// boot is the attested boot facts' policy value (the boot cache's),
+	// nil to convert res.Attested.Boot here.
+	boot ast.Value
 }
 
 // buildInput makes the policy input (docs/attestation-policy.md): input.agent,
@@ -42,11 +45,17 @@ func buildInput(agentID string, agentEnclave enclave.Kind, res *evidence.Result,
 		{ast.StringTerm("evidence"), ast.NewTerm(evidenceValue(res, ru))},
 		{ast.StringTerm("reference"), ast.NewTerm(ref)},
 	}
-	av, err := attestedValue(&res.Attested)
+	av, err := attestedValue(&res.Attested, ru.boot)
 	if err != nil {
 		return nil, fmt.Errorf("attested facts: %w", err)
 	}
 	kv = append(kv, [2]*ast.Term{ast.StringTerm("attested"), ast.NewTerm(av)})
+	prov := provenanceOf(res)
+	pv := make([][2]*ast.Term, 0, len(prov))
+	for k, v := range prov {
+		pv = append(pv, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+	}
+	kv = append(kv, [2]*ast.Term{ast.StringTerm("provenance"), ast.ObjectTerm(pv...)})
 	if res.Valid {
 		rv, err := jsonValue(report)
 		if err != nil {
@@ -109,19 +118,36 @@ func evidenceValue(res *evidence.Result, ru reuse) ast.Value {
 }
 
 // attestedValue is input.attested: the verifier's facts as their JSON
-// encoding reads ({"boot": null, "ima": null} when nothing verified).
-func attestedValue(f *evidence.Facts) (ast.Value, error) {
-	if f.Boot == nil && f.IMA == nil {
-		return ast.NewObject(
-			[2]*ast.Term{ast.StringTerm("boot"), ast.NullTerm()},
-			[2]*ast.Term{ast.StringTerm("ima"), ast.NullTerm()},
-		), nil
+// encoding reads, null where nothing verified. boot, when set, is the
+// boot facts' value already converted (the boot cache's).
+func attestedValue(f *evidence.Facts, boot ast.Value) (ast.Value, error) {
+	bt, it := ast.NullTerm(), ast.NullTerm()
+	switch {
+	case boot != nil:
+		bt = ast.NewTerm(boot)
+	case f.Boot != nil:
+		b, err := json.Marshal(f.Boot)
+		if err != nil {
+			return nil, err
+		}
+		v, err := jsonValue(b)
+		if err != nil {
+			return nil, err
+		}
+		bt = ast.NewTerm(v)
 	}
-	b, err := json.Marshal(f)
-	if err != nil {
-		return nil, err
+	if f.IMA != nil {
+		b, err := json.Marshal(f.IMA)
+		if err != nil {
+			return nil, err
+		}
+		v, err := jsonValue(b)
+		if err != nil {
+			return nil, err
+		}
+		it = ast.NewTerm(v)
 	}
-	return jsonValue(b)
+	return ast.NewObject([2]*ast.Term{ast.StringTerm("boot"), bt}, [2]*ast.Term{ast.StringTerm("ima"), it}), nil
 }
 
 // verdict is what the policy returned, checked.

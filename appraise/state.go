@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/ima"
 )
 
@@ -42,8 +41,11 @@ type bootState struct {
 	LogSHA256 string `json:"log_sha256"`
 	// PCRs are the quoted SHA-256 PCRs 0–9: index → lowercase hex.
 	PCRs map[string]string `json:"pcrs"`
-	// Facts are the boot facts derived from that log (once per boot).
-	Facts *evidence.BootFacts `json:"facts"`
+	// Facts are the boot facts derived from that log (once per boot), as
+	// evidence.BootFacts encodes them. They stay encoded: a round that
+	// reuses them finds their decoded form and policy value in the
+	// Appraiser's boot cache, by their digest.
+	Facts json.RawMessage `json:"facts"`
 }
 
 // imaState is ima.State in JSON: the PCR arrays hold only the non-zero
@@ -185,7 +187,7 @@ func IMAOffset(state []byte) int64 {
 // ones that log replayed to, or the log counts as unverified (a reboot).
 func EventLogSHA256(state []byte) string {
 	st, _, err := decodeState(state)
-	if err != nil || st.Boot == nil || st.Boot.Facts == nil {
+	if err != nil || st.Boot == nil || len(st.Boot.Facts) == 0 || string(st.Boot.Facts) == "null" {
 		return ""
 	}
 	return st.Boot.LogSHA256

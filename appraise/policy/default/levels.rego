@@ -37,7 +37,6 @@ result := {
 	"level": level,
 	"failures": failures,
 	"trust_vector": trust_vector,
-	"provenance": provenance,
 }
 
 level := min({4} | {l | some f in failures; l := f.level - 1})
@@ -46,13 +45,9 @@ join(xs) := concat(", ", xs) if is_array(xs)
 
 else := ""
 
-valid if input.evidence.valid == true
-
-boot := input.attested.boot
-
-ima := input.attested.ima
-
-rep := input.report
+# (The rules name input.evidence.valid, input.report and input.attested
+# directly: OPA indexes them, where a helper rule would be evaluated as a
+# virtual document in every rule.)
 
 # ---------------------------------------------------------------- level 0
 # Invalid evidence: one failure per reason code of the verification.
@@ -70,14 +65,14 @@ failures contains {"claim": "evidence.valid", "reason": "evidence-invalid", "lev
 # Contraindicated claims the host reports about itself.
 
 failures contains {"claim": "report.modules.hidden", "reason": "hidden-module", "level": 1, "detail": sprintf("%s: seen in %s, missing from %s", [m.name, join(m.seen_in), join(m.missing_from)]), "provenance": "asserted"} if {
-	valid
-	rep.modules.hidden[0]
-	some m in rep.modules.hidden
+	input.evidence.valid == true
+	input.report.modules.hidden[0]
+	some m in input.report.modules.hidden
 }
 
 failures contains {"claim": "report.modules.loaded", "reason": module_code_reason[r], "level": 1, "detail": sprintf("%s: %s", [m.name, join(m.reasons)]), "provenance": "asserted"} if {
-	valid
-	some m in rep.modules.loaded
+	input.evidence.valid == true
+	some m in input.report.modules.loaded
 	some r in m.reasons
 	module_code_reason[r]
 }
@@ -90,91 +85,91 @@ module_code_reason := {
 }
 
 failures contains {"claim": "report.processes.hidden", "reason": "hidden-process", "level": 1, "detail": sprintf("pid %d (%s)", [p.pid, p.name]), "provenance": "asserted"} if {
-	valid
-	rep.processes.hidden[0]
-	some p in rep.processes.hidden
+	input.evidence.valid == true
+	input.report.processes.hidden[0]
+	some p in input.report.processes.hidden
 }
 
 failures contains {"claim": "report.processes.critical", "reason": "critical-process", "level": 1, "detail": sprintf("%s: %s", [c.name, join(c.problems)]), "provenance": "asserted"} if {
-	valid
-	rep.processes.critical[0]
-	some c in rep.processes.critical
+	input.evidence.valid == true
+	input.report.processes.critical[0]
+	some c in input.report.processes.critical
 	not c.ok == true
 }
 
 # The sections the contraindications read must have been measured.
-failures contains {"claim": "report.modules.status", "reason": "measurement-error", "level": 1, "detail": object.get(rep.modules, "error", "the module views could not be read"), "provenance": "asserted"} if {
-	valid
-	rep.modules.status == "error"
+failures contains {"claim": "report.modules.status", "reason": "measurement-error", "level": 1, "detail": object.get(input.report.modules, "error", "the module views could not be read"), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	input.report.modules.status == "error"
 }
 
-failures contains {"claim": "report.processes.status", "reason": "measurement-error", "level": 1, "detail": object.get(rep.processes, "error", "the processes could not be read"), "provenance": "asserted"} if {
-	valid
-	rep.processes.status == "error"
+failures contains {"claim": "report.processes.status", "reason": "measurement-error", "level": 1, "detail": object.get(input.report.processes, "error", "the processes could not be read"), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	input.report.processes.status == "error"
 }
 
 # Revoked code ran: a boot application the firmware measured whose
 # Authenticode hash is in the dbx the firmware measured (attested), or in
 # the host's current dbx (asserted).
 failures contains {"claim": "attested.boot.boot_applications", "reason": "revoked-boot-binary", "level": 1, "detail": sprintf("%s %s is in the measured dbx", [app.path, app.sha256]), "provenance": "attested"} if {
-	valid
-	some app in boot.boot_applications
-	app.sha256 in boot.variables.dbx.hashes
+	input.evidence.valid == true
+	some app in input.attested.boot.boot_applications
+	app.sha256 in input.attested.boot.variables.dbx.hashes
 }
 
 failures contains {"claim": "report.measured_boot.boot_applications", "reason": "revoked-boot-binary", "level": 1, "detail": sprintf("%s %s is in the host's dbx", [app.path, app.digests.sha256]), "provenance": "asserted"} if {
-	valid
-	some app in rep.measured_boot.boot_applications
-	app.digests.sha256 in rep.secure_boot.dbx.sha256
+	input.evidence.valid == true
+	some app in input.report.measured_boot.boot_applications
+	app.digests.sha256 in input.report.secure_boot.dbx.sha256
 }
 
 # Contradictions: the report disagrees with an attested fact. A host that
 # lies about what the TPM attests is contraindicated.
 
-failures contains {"claim": "report.secure_boot.enabled", "reason": "secure-boot-contradicted", "level": 1, "detail": sprintf("the report says %v, the verified event log %v", [rep.secure_boot.enabled, boot.secure_boot]), "provenance": "attested"} if {
-	valid
-	boot.secure_boot_measured == true
-	rep.secure_boot.status == "ok"
-	rep.secure_boot.enabled != boot.secure_boot
+failures contains {"claim": "report.secure_boot.enabled", "reason": "secure-boot-contradicted", "level": 1, "detail": sprintf("the report says %v, the verified event log %v", [input.report.secure_boot.enabled, input.attested.boot.secure_boot]), "provenance": "attested"} if {
+	input.evidence.valid == true
+	input.attested.boot.secure_boot_measured == true
+	input.report.secure_boot.status == "ok"
+	input.report.secure_boot.enabled != input.attested.boot.secure_boot
 }
 
-attested_app_digests := {lower(a.sha256) | some a in boot.boot_applications}
+attested_app_digests := {lower(a.sha256) | some a in input.attested.boot.boot_applications}
 
 failures contains {"claim": "report.measured_boot.boot_applications", "reason": "boot-application-contradicted", "level": 1, "detail": sprintf("%s %s is not in the verified event log", [app.path, d]), "provenance": "attested"} if {
-	valid
-	boot != null
-	rep.measured_boot.status == "ok"
-	some app in rep.measured_boot.boot_applications
+	input.evidence.valid == true
+	input.attested.boot != null
+	input.report.measured_boot.status == "ok"
+	some app in input.report.measured_boot.boot_applications
 	d := lower(object.get(app.digests, "sha256", ""))
 	not d in attested_app_digests
 }
 
-loaded_names := {m.name | some m in rep.modules.loaded}
+loaded_names := {m.name | some m in input.report.modules.loaded}
 
 failures contains {"claim": "attested.ima.modules", "reason": "ima-module-unlisted", "level": 1, "detail": sprintf("%s was measured by IMA at load and is in no module view", [m]), "provenance": "attested"} if {
-	valid
-	rep.modules.status == "ok"
-	some m in ima.modules
+	input.evidence.valid == true
+	input.report.modules.status == "ok"
+	some m in input.attested.ima.modules
 	not m in loaded_names
 }
 
 failures contains {"claim": "report.modules.loaded", "reason": "module-taint-contradicted", "level": 1, "detail": sprintf("%s: the kernel tainted it unsigned (E), the report says its file is signed", [m.name]), "provenance": "asserted"} if {
-	valid
-	some m in rep.modules.loaded
+	input.evidence.valid == true
+	some m in input.report.modules.loaded
 	m.signature == "signed"
 	contains(m.taint, "E")
 }
 
 # The command line grub measured (attested) against the running kernel's.
-cmdline_args := {a | some a in split(trim_space(boot.kernel_cmdline), " "); a != ""} if boot.cmdline_measured == true
+cmdline_args := {a | some a in split(trim_space(input.attested.boot.kernel_cmdline), " "); a != ""} if input.attested.boot.cmdline_measured == true
 
 else := set()
 
-failures contains {"claim": "report.kernel.cmdline", "reason": "cmdline-contradicted", "level": 1, "detail": sprintf("the kernel runs with %q, grub measured %q", [rep.kernel.cmdline, boot.kernel_cmdline]), "provenance": "attested"} if {
-	valid
-	boot.cmdline_measured == true
-	rep.kernel.status == "ok"
-	trim_space(rep.kernel.cmdline) != concat("", ["BOOT_IMAGE=", trim_space(boot.kernel_cmdline)])
+failures contains {"claim": "report.kernel.cmdline", "reason": "cmdline-contradicted", "level": 1, "detail": sprintf("the kernel runs with %q, grub measured %q", [input.report.kernel.cmdline, input.attested.boot.kernel_cmdline]), "provenance": "attested"} if {
+	input.evidence.valid == true
+	input.attested.boot.cmdline_measured == true
+	input.report.kernel.status == "ok"
+	trim_space(input.report.kernel.cmdline) != concat("", ["BOOT_IMAGE=", trim_space(input.attested.boot.kernel_cmdline)])
 }
 
 lockdown_rank := {"none": 0, "integrity": 1, "confidentiality": 2}
@@ -190,10 +185,10 @@ measured_lockdowns contains v if {
 
 measured_lockdown_rank := max({lockdown_rank[v] | some v in measured_lockdowns}) if measured_lockdowns[_]
 
-failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-contradicted", "level": 1, "detail": sprintf("the measured command line sets lockdown=%s, the report says %v", [join(sort(measured_lockdowns)), rep.enforcement.lockdown]), "provenance": "attested"} if {
-	valid
-	rep.enforcement.status == "ok"
-	not lockdown_rank[rep.enforcement.lockdown] >= measured_lockdown_rank
+failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-contradicted", "level": 1, "detail": sprintf("the measured command line sets lockdown=%s, the report says %v", [join(sort(measured_lockdowns)), input.report.enforcement.lockdown]), "provenance": "attested"} if {
+	input.evidence.valid == true
+	input.report.enforcement.status == "ok"
+	not lockdown_rank[input.report.enforcement.lockdown] >= measured_lockdown_rank
 }
 
 sig_enforce_args := {"module.sig_enforce=1", "module.sig_enforce=y", "module.sig_enforce=Y"}
@@ -204,10 +199,10 @@ sig_enforce_measured if {
 }
 
 failures contains {"claim": "report.enforcement.sig_enforce", "reason": "sig-enforce-contradicted", "level": 1, "detail": "the measured command line sets module.sig_enforce, the report says it is off", "provenance": "attested"} if {
-	valid
+	input.evidence.valid == true
 	sig_enforce_measured
-	rep.enforcement.status == "ok"
-	rep.enforcement.sig_enforce == false
+	input.report.enforcement.status == "ok"
+	input.report.enforcement.sig_enforce == false
 }
 
 # ---------------------------------------------------------------- level 2
@@ -231,7 +226,7 @@ tpm_rooted if {
 # The boot, attested: the firmware event log replayed to the quoted PCRs.
 
 failures contains {"claim": "evidence.event_log_verified", "reason": "event-log-not-verified", "level": 3, "detail": event_log_detail, "provenance": "attested"} if {
-	valid
+	input.evidence.valid == true
 	not input.evidence.event_log_verified == true
 }
 
@@ -240,39 +235,39 @@ event_log_detail := input.evidence.event_log_detail if input.evidence.event_log_
 else := "no firmware event log replayed to the quoted PCRs"
 
 failures contains {"claim": "attested.boot.secure_boot", "reason": "secure-boot-off", "level": 3, "detail": secure_boot_detail, "provenance": "attested"} if {
-	valid
-	boot != null
-	not boot.secure_boot == true
+	input.evidence.valid == true
+	input.attested.boot != null
+	not input.attested.boot.secure_boot == true
 }
 
-secure_boot_detail := "the verified event log records Secure Boot off" if boot.secure_boot_measured == true
+secure_boot_detail := "the verified event log records Secure Boot off" if input.attested.boot.secure_boot_measured == true
 
 else := "the verified event log does not measure the SecureBoot variable"
 
 failures contains {"claim": "attested.boot.setup_mode", "reason": "secure-boot-setup-mode", "level": 3, "detail": "the firmware measured no platform key: it checks nothing", "provenance": "attested"} if {
-	valid
-	boot != null
-	not boot.setup_mode == false
+	input.evidence.valid == true
+	input.attested.boot != null
+	not input.attested.boot.setup_mode == false
 }
 
 # A current dbx, as the firmware measured it: at least
 # reference.dbx.min_entries entries (1 when the reference sets none) and
 # every required hash.
-measured_dbx := object.get(boot.variables, "dbx", null)
+measured_dbx := object.get(input.attested.boot.variables, "dbx", null)
 
 failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": "the firmware measured no dbx", "provenance": "attested"} if {
-	valid
-	boot != null
+	input.evidence.valid == true
+	input.attested.boot != null
 	measured_dbx == null
 }
 
 failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": "the measured dbx is not a valid signature database", "provenance": "attested"} if {
-	valid
+	input.evidence.valid == true
 	measured_dbx.malformed == true
 }
 
 failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": sprintf("%d entries, the reference requires at least %d", [n, m]), "provenance": "attested"} if {
-	valid
+	input.evidence.valid == true
 	n := measured_dbx.entries
 	m := object.get(input.reference, ["dbx", "min_entries"], 1)
 	n < m
@@ -281,7 +276,7 @@ failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdat
 measured_dbx_hashes := {h | some h in measured_dbx.hashes}
 
 failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": sprintf("lacks %s", [h]), "provenance": "attested"} if {
-	valid
+	input.evidence.valid == true
 	measured_dbx != null
 	input.reference.dbx.required_sha256[0]
 	some h in input.reference.dbx.required_sha256
@@ -292,9 +287,9 @@ failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdat
 # kernel without the firmware's LoadImage (or OVMF's -kernel fallback)
 # leaves PCR 4 without it, and nobody verified it.
 failures contains {"claim": "attested.boot.kernel", "reason": "kernel-unmeasured", "level": 3, "detail": "PCR 4 of the verified event log holds no kernel: it was started without being verified or measured", "provenance": "attested"} if {
-	valid
-	boot != null
-	boot.kernel == null
+	input.evidence.valid == true
+	input.attested.boot != null
+	input.attested.boot.kernel == null
 }
 
 # Each boot image was verified: the firmware or shim logged the authority
@@ -304,8 +299,8 @@ image_authorities := {"db", "Shim", "MokList", "MokListRT", "vendor_db"}
 boot_binaries := {lower(d) | some d in input.reference.boot_binaries}
 
 failures contains {"claim": "attested.boot.boot_applications", "reason": "boot-binary-unverified", "level": 3, "detail": sprintf("%s %s: no authority verified it and it is no reference value", [app.path, app.sha256]), "provenance": "attested"} if {
-	valid
-	some app in boot.boot_applications
+	input.evidence.valid == true
+	some app in input.attested.boot.boot_applications
 	not app.authority in image_authorities
 	not lower(app.sha256) in boot_binaries
 }
@@ -313,107 +308,107 @@ failures contains {"claim": "attested.boot.boot_applications", "reason": "boot-b
 # Without an attested boot, the host's own word still counts against it
 # (never for it).
 failures contains {"claim": "report.secure_boot.enabled", "reason": "secure-boot-off", "level": 3, "detail": "the host reports Secure Boot off", "provenance": "asserted"} if {
-	valid
-	boot == null
-	not rep.secure_boot.enabled == true
+	input.evidence.valid == true
+	input.attested.boot == null
+	not input.report.secure_boot.enabled == true
 }
 
 failures contains {"claim": "report.secure_boot.dbx", "reason": "dbx-outdated", "level": 3, "detail": "the host reports no dbx", "provenance": "asserted"} if {
-	valid
-	boot == null
-	rep.secure_boot.dbx == null
+	input.evidence.valid == true
+	input.attested.boot == null
+	input.report.secure_boot.dbx == null
 }
 
 failures contains {"claim": "report.secure_boot.dbx", "reason": "dbx-outdated", "level": 3, "detail": sprintf("the host reports %d dbx entries, the reference requires at least %d", [n, m]), "provenance": "asserted"} if {
-	valid
-	boot == null
-	n := rep.secure_boot.dbx.entries
+	input.evidence.valid == true
+	input.attested.boot == null
+	n := input.report.secure_boot.dbx.entries
 	m := object.get(input.reference, ["dbx", "min_entries"], 1)
 	n < m
 }
 
 failures contains {"claim": "report.secure_boot.mok_sb_state", "reason": "shim-validation-disabled", "level": 3, "detail": "shim boots unsigned code", "provenance": "asserted"} if {
-	valid
-	rep.secure_boot.mok_sb_state.validation_disabled == true
+	input.evidence.valid == true
+	input.report.secure_boot.mok_sb_state.validation_disabled == true
 }
 
 # The kernel's enforcement, asserted by the running kernel (corroborated
 # where the measured command line sets it).
-failures contains {"claim": "report.enforcement.status", "reason": "measurement-error", "level": 3, "detail": object.get(rep.enforcement, "error", sprintf("the enforcement section is %s", [object.get(rep.enforcement, "status", "absent")])), "provenance": "asserted"} if {
-	valid
-	not rep.enforcement.status == "ok"
+failures contains {"claim": "report.enforcement.status", "reason": "measurement-error", "level": 3, "detail": object.get(input.report.enforcement, "error", sprintf("the enforcement section is %s", [object.get(input.report.enforcement, "status", "absent")])), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	not input.report.enforcement.status == "ok"
 }
 
 failures contains {"claim": "report.enforcement.sig_enforce", "reason": "sig-enforce-off", "level": 3, "detail": "the kernel loads unsigned modules", "provenance": "asserted"} if {
-	valid
-	rep.enforcement.status == "ok"
-	not rep.enforcement.sig_enforce == true
+	input.evidence.valid == true
+	input.report.enforcement.status == "ok"
+	not input.report.enforcement.sig_enforce == true
 }
 
-failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-below-integrity", "level": 3, "detail": sprintf("lockdown is %v", [rep.enforcement.lockdown]), "provenance": "asserted"} if {
-	valid
-	rep.enforcement.status == "ok"
-	not rep.enforcement.lockdown in {"integrity", "confidentiality"}
+failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-below-integrity", "level": 3, "detail": sprintf("lockdown is %v", [input.report.enforcement.lockdown]), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	input.report.enforcement.status == "ok"
+	not input.report.enforcement.lockdown in {"integrity", "confidentiality"}
 }
 
-failures contains {"claim": "report.modules.status", "reason": "measurement-error", "level": 3, "detail": sprintf("the modules section is %v", [object.get(rep.modules, "status", "absent")]), "provenance": "asserted"} if {
-	valid
-	not rep.modules.status == "ok"
+failures contains {"claim": "report.modules.status", "reason": "measurement-error", "level": 3, "detail": sprintf("the modules section is %v", [object.get(input.report.modules, "status", "absent")]), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	not input.report.modules.status == "ok"
 }
 
 failures contains {"claim": "report.modules.loaded", "reason": "unsigned-module", "level": 3, "detail": m.name, "provenance": "asserted"} if {
-	valid
-	some m in rep.modules.loaded
+	input.evidence.valid == true
+	some m in input.report.modules.loaded
 	m.signature == "unsigned"
 }
 
 # A module whose file was not found, not readable or not judged is
 # unknown, never unsigned; but it is not shown signed either.
 failures contains {"claim": "report.modules.loaded", "reason": "module-unknown", "level": 3, "detail": sprintf("%s: its file was not judged (%s)", [m.name, join(m.reasons)]), "provenance": "asserted"} if {
-	valid
-	some m in rep.modules.loaded
+	input.evidence.valid == true
+	some m in input.report.modules.loaded
 	not m.signature in {"signed", "unsigned"}
 }
 
 failures contains {"claim": "report.modules.loaded", "reason": "force-loaded-module", "level": 3, "detail": m.name, "provenance": "asserted"} if {
-	valid
-	some m in rep.modules.loaded
+	input.evidence.valid == true
+	some m in input.report.modules.loaded
 	contains(m.taint, "F")
 }
 
-failures contains {"claim": "report.taint.status", "reason": "measurement-error", "level": 3, "detail": sprintf("the taint section is %v", [object.get(rep.taint, "status", "absent")]), "provenance": "asserted"} if {
-	valid
-	not rep.taint.status == "ok"
+failures contains {"claim": "report.taint.status", "reason": "measurement-error", "level": 3, "detail": sprintf("the taint section is %v", [object.get(input.report.taint, "status", "absent")]), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	not input.report.taint.status == "ok"
 }
 
 # Taint is never cleared: an unsigned (E) or forced (F) module loaded since
 # boot shows there even when it was unloaded or hidden.
 failures contains {"claim": "report.taint.flags", "reason": "unsigned-module", "level": 3, "detail": "kernel taint E", "provenance": "asserted"} if {
-	valid
-	"E" in rep.taint.flags
+	input.evidence.valid == true
+	"E" in input.report.taint.flags
 }
 
 failures contains {"claim": "report.taint.flags", "reason": "force-loaded-module", "level": 3, "detail": "kernel taint F", "provenance": "asserted"} if {
-	valid
-	"F" in rep.taint.flags
+	input.evidence.valid == true
+	"F" in input.report.taint.flags
 }
 
 # ---------------------------------------------------------------- level 4
 
 # (Any other value than these two already fails level 3.)
 failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-below-confidentiality", "level": 4, "detail": "lockdown is integrity", "provenance": "asserted"} if {
-	valid
-	rep.enforcement.status == "ok"
-	rep.enforcement.lockdown == "integrity"
+	input.evidence.valid == true
+	input.report.enforcement.status == "ok"
+	input.report.enforcement.lockdown == "integrity"
 }
 
-failures contains {"claim": "report.ima.status", "reason": "ima-inactive", "level": 4, "detail": object.get(rep.ima, "error", sprintf("the IMA section is %v", [object.get(rep.ima, "status", "absent")])), "provenance": "asserted"} if {
-	valid
-	not rep.ima.status == "ok"
+failures contains {"claim": "report.ima.status", "reason": "ima-inactive", "level": 4, "detail": object.get(input.report.ima, "error", sprintf("the IMA section is %v", [object.get(input.report.ima, "status", "absent")])), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	not input.report.ima.status == "ok"
 }
 
 failures contains {"claim": "evidence.ima_verified", "reason": "ima-not-verified", "level": 4, "detail": ima_detail, "provenance": "attested"} if {
-	valid
+	input.evidence.valid == true
 	not input.evidence.ima_verified == true
 }
 
@@ -421,112 +416,68 @@ ima_detail := sprintf("a new boot (%s): the IMA list restarts from its start nex
 
 else := "no IMA list replayed to the quoted PCR 10"
 
-failures contains {"claim": "attested.ima.boot_aggregate", "reason": "ima-boot-aggregate-mismatch", "level": 4, "detail": sprintf("boot_aggregate %s is not this boot's quoted PCRs 0-9", [ima.boot_aggregate]), "provenance": "attested"} if {
-	valid
-	ima != null
-	not ima.boot_aggregate_matches == true
+failures contains {"claim": "attested.ima.boot_aggregate", "reason": "ima-boot-aggregate-mismatch", "level": 4, "detail": sprintf("boot_aggregate %s is not this boot's quoted PCRs 0-9", [input.attested.ima.boot_aggregate]), "provenance": "attested"} if {
+	input.evidence.valid == true
+	input.attested.ima != null
+	not input.attested.ima.boot_aggregate_matches == true
 }
 
 # The process claims (hidden and critical processes) need a measured
 # process table; without one they cannot pass at the top level.
-failures contains {"claim": "report.processes.status", "reason": "measurement-unavailable", "level": 4, "detail": sprintf("the processes section is %v", [object.get(rep.processes, "status", "absent")]), "provenance": "asserted"} if {
-	valid
-	not rep.processes.status == "ok"
-	not rep.processes.status == "error"
+failures contains {"claim": "report.processes.status", "reason": "measurement-unavailable", "level": 4, "detail": sprintf("the processes section is %v", [object.get(input.report.processes, "status", "absent")]), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	not input.report.processes.status == "ok"
+	not input.report.processes.status == "error"
 }
 
-failures contains {"claim": "report.debug.status", "reason": "measurement-error", "level": 4, "detail": object.get(rep.debug, "error", sprintf("the debug section is %v", [object.get(rep.debug, "status", "absent")])), "provenance": "asserted"} if {
-	valid
-	not rep.debug.status == "ok"
+failures contains {"claim": "report.debug.status", "reason": "measurement-error", "level": 4, "detail": object.get(input.report.debug, "error", sprintf("the debug section is %v", [object.get(input.report.debug, "status", "absent")])), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	not input.report.debug.status == "ok"
 }
 
-failures contains {"claim": "report.debug.kernel_debugging", "reason": "kernel-debugging", "level": 4, "detail": join(rep.debug.evidence), "provenance": "asserted"} if {
-	valid
-	rep.debug.status == "ok"
-	not rep.debug.kernel_debugging == false
+failures contains {"claim": "report.debug.kernel_debugging", "reason": "kernel-debugging", "level": 4, "detail": join(input.report.debug.evidence), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	input.report.debug.status == "ok"
+	not input.report.debug.kernel_debugging == false
 }
 
 failures contains {"claim": "report.modules.loaded", "reason": "module-not-allowed", "level": 4, "detail": sprintf("%s: %s", [m.name, join(m.reasons)]), "provenance": "asserted"} if {
-	valid
-	some m in rep.modules.loaded
+	input.evidence.valid == true
+	some m in input.report.modules.loaded
 	not m.allowed == true
 }
 
 module_signers := {s | some s in input.reference.module_signers}
 
 failures contains {"claim": "report.modules.loaded", "reason": "module-signer-not-trusted", "level": 4, "detail": sprintf("%s: %s", [m.name, m.signer]), "provenance": "asserted"} if {
-	valid
+	input.evidence.valid == true
 	input.reference.module_signers[0]
-	some m in rep.modules.loaded
+	some m in input.report.modules.loaded
 	not m.signer in module_signers
 }
 
 code_policies := {s | some s in input.reference.code_policies}
 
-failures contains {"claim": "report.code_policy", "reason": "code-policy-unknown", "level": 4, "detail": object.get(rep, "code_policy", ""), "provenance": "asserted"} if {
-	valid
+failures contains {"claim": "report.code_policy", "reason": "code-policy-unknown", "level": 4, "detail": object.get(input.report, "code_policy", ""), "provenance": "asserted"} if {
+	input.evidence.valid == true
 	input.reference.code_policies[0]
-	not object.get(rep, "code_policy", "") in code_policies
+	not object.get(input.report, "code_policy", "") in code_policies
 }
 
 failures contains {"claim": "reference.boot_binaries", "reason": "no-reference-values", "level": 4, "detail": "the policy has no boot binary reference values", "provenance": "attested"} if {
-	valid
+	input.evidence.valid == true
 	not input.reference.boot_binaries[0]
 }
 
 failures contains {"claim": "attested.boot.boot_applications", "reason": "boot-binary-unknown", "level": 4, "detail": sprintf("%s %s", [app.path, app.sha256]), "provenance": "attested"} if {
-	valid
+	input.evidence.valid == true
 	input.reference.boot_binaries[0]
-	some app in boot.boot_applications
+	some app in input.attested.boot.boot_applications
 	not lower(app.sha256) in boot_binaries
 }
 
 failures contains {"claim": "attested.boot.boot_applications", "reason": "boot-binaries-unmeasured", "level": 4, "detail": "the verified event log records no boot application", "provenance": "attested"} if {
-	valid
-	boot != null
-	not boot.boot_applications[0]
+	input.evidence.valid == true
+	input.attested.boot != null
+	not input.attested.boot.boot_applications[0]
 }
-
-# ---------------------------------------------------------------- provenance
-# Who vouches for each claim the levels rest on.
-
-provenance := {
-	"secure_boot": boot_provenance,
-	"dbx": boot_provenance,
-	"boot_binaries": boot_provenance,
-	"kernel_cmdline": boot_provenance,
-	"sig_enforce": sig_enforce_provenance,
-	"lockdown": lockdown_provenance,
-	"modules": modules_provenance,
-	"ima": ima_provenance,
-	"taint": "asserted",
-	"processes": "asserted",
-	"debug": "asserted",
-}
-
-boot_provenance := "attested" if boot != null
-
-else := "asserted"
-
-ima_provenance := "attested" if input.evidence.ima_verified == true
-
-else := "asserted"
-
-sig_enforce_provenance := "corroborated" if {
-	sig_enforce_measured
-	rep.enforcement.sig_enforce == true
-} else := "asserted"
-
-lockdown_provenance := "corroborated" if {
-	lockdown_rank[rep.enforcement.lockdown] == measured_lockdown_rank
-} else := "asserted"
-
-# The module views are the kernel's word; IMA's load-time measurements
-# corroborate them when every loaded module was measured.
-modules_provenance := "corroborated" if {
-	rep.modules.loaded[0]
-	ima_modules := {m | some m in ima.modules}
-	every m in rep.modules.loaded {
-		m.name in ima_modules
-	}
-} else := "asserted"
