@@ -43,13 +43,15 @@ type Options struct {
 type Appraiser struct {
 	p *Policies
 	o Options
-	// boots are recent boots' derived facts (derived once per boot).
+	// boots are recent boots' derived facts (derived once per boot), as
+	// the replay state keeps them; logs are the verifier's, by log.
 	boots bootCache
+	logs  *evidence.Cache
 }
 
 // New returns an Appraiser judging under p's current policy.
 func New(p *Policies, o Options) *Appraiser {
-	return &Appraiser{p: p, o: o}
+	return &Appraiser{p: p, o: o, logs: evidence.NewCache(0)}
 }
 
 // Policies returns the policies the appraiser judges under.
@@ -80,7 +82,7 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 	if err != nil {
 		st, imaSt = &replayState{V: stateVersion}, nil
 	}
-	o := evidence.Options{Nonce: req.Nonce, Enclave: kind, IMAState: imaSt, Quote: pol.quote}
+	o := evidence.Options{Nonce: req.Nonce, Enclave: kind, IMAState: imaSt, Quote: pol.quote, Cache: a.logs}
 	if a.o.Now != nil {
 		o.Now = a.o.Now()
 	}

@@ -158,7 +158,8 @@ type IMAFacts struct {
 	// Firmware are the firmware files measured under /lib/firmware.
 	Firmware []string `json:"firmware"`
 	// Files are the files measured in this round: path, digest,
-	// template. Not given to the policy (it can be long).
+	// template, when Options.IMAFiles asks for them (the list can be
+	// long). Not given to the policy.
 	Files []IMAFile `json:"-"`
 }
 
@@ -442,43 +443,47 @@ func bootAggregate(pcrs map[int][]byte) string {
 
 // imaCollector gathers the IMA facts from the entries a replay visits.
 type imaCollector struct {
-	modules  map[string]bool
-	firmware map[string]bool
-	files    []IMAFile
+	withFiles bool
+	modules   map[string]bool
+	firmware  map[string]bool
+	files     []IMAFile
 }
 
 func (c *imaCollector) visit(e *ima.Entry) {
 	if !e.Known || e.Violation() || len(e.Name) == 0 {
 		return
 	}
-	name := string(e.Name)
-	if len(c.files) < maxIMAFiles {
-		c.files = append(c.files, IMAFile{Path: name, Digest: fmt.Sprintf("%s:%x", e.DigestAlgo, e.FileDigest), Template: string(e.Template)})
+	if c.withFiles && len(c.files) < maxIMAFiles {
+		c.files = append(c.files, IMAFile{Path: string(e.Name), Digest: string(e.DigestAlgo) + ":" + hex.EncodeToString(e.FileDigest), Template: string(e.Template)})
 	}
-	if m := ModuleName(name); m != "" && len(c.modules) < maxIMAModules {
+	if m := moduleName(e.Name); m != "" && len(c.modules) < maxIMAModules {
 		if c.modules == nil {
 			c.modules = map[string]bool{}
 		}
 		c.modules[m] = true
 	}
-	if strings.HasPrefix(name, "/lib/firmware/") || strings.HasPrefix(name, "/usr/lib/firmware/") {
+	if (bytes.HasPrefix(e.Name, []byte("/lib/firmware/")) || bytes.HasPrefix(e.Name, []byte("/usr/lib/firmware/"))) && len(c.firmware) < maxIMAModules {
 		if c.firmware == nil {
 			c.firmware = map[string]bool{}
 		}
-		if len(c.firmware) < maxIMAModules {
-			c.firmware[name] = true
-		}
+		c.firmware[string(e.Name)] = true
 	}
 }
 
 // ModuleName is the kernel's name for the module file at path (its base
 // name without .ko and a compression suffix, dashes as underscores), or
 // "" when path is no module file.
-func ModuleName(path string) string {
-	base := path[strings.LastIndexByte(path, '/')+1:]
-	for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
-		if n, ok := strings.CutSuffix(base, ext); ok && n != "" {
-			return strings.ReplaceAll(n, "-", "_")
+func ModuleName(path string) string { return moduleName([]byte(path)) }
+
+var moduleExts = [...][]byte{[]byte(".ko"), []byte(".ko.xz"), []byte(".ko.zst"), []byte(".ko.gz")}
+
+// moduleName is ModuleName of a path's bytes; it allocates only for a
+// module file.
+func moduleName(path []byte) string {
+	base := path[bytes.LastIndexByte(path, '/')+1:]
+	for _, ext := range moduleExts {
+		if n, ok := bytes.CutSuffix(base, ext); ok && len(n) > 0 {
+			return strings.ReplaceAll(string(n), "-", "_")
 		}
 	}
 	return ""

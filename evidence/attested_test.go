@@ -11,6 +11,7 @@ import (
 
 	"github.com/vigil-attest/vigil/eventlog"
 	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
+	"github.com/vigil-attest/vigil/ima/imatest"
 )
 
 // TestAttestedBootFacts: the facts derived from real firmware logs that
@@ -218,4 +219,66 @@ func FuzzAttestedBoot(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestAttestedIMAFacts: the modules and firmware an IMA list measured,
+// the file list on request, boot_aggregate against the quoted PCRs, and
+// the cache giving the same boot facts.
+func TestAttestedIMAFacts(t *testing.T) {
+	debian := eventlogtest.Debian()
+	log := debian.Log()
+	list := imatest.Boot(30, debian.BootPCRs(), "/lib/modules/6.1.0-28-amd64/kernel/fs/fuse/fuse.ko",
+		"/lib/modules/6.1.0-28-amd64/kernel/drivers/net/wireguard/wire-guard.ko.xz", "/lib/firmware/i915/tgl_dmc.bin")
+	f := newFakeTPM(t, "agent-a", akECDSA)
+	f.setLogPCRs(t, log, list, len(list))
+	ev, err := Build(context.Background(), f, BuildOptions{Nonce: testNonce, Report: testReport(t, "agent-a"), EventLog: log, IMALog: list})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := NewCache(4)
+	o := Options{Nonce: testNonce, AK: f.ak.Public(), IMAFiles: true, Cache: cache}
+	r := verify(t, ev, o)
+	wantValid(t, r)
+	im := r.Attested.IMA
+	if im == nil || !slices.Equal(im.Modules, []string{"fuse", "wire_guard"}) || !slices.Equal(im.Firmware, []string{"/lib/firmware/i915/tgl_dmc.bin"}) {
+		t.Fatalf("IMA facts %+v", im)
+	}
+	if !im.BootAggregateMatches || im.Entries != 33 || len(im.Files) != 33 {
+		t.Fatalf("boot aggregate %v, entries %d, files %d", im.BootAggregateMatches, im.Entries, len(im.Files))
+	}
+	if fl := im.Files[len(im.Files)-1]; fl.Path != "/lib/firmware/i915/tgl_dmc.bin" || !strings.HasPrefix(fl.Digest, "sha256:") || fl.Template != "ima-ng" {
+		t.Fatalf("file %+v", fl)
+	}
+	b := r.Attested.Boot
+	if b == nil || !b.SecureBoot || b.Kernel == nil || b.Kernel.Authority != "Shim" || !b.Initrd || b.Shim == nil || !b.Shim.PCR14 {
+		t.Fatalf("boot facts %+v", b)
+	}
+	// The cache gives the same facts; without the file list asked, none.
+	o.IMAFiles = false
+	r2 := verify(t, ev, o)
+	if r2.Attested.Boot != b || len(r2.Attested.IMA.Files) != 0 {
+		t.Fatal("the cache did not give the same boot facts, or files were listed unasked")
+	}
+	// Another boot's IMA list (its boot_aggregate over other PCRs).
+	other := eventlogtest.Debian()
+	other.SecureBoot = false
+	list2 := imatest.Boot(30, other.BootPCRs())
+	f.setLogPCRs(t, log, list2, len(list2))
+	ev2, err := Build(context.Background(), f, BuildOptions{Nonce: testNonce, Report: testReport(t, "agent-a"), EventLog: log, IMALog: list2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3 := verify(t, ev2, o)
+	wantValid(t, r3)
+	if r3.Attested.IMA == nil || r3.Attested.IMA.BootAggregateMatches {
+		t.Fatal("another boot's IMA list matches this boot")
+	}
+	for _, c := range []struct{ path, want string }{
+		{"/lib/modules/x/kernel/fs/fuse/fuse.ko", "fuse"}, {"a/b/nf-tables.ko.zst", "nf_tables"},
+		{"/x/y.ko.gz", "y"}, {"/x/.ko", ""}, {"/usr/bin/ko", ""}, {"/x/y.kob", ""}, {"", ""},
+	} {
+		if got := ModuleName(c.path); got != c.want {
+			t.Errorf("ModuleName(%q) = %q, want %q", c.path, got, c.want)
+		}
+	}
 }

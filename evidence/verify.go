@@ -67,6 +67,12 @@ type Options struct {
 	// Quote is the PCR selection TPM evidence must quote; the zero value
 	// is DefaultQuotePolicy.
 	Quote QuotePolicy
+	// IMAFiles lists every file the verified IMA list measured in
+	// Result.Attested.IMA.Files (path, digest, template).
+	IMAFiles bool
+	// Cache, when set, keeps the boot facts derived from event logs
+	// verified before: a fleet booted alike derives them once.
+	Cache *Cache
 }
 
 // QuotePolicy is the SHA-256 PCR selection the verifier requires of a
@@ -852,13 +858,13 @@ func (v *verifier) eventLog() {
 		unverified("the log extends no boot PCR: no boot was measured")
 		return
 	}
-	sum := log.Summarize()
-	if why := firmwareStructure(log, sum); why != "" {
+	why, facts := v.o.Cache.boot(l.Data, log, checked)
+	if why != "" {
 		unverified("%s", why)
 		return
 	}
 	v.res.EventLogVerified = true
-	v.res.Attested.Boot = deriveBoot(l.Data, log, sum, checked)
+	v.res.Attested.Boot = facts
 }
 
 // replayBanks replays the log like eventlog.Log.Replay, for the given
@@ -953,7 +959,7 @@ func (v *verifier) imaLog() {
 	}
 	// The quote proves only the SHA-256 bank: replay that bank alone
 	// (a saved state from a full replay goes on in full).
-	var c imaCollector
+	c := imaCollector{withFiles: v.o.IMAFiles}
 	mode := ima.Options{SHA256Only: st.Entries == 0 || st.SHA256Only, Visit: c.visit}
 	ok, err := ima.ReplayUntil(ctxReader{v.ctx, bytes.NewReader(l.Data)}, &st, crypto.SHA256, IMAPCR, target, mode)
 	switch {
