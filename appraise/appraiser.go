@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -47,6 +46,8 @@ type Appraiser struct {
 	// the replay state keeps them; logs are the verifier's, by log.
 	boots bootCache
 	logs  *evidence.Cache
+	// sections are report sections converted for the policy before.
+	sections sectionCache
 }
 
 // New returns an Appraiser judging under p's current policy.
@@ -111,8 +112,7 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 		res = rec.res
 	}
 
-	var ru reuse
-	ru.imaRestarted = rec.restarted
+	ru := reuse{imaRestarted: rec.restarted, sections: &a.sections}
 	newSt := &replayState{V: stateVersion, IMA: st.IMA, Boot: st.Boot, Clock: st.Clock}
 	if res.Valid {
 		quoted := res.PCRs["sha256"]
@@ -209,7 +209,7 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 			// instead of failing the same way every round.
 			newSt.IMA = nil
 		}
-		b, err := json.Marshal(newSt)
+		b, err := encodeState(newSt)
 		if err != nil {
 			return nil, fmt.Errorf("appraise: replay state: %w", err)
 		}

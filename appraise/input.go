@@ -29,6 +29,8 @@ type reuse struct {
 	// boot is the attested boot facts' policy value (the boot cache's),
 	// nil to convert res.Attested.Boot here.
 	boot ast.Value
+	// sections, when set, converts the report through the section cache.
+	sections *sectionCache
 }
 
 // buildInput makes the policy input (docs/attestation-policy.md): input.agent,
@@ -57,7 +59,13 @@ func buildInput(agentID string, agentEnclave enclave.Kind, res *evidence.Result,
 	}
 	kv = append(kv, [2]*ast.Term{ast.StringTerm("provenance"), ast.ObjectTerm(pv...)})
 	if res.Valid {
-		rv, err := jsonValue(report)
+		var rv ast.Value
+		var err error
+		if ru.sections != nil {
+			rv, err = ru.sections.reportValue(report)
+		} else {
+			rv, err = jsonValue(report)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("report: %w", err)
 		}

@@ -82,7 +82,8 @@ func hex32(b byte) string {
 // one that decodes encodes back to a state that decodes the same.
 func FuzzDecodeState(f *testing.F) {
 	f.Add([]byte(`{"v":2}`))
-	f.Add([]byte(`{"v":2,"boot":{"log_sha256":"00","pcrs":{"0":"aa"},"facts":null},"clock":{"reset_count":1,"restart_count":0}}`))
+	f.Add([]byte(`{"v":2,"boot":{"log_sha256":"00","pcrs":{"0":"aa"}},"clock":{"reset_count":1,"restart_count":0}}` + "\n" + `{"secure_boot":true}`))
+	f.Add([]byte(`{"v":2}` + "\n" + `{}`))
 	is := &imaState{Offset: 9, Entries: 1, PCRMask: 1 << 10, SHA256: map[string]string{"10": hex32(3)}, FirstSum: hex32(1), LastSum: hex32(2)}
 	b, _ := json.Marshal(&replayState{V: stateVersion, IMA: is})
 	f.Add(b)
@@ -95,13 +96,16 @@ func FuzzDecodeState(f *testing.F) {
 		if ist != nil {
 			again.IMA = fromIMA(ist)
 		}
-		b2, err := json.Marshal(again)
+		b2, err := encodeState(again)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, ist2, err := decodeState(b2)
+		st2, ist2, err := decodeState(b2)
 		if err != nil {
 			t.Fatalf("re-encoded state %s: %v", b2, err)
+		}
+		if st.Boot != nil && !bytes.Equal(st.Boot.Facts, st2.Boot.Facts) {
+			t.Fatalf("boot facts changed through a round trip: %q", b2)
 		}
 		if (ist == nil) != (ist2 == nil) || (ist != nil && (ist.Offset != ist2.Offset || ist.SHA256 != ist2.SHA256 || ist.SHA1 != ist2.SHA1)) {
 			t.Fatalf("state changed through a round trip: %s", b2)

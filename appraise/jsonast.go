@@ -1,6 +1,7 @@
 package appraise
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -346,4 +347,157 @@ func (p *jsonParser) number() (*ast.Term, error) {
 		return nil, p.errorf("%v", err)
 	}
 	return ast.NewTerm(n), nil
+}
+
+// maxSectionCache bounds the report section cache.
+const maxSectionCache = 4096
+
+// sectionCache keeps the policy values of report sections seen before,
+// by the SHA-256 of their JSON: from round to round a host's modules,
+// Secure Boot and measured boot sections rarely change, and hosts built
+// alike share them, so most of a report is converted once. Values are
+// shared and never changed (OPA does not change its input).
+type sectionCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]*ast.Term
+}
+
+// reportValue is jsonValue of a report document (a JSON object already
+// verified by the report decoder), converting only the top-level members
+// the cache does not hold.
+func (c *sectionCache) reportValue(doc []byte) (ast.Value, error) {
+	p := jsonParser{b: doc}
+	p.space()
+	if p.i >= len(p.b) || p.b[p.i] != '{' {
+		return jsonValue(doc)
+	}
+	p.i++
+	var kvs [][2]*ast.Term
+	for {
+		p.space()
+		if p.i < len(p.b) && p.b[p.i] == '}' {
+			p.i++
+			break
+		}
+		if len(kvs) > 0 {
+			if p.i >= len(p.b) || p.b[p.i] != ',' {
+				return nil, p.errorf("',' or '}' expected")
+			}
+			p.i++
+			p.space()
+		}
+		if p.i >= len(p.b) || p.b[p.i] != '"' {
+			return nil, p.errorf("object key expected")
+		}
+		k, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		p.space()
+		if p.i >= len(p.b) || p.b[p.i] != ':' {
+			return nil, p.errorf("':' expected")
+		}
+		p.i++
+		p.space()
+		start := p.i
+		if err := p.skip(1); err != nil {
+			return nil, err
+		}
+		raw := p.b[start:p.i]
+		key := sha256.Sum256(raw)
+		c.mu.Lock()
+		v, ok := c.m[key]
+		c.mu.Unlock()
+		if !ok {
+			if v, err = jsonTerm(raw); err != nil {
+				return nil, err
+			}
+			c.mu.Lock()
+			if c.m == nil || len(c.m) >= maxSectionCache {
+				c.m = make(map[[32]byte]*ast.Term, 256)
+			}
+			c.m[key] = v
+			c.mu.Unlock()
+		}
+		kvs = append(kvs, [2]*ast.Term{k, v})
+	}
+	p.space()
+	if p.i != len(p.b) {
+		return nil, p.errorf("data after the JSON value")
+	}
+	return objectOf(kvs), nil
+}
+
+func jsonTerm(doc []byte) (*ast.Term, error) {
+	v, err := jsonValue(doc)
+	if err != nil {
+		return nil, err
+	}
+	return ast.NewTerm(v), nil
+}
+
+// skip moves past one JSON value without converting it. It checks the
+// structure only as far as finding the value's end needs; the value
+// itself is converted (and checked) by jsonValue when it is not cached.
+func (p *jsonParser) skip(depth int) error {
+	if depth > maxJSONDepth {
+		return errJSONDepth
+	}
+	if p.i >= len(p.b) {
+		return p.errorf("unexpected end")
+	}
+	switch c := p.b[p.i]; c {
+	case '{', '[':
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		p.i++
+		for {
+			p.space()
+			if p.i >= len(p.b) {
+				return p.errorf("unexpected end")
+			}
+			switch p.b[p.i] {
+			case end:
+				p.i++
+				return nil
+			case ',', ':':
+				p.i++
+				continue
+			case '}', ']':
+				return p.errorf("unexpected %q", p.b[p.i])
+			}
+			if err := p.skip(depth + 1); err != nil {
+				return err
+			}
+		}
+	case '"':
+		for p.i++; p.i < len(p.b); p.i++ {
+			switch p.b[p.i] {
+			case '\\':
+				p.i++
+			case '"':
+				p.i++
+				return nil
+			}
+		}
+		return p.errorf("unterminated string")
+	default:
+		start := p.i
+		for p.i < len(p.b) {
+			switch p.b[p.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r', ':':
+				if p.i == start {
+					return p.errorf("unexpected %q", p.b[p.i])
+				}
+				return nil
+			}
+			p.i++
+		}
+		if p.i == start {
+			return p.errorf("unexpected end")
+		}
+		return nil
+	}
 }

@@ -55,3 +55,35 @@ func FuzzJSONValue(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReportValue holds the section cache to jsonValue: for any document
+// the cached conversion gives the same value as jsonValue, twice (a miss,
+// then hits), or an error when jsonValue gives one; never a panic.
+func FuzzReportValue(f *testing.F) {
+	for _, s := range []string{
+		`{}`, `{"a":1}`, `{"a":{"b":[1,2,{"c":"}"}]},"d":"x\"y"}`, `{"a":1,"a":2}`, `{"a":1}x`, `{"a":}`, `{"a" 1}`,
+		`{"a":1,}`, `{,"a":1}`, `{"a":[1,]}`, `{"a":"\"}"}`, `{"a":tru}`, `{"a":[}`, `[1]`, `"x"`,
+	} {
+		f.Add([]byte(s))
+	}
+	for _, p := range []string{"../docs/runtime-report.schema.json", "policy/default/data.json"} {
+		if b, err := os.ReadFile(filepath.FromSlash(p)); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		want, werr := jsonValue(doc)
+		var c sectionCache
+		for round := 0; round < 2; round++ {
+			got, err := c.reportValue(doc)
+			switch {
+			case werr != nil && err == nil:
+				t.Fatalf("%q: jsonValue refuses it (%v), the section cache gives %v", doc, werr, got)
+			case werr == nil && err != nil:
+				t.Fatalf("%q: jsonValue accepts it, the section cache refuses it: %v", doc, err)
+			case werr == nil && got.Compare(want) != 0:
+				t.Fatalf("%q round %d: got %v, want %v", doc, round, got, want)
+			}
+		}
+	})
+}

@@ -1,8 +1,6 @@
 package appraise
 
 import (
-	"strings"
-
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/measure"
 )
@@ -46,26 +44,12 @@ func provenanceOf(res *evidence.Result) map[string]string {
 	if rep == nil {
 		return p
 	}
-	if boot != nil && boot.CmdlineMeasured {
-		args := strings.Fields(boot.KernelCmdline)
-		enforce, lockdown := false, -1
-		for _, a := range args {
-			switch a {
-			case "module.sig_enforce=1", "module.sig_enforce=y", "module.sig_enforce=Y":
-				enforce = true
-			}
-			if v, ok := strings.CutPrefix(a, "lockdown="); ok {
-				// Each lockdown= raises the level, never lowers it.
-				if r, ok := lockdownRank[v]; ok && r > lockdown {
-					lockdown = r
-				}
-			}
-		}
+	if boot != nil {
 		e := rep.Enforcement
-		if e.Status == measure.StatusOK && enforce && e.SigEnforce {
+		if e.Status == measure.StatusOK && boot.CmdlineSigEnforce && e.SigEnforce {
 			p["sig_enforce"] = ProvenanceCorroborated
 		}
-		if r, ok := lockdownRank[e.Lockdown]; e.Status == measure.StatusOK && ok && lockdown >= 0 && r == lockdown {
+		if e.Status == measure.StatusOK && boot.CmdlineLockdown != "" && e.Lockdown == boot.CmdlineLockdown {
 			p["lockdown"] = ProvenanceCorroborated
 		}
 	}
@@ -84,5 +68,3 @@ func provenanceOf(res *evidence.Result) map[string]string {
 	}
 	return p
 }
-
-var lockdownRank = map[string]int{"none": 0, "integrity": 1, "confidentiality": 2}

@@ -1,7 +1,9 @@
 package appraise
 
 import (
+	"bytes"
 	"encoding/hex"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -42,10 +44,11 @@ type bootState struct {
 	// PCRs are the quoted SHA-256 PCRs 0–9: index → lowercase hex.
 	PCRs map[string]string `json:"pcrs"`
 	// Facts are the boot facts derived from that log (once per boot), as
-	// evidence.BootFacts encodes them. They stay encoded: a round that
-	// reuses them finds their decoded form and policy value in the
-	// Appraiser's boot cache, by their digest.
-	Facts json.RawMessage `json:"facts"`
+	// evidence.BootFacts encodes them. They stay encoded, after the
+	// state's JSON (see encodeState): a round that reuses them finds
+	// their decoded form and policy value in the Appraiser's boot cache,
+	// by their digest, and nothing parses them.
+	Facts json.RawMessage `json:"-"`
 }
 
 // imaState is ima.State in JSON: the PCR arrays hold only the non-zero
@@ -149,17 +152,40 @@ func decodeFixed(dst []byte, s string) error {
 	return nil
 }
 
-// decodeState reads a saved replay state. Nil or empty is no state.
+// encodeState encodes a replay state: its JSON, then, when it keeps boot
+// facts, a newline and their JSON (json.Marshal never writes a raw
+// newline, so the first one ends the state).
+func encodeState(st *replayState) ([]byte, error) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	if st.Boot != nil && len(st.Boot.Facts) > 0 {
+		b = append(append(b, '\n'), st.Boot.Facts...)
+	}
+	return b, nil
+}
+
+// decodeState reads a saved replay state (encodeState's form). Nil or
+// empty is no state. Boot facts are kept as they are; they are checked
+// when first decoded (bootCache.fromState).
 func decodeState(b []byte) (*replayState, *ima.State, error) {
 	st := &replayState{V: stateVersion}
 	if len(b) == 0 {
 		return st, nil, nil
 	}
-	if err := json.Unmarshal(b, st); err != nil {
+	head, facts, _ := bytes.Cut(b, []byte{'\n'})
+	if err := json.Unmarshal(head, st); err != nil {
 		return nil, nil, err
 	}
 	if st.V != stateVersion {
 		return nil, nil, fmt.Errorf("state version %d, want %d", st.V, stateVersion)
+	}
+	if len(facts) > 0 {
+		if st.Boot == nil {
+			return nil, nil, errors.New("boot facts without a boot")
+		}
+		st.Boot.Facts = facts
 	}
 	if st.IMA == nil {
 		return st, nil, nil

@@ -75,6 +75,13 @@ type BootFacts struct {
 	// whether there was one.
 	KernelCmdline   string `json:"kernel_cmdline"`
 	CmdlineMeasured bool   `json:"cmdline_measured"`
+	// CmdlineLockdown is the highest lockdown= on that command line
+	// (each raises the kernel's lockdown, none lowers it: "none",
+	// "integrity", "confidentiality"), "" when it sets none;
+	// CmdlineSigEnforce is set when it has module.sig_enforce=1 (or y,
+	// Y). The kernel cannot run with less than they say.
+	CmdlineLockdown   string `json:"cmdline_lockdown"`
+	CmdlineSigEnforce bool   `json:"cmdline_sig_enforce"`
 	// GrubFiles are the files grub measured into PCR 9 (their names are
 	// labels; the digests are the files').
 	GrubFiles []string `json:"grub_files"`
@@ -328,6 +335,9 @@ func deriveBoot(data []byte, l *eventlog.Log, s *eventlog.Summary, pcrs []int) *
 	if shimSeen {
 		b.Shim = shim
 	}
+	if b.CmdlineMeasured {
+		b.CmdlineLockdown, b.CmdlineSigEnforce = cmdlineSecurity(b.KernelCmdline)
+	}
 	// grub's linux command reads the kernel, has shim verify and
 	// measure it (PCR 4), then measures the command line (PCR 8): the
 	// kernel is the first image after the last linux command.
@@ -353,6 +363,28 @@ func deriveBoot(data []byte, l *eventlog.Log, s *eventlog.Summary, pcrs []int) *
 }
 
 const grubCmdPrefix = "grub_cmd: "
+
+// LockdownRank orders the kernel's lockdown levels.
+var LockdownRank = map[string]int{"none": 0, "integrity": 1, "confidentiality": 2}
+
+// cmdlineSecurity reads the kernel's lockdown= and module.sig_enforce=
+// parameters off a command line: the highest lockdown (lock_kernel_down
+// only raises it), and whether signature enforcement is set.
+func cmdlineSecurity(cmdline string) (lockdown string, sigEnforce bool) {
+	rank := -1
+	for _, a := range strings.Fields(cmdline) {
+		switch a {
+		case "module.sig_enforce=1", "module.sig_enforce=y", "module.sig_enforce=Y":
+			sigEnforce = true
+		}
+		if v, ok := strings.CutPrefix(a, "lockdown="); ok {
+			if r, ok := LockdownRank[v]; ok && r > rank {
+				rank, lockdown = r, v
+			}
+		}
+	}
+	return lockdown, sigEnforce
+}
 
 // isLinuxCommand reports whether a grub command loads a Linux kernel
 // (linux, linuxefi, linux16).

@@ -133,14 +133,15 @@ failures contains {"claim": "report.secure_boot.enabled", "reason": "secure-boot
 	input.report.secure_boot.enabled != input.attested.boot.secure_boot
 }
 
-attested_app_digests := {lower(a.sha256) | some a in input.attested.boot.boot_applications}
+# (Both sides are lowercase hex: the verifier's and the report decoder's.)
+attested_app_digests := {a.sha256 | some a in input.attested.boot.boot_applications}
 
 failures contains {"claim": "report.measured_boot.boot_applications", "reason": "boot-application-contradicted", "level": 1, "detail": sprintf("%s %s is not in the verified event log", [app.path, d]), "provenance": "attested"} if {
 	input.evidence.valid == true
-	input.attested.boot != null
+	input.attested.boot.log_sha256
 	input.report.measured_boot.status == "ok"
 	some app in input.report.measured_boot.boot_applications
-	d := lower(object.get(app.digests, "sha256", ""))
+	d := object.get(app.digests, "sha256", "")
 	not d in attested_app_digests
 }
 
@@ -161,10 +162,8 @@ failures contains {"claim": "report.modules.loaded", "reason": "module-taint-con
 }
 
 # The command line grub measured (attested) against the running kernel's.
-cmdline_args := {a | some a in split(trim_space(input.attested.boot.kernel_cmdline), " "); a != ""} if input.attested.boot.cmdline_measured == true
-
-else := set()
-
+# The verifier reads its lockdown= and module.sig_enforce= parameters
+# (attested.boot.cmdline_lockdown, .cmdline_sig_enforce).
 failures contains {"claim": "report.kernel.cmdline", "reason": "cmdline-contradicted", "level": 1, "detail": sprintf("the kernel runs with %q, grub measured %q", [input.report.kernel.cmdline, input.attested.boot.kernel_cmdline]), "provenance": "attested"} if {
 	input.evidence.valid == true
 	input.attested.boot.cmdline_measured == true
@@ -174,33 +173,16 @@ failures contains {"claim": "report.kernel.cmdline", "reason": "cmdline-contradi
 
 lockdown_rank := {"none": 0, "integrity": 1, "confidentiality": 2}
 
-# Each lockdown= raises the kernel's lockdown (lock_kernel_down never
-# lowers it): the highest one measured is in force.
-measured_lockdowns contains v if {
-	some a in cmdline_args
-	startswith(a, "lockdown=")
-	v := substring(a, count("lockdown="), -1)
-	lockdown_rank[v]
-}
-
-measured_lockdown_rank := max({lockdown_rank[v] | some v in measured_lockdowns}) if measured_lockdowns[_]
-
-failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-contradicted", "level": 1, "detail": sprintf("the measured command line sets lockdown=%s, the report says %v", [join(sort(measured_lockdowns)), input.report.enforcement.lockdown]), "provenance": "attested"} if {
+failures contains {"claim": "report.enforcement.lockdown", "reason": "lockdown-contradicted", "level": 1, "detail": sprintf("the measured command line sets lockdown=%s, the report says %v", [input.attested.boot.cmdline_lockdown, input.report.enforcement.lockdown]), "provenance": "attested"} if {
 	input.evidence.valid == true
+	m := lockdown_rank[input.attested.boot.cmdline_lockdown]
 	input.report.enforcement.status == "ok"
-	not lockdown_rank[input.report.enforcement.lockdown] >= measured_lockdown_rank
-}
-
-sig_enforce_args := {"module.sig_enforce=1", "module.sig_enforce=y", "module.sig_enforce=Y"}
-
-sig_enforce_measured if {
-	some a in cmdline_args
-	a in sig_enforce_args
+	not lockdown_rank[input.report.enforcement.lockdown] >= m
 }
 
 failures contains {"claim": "report.enforcement.sig_enforce", "reason": "sig-enforce-contradicted", "level": 1, "detail": "the measured command line sets module.sig_enforce, the report says it is off", "provenance": "attested"} if {
 	input.evidence.valid == true
-	sig_enforce_measured
+	input.attested.boot.cmdline_sig_enforce == true
 	input.report.enforcement.status == "ok"
 	input.report.enforcement.sig_enforce == false
 }
@@ -236,7 +218,7 @@ else := "no firmware event log replayed to the quoted PCRs"
 
 failures contains {"claim": "attested.boot.secure_boot", "reason": "secure-boot-off", "level": 3, "detail": secure_boot_detail, "provenance": "attested"} if {
 	input.evidence.valid == true
-	input.attested.boot != null
+	input.attested.boot.log_sha256
 	not input.attested.boot.secure_boot == true
 }
 
@@ -246,38 +228,37 @@ else := "the verified event log does not measure the SecureBoot variable"
 
 failures contains {"claim": "attested.boot.setup_mode", "reason": "secure-boot-setup-mode", "level": 3, "detail": "the firmware measured no platform key: it checks nothing", "provenance": "attested"} if {
 	input.evidence.valid == true
-	input.attested.boot != null
+	input.attested.boot.log_sha256
 	not input.attested.boot.setup_mode == false
 }
 
 # A current dbx, as the firmware measured it: at least
 # reference.dbx.min_entries entries (1 when the reference sets none) and
 # every required hash.
-measured_dbx := object.get(input.attested.boot.variables, "dbx", null)
 
 failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": "the firmware measured no dbx", "provenance": "attested"} if {
 	input.evidence.valid == true
-	input.attested.boot != null
-	measured_dbx == null
+	input.attested.boot.log_sha256
+	not input.attested.boot.variables.dbx.sha256
 }
 
 failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": "the measured dbx is not a valid signature database", "provenance": "attested"} if {
 	input.evidence.valid == true
-	measured_dbx.malformed == true
+	input.attested.boot.variables.dbx.malformed == true
 }
 
 failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": sprintf("%d entries, the reference requires at least %d", [n, m]), "provenance": "attested"} if {
 	input.evidence.valid == true
-	n := measured_dbx.entries
+	n := input.attested.boot.variables.dbx.entries
 	m := object.get(input.reference, ["dbx", "min_entries"], 1)
 	n < m
 }
 
-measured_dbx_hashes := {h | some h in measured_dbx.hashes}
+measured_dbx_hashes := {h | some h in input.attested.boot.variables.dbx.hashes}
 
 failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdated", "level": 3, "detail": sprintf("lacks %s", [h]), "provenance": "attested"} if {
 	input.evidence.valid == true
-	measured_dbx != null
+	input.attested.boot.variables.dbx.sha256
 	input.reference.dbx.required_sha256[0]
 	some h in input.reference.dbx.required_sha256
 	not lower(h) in measured_dbx_hashes
@@ -288,8 +269,8 @@ failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdat
 # leaves PCR 4 without it, and nobody verified it.
 failures contains {"claim": "attested.boot.kernel", "reason": "kernel-unmeasured", "level": 3, "detail": "PCR 4 of the verified event log holds no kernel: it was started without being verified or measured", "provenance": "attested"} if {
 	input.evidence.valid == true
-	input.attested.boot != null
-	input.attested.boot.kernel == null
+	input.attested.boot.log_sha256
+	not input.attested.boot.kernel.sha256
 }
 
 # Each boot image was verified: the firmware or shim logged the authority
@@ -309,19 +290,19 @@ failures contains {"claim": "attested.boot.boot_applications", "reason": "boot-b
 # (never for it).
 failures contains {"claim": "report.secure_boot.enabled", "reason": "secure-boot-off", "level": 3, "detail": "the host reports Secure Boot off", "provenance": "asserted"} if {
 	input.evidence.valid == true
-	input.attested.boot == null
+	not input.attested.boot.log_sha256
 	not input.report.secure_boot.enabled == true
 }
 
 failures contains {"claim": "report.secure_boot.dbx", "reason": "dbx-outdated", "level": 3, "detail": "the host reports no dbx", "provenance": "asserted"} if {
 	input.evidence.valid == true
-	input.attested.boot == null
+	not input.attested.boot.log_sha256
 	input.report.secure_boot.dbx == null
 }
 
 failures contains {"claim": "report.secure_boot.dbx", "reason": "dbx-outdated", "level": 3, "detail": sprintf("the host reports %d dbx entries, the reference requires at least %d", [n, m]), "provenance": "asserted"} if {
 	input.evidence.valid == true
-	input.attested.boot == null
+	not input.attested.boot.log_sha256
 	n := input.report.secure_boot.dbx.entries
 	m := object.get(input.reference, ["dbx", "min_entries"], 1)
 	n < m
@@ -418,7 +399,7 @@ else := "no IMA list replayed to the quoted PCR 10"
 
 failures contains {"claim": "attested.ima.boot_aggregate", "reason": "ima-boot-aggregate-mismatch", "level": 4, "detail": sprintf("boot_aggregate %s is not this boot's quoted PCRs 0-9", [input.attested.ima.boot_aggregate]), "provenance": "attested"} if {
 	input.evidence.valid == true
-	input.attested.ima != null
+	input.attested.ima.boot_aggregate
 	not input.attested.ima.boot_aggregate_matches == true
 }
 
@@ -478,6 +459,6 @@ failures contains {"claim": "attested.boot.boot_applications", "reason": "boot-b
 
 failures contains {"claim": "attested.boot.boot_applications", "reason": "boot-binaries-unmeasured", "level": 4, "detail": "the verified event log records no boot application", "provenance": "attested"} if {
 	input.evidence.valid == true
-	input.attested.boot != null
+	input.attested.boot.log_sha256
 	not input.attested.boot.boot_applications[0]
 }
