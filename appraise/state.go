@@ -3,8 +3,8 @@ package appraise
 import (
 	"bytes"
 	"encoding/hex"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
