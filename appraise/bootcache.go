@@ -53,27 +53,25 @@ func (c *bootCache) fromFacts(f *evidence.BootFacts) (*bootEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boot facts: %w", err)
 	}
-	key := sha256.Sum256(raw)
-	if e := c.get(key); e != nil {
-		return e, nil
-	}
-	v, err := jsonValue(raw)
-	if err != nil {
-		return nil, fmt.Errorf("boot facts: %w", err)
-	}
-	e := &bootEntry{facts: f, raw: raw, value: v}
-	c.put(key, e)
-	return e, nil
+	return c.entry(raw, func() (*evidence.BootFacts, error) { return f, nil })
 }
 
 // fromState returns the entry of facts a replay state kept.
 func (c *bootCache) fromState(raw json.RawMessage) (*bootEntry, error) {
+	return c.entry(raw, func() (*evidence.BootFacts, error) {
+		f := &evidence.BootFacts{}
+		return f, json.Unmarshal(raw, f)
+	})
+}
+
+// entry finds the entry of raw, or makes it with the decoded facts.
+func (c *bootCache) entry(raw json.RawMessage, facts func() (*evidence.BootFacts, error)) (*bootEntry, error) {
 	key := sha256.Sum256(raw)
 	if e := c.get(key); e != nil {
 		return e, nil
 	}
-	f := &evidence.BootFacts{}
-	if err := json.Unmarshal(raw, f); err != nil {
+	f, err := facts()
+	if err != nil {
 		return nil, fmt.Errorf("boot facts: %w", err)
 	}
 	v, err := jsonValue(raw)

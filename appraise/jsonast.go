@@ -96,6 +96,25 @@ func (p *jsonParser) literal(word string, t *ast.Term) (*ast.Term, error) {
 	return t, nil
 }
 
+// key reads an object member's key and the ':' after it, and leaves p at
+// the value.
+func (p *jsonParser) key() (*ast.Term, error) {
+	if p.i >= len(p.b) || p.b[p.i] != '"' {
+		return nil, p.errorf("object key expected")
+	}
+	k, err := p.str()
+	if err != nil {
+		return nil, err
+	}
+	p.space()
+	if p.i >= len(p.b) || p.b[p.i] != ':' {
+		return nil, p.errorf("':' expected")
+	}
+	p.i++
+	p.space()
+	return k, nil
+}
+
 func (p *jsonParser) object(depth int) (*ast.Term, error) {
 	p.i++ // {
 	p.space()
@@ -106,19 +125,10 @@ func (p *jsonParser) object(depth int) (*ast.Term, error) {
 		return ast.NewTerm(ast.NewObject()), nil
 	}
 	for {
-		if p.i >= len(p.b) || p.b[p.i] != '"' {
-			return nil, p.errorf("object key expected")
-		}
-		k, err := p.str()
+		k, err := p.key()
 		if err != nil {
 			return nil, err
 		}
-		p.space()
-		if p.i >= len(p.b) || p.b[p.i] != ':' {
-			return nil, p.errorf("':' expected")
-		}
-		p.i++
-		p.space()
 		v, err := p.value(depth + 1)
 		if err != nil {
 			return nil, err
@@ -386,19 +396,10 @@ func (c *sectionCache) reportValue(doc []byte) (ast.Value, error) {
 			p.i++
 			p.space()
 		}
-		if p.i >= len(p.b) || p.b[p.i] != '"' {
-			return nil, p.errorf("object key expected")
-		}
-		k, err := p.str()
+		k, err := p.key()
 		if err != nil {
 			return nil, err
 		}
-		p.space()
-		if p.i >= len(p.b) || p.b[p.i] != ':' {
-			return nil, p.errorf("':' expected")
-		}
-		p.i++
-		p.space()
 		start := p.i
 		if err := p.skip(1); err != nil {
 			return nil, err

@@ -333,8 +333,12 @@ func cString(b []byte) string {
 	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
-// dataMatches reports whether data hashes to every digest of e whose
-// algorithm is known, and at least one is.
+// DataMatches reports whether data hashes to every digest of the event
+// whose algorithm is known, and at least one is: the event's data is
+// what was measured (for the events whose digest the specification
+// defines as the hash of their data, or of the part of it given).
+func (e *Event) DataMatches(data []byte) bool { return dataMatches(e, data) }
+
 func dataMatches(e *Event, data []byte) bool {
 	checked := false
 	for _, d := range e.Digests {

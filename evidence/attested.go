@@ -303,10 +303,10 @@ func deriveBoot(data []byte, l *eventlog.Log, s *eventlog.Summary, pcrs []int) *
 			if j := bytes.IndexByte(raw, 0); j >= 0 {
 				raw = raw[:j]
 			}
-			if p, ok := bytes.CutPrefix(raw, []byte(grubCmdlinePrefix)); ok && digestMatches(e, p) {
+			if p, ok := bytes.CutPrefix(raw, []byte(grubCmdlinePrefix)); ok && e.DataMatches(p) {
 				b.KernelCmdline, b.CmdlineMeasured, cmdlineEvent = string(p), true, e.Num
 			}
-			if p, ok := bytes.CutPrefix(raw, []byte(grubCmdPrefix)); ok && isLinuxCommand(p) && digestMatches(e, p) {
+			if p, ok := bytes.CutPrefix(raw, []byte(grubCmdPrefix)); ok && isLinuxCommand(p) && e.DataMatches(p) {
 				linuxEvent = e.Num
 			}
 		case e.Type == eventlog.EvIPL && e.PCR == 9:
@@ -395,24 +395,6 @@ func isLinuxCommand(cmd []byte) bool {
 		return true
 	}
 	return false
-}
-
-// digestMatches reports whether data hashes to each of e's digests of a
-// known algorithm (grub hashes the text it logs).
-func digestMatches(e *eventlog.Event, data []byte) bool {
-	n := 0
-	for _, d := range e.Digests {
-		h := d.Alg.New()
-		if h == nil {
-			continue
-		}
-		h.Write(data)
-		if !bytes.Equal(h.Sum(nil), d.Value) {
-			return false
-		}
-		n++
-	}
-	return n > 0
 }
 
 func variableFact(data []byte) *VariableFact {
