@@ -30,6 +30,9 @@ type bootEntry struct {
 type bootCache struct {
 	mu sync.Mutex
 	m  map[[sha256.Size]byte]*bootEntry
+	// byFacts finds the entry of facts the verifier's cache gave before
+	// (the same pointer for the same log) without encoding them again.
+	byFacts map[*evidence.BootFacts]*bootEntry
 }
 
 func (c *bootCache) get(key [sha256.Size]byte) *bootEntry {
@@ -43,12 +46,20 @@ func (c *bootCache) put(key [sha256.Size]byte, e *bootEntry) {
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= maxBootCache {
 		c.m = make(map[[sha256.Size]byte]*bootEntry, 64)
+		c.byFacts = make(map[*evidence.BootFacts]*bootEntry, 64)
 	}
 	c.m[key] = e
+	c.byFacts[e.facts] = e
 }
 
 // fromFacts caches newly derived facts and returns their entry.
 func (c *bootCache) fromFacts(f *evidence.BootFacts) (*bootEntry, error) {
+	c.mu.Lock()
+	e := c.byFacts[f]
+	c.mu.Unlock()
+	if e != nil {
+		return e, nil
+	}
 	raw, err := json.Marshal(f)
 	if err != nil {
 		return nil, fmt.Errorf("boot facts: %w", err)
