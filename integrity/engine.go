@@ -39,7 +39,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
-	// Cache enables the verdict cache keyed by (path, size, mtime, inode).
+	// Cache enables the verdict cache, keyed by the file's identity and
+	// content version: path, device, inode, size, mtime and ctime. A
+	// rewrite in place changes ctime even when size and mtime are put
+	// back (utimes sets ctime to now), so it is judged again.
 	Cache bool
 	// Detail adds the certificates of each signature to the verdict.
 	Detail bool
@@ -60,10 +63,14 @@ type Engine struct {
 	cache   map[cacheKey]*Verdict
 }
 
+// racyWindow is how recently changed a file may be for its verdict to be
+// cached (a variable for tests).
+var racyWindow = time.Second
+
 type cacheKey struct {
-	path        string
-	size, mtime int64
-	ino, dev    uint64
+	path               string
+	size, mtime, ctime int64
+	ino, dev           uint64
 }
 
 // New returns an engine for the policy.
@@ -124,8 +131,18 @@ func (e *Engine) VerifyFileWith(ctx context.Context, path, sigPath string) (*Ver
 	var key cacheKey
 	if e.cache != nil && sigPath == "" {
 		key = cacheKey{path: path, size: st.Size(), mtime: st.ModTime().UnixNano()}
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			key.ino, key.dev = sys.Ino, uint64(sys.Dev)
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		if !ok {
+			// Without an inode and ctime the key does not identify the
+			// content: judge every time.
+			return e.verify(ctx, path, f, st.Size(), fileSigSource(path, sigPath))
+		}
+		key.ino, key.dev, key.ctime = sys.Ino, uint64(sys.Dev), sys.Ctim.Nano()
+		// File times tick coarsely (a jiffy): a file changed just now
+		// could change again within the same tick, unseen. Such a verdict
+		// is not kept (git's "racily clean" rule).
+		if racy := time.Since(time.Unix(0, key.ctime)); racy < racyWindow && racy > -racyWindow {
+			return e.verify(ctx, path, f, st.Size(), fileSigSource(path, sigPath))
 		}
 		e.mu.Lock()
 		v := e.cache[key]

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-attest/vigil/codepolicy"
 	"github.com/vigil-attest/vigil/codesign"
@@ -276,8 +277,19 @@ func TestModuleSubjectKeyID(t *testing.T) {
 
 // TestCache: the verdict cache is keyed by path, size, mtime and inode, so
 // a rewritten file is verified again.
+func verifyOK(t *testing.T, eng *integrity.Engine, path string) *integrity.Verdict {
+	t.Helper()
+	v, err := eng.VerifyFile(context.Background(), path)
+	if err != nil || !v.Allowed {
+		t.Fatalf("%s: %v %+v", path, err, v)
+	}
+	return v
+}
+
 func TestCache(t *testing.T) {
+	defer integrity.SetRacyWindow(50 * time.Millisecond)()
 	e, signed, _ := moduleFixture(t, testpki.Options{})
+	time.Sleep(60 * time.Millisecond)
 	eng := integrity.New(integrity.Options{Policy: e.policy(t, ""), Keyring: []*x509.Certificate{e.h.Leaf.Cert, e.h.Intermediate.Cert}, Cache: true})
 	v1, err := eng.VerifyFile(context.Background(), signed)
 	if err != nil || !v1.Allowed {
@@ -295,4 +307,43 @@ func TestCache(t *testing.T) {
 	os.Rename(tmp, signed)
 	v3, _ := eng.VerifyFile(context.Background(), signed)
 	want(t, v3, false, reason.DigestMismatch)
+
+	// A rewrite in place (same inode) with size and mtime put back: only
+	// ctime tells; the verdict cache must judge it again.
+	good := readFile(t, signed)
+	good[100] ^= 1 // the signed original
+	if err := os.WriteFile(signed, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A file changed within the racy window (a second; 50 ms here) is
+	// judged every time (file times tick coarsely); past it the verdict
+	// is cached.
+	if a, b := verifyOK(t, eng, signed), verifyOK(t, eng, signed); a == b {
+		t.Fatal("the verdict of a file changed just now was cached")
+	}
+	time.Sleep(60 * time.Millisecond)
+	v4 := verifyOK(t, eng, signed)
+	if verifyOK(t, eng, signed) != v4 {
+		t.Fatal("the verdict was not cached")
+	}
+	st4, _ := os.Stat(signed)
+	f, err := os.OpenFile(signed, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{good[100] ^ 1}, 100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(signed, st4.ModTime(), st4.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(signed); after.Size() != st4.Size() || !after.ModTime().Equal(st4.ModTime()) {
+		t.Fatal("the rewrite did not keep size and mtime")
+	}
+	v5, _ := eng.VerifyFile(context.Background(), signed)
+	if v5 == v4 {
+		t.Fatal("a module rewritten in place with its size and mtime restored was served from the cache")
+	}
+	want(t, v5, false, reason.DigestMismatch)
 }
