@@ -3,6 +3,7 @@ package appraise_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -84,6 +85,11 @@ func TestLyingHost(t *testing.T) {
 				b.DBX = dbxWith(t, b.DBX, b.Apps[2].SHA256)
 			},
 			reasons: map[string]int{"revoked-boot-binary": 1}},
+		{name: "OVMF's placeholder dbx (the SHA-256 of nothing) is not current", level: 2,
+			boot: func(b *eventlogtest.Boot) {
+				b.DBX = dbxWith(t, nil, sha256Of(nil))
+			},
+			reasons: map[string]int{"dbx-outdated": 3}},
 		{name: "setup mode: no PK measured", level: 2,
 			boot:    func(b *eventlogtest.Boot) { b.PK = nil },
 			reasons: map[string]int{"secure-boot-setup-mode": 3}},
@@ -362,4 +368,9 @@ func rewriteReport(t *testing.T, report []byte, edit func(map[string]any)) []byt
 		t.Fatal(err)
 	}
 	return out
+}
+
+func sha256Of(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
 }

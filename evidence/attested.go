@@ -102,6 +102,10 @@ type VariableFact struct {
 	Malformed bool `json:"malformed"`
 	// Hashes are the EFI_CERT_SHA256 entries (Authenticode hashes), hex.
 	Hashes []string `json:"hashes"`
+	// Placeholders counts SHA-256 entries that are the hash of nothing
+	// (e3b0c442…, the one entry of OVMF's shipped dbx): they revoke no
+	// image, so they do not make a dbx current.
+	Placeholders int `json:"placeholders"`
 	// Certificates are the X.509 entries' subjects.
 	Certificates []string `json:"certificates"`
 }
@@ -397,6 +401,8 @@ func isLinuxCommand(cmd []byte) bool {
 	return false
 }
 
+var emptySHA256 = sha256.Sum256(nil)
+
 func variableFact(data []byte) *VariableFact {
 	h := sha256.Sum256(data)
 	f := &VariableFact{SHA256: hex.EncodeToString(h[:]), Hashes: []string{}, Certificates: []string{}}
@@ -407,6 +413,9 @@ func variableFact(data []byte) *VariableFact {
 		switch {
 		case e.Type == efi.CertSHA256 && e.Hash != nil:
 			f.Hashes = append(f.Hashes, hex.EncodeToString(e.Hash))
+			if bytes.Equal(e.Hash, emptySHA256[:]) {
+				f.Placeholders++
+			}
 		case e.Certificate != nil:
 			f.Certificates = append(f.Certificates, e.Certificate.Subject.String())
 		}
