@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf16"
 )
 
@@ -22,8 +23,14 @@ import (
 //     but every attribute must be present on both sides (no subset matches);
 //   - types are names (case-insensitive: CN, O, OU, C, L, ST or S, ...) or
 //     dotted OIDs, optionally written "OID.2.5.4.3";
-//   - values are case-sensitive; leading and trailing white space is ignored
-//     and internal runs of white space compare as one space, on both sides;
+//   - values are case-sensitive for allow rules (an exact match, so that an
+//     allow rule never admits more than it names); leading and trailing
+//     white space is ignored and internal runs of white space compare as one
+//     space, on both sides;
+//   - revocation issuers compare as RFC 5280 section 7.1 requires (LDAP
+//     StringPrep, RFC 4518: case-insensitive and white-space folded), so
+//     that a CRL or revocation whose issuer differs only in letter case
+//     still revokes (see foldedKey);
 //   - non-string values compare by their DER, written "#hex" in the text.
 
 // dnAttrTypes maps attribute type names to OIDs; the first name is the one
@@ -76,6 +83,7 @@ func init() {
 type dnAttr struct {
 	oid string // dotted
 	val string // normalised string value, or "#" + lower-case hex DER for a non-string value
+	str bool   // val is a string value (not "#" DER)
 }
 
 // dnKey is the canonical, order-free form of a name: equal names have equal keys.
@@ -121,6 +129,59 @@ func parseDN(s string) (dnKey, error) {
 	return makeKey(attrs), nil
 }
 
+// parseDNFolded parses a textual name into its RFC 5280 comparison key
+// (foldedKey), the form revocation issuers are matched in.
+func parseDNFolded(s string) (dnKey, error) {
+	attrs, err := parseDNAttrs(s)
+	if err != nil {
+		return "", err
+	}
+	return foldedKey(attrs), nil
+}
+
+// foldedKey is the key of attrs under RFC 5280 section 7.1 name
+// comparison: the string values (PrintableString, UTF8String and the other
+// directory strings) are case folded (every rune mapped to the smallest of
+// its Unicode simple case folding orbit, the equivalence strings.EqualFold
+// uses: a superset of OpenSSL's ASCII-only X509_NAME canonical form) after
+// the white-space folding every key has (RFC 4518 insignificant space
+// handling). Non-string values still compare by DER.
+func foldedKey(attrs []dnAttr) dnKey {
+	f := make([]dnAttr, len(attrs))
+	for i, a := range attrs {
+		if a.str {
+			a.val = foldCase(a.val)
+		}
+		f[i] = a
+	}
+	return makeKey(f)
+}
+
+// foldCase maps every rune to the smallest rune of its simple case folding
+// orbit, so that two strings are equal after foldCase exactly when
+// strings.EqualFold says they are.
+func foldCase(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToLower(s)
+	}
+	return strings.Map(func(r rune) rune {
+		min := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f < min {
+				min = f
+			}
+		}
+		return min
+	}, s)
+}
+
 func parseDNAttrs(s string) ([]dnAttr, error) {
 	s = strings.TrimSpace(s)
 	for _, p := range []string{"subject=", "issuer="} {
@@ -156,6 +217,7 @@ func parseDNAttrs(s string) ([]dnAttr, error) {
 		}
 		// Attribute value.
 		var val string
+		str := true
 		switch {
 		case i < len(s) && s[i] == '"':
 			v, n, err := parseQuoted(s[i:])
@@ -174,11 +236,12 @@ func parseDNAttrs(s string) ([]dnAttr, error) {
 			for j < len(s) && isHexDigit(s[j]) {
 				j++
 			}
-			v, err := derValue(s[i+1 : j])
+			v, isStr, err := derValue(s[i+1 : j])
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", typ, err)
 			}
 			val, i = v, j
+			str = isStr
 			for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 				i++
 			}
@@ -203,7 +266,7 @@ func parseDNAttrs(s string) ([]dnAttr, error) {
 			}
 			val = normValue(string(buf))
 		}
-		attrs = append(attrs, dnAttr{oid: oid, val: val})
+		attrs = append(attrs, dnAttr{oid: oid, val: val, str: str})
 		if i >= len(s) {
 			return attrs, nil
 		}
@@ -272,26 +335,29 @@ func isHexDigit(c byte) bool {
 	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
 }
 
-// derValue decodes the hex of a BER/DER attribute value ("#..." form).
-func derValue(h string) (string, error) {
+// derValue decodes the hex of a BER/DER attribute value ("#..." form); it
+// reports whether the value is a string.
+func derValue(h string) (string, bool, error) {
 	der, err := hex.DecodeString(h)
 	if err != nil || len(der) == 0 {
-		return "", errors.New("bad #hex value")
+		return "", false, errors.New("bad #hex value")
 	}
 	var rv asn1.RawValue
 	rest, err := asn1.Unmarshal(der, &rv)
 	if err != nil || len(rest) != 0 {
-		return "", errors.New("#hex value is not one DER element")
+		return "", false, errors.New("#hex value is not one DER element")
 	}
-	return canonValue(rv), nil
+	v, str := canonValue(rv)
+	return v, str, nil
 }
 
-// canonValue returns the canonical comparison value of an attribute value.
-func canonValue(rv asn1.RawValue) string {
+// canonValue returns the canonical comparison value of an attribute value,
+// and whether it is a string.
+func canonValue(rv asn1.RawValue) (string, bool) {
 	if s, ok := asn1String(rv); ok {
-		return normValue(s)
+		return normValue(s), true
 	}
-	return "#" + hex.EncodeToString(rv.FullBytes)
+	return "#" + hex.EncodeToString(rv.FullBytes), false
 }
 
 // asn1String decodes the directory string types.
@@ -356,17 +422,36 @@ func parseRawRDNs(der []byte) ([]rawRDNSET, error) {
 // keyOfRawDN returns the canonical key of a DER-encoded Name (a
 // certificate's RawIssuer or RawSubject, a CRL's RawIssuer).
 func keyOfRawDN(der []byte) (dnKey, error) {
-	rdns, err := parseRawRDNs(der)
+	attrs, err := rawDNAttrs(der)
 	if err != nil {
 		return "", err
+	}
+	return makeKey(attrs), nil
+}
+
+// foldedKeyOfRawDN returns the RFC 5280 comparison key (foldedKey) of a
+// DER-encoded Name.
+func foldedKeyOfRawDN(der []byte) (dnKey, error) {
+	attrs, err := rawDNAttrs(der)
+	if err != nil {
+		return "", err
+	}
+	return foldedKey(attrs), nil
+}
+
+func rawDNAttrs(der []byte) ([]dnAttr, error) {
+	rdns, err := parseRawRDNs(der)
+	if err != nil {
+		return nil, err
 	}
 	var attrs []dnAttr
 	for _, rdn := range rdns {
 		for _, atv := range rdn {
-			attrs = append(attrs, dnAttr{oid: atv.Type.String(), val: canonValue(atv.Value)})
+			v, str := canonValue(atv.Value)
+			attrs = append(attrs, dnAttr{oid: atv.Type.String(), val: v, str: str})
 		}
 	}
-	return makeKey(attrs), nil
+	return attrs, nil
 }
 
 // formatRawDN writes a DER-encoded Name as RFC 4514 text (last RDN first),

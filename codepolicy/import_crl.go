@@ -195,7 +195,9 @@ func verifyCRL(crl *x509.RevocationList, anchors, intermediates []*x509.Certific
 	if len(anchors) == 0 {
 		return errors.New("cannot verify the CRL: the policy has no trust anchors")
 	}
-	crlIssuer, err := keyOfRawDN(crl.RawIssuer)
+	// RFC 5280 6.3.3 (f): the CRL issuer is the certificate whose subject
+	// matches the CRL's issuer name, compared as section 7.1 says.
+	crlIssuer, err := foldedKeyOfRawDN(crl.RawIssuer)
 	if err != nil {
 		return err
 	}
@@ -208,7 +210,7 @@ func verifyCRL(crl *x509.RevocationList, anchors, intermediates []*x509.Certific
 	}
 	var lastErr error
 	try := func(c *x509.Certificate, isAnchor bool) bool {
-		if k, err := keyOfRawDN(c.RawSubject); err != nil || k != crlIssuer {
+		if k, err := foldedKeyOfRawDN(c.RawSubject); err != nil || k != crlIssuer {
 			return false
 		}
 		if err := crl.CheckSignatureFrom(c); err != nil {

@@ -57,19 +57,20 @@ type index struct {
 	// Name caches: textual names seen while building (single-threaded),
 	// and DER issuer names seen by lookups (concurrent, bounded).
 	textDN     map[string]dnKey
-	rawDN      sync.Map // string(DER) → dnKey
+	rawDN      sync.Map // "e" or "f" (exact or folded) + string(DER) → dnKey
 	rawDNCount atomic.Int64
 }
 
 // maxRawDNCache bounds the lookup cache; a fleet has few distinct issuers.
 const maxRawDNCache = 4096
 
-// textKey parses a textual name, with a cache.
+// textKey parses a revocation's textual issuer name into its RFC 5280
+// comparison key (parseDNFolded), with a cache.
 func (ix *index) textKey(s string) (dnKey, error) {
 	if k, ok := ix.textDN[s]; ok {
 		return k, nil
 	}
-	k, err := parseDN(s)
+	k, err := parseDNFolded(s)
 	if err != nil {
 		return "", err
 	}
@@ -77,17 +78,27 @@ func (ix *index) textKey(s string) (dnKey, error) {
 	return k, nil
 }
 
-// rawKey returns the key of a DER name, with a cache.
-func (ix *index) rawKey(der []byte) (dnKey, error) {
-	if k, ok := ix.rawDN.Load(string(der)); ok {
+// rawKey returns the key of a DER name, with a cache: the exact key
+// (keyOfRawDN) for allow rules, or with fold the RFC 5280 comparison key
+// (foldedKeyOfRawDN) for revocations.
+func (ix *index) rawKey(der []byte, fold bool) (dnKey, error) {
+	ck := "e" + string(der)
+	if fold {
+		ck = "f" + string(der)
+	}
+	if k, ok := ix.rawDN.Load(ck); ok {
 		return k.(dnKey), nil
 	}
-	k, err := keyOfRawDN(der)
+	key := keyOfRawDN
+	if fold {
+		key = foldedKeyOfRawDN
+	}
+	k, err := key(der)
 	if err != nil {
 		return "", err
 	}
 	if ix.rawDNCount.Load() < maxRawDNCache {
-		if _, loaded := ix.rawDN.LoadOrStore(string(der), k); !loaded {
+		if _, loaded := ix.rawDN.LoadOrStore(ck, k); !loaded {
 			ix.rawDNCount.Add(1)
 		}
 	}
@@ -219,7 +230,8 @@ func (r *Revocation) Rejects(trustedTimestamp *time.Time) bool {
 }
 
 // Revocation returns the policy's revocation entry for cert, or nil. It
-// matches issuer and serial number, the SHA-256 of the TBSCertificate, and
+// matches issuer and serial number (the issuer compared as RFC 5280 7.1
+// says: case-insensitive, white space folded), the SHA-256 of the TBSCertificate, and
 // the SHA-256 of the SubjectPublicKeyInfo. When several entries match, it
 // returns the strictest (one that rejects everything, else the earliest
 // revoked_at). The engine checks every certificate of the chain. The result
@@ -244,7 +256,7 @@ func (p *Policy) Revocation(cert *x509.Certificate) *Revocation {
 		consider(ix.revBySPKI[string(h[:])])
 	}
 	if len(ix.revBySerial) > 0 && cert.SerialNumber != nil {
-		if k, err := ix.rawKey(cert.RawIssuer); err == nil {
+		if k, err := ix.rawKey(cert.RawIssuer, true); err == nil {
 			consider(ix.revBySerial[string(k)+"\x00"+cert.SerialNumber.Text(16)])
 		}
 	}
@@ -321,7 +333,7 @@ func (p *Policy) SignerAllowed(cert *x509.Certificate) bool {
 	for _, r := range ix.allow {
 		if r.hasSubject {
 			if !subjDone {
-				subj, subjErr = ix.rawKey(cert.RawSubject)
+				subj, subjErr = ix.rawKey(cert.RawSubject, false)
 				subjDone = true
 			}
 			if subjErr != nil || subj != r.subject {
@@ -330,7 +342,7 @@ func (p *Policy) SignerAllowed(cert *x509.Certificate) bool {
 		}
 		if r.hasIssuer {
 			if !issDone {
-				iss, issErr = ix.rawKey(cert.RawIssuer)
+				iss, issErr = ix.rawKey(cert.RawIssuer, false)
 				issDone = true
 			}
 			if issErr != nil || iss != r.issuer {

@@ -68,6 +68,8 @@ func TestRevocationLookup(t *testing.T) {
 		"O=Vigil Test,CN=Vigil Test Intermediate CA",
 		"/O=Vigil Test/CN=Vigil Test Intermediate CA",
 		" o = Vigil Test ; CN = Vigil Test Intermediate CA ",
+		// RFC 5280 7.1: letter case and white space runs do not matter.
+		"CN=vigil test intermediate ca, O=VIGIL  TEST",
 	}
 	serials := []string{"0A:0b:FF", "0a0bff", "A0BFF", "00:0a:0B:ff", "0x0a0bff", "0a 0b ff"}
 	for _, is := range issuers {
@@ -81,7 +83,7 @@ func TestRevocationLookup(t *testing.T) {
 			}
 		}
 	}
-	for _, is := range []string{"CN=Vigil Test Intermediate CA", "CN=Vigil Test Root CA, O=Vigil Test", "CN=vigil test intermediate ca, O=Vigil Test"} {
+	for _, is := range []string{"CN=Vigil Test Intermediate CA", "CN=Vigil Test Root CA, O=Vigil Test", "CN=VigilTest Intermediate CA, O=Vigil Test"} {
 		p := mustParse(t, fmt.Sprintf("revocations: [{issuer: %q, serial: '0a0bff'}]", is), "")
 		if p.Revocation(leaf.Cert) != nil {
 			t.Errorf("issuer %q matched", is)

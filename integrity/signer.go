@@ -58,7 +58,16 @@ func (e *Engine) checkSigner(c signerCheck, sig *Signature) {
 			sig.Certificates = append(sig.Certificates, describeCert(x))
 		}
 	}
+	// Deny rules apply to every certificate the signature carries, whether
+	// or not a chain builds (issue 12: a denied intermediate in a signature
+	// whose chain fails is still denied). The chain's certificates from the
+	// keyring and the anchors are checked once the chain is known.
+	denied := map[string]bool{}
+	e.denyCerts(sig, c.sd.Certificates, denied)
 	cert := c.sd.FindCertificate(si, e.keyring)
+	if cert != nil {
+		e.denyCerts(sig, []*x509.Certificate{cert}, denied)
+	}
 	if cert == nil {
 		sig.Signer = signerFromInfo(si)
 		sig.fail(reason.UntrustedChain, fmt.Errorf("signer certificate (%s) is neither in the signature nor in the keyring", describeSID(si)))
@@ -131,10 +140,8 @@ func (e *Engine) checkSigner(c signerCheck, sig *Signature) {
 		if r := p.Revocation(x); r != nil && r.Rejects(tsTime) {
 			sig.fail(reason.Revoked, fmt.Errorf("certificate %q (serial %s) is revoked%s", x.Subject.String(), hexSerial(x), describeRevocation(r)))
 		}
-		if rule, denied := p.DenySigner(x); denied {
-			sig.fail(reason.BlocklistedSigner, fmt.Errorf("certificate %q matches deny rule %s", x.Subject.String(), rule))
-		}
 	}
+	e.denyCerts(sig, chain, denied)
 	if len(p.AllowSigners) > 0 {
 		allowed := false
 		for _, x := range chain {
@@ -145,6 +152,20 @@ func (e *Engine) checkSigner(c signerCheck, sig *Signature) {
 		}
 		if !allowed {
 			sig.fail(reason.SignerNotAllowed, fmt.Errorf("signer %q is not in allow_signers", cert.Subject.String()))
+		}
+	}
+}
+
+// denyCerts applies the deny.signer_tbs_* rules to certs, skipping those
+// already checked (seen, keyed by DER).
+func (e *Engine) denyCerts(sig *Signature, certs []*x509.Certificate, seen map[string]bool) {
+	for _, x := range certs {
+		if x == nil || seen[string(x.Raw)] {
+			continue
+		}
+		seen[string(x.Raw)] = true
+		if rule, denied := e.policy.DenySigner(x); denied {
+			sig.fail(reason.BlocklistedSigner, fmt.Errorf("certificate %q matches deny rule %s", x.Subject.String(), rule))
 		}
 	}
 }

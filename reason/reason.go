@@ -34,13 +34,21 @@ const (
 	BadTimestamp      Code = "bad-timestamp"      // a timestamp is present but does not verify
 	NotFound          Code = "not-found"          // the file to judge does not exist (a loaded module with no file)
 	Unreadable        Code = "unreadable"         // the file to judge exists but could not be read (permissions, not a regular file, an I/O error)
+
+	// RFC 5280 path validation (trust.Build): a certificate that issues
+	// another in the chain must be allowed to.
+	IssuerNotCA              Code = "issuer-not-ca"              // an issuing certificate is not a CA: v1/v2, no basicConstraints, or cA FALSE
+	IssuerNoKeyCertSign      Code = "issuer-no-keycertsign"      // an issuing CA has a keyUsage extension without keyCertSign
+	PathLengthExceeded       Code = "path-length-exceeded"       // a CA's basicConstraints pathLenConstraint is exceeded
+	UnknownCriticalExtension Code = "unknown-critical-extension" // a certificate of the chain has a critical extension Vigil does not process
 )
 
 // All lists every code, sorted, for documentation and schema generation.
 func All() []Code {
 	c := []Code{Unsigned, Malformed, DigestMismatch, BadSignature, UntrustedChain, WrongEKU,
 		WeakAlgorithm, Expired, NotYetValid, Revoked, BlocklistedHash, BlocklistedSigner,
-		SignerNotAllowed, Unsupported, BadTimestamp, NotFound, Unreadable}
+		SignerNotAllowed, Unsupported, BadTimestamp, NotFound, Unreadable,
+		IssuerNotCA, IssuerNoKeyCertSign, PathLengthExceeded, UnknownCriticalExtension}
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
 	return c
 }

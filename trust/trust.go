@@ -63,8 +63,9 @@ func (c Chain) Anchor() *x509.Certificate { return c[len(c)-1] }
 // Build finds a valid path from leaf to an anchor. When every path fails, the
 // error carries the reason of the path that got furthest: a path that
 // reaches an anchor but fails a check gives that check's code (expired,
-// not-yet-valid, wrong-eku, weak-algorithm, bad-signature); no path at all
-// gives untrusted-chain.
+// not-yet-valid, wrong-eku, weak-algorithm, bad-signature, issuer-not-ca,
+// issuer-no-keycertsign, path-length-exceeded, unknown-critical-extension);
+// no path at all gives untrusted-chain.
 func Build(leaf *x509.Certificate, o Options) (Chain, error) {
 	if o.MaxDepth == 0 {
 		o.MaxDepth = 8
@@ -148,7 +149,8 @@ func inPath(c *x509.Certificate, path Chain) bool {
 	return false
 }
 
-// check applies time, EKU, CA and algorithm checks to a complete path.
+// check applies time, signature, algorithm, RFC 5280 issuer (checkPath) and
+// EKU checks to a complete path.
 func (b *builder) check(path Chain) error {
 	o := b.o
 	for i, c := range path {
@@ -171,12 +173,9 @@ func (b *builder) check(path Chain) error {
 		if o.MinHash != 0 && cms.Strength(h) < cms.Strength(o.MinHash) {
 			return reason.New(reason.WeakAlgorithm, "certificate %q is signed with %s, below the minimum %s", c.Subject.String(), cms.HashName(h), cms.HashName(o.MinHash))
 		}
-		if i > 0 {
-			p := path[i]
-			if p.Version >= 3 && (!p.BasicConstraintsValid || !p.IsCA) {
-				return reason.New(reason.UntrustedChain, "certificate %q issues certificates but is not a CA", p.Subject.String())
-			}
-		}
+	}
+	if err := checkPath(path); err != nil {
+		return err
 	}
 	for i, c := range path {
 		if i == len(path)-1 && i > 0 {
