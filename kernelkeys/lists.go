@@ -286,6 +286,9 @@ func (m *memMap) bySymbols(s Symbols, o Options) (*Keys, error) {
 		}
 		return m.img[i : i+n], nil
 	}
+	if _, ok := s[SymSystemList]; !ok {
+		return nil, reason.Wrap(reason.Malformed, fmt.Errorf("kernelkeys: %w", ErrNoSymbols))
+	}
 	ba, ok := s[SymBanner]
 	if !ok {
 		return nil, reason.Wrap(reason.Malformed, fmt.Errorf("kernelkeys: no %s symbol: %w", SymBanner, ErrMapMismatch))
@@ -314,9 +317,6 @@ func (m *memMap) bySymbols(s Symbols, o Options) (*Keys, error) {
 		return walkList(b, o, sym)
 	}
 	k := &Keys{Method: MethodSystemMap}
-	if _, ok := s[SymSystemList]; !ok {
-		return nil, reason.Wrap(reason.Malformed, fmt.Errorf("kernelkeys: %w", ErrNoSymbols))
-	}
 	var notes []string
 	var err error
 	if k.System, notes, err = list(SymSystemList, SymSystemListSize); err != nil {
