@@ -3,7 +3,6 @@ package kernelkeys_test
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,102 +11,13 @@ import (
 	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/kernelkeys"
+	"github.com/vigil-attest/vigil/kernelkeys/kerneltest"
 	"github.com/vigil-attest/vigil/reason"
 )
 
-// synthKernel is a vmlinux-like ELF64 (one PT_LOAD at the x86-64 kernel
-// base, as the real payload has) carrying the byte layout of
-// certs/system_certificates.S, certs/revocation_certificates.S and
-// certs/blacklist_hashes.c, and the System.map that locates them.
-type synthKernel struct {
-	elf     []byte
-	sysMap  string
-	symbols map[string]uint64
-}
-
-const (
-	kBase   = 0xffffffff81000000 // p_vaddr of the one PT_LOAD
-	kOffset = 0x1000             // its p_offset
-)
-
-func buildSynthKernel(t testing.TB, system, revoked [][]byte, hashes []string) synthKernel {
+func buildSynthKernel(t testing.TB, system, revoked [][]byte, hashes []string) kerneltest.Image {
 	t.Helper()
-	var data []byte
-	syms := map[string]uint64{}
-	at := func(name string) { syms[name] = kBase + uint64(len(data)) }
-	align := func() {
-		for len(data)%8 != 0 {
-			data = append(data, 0)
-		}
-	}
-	// Junk, a stray certificate (in .rodata, say) and the banner.
-	data = append(data, bytes.Repeat([]byte{0xcc}, 4096)...)
-	stray := testpki.NewRoot(testpki.Options{CommonName: "stray, not in any list"})
-	data = append(data, stray.Cert.Raw...)
-	at("linux_banner")
-	data = append(data, "Linux version 6.1.0-synthetic (vigil test)\x00"...)
-	list := func(name string, certs [][]byte) {
-		align()
-		at(name)
-		n := 0
-		for _, c := range certs {
-			data = append(data, c...)
-			n += len(c)
-		}
-		align()
-		at(name + "_size")
-		data = binary.LittleEndian.AppendUint64(data, uint64(n))
-	}
-	list("system_certificate_list", system)
-	if revoked != nil {
-		list("revocation_certificate_list", revoked)
-	}
-	// The hash strings, then the NULL-terminated pointer array.
-	var ptrs []uint64
-	for _, h := range hashes {
-		ptrs = append(ptrs, kBase+uint64(len(data)))
-		data = append(data, h...)
-		data = append(data, 0)
-	}
-	align()
-	at("blacklist_hashes")
-	for _, p := range append(ptrs, 0) {
-		data = binary.LittleEndian.AppendUint64(data, p)
-	}
-	data = append(data, bytes.Repeat([]byte{0xcc}, 512)...)
-
-	// ELF64 header and one program header.
-	img := make([]byte, kOffset, kOffset+len(data))
-	copy(img, "\x7fELF\x02\x01\x01")
-	le := binary.LittleEndian
-	le.PutUint16(img[16:], 2)     // ET_EXEC
-	le.PutUint16(img[18:], 62)    // EM_X86_64
-	le.PutUint32(img[20:], 1)     // EV_CURRENT
-	le.PutUint64(img[24:], kBase) // e_entry
-	le.PutUint64(img[32:], 64)    // e_phoff
-	le.PutUint16(img[52:], 64)    // e_ehsize
-	le.PutUint16(img[54:], 56)    // e_phentsize
-	le.PutUint16(img[56:], 1)     // e_phnum
-	ph := img[64:]
-	le.PutUint32(ph[0:], 1) // PT_LOAD
-	le.PutUint32(ph[4:], 5) // R+X
-	le.PutUint64(ph[8:], kOffset)
-	le.PutUint64(ph[16:], kBase)
-	le.PutUint64(ph[24:], kBase)
-	le.PutUint64(ph[32:], uint64(len(data)))
-	le.PutUint64(ph[40:], uint64(len(data)))
-	le.PutUint64(ph[48:], 0x1000)
-	img = append(img, data...)
-
-	var m strings.Builder
-	fmt.Fprintf(&m, "%016x T _text\n%016x T startup_64\n", uint64(kBase), uint64(kBase))
-	for _, name := range []string{"linux_banner", "system_certificate_list", "system_certificate_list_size",
-		"revocation_certificate_list", "revocation_certificate_list_size", "blacklist_hashes"} {
-		if a, ok := syms[name]; ok {
-			fmt.Fprintf(&m, "%016x R %s\n", a, name)
-		}
-	}
-	return synthKernel{elf: img, sysMap: m.String(), symbols: syms}
+	return kerneltest.Build(system, revoked, hashes)
 }
 
 func mustMap(t testing.TB, s string) kernelkeys.Symbols {
@@ -140,8 +50,8 @@ func TestListsBySystemMap(t *testing.T) {
 	k := buildSynthKernel(t, [][]byte{root.Cert.Raw, extra.Cert.Raw, banned.Cert.Raw}, [][]byte{revoked.Cert.Raw}, hashes)
 
 	// In a bzImage with an xz payload, as x86 ships it.
-	img := bzImage(t, sizeAppended(testcmd.RunStdin(t, k.elf, "xz", "-c", "--check=crc32"), len(k.elf)))
-	got, err := kernelkeys.Read(bytes.NewReader(img), int64(len(img)), kernelkeys.Options{Symbols: mustMap(t, k.sysMap)})
+	img := bzImage(t, sizeAppended(testcmd.RunStdin(t, k.ELF, "xz", "-c", "--check=crc32"), len(k.ELF)))
+	got, err := kernelkeys.Read(bytes.NewReader(img), int64(len(img)), kernelkeys.Options{Symbols: mustMap(t, k.SystemMap)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +93,7 @@ func TestListsByLayout(t *testing.T) {
 	banned := testpki.NewRoot(testpki.Options{CommonName: "banned"})
 	bin := "bin:" + strings.Repeat("cd", 32)
 	k := buildSynthKernel(t, [][]byte{root.Cert.Raw, banned.Cert.Raw}, nil, []string{bin, tbsHex(t, banned.Cert)})
-	got, err := kernelkeys.ReadPayload(k.elf, kernelkeys.Options{})
+	got, err := kernelkeys.ReadPayload(k.ELF, kernelkeys.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +104,7 @@ func TestListsByLayout(t *testing.T) {
 		t.Fatalf("hashes %v", got.Hashes)
 	}
 	// The same through the System.map: same answer.
-	bym, err := kernelkeys.ReadPayload(k.elf, kernelkeys.Options{Symbols: mustMap(t, k.sysMap)})
+	bym, err := kernelkeys.ReadPayload(k.ELF, kernelkeys.Options{Symbols: mustMap(t, k.SystemMap)})
 	if err != nil || !sameCerts(bym.System, got.System) || len(bym.Hashes) != 2 {
 		t.Fatalf("by map: %+v, %v", bym, err)
 	}
@@ -207,7 +117,7 @@ func TestSystemMapMismatch(t *testing.T) {
 	k := buildSynthKernel(t, [][]byte{root.Cert.Raw}, nil, nil)
 	shift := func(name string, d int64) string {
 		var b strings.Builder
-		for _, line := range strings.Split(strings.TrimSpace(k.sysMap), "\n") {
+		for _, line := range strings.Split(strings.TrimSpace(k.SystemMap), "\n") {
 			f := strings.Fields(line)
 			if f[2] == name {
 				var a uint64
@@ -226,7 +136,7 @@ func TestSystemMapMismatch(t *testing.T) {
 		{"banner moved", shift("linux_banner", 8), kernelkeys.ErrMapMismatch},
 		{"list outside the image", shift("system_certificate_list", 1<<30), kernelkeys.ErrMapMismatch},
 		{"size outside the image", shift("system_certificate_list_size", -1<<40), kernelkeys.ErrMapMismatch},
-		{"no banner", strings.ReplaceAll(k.sysMap, "linux_banner", "other"), kernelkeys.ErrMapMismatch},
+		{"no banner", strings.ReplaceAll(k.SystemMap, "linux_banner", "other"), kernelkeys.ErrMapMismatch},
 		// Debian's /boot/System.map-* placeholder.
 		{"Debian placeholder", "ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n", kernelkeys.ErrNoSymbols},
 	} {
@@ -235,7 +145,7 @@ func TestSystemMapMismatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = kernelkeys.ReadPayload(k.elf, kernelkeys.Options{Symbols: syms})
+			_, err = kernelkeys.ReadPayload(k.ELF, kernelkeys.Options{Symbols: syms})
 			if !errors.Is(err, c.want) || reason.Of(err, "") != reason.Malformed {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
@@ -258,7 +168,7 @@ func TestWalkListAsKernel(t *testing.T) {
 	junk := append([]byte{0x30, 0x82, 0x00, 0x10}, bytes.Repeat([]byte{0xee}, 0x10)...)
 	overrun := []byte{0x30, 0x82, 0x7f, 0xff, 0x00, 0x00, 0x00, 0x00}
 	k := buildSynthKernel(t, [][]byte{a.Cert.Raw, junk, b.Cert.Raw, overrun, a.Cert.Raw}, nil, nil)
-	got, err := kernelkeys.ReadPayload(k.elf, kernelkeys.Options{Symbols: mustMap(t, k.sysMap)})
+	got, err := kernelkeys.ReadPayload(k.ELF, kernelkeys.Options{Symbols: mustMap(t, k.SystemMap)})
 	if err != nil {
 		t.Fatal(err)
 	}
