@@ -2,7 +2,9 @@ package codepolicy
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 )
 
 // AddAnchors adds trust anchors that come from outside the policy file,
@@ -29,4 +31,35 @@ func (p *Policy) AddAnchors(certs ...*x509.Certificate) {
 func (d Deny) Len() int {
 	return len(d.SHA256) + len(d.AuthentihashSHA1) + len(d.AuthentihashSHA256) +
 		len(d.SignerTBSSHA1) + len(d.SignerTBSSHA256) + len(d.SignerTBSSHA384) + len(d.SignerTBSSHA512)
+}
+
+// AddKernelRevocations adds what a kernel's compiled-in lists revoke (vigil's
+// --kernel, kernelkeys.Keys): each certificate of its revocation list
+// becomes a revocation by SPKI SHA-256 without revoked_at (the kernel's
+// is_key_on_revocation_list rejects every signature chaining to the key),
+// and each "tbs:" hash becomes a signer TBS deny entry of its length (the
+// kernel refuses such a certificate as a key). Hashes of other lengths are
+// skipped and counted. Like an import, the entries are then part of the
+// policy, and Digest covers them.
+func (p *Policy) AddKernelRevocations(revoked []*x509.Certificate, tbs [][]byte) ImportStats {
+	p.index()
+	st := newStats("kernel")
+	st.Read = len(revoked) + len(tbs)
+	var revs []Revocation
+	for _, c := range revoked {
+		s := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+		revs = append(revs, Revocation{SPKISHA256: hex.EncodeToString(s[:]), Comment: "kernel revocation list: " + c.Subject.String()})
+	}
+	var pending []pendingDeny
+	for _, h := range tbs {
+		k, ok := tbsKindBySize(len(h))
+		if !ok {
+			st.skip("unsupported-hash-length")
+			continue
+		}
+		pending = append(pending, pendingDeny{k, hex.EncodeToString(h)})
+	}
+	p.mergeRevocations(&st, revs)
+	p.mergeDeny(&st, pending)
+	return st
 }

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/binary"
+	"strings"
 	"testing"
 
 	"github.com/vigil-attest/vigil/internal/testcmd"
+	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/kernelkeys"
+	"github.com/vigil-attest/vigil/kernelkeys/kerneltest"
 	"github.com/vigil-attest/vigil/kmodsig/decompress"
 	"github.com/vigil-attest/vigil/reason"
 )
@@ -86,4 +89,56 @@ func miniBzImage(debian, payload []byte) []byte {
 	binary.LittleEndian.PutUint32(out[0x248:], 0)
 	binary.LittleEndian.PutUint32(out[0x24c:], uint32(len(payload)))
 	return append(out, payload...)
+}
+
+// FuzzProcKeys: /proc/keys text (seeded with lines of the kernel's
+// proc_keys_show form) through the parser and the keyring sorter, with a
+// keyring reader that puts every key in every keyring.
+func FuzzProcKeys(f *testing.F) {
+	a := testpki.NewRoot(testpki.Options{CommonName: "A"})
+	f.Add(debianProcKeys(f, a.Cert, a.Cert, a.Cert))
+	f.Add(procLine(1, "I------", 1, 0x1f0b0000, 0, 0, "keyring", ".blacklist: 1") + procLine(2, "I------", 1, 0x0f010000, 0, 0, "blacklist", "tbs:00"))
+	f.Add("0b2e1033 I------     1 perm 0f0b0000     0     0 keyring   .blacklist: empty\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		keys, err := kernelkeys.ParseProcKeys(strings.NewReader(s))
+		if err != nil {
+			if reason.Of(err, "") != reason.Malformed {
+				t.Fatalf("error without the malformed code: %v", err)
+			}
+			return
+		}
+		var all []int32
+		for _, k := range keys {
+			all = append(all, k.Serial)
+		}
+		live, err := kernelkeys.LiveKeyrings(keys, func(int32) ([]int32, error) { return all, nil })
+		if err != nil {
+			if reason.Of(err, "") != reason.Malformed {
+				t.Fatalf("error without the malformed code: %v", err)
+			}
+			return
+		}
+		live.Match([]*x509.Certificate{a.Cert})
+	})
+}
+
+// FuzzSystemMap: System.map text, then the lists read from a synthetic
+// kernel at the addresses it gives.
+func FuzzSystemMap(f *testing.F) {
+	a := testpki.NewRoot(testpki.Options{CommonName: "A"})
+	k := kerneltest.Build([][]byte{a.Cert.Raw}, [][]byte{a.Cert.Raw}, []string{"bin:00", "tbs:zz"})
+	f.Add(k.SystemMap)
+	f.Add("ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		syms, err := kernelkeys.ParseSystemMap(strings.NewReader(s))
+		if err != nil {
+			if reason.Of(err, "") != reason.Malformed {
+				t.Fatalf("error without the malformed code: %v", err)
+			}
+			return
+		}
+		if _, err := kernelkeys.ReadPayload(k.ELF, kernelkeys.Options{Symbols: syms}); err != nil && reason.Of(err, "") == "" {
+			t.Fatalf("error without a code: %v", err)
+		}
+	})
 }

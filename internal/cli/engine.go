@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -25,6 +27,7 @@ type engineOptions struct {
 	Trust        []string
 	Keyring      []string
 	Kernel       []string
+	SystemMap    []string
 	IgnoreExpiry bool
 	// detail asks the engine for certificate details (inspect).
 	detail bool
@@ -36,7 +39,8 @@ func (o *engineOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.Policy, "policy", "p", "", "code-integrity policy file (YAML; see docs/policy.md)")
 	fs.StringSliceVar(&o.Trust, "trust", nil, "trust anchor certificate file (PEM or DER), repeatable; added to the policy's")
 	fs.StringSliceVar(&o.Keyring, "keyring", nil, "certificates to find signers that signatures do not carry (PEM or DER), repeatable")
-	fs.StringSliceVar(&o.Kernel, "kernel", nil, "kernel image (vmlinuz) whose built-in keys are trusted for modules, repeatable")
+	fs.StringSliceVar(&o.Kernel, "kernel", nil, "kernel image (vmlinuz) whose system certificate list is trusted for modules (its revocation list and blacklist hashes revoke), repeatable")
+	fs.StringSliceVar(&o.SystemMap, "system-map", nil, "System.map of the --kernel image of the same position, locating its key lists by symbol (default: System.map-VER beside vmlinuz-VER when it has the symbols)")
 	fs.BoolVar(&o.IgnoreExpiry, "ignore-expiry", false, "ignore certificate validity periods (UEFI semantics), overriding the policy")
 }
 
@@ -54,16 +58,41 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 	if err != nil {
 		return nil, usageErr("--trust: %v", err)
 	}
-	for _, k := range o.Kernel {
-		cs, err := kernelKeys(k, log)
+	if len(o.SystemMap) > len(o.Kernel) {
+		return nil, usageErr("--system-map: %d maps for %d --kernel images", len(o.SystemMap), len(o.Kernel))
+	}
+	var revoked []*x509.Certificate
+	var tbs [][]byte
+	for i, k := range o.Kernel {
+		m := ""
+		if i < len(o.SystemMap) {
+			m = o.SystemMap[i]
+		}
+		keys, err := kernelKeys(k, m, log)
 		if err != nil {
 			return nil, usageErr("--kernel %s: %v", k, err)
 		}
-		// A kernel's built-in keys are what it trusts for modules: anchors.
-		anchors = append(anchors, cs...)
+		// The system list is what the kernel trusts for modules: anchors.
+		// Its revocation list and blacklist are revocations, never anchors.
+		anchors = append(anchors, keys.System...)
+		revoked = append(revoked, keys.Revoked...)
+		for _, h := range keys.Hashes {
+			switch h.Kind {
+			case "tbs":
+				tbs = append(tbs, h.Sum)
+			default:
+				// "bin:" names signed content; there is no deny kind
+				// for it here yet.
+				log.Warn("kernel blacklist hash not applied (no signed-content deny kind)", "kernel", k, "hash", h.String())
+			}
+		}
 	}
 	if len(anchors) > 0 {
 		p.AddAnchors(anchors...)
+	}
+	if len(revoked)+len(tbs) > 0 {
+		st := p.AddKernelRevocations(revoked, tbs)
+		log.Info("kernel revocations", "added", st.TotalAdded(), "skipped", st.Skipped)
 	}
 	if o.IgnoreExpiry {
 		p.IgnoreExpiry = true
@@ -75,13 +104,17 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 	return integrity.New(integrity.Options{Policy: p, Keyring: keyring, Logger: log, Detail: o.detail, Cache: o.cache}), nil
 }
 
-// kernelKeys returns the certificates built into a kernel image. Finding
-// them means decompressing the whole image (a second or more), so the result
-// is cached under the user's cache directory, keyed by the SHA-256 of the
-// image: the same image always yields the same keys, and a changed image
-// misses the cache. $VIGIL_CACHE_DIR overrides the location; an unusable
-// cache is ignored.
-func kernelKeys(path string, log *slog.Logger) ([]*x509.Certificate, error) {
+// kernelKeys returns the key lists built into a kernel image (see
+// kernelkeys.Read), located by the System.map at mapPath, or, when mapPath
+// is empty, by the System.map-VER beside a vmlinuz-VER if that map has the
+// symbols (Debian's placeholder map does not: then by layout). Finding them
+// means decompressing the whole image (a second or more), so the result is
+// cached under the user's cache directory, keyed by the SHA-256 of the image
+// and of the map: the same inputs always yield the same lists. The cache
+// format is versioned; an older cache, which held every certificate found in
+// the image, is never read. $VIGIL_CACHE_DIR overrides the location; an
+// unusable cache is ignored.
+func kernelKeys(path, mapPath string, log *slog.Logger) (*kernelkeys.Keys, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -91,39 +124,130 @@ func kernelKeys(path string, log *slog.Logger) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
+	var syms kernelkeys.Symbols
+	var mapSum string
+	explicit := mapPath != ""
+	if !explicit {
+		if b := filepath.Base(path); strings.HasPrefix(b, "vmlinuz-") {
+			mapPath = filepath.Join(filepath.Dir(path), "System.map-"+strings.TrimPrefix(b, "vmlinuz-"))
+		}
+	}
+	if mapPath != "" {
+		b, err := os.ReadFile(mapPath)
+		switch {
+		case err != nil && !explicit:
+			mapPath = ""
+		case err != nil:
+			return nil, fmt.Errorf("--system-map: %w", err)
+		default:
+			syms, err = kernelkeys.ParseSystemMap(bytes.NewReader(b))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", mapPath, err)
+			}
+			if _, ok := syms[kernelkeys.SymSystemList]; !ok && !explicit {
+				log.Debug("System.map without the key list symbols; locating by layout", "map", mapPath)
+				syms, mapPath = nil, ""
+			} else {
+				s := sha256.Sum256(b)
+				mapSum = "-" + hex.EncodeToString(s[:])
+			}
+		}
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return nil, err
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
+	sum := hex.EncodeToString(h.Sum(nil)) + mapSum
 	cacheFile := ""
 	if dir := cacheDir(); dir != "" {
-		cacheFile = filepath.Join(dir, "kernelkeys", sum+".pem")
-		if cs, err := trust.LoadCertificates(cacheFile); err == nil {
-			log.Debug("kernel keys from cache", "kernel", path, "cache", cacheFile, "certificates", len(cs))
-			return cs, nil
+		cacheFile = filepath.Join(dir, "kernelkeys", sum+".v2.pem")
+		if k, err := readKernelKeysCache(cacheFile); err == nil {
+			log.Debug("kernel keys from cache", "kernel", path, "cache", cacheFile, "certificates", len(k.System))
+			return k, nil
 		}
 	}
-	cs, err := kernelkeys.Certificates(f, st.Size())
+	k, err := kernelkeys.Read(f, st.Size(), kernelkeys.Options{Symbols: syms})
 	if err != nil {
 		return nil, err
 	}
-	if len(cs) == 0 {
-		return nil, fmt.Errorf("no built-in certificates found")
+	if len(k.System) == 0 {
+		return nil, fmt.Errorf("the system certificate list is empty")
 	}
-	log.Info("kernel keys", "kernel", path, "certificates", len(cs))
+	for _, n := range k.Notes {
+		log.Warn("kernel key lists", "kernel", path, "note", n)
+	}
+	log.Info("kernel keys", "kernel", path, "method", k.Method, "map", mapPath, "system", len(k.System), "revoked", len(k.Revoked), "hashes", len(k.Hashes))
 	if cacheFile != "" {
-		var b []byte
-		for _, c := range cs {
-			b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-		}
 		if err := os.MkdirAll(filepath.Dir(cacheFile), 0o755); err == nil {
-			if err := writeFileAtomic(cacheFile, b, 0o644); err != nil {
+			if err := writeFileAtomic(cacheFile, encodeKernelKeysCache(k), 0o644); err != nil {
 				log.Debug("kernel key cache not written", "err", err)
 			}
 		}
 	}
-	return cs, nil
+	return k, nil
+}
+
+// The cache file: PEM blocks, CERTIFICATE with a "List" header (system or
+// revoked) and KERNEL BLACKLIST HASH with an "Entry" header, in order.
+func encodeKernelKeysCache(k *kernelkeys.Keys) []byte {
+	var b []byte
+	b = append(b, pem.EncodeToMemory(&pem.Block{Type: "KERNEL KEY LISTS", Headers: map[string]string{"Method": k.Method}})...)
+	for _, c := range k.System {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Headers: map[string]string{"List": "system"}, Bytes: c.Raw})...)
+	}
+	for _, c := range k.Revoked {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Headers: map[string]string{"List": "revoked"}, Bytes: c.Raw})...)
+	}
+	for _, h := range k.Hashes {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "KERNEL BLACKLIST HASH", Headers: map[string]string{"Entry": h.String()}})...)
+	}
+	return b
+}
+
+func readKernelKeysCache(path string) (*kernelkeys.Keys, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k := &kernelkeys.Keys{}
+	for first := true; ; first = false {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		switch {
+		case first && blk.Type == "KERNEL KEY LISTS":
+			k.Method = blk.Headers["Method"]
+		case first:
+			return nil, fmt.Errorf("not a kernel key cache")
+		case blk.Type == "CERTIFICATE":
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, err
+			}
+			switch blk.Headers["List"] {
+			case "system":
+				k.System = append(k.System, c)
+			case "revoked":
+				k.Revoked = append(k.Revoked, c)
+			default:
+				return nil, fmt.Errorf("certificate of unknown list %q", blk.Headers["List"])
+			}
+		case blk.Type == "KERNEL BLACKLIST HASH":
+			h, err := kernelkeys.ParseHash(blk.Headers["Entry"])
+			if err != nil {
+				return nil, err
+			}
+			k.Hashes = append(k.Hashes, h)
+		default:
+			return nil, fmt.Errorf("unknown block %q", blk.Type)
+		}
+	}
+	if k.Method == "" || len(k.System) == 0 {
+		return nil, fmt.Errorf("not a kernel key cache")
+	}
+	return k, nil
 }
 
 func cacheDir() string {
