@@ -231,7 +231,7 @@ func kernelModelSkip(f Format, in []byte) (out []byte, ok, skip bool) {
 		if !ok {
 			return nil, false, false
 		}
-		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(modelLimit))
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<26))
 		if err != nil {
 			return nil, false, false
 		}
