@@ -29,17 +29,19 @@ const (
 	dkTBSSHA256
 	dkTBSSHA384
 	dkTBSSHA512
+	dkSignedContentSHA256
 	numDenyKinds
 )
 
 var denyKinds = [numDenyKinds]denyKind{
-	dkSHA256:     {"sha256", 32, func(d *Deny) *[]string { return &d.SHA256 }},
-	dkAuthSHA1:   {"authentihash_sha1", 20, func(d *Deny) *[]string { return &d.AuthentihashSHA1 }},
-	dkAuthSHA256: {"authentihash_sha256", 32, func(d *Deny) *[]string { return &d.AuthentihashSHA256 }},
-	dkTBSSHA1:    {"signer_tbs_sha1", 20, func(d *Deny) *[]string { return &d.SignerTBSSHA1 }},
-	dkTBSSHA256:  {"signer_tbs_sha256", 32, func(d *Deny) *[]string { return &d.SignerTBSSHA256 }},
-	dkTBSSHA384:  {"signer_tbs_sha384", 48, func(d *Deny) *[]string { return &d.SignerTBSSHA384 }},
-	dkTBSSHA512:  {"signer_tbs_sha512", 64, func(d *Deny) *[]string { return &d.SignerTBSSHA512 }},
+	dkSHA256:              {"sha256", 32, func(d *Deny) *[]string { return &d.SHA256 }},
+	dkAuthSHA1:            {"authentihash_sha1", 20, func(d *Deny) *[]string { return &d.AuthentihashSHA1 }},
+	dkAuthSHA256:          {"authentihash_sha256", 32, func(d *Deny) *[]string { return &d.AuthentihashSHA256 }},
+	dkTBSSHA1:             {"signer_tbs_sha1", 20, func(d *Deny) *[]string { return &d.SignerTBSSHA1 }},
+	dkTBSSHA256:           {"signer_tbs_sha256", 32, func(d *Deny) *[]string { return &d.SignerTBSSHA256 }},
+	dkTBSSHA384:           {"signer_tbs_sha384", 48, func(d *Deny) *[]string { return &d.SignerTBSSHA384 }},
+	dkTBSSHA512:           {"signer_tbs_sha512", 64, func(d *Deny) *[]string { return &d.SignerTBSSHA512 }},
+	dkSignedContentSHA256: {"signed_content_sha256", 32, func(d *Deny) *[]string { return &d.SignedContentSHA256 }},
 }
 
 // index holds the resolved policy: maps keyed by raw digest bytes so that
@@ -283,6 +285,19 @@ func (p *Policy) DenyHash(fileSHA256, authSHA1, authSHA256 []byte) (rule string,
 		if _, ok := ix.deny[c.kind][string(c.v)]; ok {
 			return "deny." + denyKinds[c.kind].key + ":" + hex.EncodeToString(c.v), true
 		}
+	}
+	return "", false
+}
+
+// DenySignedContent checks the SHA-256 of a kernel module's signed content
+// (the decompressed module up to its PKCS#7, the kernel's blacklist "bin:"
+// hash) against deny.signed_content_sha256. A nil sum matches nothing.
+func (p *Policy) DenySignedContent(sum []byte) (rule string, denied bool) {
+	if sum == nil {
+		return "", false
+	}
+	if _, ok := p.index().deny[dkSignedContentSHA256][string(sum)]; ok {
+		return "deny." + denyKinds[dkSignedContentSHA256].key + ":" + hex.EncodeToString(sum), true
 	}
 	return "", false
 }

@@ -101,6 +101,13 @@ type Deny struct {
 	SignerTBSSHA256 []string `yaml:"signer_tbs_sha256,omitempty"`
 	SignerTBSSHA384 []string `yaml:"signer_tbs_sha384,omitempty"`
 	SignerTBSSHA512 []string `yaml:"signer_tbs_sha512,omitempty"`
+	// SignedContentSHA256 lists SHA-256 digests of a kernel module's
+	// signed content: the decompressed module from its first byte up to
+	// the PKCS#7, the hash the kernel's blacklist matches as "bin:"
+	// (certs/blacklist.c, is_module_hash_blacklisted, called by
+	// kernel/module/signing.c). It matches however the module is
+	// compressed or its PKCS#7 padded or re-signed.
+	SignedContentSHA256 []string `yaml:"signed_content_sha256,omitempty"`
 }
 
 // Signer is an allow_signers entry. Every field that is set must match the

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/vigil-attest/vigil/cms"
 	"github.com/vigil-attest/vigil/kmodsig"
@@ -71,7 +72,8 @@ func (e *Engine) verifyModule(ctx context.Context, v *Verdict, f io.ReaderAt, si
 		}
 		v.SHA256 = sum
 		if merr == nil {
-			hs, mh := newHashes(algs...)
+			// SHA-256 of the content always: deny.signed_content_sha256.
+			hs, mh := newHashes(append(slices.DeleteFunc(slices.Clone(algs), func(h crypto.Hash) bool { return h == crypto.SHA256 }), crypto.SHA256)...)
 			if _, err := io.Copy(mh, m.Content(r)); err != nil {
 				return fmt.Errorf("read decompressed module: %w", err)
 			}
@@ -86,6 +88,12 @@ func (e *Engine) verifyModule(ctx context.Context, v *Verdict, f io.ReaderAt, si
 		}
 		return reason.Wrap(reason.Of(merr, reason.Malformed), merr)
 	}
+	// The kernel's blacklist "bin:" hash: the signed content, whatever the
+	// compression or the PKCS#7 around it (certs/blacklist.c).
+	if rule, denied := e.policy.DenySignedContent(sums[crypto.SHA256]); denied {
+		v.DenyRules = append(v.DenyRules, rule)
+		v.Reasons = appendCode(v.Reasons, reason.BlocklistedHash)
+	}
 	if perr != nil {
 		v.Signatures = append(v.Signatures, Signature{Reasons: []reason.Code{reason.Of(perr, reason.Malformed)}, Messages: []string{perr.Error()}})
 		return nil
@@ -98,6 +106,13 @@ func (e *Engine) verifyModule(ctx context.Context, v *Verdict, f io.ReaderAt, si
 		v.Signatures = append(v.Signatures, Signature{Reasons: []reason.Code{reason.Malformed}, Messages: []string{"module signature is not detached"}})
 		return nil
 	}
+	// pkcs7_verify (VERIFYING_MODULE_SIGNATURE): "Invalid module sig (has
+	// authattrs)" -EKEYREJECTED, for the whole message.
+	for i, si := range sd.Signers {
+		if si.RawSignedAttrs != nil || si.SignedAttrs != nil {
+			return reason.New(reason.Malformed, "kmodsig: signer %d: %w", i, kmodsig.ErrSignedAttributes)
+		}
+	}
 	for i, si := range sd.Signers {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -108,5 +123,35 @@ func (e *Engine) verifyModule(ctx context.Context, v *Verdict, f io.ReaderAt, si
 		}, &sig)
 		v.Signatures = append(v.Signatures, sig)
 	}
+	// pkcs7_verify verifies every signer and fails the message on the
+	// first that does not verify; verify_pkcs7_message_sig refuses it when
+	// any signer is on the revocation list. Only a signer whose key is not
+	// found (-ENOKEY in pkcs7_validate_trust) is passed over. So a failing
+	// signer invalidates the signatures that did verify.
+	for i, s := range v.Signatures {
+		for _, c := range s.Reasons {
+			if !kernelFatal(c) {
+				continue
+			}
+			for j := range v.Signatures {
+				if j != i && len(v.Signatures[j].Reasons) == 0 {
+					v.Signatures[j].Reasons = []reason.Code{c}
+					v.Signatures[j].Messages = append(v.Signatures[j].Messages,
+						fmt.Sprintf("signer %d fails (%s): %v, the kernel requires every signer to verify", i, c, kmodsig.ErrSignerFailed))
+				}
+			}
+			break
+		}
+	}
 	return nil
+}
+
+// kernelFatal reports whether a signer failing with c makes the kernel
+// refuse the whole module (pkcs7_verify, verify_pkcs7_message_sig).
+func kernelFatal(c reason.Code) bool {
+	switch c {
+	case reason.BadSignature, reason.DigestMismatch, reason.Malformed, reason.Unsupported, reason.Revoked:
+		return true
+	}
+	return false
 }

@@ -134,6 +134,19 @@ var (
 	ErrSignatureTooLarge = errors.New("signature larger than supported")
 )
 
+// The kernel's rules for the PKCS#7 itself, applied by the verifier
+// (integrity) after Parse; its errors wrap these.
+var (
+	// ErrSignedAttributes: a SignerInfo carries signed (authenticated)
+	// attributes. pkcs7_verify refuses a module signature with any:
+	// "Invalid module sig (has authattrs)" (reason.Malformed).
+	ErrSignedAttributes = errors.New("module signature has signed attributes (pkcs7_verify: has authattrs)")
+	// ErrSignerFailed: another signer of the module does not verify, so
+	// the kernel refuses the module whatever the others say (pkcs7_verify
+	// checks every SignerInfo).
+	ErrSignerFailed = errors.New("another signer of the module does not verify")
+)
+
 // Parse locates the signature of an (already decompressed) module of size
 // bytes read through r. It reads only the trailer and the PKCS#7.
 //

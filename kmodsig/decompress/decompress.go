@@ -17,7 +17,6 @@ package decompress
 
 import (
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -139,11 +138,10 @@ func NewReader(src io.Reader, f Format, o Options) (io.ReadCloser, error) {
 	case None:
 		dec = in
 	case Gzip:
-		z, err := gzip.NewReader(in)
+		z, err := newGzipReader(in, o)
 		if err != nil {
 			return nil, tag(f, err)
 		}
-		z.Multistream(!o.FirstStream)
 		dec = z
 	case XZ:
 		x, err := newXZReader(in, o)
@@ -152,17 +150,17 @@ func NewReader(src io.Reader, f Format, o Options) (io.ReadCloser, error) {
 		}
 		dec = x
 	case Zstd:
-		var zsrc io.Reader = &nonEmptyReader{r: in}
-		if o.FirstStream {
-			zsrc = newZstdFrameReader(zsrc)
-		}
+		// The frame reader always runs: it stops the decoder after the
+		// first frame (FirstStream) or applies the kernel's module rules
+		// (otherwise).
+		fr := newZstdFrameReader(&nonEmptyReader{r: in}, !o.FirstStream)
 		// The window a frame declares is allocated as declared, so it is
 		// capped by MaxWindow. MaxMemory only bounds the window in
 		// streaming mode (the output is bounded by limitReader); it must
 		// not be below the window or small outputs with a larger declared
 		// window would be refused.
 		win := max(o.maxWindow(), zstd.MinWindowSize)
-		z, err := zstd.NewReader(zsrc,
+		z, err := zstd.NewReader(fr,
 			zstd.WithDecoderConcurrency(1),
 			zstd.WithDecoderLowmem(true),
 			zstd.WithDecoderMaxWindow(uint64(win)),
@@ -170,7 +168,7 @@ func NewReader(src io.Reader, f Format, o Options) (io.ReadCloser, error) {
 		if err != nil {
 			return nil, tag(f, err)
 		}
-		dec, closer = z, z.Close
+		dec, closer = &zstdReader{d: z, fr: fr}, z.Close
 	default:
 		return nil, reason.New(reason.Unsupported, "decompress: %s is not supported", f)
 	}
@@ -212,6 +210,24 @@ func ReadAll(src io.Reader, f Format, o Options) ([]byte, error) {
 			}
 		}
 	}
+}
+
+// zstdReader reports the frame reader's refusal in place of whatever the
+// decoder made of it.
+type zstdReader struct {
+	d  *zstd.Decoder
+	fr *zstdFrameReader
+}
+
+func (z *zstdReader) Read(p []byte) (int, error) {
+	n, err := z.d.Read(p)
+	if err != nil && z.fr.err != nil {
+		return n, z.fr.err
+	}
+	if err == io.EOF && z.fr.state != zfDone {
+		return n, reason.New(reason.Malformed, "zstd: decoder ended inside the frame")
+	}
+	return n, err
 }
 
 // limitReader enforces MaxOutput and tags decoder errors.

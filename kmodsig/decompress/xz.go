@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
-	"hash/crc64"
 	"io"
 
 	"github.com/ulikunitz/xz/lzma"
@@ -23,7 +22,6 @@ import (
 var (
 	xzHeaderMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
 	xzFooterMagic = []byte{'Y', 'Z'}
-	crc64Table    = crc64.MakeTable(crc64.ECMA)
 )
 
 const (
@@ -186,12 +184,11 @@ func (x *xzReader) readStreamHeader() error {
 		x.check, x.checkSize = nil, 0
 	case 0x01:
 		x.check, x.checkSize = crc32.NewIEEE(), 4
-	case 0x04:
-		x.check, x.checkSize = crc64.New(crc64Table), 8
-	case 0x0a:
-		x.check, x.checkSize = sha256.New(), 32
 	default:
-		return xzUnsupported("check type %#x is not supported", x.checkType)
+		// CRC64 (0x04), SHA-256 (0x0a) and the rest: lib/xz in the kernel
+		// has neither XZ_USE_CRC64 nor XZ_DEC_ANY_CHECK, so
+		// dec_stream_header returns XZ_OPTIONS_ERROR.
+		return xzErr("%w: check type %#x", ErrCheckType, x.checkType)
 	}
 	x.nrec = 0
 	x.recHash = sha256.New()
@@ -283,6 +280,10 @@ func (x *xzReader) startBlock(b0 byte) error {
 		x.blkUncomp, p = int64(v), p[n:]
 	}
 	nfilters := int(flags&3) + 1
+	if nfilters > 2 {
+		// dec_block_header: "We support only one or two filters".
+		return xzErr("%w: %d filters, lib/xz decodes at most one BCJ filter and LZMA2", ErrFilterChain, nfilters)
+	}
 	var dict int64
 	var x86Starts []uint32
 	for i := 0; i < nfilters; i++ {
@@ -309,15 +310,12 @@ func (x *xzReader) startBlock(b0 byte) error {
 			}
 			dict = d
 		case id == xzFilterX86 && !last:
-			var off uint32
-			switch len(props) {
-			case 0:
-			case 4:
-				off = binary.LittleEndian.Uint32(props)
-			default:
-				return xzErr("x86 BCJ filter properties must be 0 or 4 bytes, have %d", len(props))
+			if len(props) != 0 {
+				// dec_block_header: "We don't support custom start
+				// offset, so Size of Properties must be zero."
+				return xzErr("%w: x86 BCJ filter with %d bytes of properties (a start offset)", ErrFilterChain, len(props))
 			}
-			x86Starts = append(x86Starts, off)
+			x86Starts = append(x86Starts, 0)
 		case id == xzFilterLZMA2 || id == xzFilterX86:
 			return xzErr("filter %#x in an invalid position of the chain", id)
 		default:
@@ -394,8 +392,8 @@ func (x *xzReader) endBlock() error {
 			return xzErr("block check: %w", err)
 		}
 		want := x.check.Sum(nil)
-		if x.checkType == 0x01 || x.checkType == 0x04 {
-			// CRC32 and CRC64 are stored little endian; hash.Hash sums are big endian.
+		if x.checkType == 0x01 {
+			// CRC32 is stored little endian; hash.Hash sums are big endian.
 			for i, j := 0, len(want)-1; i < j; i, j = i+1, j-1 {
 				want[i], want[j] = want[j], want[i]
 			}
@@ -489,35 +487,29 @@ func (x *xzReader) readIndexAndFooter() error {
 	return nil
 }
 
-// afterStream handles stream padding and concatenated streams.
+// afterStream ends the decoding after the first stream. The kernel's
+// xz_dec_run returns XZ_STREAM_END at the first stream footer and
+// module_xz_decompress stops there: stream padding, a second stream or any
+// other byte after it is never read by the kernel. With FirstStream they are
+// ignored, as the kernel does; otherwise (modules) they are refused, since
+// the xz format (and xz(1), and Go readers) would read a second stream as
+// more module: ErrConcatenated or ErrTrailingData.
 func (x *xzReader) afterStream() error {
+	x.state = xzDone
 	if x.o.FirstStream {
-		x.state = xzDone
 		return nil
 	}
-	pad := 0
-	for {
-		c, err := x.in.peek()
-		if err == io.EOF {
-			if pad%4 != 0 {
-				return xzErr("stream padding is not a multiple of 4 bytes")
-			}
-			x.state = xzDone
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if c != 0 {
-			break
-		}
-		x.in.ReadByte()
-		pad++
+	if _, err := x.in.peek(); err == io.EOF {
+		return nil
+	} else if err != nil {
+		return err
 	}
-	if pad%4 != 0 {
-		return xzErr("stream padding is not a multiple of 4 bytes")
+	var b [6]byte
+	n, _ := io.ReadFull(x.in, b[:])
+	if bytes.Equal(b[:n], xzHeaderMagic) {
+		return xzErr("%w", ErrConcatenated)
 	}
-	return x.readStreamHeader()
+	return xzErr("%w (% x…)", ErrTrailingData, b[:n])
 }
 
 func (x *xzReader) Read(p []byte) (int, error) {

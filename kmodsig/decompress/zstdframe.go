@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+
+	"github.com/vigil-attest/vigil/reason"
 )
 
 // zstdFrameReader passes through the bytes of the first zstd frame (and any
@@ -12,8 +14,16 @@ import (
 // does not see what follows the frame (a kernel payload ends with its
 // decompressed size). It reads the frame and block headers as they go by
 // (RFC 8878, section 3.1.1); it allocates nothing from their contents.
+//
+// With strict set (modules) it also applies the kernel's reading: a
+// skippable frame (ErrSkippableFrame), a dictionary ID (ErrDictionary) and
+// anything after the first frame (ErrConcatenated, ErrTrailingData) are
+// refused, and the refusal is kept in err, since the zstd decoder may
+// replace an error from its source with its own.
 type zstdFrameReader struct {
 	r       *bufio.Reader
+	strict  bool
+	err     error
 	pending int64 // bytes of the current element still to pass through
 	state   int
 	csum    bool
@@ -26,8 +36,8 @@ const (
 	zfDone
 )
 
-func newZstdFrameReader(r io.Reader) *zstdFrameReader {
-	return &zstdFrameReader{r: bufio.NewReaderSize(r, 16)}
+func newZstdFrameReader(r io.Reader, strict bool) *zstdFrameReader {
+	return &zstdFrameReader{r: bufio.NewReaderSize(r, 16), strict: strict}
 }
 
 // errZstdTruncated is deliberately not io.ErrUnexpectedEOF, which the zstd
@@ -55,6 +65,9 @@ func (z *zstdFrameReader) next() error {
 		}
 		m := binary.LittleEndian.Uint32(b)
 		if m&0xfffffff0 == 0x184d2a50 { // skippable frame
+			if z.strict {
+				return reason.New(reason.Malformed, "zstd: %w", ErrSkippableFrame)
+			}
 			b, err := z.peek(8)
 			if err != nil {
 				return err
@@ -78,6 +91,12 @@ func (z *zstdFrameReader) next() error {
 		n := int64(5)
 		if !single {
 			n++ // window descriptor
+		}
+		if z.strict && fhd&3 != 0 {
+			// A zero-valued dictionary ID field also means "none"
+			// (RFC 8878, 3.1.1.1.3) but no encoder writes one: refuse
+			// the field rather than read it.
+			return reason.New(reason.Malformed, "zstd: %w (dictionary ID field of %d bytes)", ErrDictionary, [4]int{0, 1, 2, 4}[fhd&3])
 		}
 		n += [4]int64{0, 1, 2, 4}[fhd&3] // dictionary id
 		switch fhd >> 6 {
@@ -125,11 +144,21 @@ func (z *zstdFrameReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if z.err != nil {
+		return 0, z.err
+	}
 	for z.pending == 0 {
 		if z.state == zfDone {
+			if z.strict {
+				if err := checkEnd(z.r, Zstd, isZstdFrame); err != nil {
+					z.err = err
+					return 0, err
+				}
+			}
 			return 0, io.EOF
 		}
 		if err := z.next(); err != nil {
+			z.err = err
 			return 0, err
 		}
 	}
@@ -163,4 +192,13 @@ func (n *nonEmptyReader) Read(p []byte) (int, error) {
 		err = errors.New("zstd: empty input")
 	}
 	return k, err
+}
+
+// isZstdFrame reports whether b begins with a zstd or skippable frame magic.
+func isZstdFrame(b []byte) bool {
+	if len(b) < 4 {
+		return false
+	}
+	m := binary.LittleEndian.Uint32(b)
+	return m == 0xfd2fb528 || m&0xfffffff0 == 0x184d2a50
 }
