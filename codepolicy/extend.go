@@ -37,14 +37,17 @@ func (d Deny) Len() int {
 // --kernel, kernelkeys.Keys): each certificate of its revocation list
 // becomes a revocation by SPKI SHA-256 without revoked_at (the kernel's
 // is_key_on_revocation_list rejects every signature chaining to the key),
-// and each "tbs:" hash becomes a signer TBS deny entry of its length (the
-// kernel refuses such a certificate as a key). Hashes of other lengths are
-// skipped and counted. Like an import, the entries are then part of the
-// policy, and Digest covers them.
-func (p *Policy) AddKernelRevocations(revoked []*x509.Certificate, tbs [][]byte) ImportStats {
+// each "tbs:" hash becomes a signer TBS deny entry of its length (the
+// kernel refuses such a certificate as a key), and each "bin:" hash of 32
+// bytes a deny.signed_content_sha256 entry (the kernel refuses a module
+// whose signed content hashes to it: is_binary_blacklisted, with the
+// signer's digest, SHA-256 for every module Debian builds). Hashes of
+// other lengths are skipped and counted. Like an import, the entries are
+// then part of the policy, and Digest covers them.
+func (p *Policy) AddKernelRevocations(revoked []*x509.Certificate, tbs, bin [][]byte) ImportStats {
 	p.index()
 	st := newStats("kernel")
-	st.Read = len(revoked) + len(tbs)
+	st.Read = len(revoked) + len(tbs) + len(bin)
 	var revs []Revocation
 	for _, c := range revoked {
 		s := sha256.Sum256(c.RawSubjectPublicKeyInfo)
@@ -58,6 +61,13 @@ func (p *Policy) AddKernelRevocations(revoked []*x509.Certificate, tbs [][]byte)
 			continue
 		}
 		pending = append(pending, pendingDeny{k, hex.EncodeToString(h)})
+	}
+	for _, h := range bin {
+		if len(h) != sha256.Size {
+			st.skip("unsupported-hash-length")
+			continue
+		}
+		pending = append(pending, pendingDeny{dkSignedContentSHA256, hex.EncodeToString(h)})
 	}
 	p.mergeRevocations(&st, revs)
 	p.mergeDeny(&st, pending)

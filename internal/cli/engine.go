@@ -62,7 +62,7 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 		return nil, usageErr("--system-map: %d maps for %d --kernel images", len(o.SystemMap), len(o.Kernel))
 	}
 	var revoked []*x509.Certificate
-	var tbs [][]byte
+	var tbs, bin [][]byte
 	for i, k := range o.Kernel {
 		m := ""
 		if i < len(o.SystemMap) {
@@ -80,18 +80,18 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 			switch h.Kind {
 			case "tbs":
 				tbs = append(tbs, h.Sum)
-			default:
-				// "bin:" names signed content; there is no deny kind
-				// for it here yet.
-				log.Warn("kernel blacklist hash not applied (no signed-content deny kind)", "kernel", k, "hash", h.String())
+			case "bin":
+				// The hash of a module's signed content: a
+				// deny.signed_content_sha256 entry.
+				bin = append(bin, h.Sum)
 			}
 		}
 	}
 	if len(anchors) > 0 {
 		p.AddAnchors(anchors...)
 	}
-	if len(revoked)+len(tbs) > 0 {
-		st := p.AddKernelRevocations(revoked, tbs)
+	if len(revoked)+len(tbs)+len(bin) > 0 {
+		st := p.AddKernelRevocations(revoked, tbs, bin)
 		log.Info("kernel revocations", "added", st.TotalAdded(), "skipped", st.Skipped)
 	}
 	if o.IgnoreExpiry {

@@ -2,8 +2,10 @@ package cli_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,6 +90,25 @@ func TestVerifyKernelRevocationList(t *testing.T) {
 	}
 	if code, out := verify(tbs, viaInter); code != 0 {
 		t.Errorf("other signer under the tbs kernel: exit %d\n%s", code, out)
+	}
+	// A compiled-in "bin:" hash denies the module whose signed content
+	// hashes to it (the kernel's is_binary_blacklisted), compressed or not.
+	body := []byte("\x7fELF module via_inter")
+	sum := sha256.Sum256(body)
+	bin := kernel("4-bin", nil, []string{"bin:" + hex.EncodeToString(sum[:])}, true)
+	xzMod := viaInter + ".xz"
+	if out, err := exec.Command("xz", "-k", "--check=crc32", "-c", viaInter).Output(); err != nil {
+		t.Fatal(err)
+	} else {
+		os.WriteFile(xzMod, out, 0o644)
+	}
+	for _, m := range []string{viaInter, xzMod} {
+		if code, out := verify(bin, m); code == 0 || !strings.Contains(out, "blocklisted-hash") {
+			t.Errorf("%s under a kernel blacklisting its signed content: exit %d\n%s", filepath.Base(m), code, out)
+		}
+	}
+	if code, out := verify(bin, byBanned); code != 0 {
+		t.Errorf("other module under the bin kernel: exit %d\n%s", code, out)
 	}
 }
 
