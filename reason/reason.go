@@ -32,6 +32,8 @@ const (
 	SignerNotAllowed  Code = "signer-not-allowed" // policy restricts publishers and this one is not listed
 	Unsupported       Code = "unsupported"        // a valid construct Vigil does not support
 	BadTimestamp      Code = "bad-timestamp"      // a timestamp is present but does not verify
+	SelfTimestamp     Code = "self-timestamp"     // a timestamp made by the signer's own key or chain (with bad-timestamp)
+	FutureTimestamp   Code = "future-timestamp"   // a timestamp later than the check time (with bad-timestamp)
 	NotFound          Code = "not-found"          // the file to judge does not exist (a loaded module with no file)
 	Unreadable        Code = "unreadable"         // the file to judge exists but could not be read (permissions, not a regular file, an I/O error)
 )
@@ -40,7 +42,7 @@ const (
 func All() []Code {
 	c := []Code{Unsigned, Malformed, DigestMismatch, BadSignature, UntrustedChain, WrongEKU,
 		WeakAlgorithm, Expired, NotYetValid, Revoked, BlocklistedHash, BlocklistedSigner,
-		SignerNotAllowed, Unsupported, BadTimestamp, NotFound, Unreadable}
+		SignerNotAllowed, Unsupported, BadTimestamp, SelfTimestamp, FutureTimestamp, NotFound, Unreadable}
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
 	return c
 }
