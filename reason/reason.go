@@ -32,17 +32,25 @@ const (
 	SignerNotAllowed  Code = "signer-not-allowed" // policy restricts publishers and this one is not listed
 	Unsupported       Code = "unsupported"        // a valid construct Vigil does not support
 	BadTimestamp      Code = "bad-timestamp"      // a timestamp is present but does not verify
-	SelfTimestamp     Code = "self-timestamp"     // a timestamp made by the signer's own key or chain (with bad-timestamp)
-	FutureTimestamp   Code = "future-timestamp"   // a timestamp later than the check time (with bad-timestamp)
 	NotFound          Code = "not-found"          // the file to judge does not exist (a loaded module with no file)
 	Unreadable        Code = "unreadable"         // the file to judge exists but could not be read (permissions, not a regular file, an I/O error)
+)
+
+// Timestamp and certificate-table codes (issue 12). self-timestamp and
+// future-timestamp come with bad-timestamp, which names every refused
+// timestamp that a signature needed.
+const (
+	SelfTimestamp   Code = "self-timestamp"        // a timestamp made by the code signer's own key or a key of its chain
+	FutureTimestamp Code = "future-timestamp"      // a timestamp later than the check time
+	BadCertTable    Code = "bad-certificate-table" // a PE certificate-table entry is not a supported Authenticode signature
 )
 
 // All lists every code, sorted, for documentation and schema generation.
 func All() []Code {
 	c := []Code{Unsigned, Malformed, DigestMismatch, BadSignature, UntrustedChain, WrongEKU,
 		WeakAlgorithm, Expired, NotYetValid, Revoked, BlocklistedHash, BlocklistedSigner,
-		SignerNotAllowed, Unsupported, BadTimestamp, SelfTimestamp, FutureTimestamp, NotFound, Unreadable}
+		SignerNotAllowed, Unsupported, BadTimestamp, NotFound, Unreadable,
+		SelfTimestamp, FutureTimestamp, BadCertTable}
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
 	return c
 }

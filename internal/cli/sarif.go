@@ -29,6 +29,7 @@ var ruleHelp = map[reason.Code]string{
 	reason.BadTimestamp:      "A timestamp is present but not trusted.",
 	reason.SelfTimestamp:     "A timestamp was made by the signer's own key or chain, not by a timestamping authority.",
 	reason.FutureTimestamp:   "A timestamp claims a time later than the check time.",
+	reason.BadCertTable:      "The PE certificate table holds an entry that is not a supported Authenticode signature.",
 }
 
 type sarifLog struct {
