@@ -67,10 +67,17 @@ func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size i
 	certs, certErr := pf.Certificates()
 	sigs := collectPESignatures(certs)
 
-	// One read of the file computes every hash needed: the file's SHA-256,
-	// the image hash in SHA-1 and SHA-256 for block lists and output, and
-	// whatever the signatures use.
-	algs := []crypto.Hash{crypto.SHA1, crypto.SHA256}
+	// One read of the file computes the hashes the verdict needs, and no
+	// others: the file's SHA-256 (output, deny.sha256), the image hash in
+	// SHA-256 (output, deny.authentihash_sha256, and what UEFI dbx entries
+	// and the boot-file report match), and each algorithm a signature names.
+	// SHA-1 only when a signature uses it, the policy denies by
+	// authentihash_sha1, or the caller asked for detail (vigil inspect):
+	// hashing it for every file halved throughput.
+	algs := []crypto.Hash{crypto.SHA256}
+	if e.detail || len(e.policy.Deny.AuthentihashSHA1) > 0 {
+		algs = append(algs, crypto.SHA1)
+	}
 	idatas := make([]*authenticode.IndirectData, len(sigs))
 	idErrs := make([]error, len(sigs))
 	for i, s := range sigs {
@@ -94,7 +101,10 @@ func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size i
 		return reason.Wrap(reason.Of(err, reason.Malformed), err)
 	}
 	v.SHA256 = hex.EncodeToString(fileSums[crypto.SHA256])
-	v.Authentihash = &Authentihash{SHA1: hex.EncodeToString(hashes[crypto.SHA1]), SHA256: hex.EncodeToString(hashes[crypto.SHA256])}
+	v.Authentihash = &Authentihash{SHA256: hex.EncodeToString(hashes[crypto.SHA256])}
+	if h, ok := hashes[crypto.SHA1]; ok {
+		v.Authentihash.SHA1 = hex.EncodeToString(h)
+	}
 
 	for i, s := range sigs {
 		sig := Signature{Index: i, Nested: s.nested, Entry: s.entry}
