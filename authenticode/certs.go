@@ -40,7 +40,8 @@ type WinCertificate struct {
 // Each entry is dwLength (including the 8-byte header), wRevision,
 // wCertificateType and the data; entries start on 8-byte boundaries. An entry
 // shorter than its header or running past the table, a PKCS#7 entry whose DER
-// does not fit its entry or is followed by non-zero bytes, a table larger
+// does not fit its entry or is followed by non-zero bytes, non-zero alignment
+// padding between entries, a table larger
 // than MaxCertTableSize or with more than MaxCertificates entries, are
 // reported as reason.Malformed.
 func (f *File) Certificates() ([]WinCertificate, error) {
@@ -91,7 +92,17 @@ func (f *File) Certificates() ([]WinCertificate, error) {
 		}
 		c.Data = append([]byte(nil), data...)
 		out = append(out, c)
-		pos += (l + 7) &^ 7
+		// The quadword alignment padding after the entry is outside every
+		// signature and outside the image hash: it must be zeros, or it
+		// would carry attacker bytes in a signed file (the CVE-2013-3900
+		// class).
+		next := min(pos+((l+7)&^7), int64(len(tab)))
+		for _, b := range tab[pos+l : next] {
+			if b != 0 {
+				return nil, malformed("certificate table: non-zero alignment padding after the entry at 0x%x", c.Offset)
+			}
+		}
+		pos = next
 	}
 	return out, nil
 }

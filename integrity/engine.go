@@ -293,7 +293,7 @@ func (e *Engine) decide(v *Verdict) {
 		}
 	}
 	v.Allowed = anyValid && len(v.DenyRules) == 0 && !slices.Contains(v.Reasons, reason.Malformed) &&
-		!slices.Contains(v.Reasons, reason.BlocklistedSigner)
+		!slices.Contains(v.Reasons, reason.BlocklistedSigner) && !slices.Contains(v.Reasons, reason.BadCertTable)
 	if !v.Allowed && len(v.Reasons) == 0 {
 		v.Reasons = appendCode(v.Reasons, reason.Malformed)
 	}

@@ -46,8 +46,8 @@ func collectPESignatures(certs []authenticode.WinCertificate) []peSig {
 		}
 	}
 	for i, c := range certs {
-		if c.Type != authenticode.WinCertTypePKCSSigned {
-			out = append(out, peSig{entry: i, err: reason.New(reason.Unsupported, "certificate table entry %d has type %#x, not PKCS#7", i, c.Type)})
+		if c.Type != authenticode.WinCertTypePKCSSigned || c.Revision != authenticode.WinCertRevision2 {
+			out = append(out, peSig{entry: i, err: reason.New(reason.Unsupported, "certificate table entry %d has revision %#x type %#x, not a revision 2 PKCS#7 SignedData", i, c.Revision, c.Type)})
 			continue
 		}
 		sd, err := cms.Parse(c.Data)
@@ -67,10 +67,17 @@ func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size i
 	certs, certErr := pf.Certificates()
 	sigs := collectPESignatures(certs)
 
-	// One read of the file computes every hash needed: the file's SHA-256,
-	// the image hash in SHA-1 and SHA-256 for block lists and output, and
-	// whatever the signatures use.
-	algs := []crypto.Hash{crypto.SHA1, crypto.SHA256}
+	// One read of the file computes the hashes the verdict needs, and no
+	// others: the file's SHA-256 (output, deny.sha256), the image hash in
+	// SHA-256 (output, deny.authentihash_sha256, and what UEFI dbx entries
+	// and the boot-file report match), and each algorithm a signature names.
+	// SHA-1 only when a signature uses it, the policy denies by
+	// authentihash_sha1, or the caller asked for detail (vigil inspect):
+	// hashing it for every file halved throughput.
+	algs := []crypto.Hash{crypto.SHA256}
+	if e.detail || len(e.policy.Deny.AuthentihashSHA1) > 0 {
+		algs = append(algs, crypto.SHA1)
+	}
 	idatas := make([]*authenticode.IndirectData, len(sigs))
 	idErrs := make([]error, len(sigs))
 	for i, s := range sigs {
@@ -94,7 +101,10 @@ func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size i
 		return reason.Wrap(reason.Of(err, reason.Malformed), err)
 	}
 	v.SHA256 = hex.EncodeToString(fileSums[crypto.SHA256])
-	v.Authentihash = &Authentihash{SHA1: hex.EncodeToString(hashes[crypto.SHA1]), SHA256: hex.EncodeToString(hashes[crypto.SHA256])}
+	v.Authentihash = &Authentihash{SHA256: hex.EncodeToString(hashes[crypto.SHA256])}
+	if h, ok := hashes[crypto.SHA1]; ok {
+		v.Authentihash.SHA1 = hex.EncodeToString(h)
+	}
 
 	for i, s := range sigs {
 		sig := Signature{Index: i, Nested: s.nested, Entry: s.entry}
@@ -112,6 +122,53 @@ func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size i
 	}
 	if certErr != nil {
 		return reason.Wrap(reason.Of(certErr, reason.Malformed), certErr)
+	}
+	return checkCertTable(sigs, idErrs, v.Signatures, len(certs))
+}
+
+// checkCertTable denies a file whose certificate table holds anything but
+// Authenticode signatures of this image.
+//
+//   - Every entry must be a revision 2 WIN_CERT_TYPE_PKCS_SIGNED_DATA holding
+//     a SignedData of SpcIndirectDataContent with exactly one signer.
+//   - When the table has more than one entry, every entry must also be a
+//     signature over this image: its image digest matches and its signature
+//     verifies with the certificate it names. Whether that signer is trusted
+//     is judged per signature, and one valid signature suffices, as in
+//     EDK2's DxeImageVerificationLib, which tries every entry: Debian's shim
+//     carries one signature per Microsoft UEFI CA.
+//
+// The table is outside the image hash, so an extra entry, or one Vigil
+// cannot read, is bytes an attacker adds to a signed file without breaking
+// its signature (the CVE-2013-3900 class). osslsigncode refuses such tables
+// (pe.c, pe_verify_header: "Corrupted attribute certificate table"); it
+// also refuses any second entry, which Vigil accepts when it is a real
+// signature of the image. Windows reads only the first entry, and requires
+// revision 2 and type PKCS#7.
+func checkCertTable(sigs []peSig, idErrs []error, verdicts []Signature, entries int) error {
+	for i, s := range sigs {
+		if s.nested {
+			continue
+		}
+		var err error
+		switch {
+		case s.err != nil:
+			err = s.err
+		case idErrs[i] != nil:
+			err = idErrs[i]
+		case len(s.sd.Signers) != 1:
+			err = fmt.Errorf("%d signers, want exactly 1", len(s.sd.Signers))
+		case entries > 1:
+			for _, c := range verdicts[i].Reasons {
+				if c == reason.DigestMismatch || c == reason.BadSignature || c == reason.Malformed || c == reason.Unsupported {
+					err = fmt.Errorf("one of %d entries, and not a signature of this image (%s)", entries, c)
+					break
+				}
+			}
+		}
+		if err != nil {
+			return reason.New(reason.BadCertTable, "pe: certificate table entry %d is not a supported Authenticode signature: %v", s.entry, err)
+		}
 	}
 	return nil
 }

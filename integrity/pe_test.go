@@ -2,6 +2,7 @@ package integrity_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/vigil-attest/vigil/authenticode"
 	"github.com/vigil-attest/vigil/cms"
 	"github.com/vigil-attest/vigil/codesign"
+	"github.com/vigil-attest/vigil/integrity"
 	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpe"
 	"github.com/vigil-attest/vigil/internal/testpki"
@@ -98,7 +100,20 @@ func TestPEOsslsigncode(t *testing.T) {
 	t.Run("deny lists", func(t *testing.T) {
 		v := verify(t, p, s256)
 		want(t, verify(t, e.policy(t, "deny:\n  authentihash_sha256: ["+v.Authentihash.SHA256+"]\n"), s256), false, reason.BlocklistedHash)
-		want(t, verify(t, e.policy(t, "deny:\n  authentihash_sha1: ["+v.Authentihash.SHA1+"]\n"), s256), false, reason.BlocklistedHash)
+		// SHA-1 is computed only when needed: not for this SHA-256 file
+		// under p, but for a policy that denies by it, and with Detail.
+		if v.Authentihash.SHA1 != "" {
+			t.Fatalf("SHA-1 image hash computed without need: %s", v.Authentihash.SHA1)
+		}
+		dv, err := integrity.New(integrity.Options{Policy: p, Detail: true}).VerifyFile(context.Background(), s256)
+		if err != nil || len(dv.Authentihash.SHA1) != 40 {
+			t.Fatalf("detail: %v %+v", err, dv.Authentihash)
+		}
+		deny1 := e.policy(t, "deny:\n  authentihash_sha1: ["+dv.Authentihash.SHA1+"]\n")
+		want(t, verify(t, deny1, s256), false, reason.BlocklistedHash)
+		if got := verify(t, deny1, s256).Authentihash.SHA1; got != dv.Authentihash.SHA1 {
+			t.Fatalf("SHA-1 image hash %q under a policy denying by it, want %s", got, dv.Authentihash.SHA1)
+		}
 		want(t, verify(t, e.policy(t, "deny:\n  sha256: ["+v.SHA256+"]\n"), s256), false, reason.BlocklistedHash)
 		want(t, verify(t, e.policy(t, "deny:\n  signer_tbs_sha256: ["+tbsSHA256(e.h.Intermediate)+"]\n"), s256), false, reason.BlocklistedSigner)
 		want(t, verify(t, e.policy(t, "deny:\n  signer_tbs_sha256: ["+tbsSHA256(e.h.Leaf)+"]\n"), s256), false, reason.BlocklistedSigner)

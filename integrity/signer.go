@@ -1,6 +1,7 @@
 package integrity
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
@@ -88,15 +89,17 @@ func (e *Engine) checkSigner(c signerCheck, sig *Signature) {
 	}
 
 	// Timestamps: the first one whose TSA chains to an anchor with the
-	// timeStamping EKU, at the time it asserts, is trusted.
+	// timeStamping EKU, at the time it asserts, is trusted; see checkTSA
+	// for the rules.
 	var tsTime *time.Time
 	var tsErrs []error
+	own := signerKeys(cert, c.sd.Certificates, e.keyring)
 	for _, ts := range si.Timestamps(c.sd) {
 		if ts.Err != nil {
 			tsErrs = append(tsErrs, fmt.Errorf("%s timestamp: %w", ts.Kind, ts.Err))
 			continue
 		}
-		if err := e.checkTSA(ts); err != nil {
+		if err := e.checkTSA(ts, own); err != nil {
 			tsErrs = append(tsErrs, fmt.Errorf("%s timestamp at %s: %w", ts.Kind, ts.Time.Format(time.RFC3339), err))
 			continue
 		}
@@ -120,14 +123,13 @@ func (e *Engine) checkSigner(c signerCheck, sig *Signature) {
 		RequireEKU:    e.ekus,
 		MinHash:       p.MinimumHash(),
 	})
+	// A refused timestamp is reported when the signature needed one: its
+	// chain is outside its validity now, or a dated revocation applies.
+	needTS := false
 	if err != nil {
 		code := reason.Of(err, reason.UntrustedChain)
 		sig.fail(code, err)
-		if (code == reason.Expired || code == reason.NotYetValid) && len(tsErrs) > 0 {
-			for _, te := range tsErrs {
-				sig.fail(reason.BadTimestamp, te)
-			}
-		}
+		needTS = code == reason.Expired || code == reason.NotYetValid
 		// Revocation and deny lists still apply to the signer we know.
 		chain = trust.Chain{cert}
 	} else {
@@ -139,9 +141,18 @@ func (e *Engine) checkSigner(c signerCheck, sig *Signature) {
 	for _, x := range chain {
 		if r := p.Revocation(x); r != nil && r.Rejects(tsTime) {
 			sig.fail(reason.Revoked, fmt.Errorf("certificate %q (serial %s) is revoked%s", x.Subject.String(), hexSerial(x), describeRevocation(r)))
+			needTS = needTS || r.RevokedAt != nil
 		}
 	}
 	e.denyCerts(sig, chain, denied)
+	if needTS && tsTime == nil {
+		for _, te := range tsErrs {
+			sig.fail(reason.BadTimestamp, te)
+			if c := reason.Of(te, ""); c == reason.SelfTimestamp || c == reason.FutureTimestamp {
+				sig.fail(c, nil)
+			}
+		}
+	}
 	if len(p.AllowSigners) > 0 {
 		allowed := false
 		for _, x := range chain {
@@ -170,10 +181,47 @@ func (e *Engine) denyCerts(sig *Signature, certs []*x509.Certificate, seen map[s
 	}
 }
 
-// checkTSA decides whether a timestamp's authority is trusted.
-func (e *Engine) checkTSA(ts cms.Timestamp) error {
-	if ts.Kind == cms.TimestampRFC3161 && !criticalTimeStampingOnly(ts.Signer) {
-		return reason.New(reason.WrongEKU, "TSA certificate %q lacks a critical timeStamping-only extended key usage (RFC 3161 2.3)", ts.Signer.Subject.String())
+// checkTSA decides whether a timestamp's authority is trusted. own holds
+// the public keys of the code signer and of its issuers (signerKeys).
+//
+// The rules, each with the attack it stops:
+//   - The time must not be later than the check time: a future-dated
+//     timestamp would make a not-yet-valid certificate, or one revoked with
+//     a date, pass today (reason.FutureTimestamp).
+//   - The TSA must not be the code signer's own key, nor a key of its
+//     chain: a publisher whose certificate was revoked or expired keeps its
+//     key, signs new code and countersigns it with a backdated time (the
+//     Atsiv case; reason.SelfTimestamp).
+//   - A legacy PKCS#9 countersigner must name timeStamping in an EKU
+//     extension. A certificate without one is valid for any purpose under
+//     RFC 5280 4.2.1.12, which would let any end-entity certificate under a
+//     trusted anchor act as a TSA. An RFC 3161 TSA needs the critical
+//     timeStamping-only EKU that RFC 3161 2.3 requires (reason.WrongEKU).
+//   - The TSA chains to an anchor with the timeStamping EKU, at the time it
+//     asserts, and is not revoked at that time.
+//
+// Every failure is reported on the signature as bad-timestamp (plus
+// self-timestamp or future-timestamp) when the signature needed the time.
+func (e *Engine) checkTSA(ts cms.Timestamp, own [][]byte) error {
+	if now := e.now(); ts.Time.After(now) {
+		return reason.New(reason.FutureTimestamp, "timestamp time %s is later than the check time %s", ts.Time.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	for _, k := range own {
+		if bytes.Equal(k, ts.Signer.RawSubjectPublicKeyInfo) {
+			return reason.New(reason.SelfTimestamp, "timestamp by %q, whose key is the code signer's or one of its issuers': a signer cannot vouch for its own signing time", ts.Signer.Subject.String())
+		}
+	}
+	switch ts.Kind {
+	case cms.TimestampRFC3161:
+		if !criticalTimeStampingOnly(ts.Signer) {
+			return reason.New(reason.WrongEKU, "TSA certificate %q lacks a critical timeStamping-only extended key usage (RFC 3161 2.3)", ts.Signer.Subject.String())
+		}
+	case cms.TimestampCounterSignature:
+		if !namesEKU(ts.Signer, trust.EKUTimeStamping) {
+			return reason.New(reason.WrongEKU, "countersigner certificate %q does not name the timeStamping extended key usage", ts.Signer.Subject.String())
+		}
+	default:
+		return reason.New(reason.Unsupported, "timestamp kind %q", ts.Kind)
 	}
 	_, err := trust.Build(ts.Signer, trust.Options{
 		Anchors:       e.anchors,
@@ -191,6 +239,49 @@ func (e *Engine) checkTSA(ts cms.Timestamp) error {
 }
 
 var oidExtKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 37}
+
+// namesEKU reports whether c has an EKU extension that lists usage
+// explicitly (neither a missing extension nor anyExtendedKeyUsage counts).
+func namesEKU(c *x509.Certificate, usage asn1.ObjectIdentifier) bool {
+	for _, u := range c.ExtKeyUsage {
+		if u == x509.ExtKeyUsageTimeStamping && usage.Equal(trust.EKUTimeStamping) {
+			return true
+		}
+	}
+	for _, u := range c.UnknownExtKeyUsage {
+		if u.Equal(usage) {
+			return true
+		}
+	}
+	return false
+}
+
+// signerKeys returns the DER SubjectPublicKeyInfo of the code signer and of
+// every certificate that may issue it, found by name in the signature's
+// certificates and the keyring (anchors included), up to 8 levels. A
+// timestamp by any of these keys is the signer vouching for itself.
+func signerKeys(cert *x509.Certificate, pools ...[]*x509.Certificate) [][]byte {
+	keys := [][]byte{cert.RawSubjectPublicKeyInfo}
+	seen := map[*x509.Certificate]bool{cert: true}
+	level := []*x509.Certificate{cert}
+	for depth := 0; depth < 8 && len(level) > 0; depth++ {
+		var next []*x509.Certificate
+		for _, c := range level {
+			for _, pool := range pools {
+				for _, p := range pool {
+					if seen[p] || !bytes.Equal(p.RawSubject, c.RawIssuer) {
+						continue
+					}
+					seen[p] = true
+					keys = append(keys, p.RawSubjectPublicKeyInfo)
+					next = append(next, p)
+				}
+			}
+		}
+		level = next
+	}
+	return keys
+}
 
 func criticalTimeStampingOnly(c *x509.Certificate) bool {
 	for _, ext := range c.Extensions {

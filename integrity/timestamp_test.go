@@ -1,10 +1,12 @@
 package integrity_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/cms"
+	"github.com/vigil-attest/vigil/integrity"
 	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpe"
 	"github.com/vigil-attest/vigil/internal/testpki"
@@ -106,4 +109,105 @@ func TestPELegacyCountersignature(t *testing.T) {
 		testpe.FlipByte(t, c, int64(indexUnique(t, raw, tsSig))+10)
 		want(t, verify(t, e.policy(t, ""), c), false, reason.Expired, reason.BadTimestamp)
 	})
+}
+
+// legacySign signs a fresh PE with osslsigncode and has it countersigned
+// by tsa (PKCS#9, through legacyTSA) at time at.
+func (e *env) legacySign(t *testing.T, name string, tsa *testpki.Cert, chain []*x509.Certificate, at time.Time) string {
+	t.Helper()
+	srv := legacyTSA(t, tsa, chain, at)
+	return e.osslSign(t, name, "-h", "sha256", "-t", srv.URL)
+}
+
+// TestPETimestampAttacks: a timestamp is a trusted time only when a real
+// timestamping authority made it, over this signature, at a time not later
+// than now. Every file is made by osslsigncode.
+func TestPETimestampAttacks(t *testing.T) {
+	now := time.Now()
+	// The publisher's certificate has no EKU extension (valid for any
+	// purpose, RFC 5280 4.2.1.12); it was valid from 2 years ago to 1
+	// year ago and was revoked (superseded, not a key compromise) 15
+	// months ago. Signatures timestamped before the revocation stay good.
+	e := newEnv(t, testpki.Options{NotBefore: now.AddDate(-2, 0, 0), NotAfter: now.AddDate(-1, 0, 0), EKU: []x509.ExtKeyUsage{}})
+	backdated := now.AddDate(-1, -6, 0).Truncate(time.Second)
+	revokedAt := now.AddDate(-1, -3, 0).UTC().Format(time.RFC3339)
+	revoked := e.policy(t, fmt.Sprintf("revocations:\n  - tbs_sha256: %s\n    revoked_at: %s\n    reason: superseded\n", tbsSHA256(e.h.Leaf), revokedAt))
+	plain := e.policy(t, "")
+
+	// The legitimate case: a real TSA countersigned before the
+	// revocation. osslsigncode agrees.
+	legit := e.legacySign(t, "legit", e.tsa, []*x509.Certificate{e.tsaRoot.Cert}, backdated)
+	testcmd.Run(t, "osslsigncode", "verify", "-CAfile", e.rootPEM, "-TSA-CAfile", e.tsaRootPEM, "-in", legit)
+	want(t, verify(t, revoked, legit), true)
+
+	// The Atsiv case: the publisher kept its key after the revocation,
+	// signs new code and countersigns it itself with a backdated time.
+	t.Run("self-timestamp by the signer", func(t *testing.T) {
+		f := e.legacySign(t, "atsiv", e.h.Leaf, nil, backdated)
+		want(t, verify(t, revoked, f), false, reason.Expired, reason.Revoked, reason.BadTimestamp, reason.SelfTimestamp)
+		want(t, verify(t, plain, f), false, reason.Expired, reason.BadTimestamp, reason.SelfTimestamp)
+	})
+	// The signer's issuing CA (no EKU extension, in the signer's chain)
+	// countersigns: still the signer's own chain.
+	t.Run("self-timestamp by the signer's chain", func(t *testing.T) {
+		f := e.legacySign(t, "atsiv-ca", e.h.Intermediate, nil, backdated)
+		want(t, verify(t, revoked, f), false, reason.Expired, reason.Revoked, reason.BadTimestamp, reason.SelfTimestamp)
+	})
+	// Another end-entity certificate under a trusted anchor, without an
+	// EKU extension, is not a TSA.
+	t.Run("countersigner without EKU", func(t *testing.T) {
+		noEKU := e.tsaRoot.NewLeaf(testpki.Options{CommonName: "Not A TSA", NotBefore: now.AddDate(-5, 0, 0), EKU: []x509.ExtKeyUsage{}})
+		f := e.legacySign(t, "noeku", noEKU, []*x509.Certificate{e.tsaRoot.Cert}, backdated)
+		want(t, verify(t, revoked, f), false, reason.Expired, reason.Revoked, reason.BadTimestamp)
+	})
+	// A TSA with the right EKU that chains to no anchor of the policy.
+	t.Run("untrusted TSA", func(t *testing.T) {
+		otherRoot := testpki.NewRoot(testpki.Options{CommonName: "Unknown TSA Root", NotBefore: now.AddDate(-5, 0, 0)})
+		other := otherRoot.NewLeaf(testpki.Options{CommonName: "Unknown TSA", NotBefore: now.AddDate(-5, 0, 0), EKU: tsEKU, CriticalEKU: true})
+		f := e.legacySign(t, "untrusted", other, []*x509.Certificate{otherRoot.Cert}, backdated)
+		want(t, verify(t, revoked, f), false, reason.Expired, reason.Revoked, reason.BadTimestamp)
+		// The RFC 3161 form, from osslsigncode's offline TSA.
+		dir := t.TempDir()
+		chain := testpki.WritePEMs(t, dir, "chain.pem", other, otherRoot)
+		_, key := other.WriteFiles(t, dir, "other")
+		g := e.osslSign(t, "untrusted3161", "-h", "sha256", "-TSA-certs", chain, "-TSA-key", key, "-TSA-time", fmt.Sprint(backdated.Unix()))
+		want(t, verify(t, revoked, g), false, reason.Expired, reason.Revoked, reason.BadTimestamp)
+	})
+	// A real TSA's token over other bytes: its message imprint is not the
+	// hash of this signature.
+	t.Run("wrong-bytes timestamp", func(t *testing.T) {
+		f := e.osslSign(t, "wrongbytes", append([]string{"-h", "sha256"}, e.tsArgs(backdated)...)...)
+		want(t, verify(t, revoked, f), true)
+		sd := peSignature(t, f)
+		raw := readFile(t, f)
+		imprint := cms.Digest(crypto.SHA256, sd.Signers[0].Signature)
+		testpe.FlipByte(t, f, int64(indexUnique(t, raw, imprint)))
+		if _, err := testcmd.Output("osslsigncode", "verify", "-CAfile", e.rootPEM, "-TSA-CAfile", e.tsaRootPEM, "-in", f); err == nil {
+			t.Fatal("osslsigncode accepts a timestamp over other bytes")
+		}
+		want(t, verify(t, revoked, f), false, reason.Expired, reason.Revoked, reason.BadTimestamp)
+	})
+}
+
+// TestPEFutureTimestamp: a certificate valid only from next quarter signs
+// today and has a real TSA stamp a time inside that validity. The time is
+// later than the check time, so it is refused, RFC 3161 and PKCS#9 alike.
+func TestPEFutureTimestamp(t *testing.T) {
+	now := time.Now()
+	e := newEnv(t, testpki.Options{NotBefore: now.AddDate(0, 3, 0), NotAfter: now.AddDate(2, 0, 0)})
+	future := now.AddDate(0, 6, 0).Truncate(time.Second)
+	p := e.policy(t, "")
+	rfc := e.osslSign(t, "future3161", append([]string{"-h", "sha256"}, e.tsArgs(future)...)...)
+	want(t, verify(t, p, rfc), false, reason.NotYetValid, reason.BadTimestamp, reason.FutureTimestamp)
+	legacy := e.legacySign(t, "future9", e.tsa, []*x509.Certificate{e.tsaRoot.Cert}, future)
+	want(t, verify(t, p, legacy), false, reason.NotYetValid, reason.BadTimestamp, reason.FutureTimestamp)
+
+	// Checked at a time after the stamped time (a clock, not today's
+	// date, decides), the same file is good.
+	eng := integrity.New(integrity.Options{Policy: p, Now: func() time.Time { return future.Add(time.Hour) }})
+	v, err := eng.VerifyFile(context.Background(), rfc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(t, v, true)
 }

@@ -48,9 +48,10 @@ type Verdict struct {
 }
 
 // Authentihash holds the Authenticode image hashes of a PE file, as used by
-// block lists.
+// block lists. SHA1 is computed only when needed: a signature uses SHA-1,
+// the policy denies by authentihash_sha1, or Options.Detail is set.
 type Authentihash struct {
-	SHA1   string `json:"sha1"`
+	SHA1   string `json:"sha1,omitempty"`
 	SHA256 string `json:"sha256"`
 }
 

@@ -43,12 +43,22 @@ const (
 	UnknownCriticalExtension Code = "unknown-critical-extension" // a certificate of the chain has a critical extension Vigil does not process
 )
 
+// Timestamp and certificate-table codes (issue 12). self-timestamp and
+// future-timestamp come with bad-timestamp, which names every refused
+// timestamp that a signature needed.
+const (
+	SelfTimestamp   Code = "self-timestamp"        // a timestamp made by the code signer's own key or a key of its chain
+	FutureTimestamp Code = "future-timestamp"      // a timestamp later than the check time
+	BadCertTable    Code = "bad-certificate-table" // a PE certificate-table entry is not a supported Authenticode signature
+)
+
 // All lists every code, sorted, for documentation and schema generation.
 func All() []Code {
 	c := []Code{Unsigned, Malformed, DigestMismatch, BadSignature, UntrustedChain, WrongEKU,
 		WeakAlgorithm, Expired, NotYetValid, Revoked, BlocklistedHash, BlocklistedSigner,
 		SignerNotAllowed, Unsupported, BadTimestamp, NotFound, Unreadable,
-		IssuerNotCA, IssuerNoKeyCertSign, PathLengthExceeded, UnknownCriticalExtension}
+		IssuerNotCA, IssuerNoKeyCertSign, PathLengthExceeded, UnknownCriticalExtension,
+		SelfTimestamp, FutureTimestamp, BadCertTable}
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
 	return c
 }

@@ -27,6 +27,9 @@ var ruleHelp = map[reason.Code]string{
 	reason.SignerNotAllowed:  "The signer is not among the policy's allowed publishers.",
 	reason.Unsupported:       "The signature uses a construct Vigil does not support.",
 	reason.BadTimestamp:      "A timestamp is present but not trusted.",
+	reason.SelfTimestamp:     "A timestamp was made by the signer's own key or chain, not by a timestamping authority.",
+	reason.FutureTimestamp:   "A timestamp claims a time later than the check time.",
+	reason.BadCertTable:      "The PE certificate table holds an entry that is not a supported Authenticode signature.",
 }
 
 type sarifLog struct {
