@@ -171,6 +171,7 @@ func (p *Policy) canonical() *Policy {
 		RequireEKU:   sortedUnique(p.RequireEKU),
 		MinHash:      p.MinHash,
 		IgnoreExpiry: p.IgnoreExpiry,
+		SbatLevel:    p.SbatLevel,
 	}
 	if c.RequireEKU == nil {
 		c.RequireEKU = []string{"codeSigning"}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/vigil-attest/vigil/sbat"
 )
 
 // denyKind describes one deny list.
@@ -55,6 +57,7 @@ type index struct {
 	allow       []allowRule
 	ekus        []asn1.ObjectIdentifier
 	minHash     crypto.Hash
+	sbat        *sbat.Level // sbat_level, nil when none
 
 	// Name caches: textual names seen while building (single-threaded),
 	// and DER issuer names seen by lookups (concurrent, bounded).
@@ -287,6 +290,12 @@ func (p *Policy) DenyHash(fileSHA256, authSHA1, authSHA256 []byte) (rule string,
 		}
 	}
 	return "", false
+}
+
+// SbatRevoked returns the entries of a boot image's .sbat section that
+// the policy's sbat_level revokes (none without one).
+func (p *Policy) SbatRevoked(entries []sbat.Entry) []sbat.Entry {
+	return p.index().sbat.Revoked(entries)
 }
 
 // DenySignedContent checks the SHA-256 of a kernel module's signed content

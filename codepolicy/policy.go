@@ -34,6 +34,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-attest/vigil/sbat"
+
 	"github.com/vigil-attest/vigil/trust"
 
 	"gopkg.in/yaml.v3"
@@ -67,6 +69,11 @@ type Policy struct {
 	// AllowSigners, when not empty, restricts the signer (leaf) certificate
 	// to those matching one of the entries.
 	AllowSigners []Signer `yaml:"allow_signers,omitempty"`
+	// SbatLevel is an SbatLevel as shim reads it (the text of shim's
+	// SbatLevel variable, "sbat,1,2022052400\ngrub,2\n"): a boot image
+	// whose .sbat section names a component at a lower generation is
+	// denied sbat-revoked, as shim refuses it. Empty: no SBAT revocation.
+	SbatLevel string `yaml:"sbat_level,omitempty"`
 
 	baseDir string
 	anchors []*x509.Certificate
@@ -310,6 +317,15 @@ func (p *Policy) compile(root *yaml.Node, file string) error {
 		ix.minHash, p.MinHash = h, name
 	} else {
 		ps.add("min_hash", "%q is not one of sha1, sha256, sha384, sha512", p.MinHash)
+	}
+
+	// sbat_level
+	if p.SbatLevel != "" {
+		l, err := sbat.ParseLevel([]byte(p.SbatLevel))
+		if err != nil {
+			ps.add("sbat_level", "%v", err)
+		}
+		ix.sbat = l
 	}
 
 	// trust

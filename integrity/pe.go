@@ -11,6 +11,7 @@ import (
 	"github.com/vigil-attest/vigil/authenticode"
 	"github.com/vigil-attest/vigil/cms"
 	"github.com/vigil-attest/vigil/reason"
+	"github.com/vigil-attest/vigil/sbat"
 )
 
 // maxNesting bounds nested Authenticode signatures (signatures inside
@@ -66,6 +67,9 @@ func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size i
 	}
 	certs, certErr := pf.Certificates()
 	sigs := collectPESignatures(certs)
+	if err := e.checkSBAT(v, pf, f); err != nil {
+		return err
+	}
 
 	// One read of the file computes the hashes the verdict needs, and no
 	// others: the file's SHA-256 (output, deny.sha256), the image hash in
@@ -200,4 +204,36 @@ func (e *Engine) checkPESignature(pf *authenticode.File, r io.ReaderAt, sd *cms.
 			return cms.Digest(h, sd.Content), nil
 		},
 	}, sig)
+}
+
+// checkSBAT reads a boot image's .sbat section as shim does (its virtual
+// size, at most its raw data; sbat.ParseSection) and denies the image
+// when the policy's sbat_level revokes a component generation it names:
+// shim would refuse to run it. A .sbat section shim would refuse, or read
+// one way where another reader could read it another, is malformed.
+func (e *Engine) checkSBAT(v *Verdict, pf *authenticode.File, f io.ReaderAt) error {
+	for _, s := range pf.Sections {
+		if s.Name != sbat.SectionName {
+			continue
+		}
+		n := min(s.VirtualSize, s.SizeOfRawData)
+		if n > sbat.MaxSize {
+			return reason.New(reason.Malformed, "pe: %s section of %d bytes (at most %d)", sbat.SectionName, n, sbat.MaxSize)
+		}
+		b := make([]byte, n)
+		if _, err := f.ReadAt(b, int64(s.PointerToRawData)); err != nil {
+			return reason.New(reason.Malformed, "pe: reading the %s section: %v", sbat.SectionName, err)
+		}
+		entries, err := sbat.ParseSection(b)
+		if err != nil {
+			return reason.New(reason.Malformed, "pe: %v", err)
+		}
+		v.SBAT = entries
+		for _, r := range e.policy.SbatRevoked(entries) {
+			v.Reasons = appendCode(v.Reasons, reason.SbatRevoked)
+			v.DenyRules = append(v.DenyRules, fmt.Sprintf("sbat_level:%s,%d", r.Component, r.Generation))
+		}
+		return nil
+	}
+	return nil
 }

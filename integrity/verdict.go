@@ -13,6 +13,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vigil-attest/vigil/sbat"
+
 	"github.com/vigil-attest/vigil/reason"
 )
 
@@ -45,6 +47,9 @@ type Verdict struct {
 	Error string `json:"error,omitempty"`
 	// PolicyDigest identifies the policy the verdict was made under.
 	PolicyDigest string `json:"policy_digest,omitempty"`
+	// SBAT is a boot image's .sbat section, as shim reads it (PE files
+	// that have one).
+	SBAT []sbat.Entry `json:"sbat,omitempty"`
 }
 
 // Authentihash holds the Authenticode image hashes of a PE file, as used by

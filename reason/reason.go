@@ -50,6 +50,7 @@ const (
 	SelfTimestamp   Code = "self-timestamp"        // a timestamp made by the code signer's own key or a key of its chain
 	FutureTimestamp Code = "future-timestamp"      // a timestamp later than the check time
 	BadCertTable    Code = "bad-certificate-table" // a PE certificate-table entry is not a supported Authenticode signature
+	SbatRevoked     Code = "sbat-revoked"          // a boot image's .sbat section names a component generation the policy's sbat_level revokes (shim refuses it)
 )
 
 // All lists every code, sorted, for documentation and schema generation.
@@ -58,7 +59,7 @@ func All() []Code {
 		WeakAlgorithm, Expired, NotYetValid, Revoked, BlocklistedHash, BlocklistedSigner,
 		SignerNotAllowed, Unsupported, BadTimestamp, NotFound, Unreadable,
 		IssuerNotCA, IssuerNoKeyCertSign, PathLengthExceeded, UnknownCriticalExtension,
-		SelfTimestamp, FutureTimestamp, BadCertTable}
+		SelfTimestamp, FutureTimestamp, BadCertTable, SbatRevoked}
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
 	return c
 }
