@@ -173,6 +173,12 @@ func (p *Policy) canonical() *Policy {
 		IgnoreExpiry: p.IgnoreExpiry,
 		SbatLevel:    p.SbatLevel,
 	}
+	for _, t := range p.TimestampAuthorities {
+		c.TimestampAuthorities = append(c.TimestampAuthorities, TimestampAuthority{SPKISHA256: t.SPKISHA256})
+	}
+	sort.Slice(c.TimestampAuthorities, func(i, j int) bool {
+		return c.TimestampAuthorities[i].SPKISHA256 < c.TimestampAuthorities[j].SPKISHA256
+	})
 	if c.RequireEKU == nil {
 		c.RequireEKU = []string{"codeSigning"}
 	}

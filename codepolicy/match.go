@@ -57,7 +57,8 @@ type index struct {
 	allow       []allowRule
 	ekus        []asn1.ObjectIdentifier
 	minHash     crypto.Hash
-	sbat        *sbat.Level // sbat_level, nil when none
+	sbat        *sbat.Level     // sbat_level, nil when none
+	tsas        map[string]bool // raw SPKI SHA-256 of timestamp_authorities
 
 	// Name caches: textual names seen while building (single-threaded),
 	// and DER issuer names seen by lookups (concurrent, bounded).
@@ -290,6 +291,16 @@ func (p *Policy) DenyHash(fileSHA256, authSHA1, authSHA256 []byte) (rule string,
 		}
 	}
 	return "", false
+}
+
+// NamedTSA reports whether the policy names c's key in
+// timestamp_authorities.
+func (p *Policy) NamedTSA(c *x509.Certificate) bool {
+	if c == nil {
+		return false
+	}
+	s := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return p.index().tsas[string(s[:])]
 }
 
 // SbatRevoked returns the entries of a boot image's .sbat section that

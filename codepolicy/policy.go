@@ -19,6 +19,7 @@ package codepolicy
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	_ "embed"
 	"encoding/asn1"
@@ -69,6 +70,12 @@ type Policy struct {
 	// AllowSigners, when not empty, restricts the signer (leaf) certificate
 	// to those matching one of the entries.
 	AllowSigners []Signer `yaml:"allow_signers,omitempty"`
+	// TimestampAuthorities names TSAs by their public key: a timestamp by
+	// one counts even when it is the code signer's own key or a key of its
+	// chain, or a legacy countersigner without the timeStamping EKU. Its
+	// certificate must still chain to an anchor and not be revoked, and
+	// its time must not be later than the check time.
+	TimestampAuthorities []TimestampAuthority `yaml:"timestamp_authorities,omitempty"`
 	// SbatLevel is an SbatLevel as shim reads it (the text of shim's
 	// SbatLevel variable, "sbat,1,2022052400\ngrub,2\n"): a boot image
 	// whose .sbat section names a component at a lower generation is
@@ -78,6 +85,13 @@ type Policy struct {
 	baseDir string
 	anchors []*x509.Certificate
 	ix      *index
+}
+
+// TimestampAuthority names a TSA the policy trusts by the SHA-256 of its
+// certificate's SubjectPublicKeyInfo (lower-case hex).
+type TimestampAuthority struct {
+	SPKISHA256 string `yaml:"spki_sha256"`
+	Comment    string `yaml:"comment,omitempty"`
 }
 
 // Revocation is one revoked certificate. It names the certificate in exactly
@@ -317,6 +331,18 @@ func (p *Policy) compile(root *yaml.Node, file string) error {
 		ix.minHash, p.MinHash = h, name
 	} else {
 		ps.add("min_hash", "%q is not one of sha1, sha256, sha384, sha512", p.MinHash)
+	}
+
+	// timestamp_authorities
+	ix.tsas = map[string]bool{}
+	for i, t := range p.TimestampAuthorities {
+		norm, b, err := normHex(t.SPKISHA256, sha256.Size)
+		if err != nil {
+			ps.add(fmt.Sprintf("timestamp_authorities[%d].spki_sha256", i), "%v", err)
+			continue
+		}
+		p.TimestampAuthorities[i].SPKISHA256 = norm
+		ix.tsas[string(b)] = true
 	}
 
 	// sbat_level

@@ -206,17 +206,26 @@ func (e *Engine) checkTSA(ts cms.Timestamp, own [][]byte) error {
 	if now := e.now(); ts.Time.After(now) {
 		return reason.New(reason.FutureTimestamp, "timestamp time %s is later than the check time %s", ts.Time.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
+	// A TSA the policy names is trusted for what it is, whatever key
+	// signed the code and whatever its EKU: it must still chain to an
+	// anchor and not be revoked.
+	named := e.policy.NamedTSA(ts.Signer)
+	eku := []asn1.ObjectIdentifier{trust.EKUTimeStamping}
+	if named {
+		eku = nil
+	}
 	for _, k := range own {
-		if bytes.Equal(k, ts.Signer.RawSubjectPublicKeyInfo) {
-			return reason.New(reason.SelfTimestamp, "timestamp by %q, whose key is the code signer's or one of its issuers': a signer cannot vouch for its own signing time", ts.Signer.Subject.String())
+		if !named && bytes.Equal(k, ts.Signer.RawSubjectPublicKeyInfo) {
+			return reason.New(reason.SelfTimestamp, "timestamp by %q, whose key is the code signer's or one of its issuers': a signer cannot vouch for its own signing time (unless policy names it in timestamp_authorities)", ts.Signer.Subject.String())
 		}
 	}
-	switch ts.Kind {
-	case cms.TimestampRFC3161:
+	switch {
+	case named && (ts.Kind == cms.TimestampRFC3161 || ts.Kind == cms.TimestampCounterSignature):
+	case ts.Kind == cms.TimestampRFC3161:
 		if !criticalTimeStampingOnly(ts.Signer) {
 			return reason.New(reason.WrongEKU, "TSA certificate %q lacks a critical timeStamping-only extended key usage (RFC 3161 2.3)", ts.Signer.Subject.String())
 		}
-	case cms.TimestampCounterSignature:
+	case ts.Kind == cms.TimestampCounterSignature:
 		if !namesEKU(ts.Signer, trust.EKUTimeStamping) {
 			return reason.New(reason.WrongEKU, "countersigner certificate %q does not name the timeStamping extended key usage", ts.Signer.Subject.String())
 		}
@@ -227,7 +236,7 @@ func (e *Engine) checkTSA(ts cms.Timestamp, own [][]byte) error {
 		Anchors:       e.anchors,
 		Intermediates: append(append([]*x509.Certificate(nil), ts.Certificates...), e.keyring...),
 		At:            ts.Time,
-		RequireEKU:    []asn1.ObjectIdentifier{trust.EKUTimeStamping},
+		RequireEKU:    eku,
 		MinHash:       e.policy.MinimumHash(),
 	})
 	if err == nil {

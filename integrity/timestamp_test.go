@@ -3,6 +3,7 @@ package integrity_test
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +148,17 @@ func TestPETimestampAttacks(t *testing.T) {
 		f := e.legacySign(t, "atsiv", e.h.Leaf, nil, backdated)
 		want(t, verify(t, revoked, f), false, reason.Expired, reason.Revoked, reason.BadTimestamp, reason.SelfTimestamp)
 		want(t, verify(t, plain, f), false, reason.Expired, reason.BadTimestamp, reason.SelfTimestamp)
+		// Only a policy that names the signer's key as a TSA lets its own
+		// timestamp count (then the signature predates its revocation).
+		spki := sha256.Sum256(e.h.Leaf.Cert.RawSubjectPublicKeyInfo)
+		named := e.policy(t, fmt.Sprintf("revocations:\n  - tbs_sha256: %s\n    revoked_at: %s\n    reason: superseded\ntimestamp_authorities:\n  - spki_sha256: %x\n    comment: the publisher's own key\n", tbsSHA256(e.h.Leaf), revokedAt, spki))
+		want(t, verify(t, named, f), true)
+		// A future-dated timestamp stays refused, named or not.
+		future := e.legacySign(t, "atsiv-future", e.h.Leaf, nil, now.Add(48*time.Hour).Truncate(time.Second))
+		v := verify(t, named, future)
+		if v.Allowed || !slices.Contains(v.Signatures[0].Reasons, reason.FutureTimestamp) {
+			t.Fatalf("a future timestamp by a named TSA: %+v", v)
+		}
 	})
 	// The signer's issuing CA (no EKU extension, in the signer's chain)
 	// countersigns: still the signer's own chain.
