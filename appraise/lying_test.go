@@ -163,6 +163,19 @@ func TestLyingHost(t *testing.T) {
 			report:  func(r map[string]any) { r["attested"] = map[string]any{"secure_boot": true} },
 			reasons: map[string]int{"report-malformed": 1}},
 
+		// Machine owner keys.
+		{name: "a MOK certificate the policy does not approve", level: 2,
+			host: func(h *testhost.Host, _ []byte) {
+				attacker := eventlogtest.DebianCerts().PK.Cert // any certificate not approved
+				setMokList(t, h, attacker.Raw)
+			},
+			reasons: map[string]int{"mok-not-approved": 3}},
+		{name: "shim's vendor certificate in MokListRT is approved by the attested Shim authority", level: 3,
+			host: func(h *testhost.Host, _ []byte) {
+				setMokList(t, h, eventlogtest.DebianCerts().Vendor.Cert.Raw)
+			},
+			reasons: map[string]int{"lockdown-below-confidentiality": 4}},
+
 		// The module views.
 		{name: "module tainted unsigned by the kernel, its file signed", level: 0,
 			host: func(h *testhost.Host, _ []byte) {
@@ -373,4 +386,21 @@ func rewriteReport(t *testing.T, report []byte, edit func(map[string]any)) []byt
 func sha256Of(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
+}
+
+// setMokList gives the host shim's MokListRT (and MokListTrustedRT) with
+// the certificates ders.
+func setMokList(t *testing.T, h *testhost.Host, ders ...[]byte) {
+	t.Helper()
+	var lists []efi.SignatureList
+	for _, d := range ders {
+		lists = append(lists, efi.X509List(efi.MustParseGUID("605dab50-e046-4300-abb6-3dd810dd8b23"), d))
+	}
+	data, err := efi.AppendSignatureLists(nil, lists...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rt = efi.BootServiceAccess | efi.RuntimeAccess
+	h.EFIVars[efi.MokListRT] = efi.Variable{Attributes: rt, Data: data}
+	h.EFIVars[efi.MokListTrustedRT] = efi.Variable{Attributes: rt, Data: []byte{1}}
 }

@@ -115,6 +115,10 @@ var (
 	MokListXRT = VarID{"MokListXRT", ShimLock}
 	// SbatLevelRT mirrors the SBAT revocation level shim applies (text).
 	SbatLevelRT = VarID{"SbatLevelRT", ShimLock}
+	// MokListTrustedRT is shim's run-time flag (one byte, 1) that tells
+	// the kernel to trust the MOK certificates for modules: they go to
+	// its .machine keyring, linked into .secondary_trusted_keys.
+	MokListTrustedRT = VarID{"MokListTrustedRT", ShimLock}
 )
 
 // FileName is the variable's efivarfs file name, "Name-guid".

@@ -42,6 +42,10 @@ type SecureBoot struct {
 	// SbatLevel is the SBAT revocation level shim applies (SbatLevelRT),
 	// when present.
 	SbatLevel string `json:"sbat_level,omitempty"`
+	// MokListTrusted is shim's MokListTrustedRT: set, the kernel trusts
+	// the MOK certificates (mok) for modules, as its .machine keyring.
+	// Nil when the host has no such variable.
+	MokListTrusted *bool `json:"mok_list_trusted,omitempty"`
 
 	// The signature databases, each when its variable exists: the
 	// platform key, the key exchange keys, the allowed and forbidden
@@ -234,6 +238,13 @@ func readVariables(src hostfs.Source, out *SecureBoot, fail func(string, error))
 		} else {
 			out.MokSBState = &MokSBState{ValidationDisabled: v.Data[0] == 1, Value: int(v.Data[0])}
 		}
+	}
+	if v, ok, err := readVar(src, efi.MokListTrustedRT); err != nil {
+		fail(efi.MokListTrustedRT.Name, err)
+	} else if ok {
+		// Fail closed: an unreadable flag may be set.
+		trusted := len(v.Data) == 0 || v.Data[0] != 0
+		out.MokListTrusted = &trusted
 	}
 	if v, ok, err := readVar(src, efi.SbatLevelRT); err != nil {
 		fail(efi.SbatLevelRT.Name, err)

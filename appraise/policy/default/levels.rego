@@ -315,6 +315,20 @@ failures contains {"claim": "report.secure_boot.mok_sb_state", "reason": "shim-v
 	input.report.secure_boot.mok_sb_state.validation_disabled == true
 }
 
+# Every MOK certificate is a key shim boots images by and, with
+# MokListTrustedRT, the kernel loads modules by (.machine): each must be
+# approved, by reference.mok_certificates (SHA-256 of the DER) or as the
+# vendor certificate the verified log shows shim verified a boot image
+# with (its Shim or vendor_db authority event).
+mok_approved := {lower(h) | some h in input.reference.mok_certificates} | {a.sha256 | some a in input.attested.boot.authorities; a.name in {"Shim", "vendor_db"}}
+
+failures contains {"claim": "report.secure_boot.mok", "reason": "mok-not-approved", "level": 3, "detail": sprintf("%s (sha256 %s): a machine owner key the policy does not approve", [c.subject, c.sha256]), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	input.report.secure_boot.status == "ok"
+	some c in input.report.secure_boot.mok.certificates
+	not lower(c.sha256) in mok_approved
+}
+
 # The kernel's enforcement, asserted by the running kernel (corroborated
 # where the measured command line sets it).
 failures contains {"claim": "report.enforcement.status", "reason": "measurement-error", "level": 3, "detail": object.get(input.report.enforcement, "error", sprintf("the enforcement section is %s", [object.get(input.report.enforcement, "status", "absent")])), "provenance": "asserted"} if {
