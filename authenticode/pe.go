@@ -38,6 +38,16 @@ const (
 	maxDataDirs     = 16 // the loader never looks past 16 directories
 	checksumField   = 64 // offset of CheckSum in both optional header kinds
 	sizeOfHdrsField = 60 // offset of SizeOfHeaders in both optional header kinds
+	subsystemField  = 68 // offset of Subsystem in both optional header kinds
+)
+
+// Optional header Subsystem values of UEFI images (PE/COFF specification,
+// "Windows Subsystem"; EDK2 MdePkg/Include/IndustryStandard/PeImage.h).
+const (
+	SubsystemEFIApplication       = 10 // EFI_IMAGE_SUBSYSTEM_EFI_APPLICATION
+	SubsystemEFIBootServiceDriver = 11 // EFI_IMAGE_SUBSYSTEM_EFI_BOOT_SERVICE_DRIVER
+	SubsystemEFIRuntimeDriver     = 12 // EFI_IMAGE_SUBSYSTEM_EFI_RUNTIME_DRIVER
+	SubsystemEFIROM               = 13 // EFI_IMAGE_SUBSYSTEM_SAL_RUNTIME_DRIVER / EFI ROM
 )
 
 // Section is one entry of the section table.
@@ -60,6 +70,7 @@ type File struct {
 	Magic         uint16 // MagicPE32 or MagicPE32Plus
 	PEOffset      int64  // e_lfanew: offset of the "PE\0\0" signature
 	SizeOfHeaders int64  // optional header SizeOfHeaders
+	Subsystem     uint16 // optional header Subsystem
 	Sections      []Section
 
 	// NumberOfRvaAndSizes as stored in the optional header.
@@ -81,6 +92,12 @@ type File struct {
 	r      io.ReaderAt
 	sorted []Section // sections with raw data, ordered by PointerToRawData
 	endSec int64     // end of the last section's raw data (at least SizeOfHeaders)
+}
+
+// EFI reports whether the optional header names a UEFI subsystem (10 to
+// 13): an image the firmware loads.
+func (f *File) EFI() bool {
+	return f.Subsystem >= SubsystemEFIApplication && f.Subsystem <= SubsystemEFIROM
 }
 
 // Signed reports whether the file has a certificate table.
@@ -174,6 +191,7 @@ func Parse(r io.ReaderAt, size int64) (*File, error) {
 	}
 	f.SizeOfHeaders = int64(binary.LittleEndian.Uint32(opt[sizeOfHdrsField:]))
 	f.Checksum = binary.LittleEndian.Uint32(opt[checksumField:])
+	f.Subsystem = binary.LittleEndian.Uint16(opt[subsystemField:])
 	f.ChecksumOffset = optOff + checksumField
 
 	secOff := optOff + optSize

@@ -168,9 +168,9 @@ func TestDebianSecureBoot(t *testing.T) {
 		writeCertPEM(t, p, ca)
 		testcmd.Run(t, "sbverify", "--cert", p, shim)
 	}
-	// Not ignoring expiry, a day after the 2011 signer certificate expired:
-	// that signature is expired (its Microsoft timestamp is not trusted:
-	// the TSA's CA is no anchor) and the other does not chain to this CA.
+	// A day after the 2011 signer certificate expired, in uefi mode (shim
+	// is an EFI application, so by default): the firmware has no trusted
+	// clock and ignores validity periods, so shim stays allowed.
 	pub := testpki.EmbeddedCert(t, shim, "Microsoft Windows UEFI Driver Publisher")
 	later := func() time.Time { return pub.NotAfter.Add(24 * time.Hour) }
 	p := codepolicy.Default()
@@ -179,11 +179,23 @@ func TestDebianSecureBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want(t, v, false, reason.Expired, reason.BadTimestamp, reason.UntrustedChain)
+	want(t, v, true)
+	if v.Mode != integrity.ModeUEFI {
+		t.Fatalf("shim judged in mode %q, want uefi", v.Mode)
+	}
+	// In windows mode validity periods count: that signature is expired
+	// (its Microsoft timestamp is not trusted: the TSA's CA is no anchor)
+	// and the other does not chain to this CA (and is not read: Windows
+	// reads the first entry only).
+	v, err = integrity.New(integrity.Options{Policy: p, Now: later, Mode: integrity.ModeWindows}).VerifyFile(context.Background(), shim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(t, v, false, reason.Expired, reason.BadTimestamp)
 	// Trusting Microsoft's timestamping CA, the RFC 3161 timestamp inside
 	// the validity period keeps the expired signature valid.
 	p.AddAnchors(testpki.EmbeddedCert(t, shim, "Microsoft Time-Stamp PCA 2010"))
-	v, err = integrity.New(integrity.Options{Policy: p, Now: later}).VerifyFile(context.Background(), shim)
+	v, err = integrity.New(integrity.Options{Policy: p, Now: later, Mode: integrity.ModeWindows}).VerifyFile(context.Background(), shim)
 	if err != nil {
 		t.Fatal(err)
 	}

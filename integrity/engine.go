@@ -46,6 +46,11 @@ type Options struct {
 	Cache bool
 	// Detail adds the certificates of each signature to the verdict.
 	Detail bool
+	// Mode judges every file under one platform's rules; empty picks the
+	// mode from each file's kind (ModeFor). A file the mode does not fit
+	// (a PE image in kernel mode, a non-EFI PE in uefi mode) is denied
+	// unsupported.
+	Mode Mode
 }
 
 // Engine verifies files. It is safe for concurrent use.
@@ -56,6 +61,7 @@ type Engine struct {
 	log     *slog.Logger
 
 	detail  bool
+	mode    Mode
 	digest  string // the policy's, computed once
 	anchors []*x509.Certificate
 	ekus    []asn1.ObjectIdentifier
@@ -75,7 +81,7 @@ type cacheKey struct {
 
 // New returns an engine for the policy.
 func New(o Options) *Engine {
-	e := &Engine{policy: o.Policy, now: o.Now, log: o.Logger, detail: o.Detail}
+	e := &Engine{policy: o.Policy, now: o.Now, log: o.Logger, detail: o.Detail, mode: o.Mode}
 	if e.policy == nil {
 		e.policy = codepolicy.Default()
 	}
@@ -164,6 +170,21 @@ func ioVerdict(path string, err error) *Verdict {
 	return &Verdict{Path: path, Format: FormatUnknown, Reasons: []reason.Code{}, Signatures: []Signature{}, Error: err.Error()}
 }
 
+// ModeFor is the mode a file of format f is judged under by default:
+// modules under kernel, detached signatures (and files in no platform
+// format) under cms. A PE image is judged under uefi when its optional
+// header names an EFI subsystem and under windows otherwise, which needs
+// its headers: ModeFor returns "" for FormatPE.
+func ModeFor(f Format) Mode {
+	switch f {
+	case FormatKmod:
+		return ModeKernel
+	case FormatCMS, FormatUnknown:
+		return ModeCMS
+	}
+	return ""
+}
+
 // Detect returns the format of a file from its first bytes and name.
 func Detect(name string, head []byte) Format {
 	switch {
@@ -216,7 +237,9 @@ func (e *Engine) verify(ctx context.Context, path string, f io.ReaderAt, size in
 		v.Format = FormatKmod
 	}
 	var sig []byte
-	if v.Format == FormatUnknown || detached.explicit {
+	// cms mode judges the file by its detached signature whatever its
+	// format.
+	if v.Format == FormatUnknown || detached.explicit || e.mode == ModeCMS {
 		b, ok, err := detached.load()
 		if err != nil {
 			v.Error = err.Error()
@@ -227,12 +250,20 @@ func (e *Engine) verify(ctx context.Context, path string, f io.ReaderAt, size in
 		}
 	}
 	var err error
-	switch v.Format {
-	case FormatPE:
+	v.Mode = e.mode
+	if v.Mode == "" {
+		v.Mode = ModeFor(v.Format)
+	}
+	switch {
+	case e.mode != "" && !e.mode.fits(v.Format):
+		// The mode's platform does not load files of this kind: no
+		// verdict of that platform exists, so none is made up.
+		err = unparsable(v, f, size, reason.New(reason.Unsupported, "mode %q does not judge %s files", e.mode, v.Format))
+	case v.Format == FormatPE:
 		err = e.verifyPE(ctx, v, f, size)
-	case FormatKmod:
+	case v.Format == FormatKmod:
 		err = e.verifyModule(ctx, v, f, size)
-	case FormatCMS:
+	case v.Format == FormatCMS:
 		err = e.verifyDetached(ctx, v, f, size, sig)
 	default:
 		v.SHA256, err = hashFile(f, size)
@@ -251,17 +282,21 @@ func (e *Engine) verify(ctx context.Context, path string, f io.ReaderAt, size in
 	return v, nil
 }
 
-// decide applies the file-level rule: allowed when at least one signature is
-// valid and no deny rule matched.
+// decide applies the file-level rule: allowed when at least one signature
+// that the mode's platform reads (counted) is valid and no deny rule
+// matched.
 func (e *Engine) decide(v *Verdict) {
-	anyValid := false
 	for i := range v.Signatures {
 		s := &v.Signatures[i]
 		s.Valid = len(s.Reasons) == 0
 		if s.Reasons == nil {
 			s.Reasons = []reason.Code{}
 		}
-		if s.Valid {
+	}
+	counts := counted(v)
+	anyValid := false
+	for i, s := range v.Signatures {
+		if counts[i] && s.Valid {
 			anyValid = true
 		}
 	}
@@ -279,14 +314,19 @@ func (e *Engine) decide(v *Verdict) {
 		if len(v.Signatures) == 0 && len(v.Reasons) == 0 {
 			v.Reasons = appendCode(v.Reasons, reason.Unsigned)
 		}
-		for _, s := range v.Signatures {
+		for i, s := range v.Signatures {
+			if !counts[i] {
+				continue
+			}
 			for _, c := range s.Reasons {
 				v.Reasons = appendCode(v.Reasons, c)
 			}
 		}
 	}
 	// A deny rule on a signer denies the file whatever else signs it, like
-	// a hash deny rule; revocation only invalidates its own signature.
+	// a hash deny rule, even in a signature the mode does not read (Vigil's
+	// block list, not the platform's, and fail closed); revocation only
+	// invalidates its own signature.
 	for _, s := range v.Signatures {
 		if slices.Contains(s.Reasons, reason.BlocklistedSigner) {
 			v.Reasons = appendCode(v.Reasons, reason.BlocklistedSigner)
@@ -297,6 +337,71 @@ func (e *Engine) decide(v *Verdict) {
 	if !v.Allowed && len(v.Reasons) == 0 {
 		v.Reasons = appendCode(v.Reasons, reason.Malformed)
 	}
+}
+
+// counted reports, for each signature of v, whether the platform of v.Mode
+// reads it, and marks the others Ignored.
+//
+//   - uefi: every certificate-table entry, no nested signature. EDK2's
+//     DxeImageVerificationHandler (SecurityPkg/Library/
+//     DxeImageVerificationLib/DxeImageVerificationLib.c) walks the
+//     certificate table and verifies each entry's PKCS#7 with Pkcs7Verify
+//     / AuthenticodeVerify (CryptoPkg), which check the outer SignerInfo
+//     only: the nested signature (1.3.6.1.4.1.311.2.4.1) is an unsigned
+//     attribute that neither reads. shim's verify_buffer_authenticode
+//     walks the same entries the same way.
+//   - windows: the primary signature of the first entry decides. A nested
+//     signature of that entry counts only when the primary fails for no
+//     reason but weak-algorithm: the dual-signing case, a SHA-256
+//     signature nested under a SHA-1 primary for systems that require
+//     SHA-256 (kernel-mode code signing since Windows 10 1607). Anything
+//     else wrong with the primary (its digest, its signature, its chain,
+//     revocation) denies the file whatever the nested signatures say.
+//     Entries after the first are not read by Windows.
+//   - kernel, cms: every signature (the kernel's rule that every signer
+//     must verify is applied by verifyModule).
+func counted(v *Verdict) []bool {
+	out := make([]bool, len(v.Signatures))
+	ignore := func(i int, why string) {
+		v.Signatures[i].Ignored = true
+		v.Signatures[i].Messages = append(v.Signatures[i].Messages, why)
+	}
+	switch v.Mode {
+	case ModeUEFI:
+		for i, s := range v.Signatures {
+			out[i] = !s.Nested
+			if s.Nested {
+				ignore(i, "uefi mode: the firmware (EDK2 DxeImageVerificationLib) and shim do not read nested signatures")
+			}
+		}
+	case ModeWindows:
+		primary := -1
+		for i, s := range v.Signatures {
+			if s.Entry == 0 && !s.Nested {
+				primary = i
+				break
+			}
+		}
+		dual := primary >= 0 && !v.Signatures[primary].Valid &&
+			slices.Equal(v.Signatures[primary].Reasons, []reason.Code{reason.WeakAlgorithm})
+		for i, s := range v.Signatures {
+			switch {
+			case i == primary:
+				out[i] = true
+			case s.Entry != 0:
+				ignore(i, "windows mode: Windows reads only the first certificate-table entry")
+			case dual:
+				out[i] = true
+			default:
+				ignore(i, "windows mode: the primary signature decides; a nested signature counts only in place of a primary whose only fault is a weak (SHA-1) digest")
+			}
+		}
+	default:
+		for i := range out {
+			out[i] = true
+		}
+	}
+	return out
 }
 
 // unparsable records the file's SHA-256 (block lists still apply) and

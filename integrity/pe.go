@@ -61,9 +61,23 @@ func collectPESignatures(certs []authenticode.WinCertificate) []peSig {
 }
 
 func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size int64) error {
+	if v.Mode == "" {
+		// Headers that do not parse name no subsystem: the file is
+		// judged (malformed) under windows, the general PE rules.
+		v.Mode = ModeWindows
+	}
 	pf, err := authenticode.Parse(f, size)
 	if err != nil {
 		return unparsable(v, f, size, err)
+	}
+	switch {
+	case e.mode == "" && pf.EFI():
+		v.Mode = ModeUEFI
+	case e.mode == ModeUEFI && !pf.EFI():
+		// EDK2's loader refuses an image whose subsystem is not EFI
+		// (MdeModulePkg/Core/Dxe/Image/Image.c, CoreLoadPeImage:
+		// IMAGE_ERROR_INVALID_SUBSYSTEM, EFI_UNSUPPORTED).
+		return unparsable(v, f, size, reason.New(reason.Unsupported, "uefi mode: PE subsystem %d is not an EFI subsystem (10 to 13); the firmware does not load it", pf.Subsystem))
 	}
 	certs, certErr := pf.Certificates()
 	sigs := collectPESignatures(certs)
@@ -120,7 +134,7 @@ func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size i
 		case len(s.sd.Signers) != 1:
 			sig.fail(reason.Malformed, fmt.Errorf("authenticode signature has %d signers, want exactly 1", len(s.sd.Signers)))
 		default:
-			e.checkPESignature(pf, f, s.sd, idatas[i], hashes, &sig)
+			e.checkPESignature(pf, f, s.sd, idatas[i], hashes, v.Mode, &sig)
 		}
 		v.Signatures = append(v.Signatures, sig)
 	}
@@ -177,7 +191,7 @@ func checkCertTable(sigs []peSig, idErrs []error, verdicts []Signature, entries 
 	return nil
 }
 
-func (e *Engine) checkPESignature(pf *authenticode.File, r io.ReaderAt, sd *cms.SignedData, id *authenticode.IndirectData, hashes map[crypto.Hash][]byte, sig *Signature) {
+func (e *Engine) checkPESignature(pf *authenticode.File, r io.ReaderAt, sd *cms.SignedData, id *authenticode.IndirectData, hashes map[crypto.Hash][]byte, mode Mode, sig *Signature) {
 	sig.DigestAlgorithm = cms.HashName(id.DigestAlgorithm)
 	sig.Digest = hex.EncodeToString(id.Digest)
 	computed, ok := hashes[id.DigestAlgorithm]
@@ -200,6 +214,10 @@ func (e *Engine) checkPESignature(pf *authenticode.File, r io.ReaderAt, sd *cms.
 		sd:          sd,
 		si:          sd.Signers[0],
 		contentType: authenticode.OIDSpcIndirectData,
+		// Firmware has no trusted clock: EDK2's Pkcs7Verify sets
+		// X509_V_FLAG_NO_CHECK_TIME (CryptoPkg/Library/BaseCryptLib/Pk/
+		// CryptPkcs7VerifyCommon.c), and shim verifies through it.
+		ignoreExpiry: mode == ModeUEFI,
 		contentDigest: func(h crypto.Hash) ([]byte, error) {
 			return cms.Digest(h, sd.Content), nil
 		},

@@ -10,6 +10,7 @@
 package integrity
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -29,10 +30,68 @@ const (
 	FormatUnknown Format = "unknown"
 )
 
+// Mode names the platform whose loading rules a verdict follows: Vigil
+// says "allowed" when that platform would load the file and the policy
+// permits it. docs/code-integrity.md lists each mode's rules and the source
+// they follow.
+type Mode string
+
+// Modes.
+const (
+	// ModeKernel judges Linux kernel modules as kernel/module/signing.c and
+	// crypto/asymmetric_keys/pkcs7_*.c do.
+	ModeKernel Mode = "kernel"
+	// ModeUEFI judges boot images as EDK2's DxeImageVerificationLib and
+	// shim do: every certificate-table entry is tried, nested signatures
+	// are not read, and validity periods are ignored.
+	ModeUEFI Mode = "uefi"
+	// ModeWindows judges PE files with Authenticode and kernel-mode code
+	// signing semantics: the primary signature of the first entry decides.
+	ModeWindows Mode = "windows"
+	// ModeCMS judges a detached CMS signature over the whole file (and a
+	// file in no platform format, which without one is unsigned).
+	ModeCMS Mode = "cms"
+)
+
+// Modes lists every mode.
+func Modes() []Mode { return []Mode{ModeKernel, ModeUEFI, ModeWindows, ModeCMS} }
+
+// ParseMode returns the named mode; "" and "auto" give "" (by the file's
+// kind).
+func ParseMode(s string) (Mode, error) {
+	if s == "" || s == "auto" {
+		return "", nil
+	}
+	for _, m := range Modes() {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("unknown mode %q (want auto, kernel, uefi, windows or cms)", s)
+}
+
+// fits reports whether mode m can judge a file of format f: the platform
+// loads files of that kind. A PE image in uefi mode must also name an EFI
+// subsystem, which the caller checks once the headers are parsed.
+func (m Mode) fits(f Format) bool {
+	switch m {
+	case ModeKernel:
+		return f == FormatKmod
+	case ModeUEFI, ModeWindows:
+		return f == FormatPE
+	case ModeCMS:
+		return f == FormatCMS || f == FormatUnknown
+	}
+	return false
+}
+
 // Verdict is the decision for one file. Its JSON field names are stable.
 type Verdict struct {
-	Path    string        `json:"path"`
-	Format  Format        `json:"format"`
+	Path   string `json:"path"`
+	Format Format `json:"format"`
+	// Mode is the platform whose rules decided (empty only when the file
+	// could not be read).
+	Mode    Mode          `json:"mode,omitempty"`
 	Allowed bool          `json:"allowed"`
 	Reasons []reason.Code `json:"reasons"`
 	// SHA256 is the hash of the whole file as stored.
@@ -84,6 +143,12 @@ type Signature struct {
 	Chain   []string      `json:"chain,omitempty"`
 	Valid   bool          `json:"valid"`
 	Reasons []reason.Code `json:"reasons"`
+	// Ignored is true for a signature the mode's platform does not read
+	// (nested signatures in uefi mode; in windows mode, entries after the
+	// first and nested signatures that do not stand in for a SHA-1
+	// primary). Its reasons are its own and do not decide the file, except
+	// a deny rule, which denies the file whatever signature names it.
+	Ignored bool `json:"ignored,omitempty"`
 	// Messages explain the reasons in words.
 	Messages []string `json:"messages,omitempty"`
 	// PageHashes reports whether page hashes were present and checked.

@@ -29,6 +29,8 @@ type engineOptions struct {
 	Kernel       []string
 	SystemMap    []string
 	IgnoreExpiry bool
+	// Mode is --mode (verify, scan): "" or "auto" picks each file's.
+	Mode string
 	// detail asks the engine for certificate details (inspect).
 	detail bool
 	// cache keeps verdicts by (path, size, mtime, inode) (the agent).
@@ -45,8 +47,11 @@ func (o *engineOptions) addFlags(fs *pflag.FlagSet) {
 }
 
 func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
+	mode, err := integrity.ParseMode(o.Mode)
+	if err != nil {
+		return nil, usageErr("--mode: %v", err)
+	}
 	var p *codepolicy.Policy
-	var err error
 	if o.Policy != "" {
 		if p, err = codepolicy.Load(o.Policy); err != nil {
 			return nil, usageErr("policy: %v", err)
@@ -101,7 +106,7 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 	if err != nil {
 		return nil, usageErr("--keyring: %v", err)
 	}
-	return integrity.New(integrity.Options{Policy: p, Keyring: keyring, Logger: log, Detail: o.detail, Cache: o.cache}), nil
+	return integrity.New(integrity.Options{Policy: p, Keyring: keyring, Logger: log, Detail: o.detail, Cache: o.cache, Mode: mode}), nil
 }
 
 // kernelKeys returns the key lists built into a kernel image (see

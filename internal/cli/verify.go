@@ -33,6 +33,7 @@ type verifyOptions struct {
 func (o *verifyOptions) addFlags(fs *pflag.FlagSet, outputs string) {
 	o.engineOptions.addFlags(fs)
 	fs.StringVarP(&o.Output, "output", "o", "text", "output format: "+outputs)
+	fs.StringVar(&o.Mode, "mode", "auto", "judge as this platform loads code: auto (by each file's kind), kernel, uefi, windows or cms; a file the mode does not fit is denied unsupported")
 }
 
 func newVerifyCmd(g *globalOptions) *cobra.Command {
@@ -44,6 +45,12 @@ func newVerifyCmd(g *globalOptions) *cobra.Command {
 publisher and not on a block list. It reads Authenticode (PE/EFI: .exe .dll .sys
 .efi vmlinuz), appended Linux module signatures (.ko .ko.xz .ko.zst .ko.gz) and
 detached CMS signatures (FILE.p7s next to FILE, or --signature).
+
+Each verdict is taken under a mode, the platform whose loading rules apply,
+shown in the output: kernel for modules, uefi for PE images whose subsystem
+is EFI (10 to 13), windows for other PE images, cms for detached signatures.
+--mode forces one; a file it does not fit (a PE in kernel mode, a non-EFI PE
+in uefi mode) is denied with reason unsupported.
 
 Exit code 0 when every file is allowed, 1 when any is denied, 2 on a usage or
 I/O error. --output json prints one JSON object per file (JSON Lines).`,
@@ -152,7 +159,11 @@ func writeVerdictText(w io.Writer, v *integrity.Verdict) {
 			}
 		}
 	}
-	line := fmt.Sprintf("%s %s [%s]", status, v.Path, v.Format)
+	kind := string(v.Format)
+	if v.Mode != "" {
+		kind += " " + string(v.Mode)
+	}
+	line := fmt.Sprintf("%s %s [%s]", status, v.Path, kind)
 	if signer != "" {
 		line += fmt.Sprintf(" signer=%q", signer)
 	}
@@ -226,7 +237,9 @@ func newScanCmd(g *globalOptions) *cobra.Command {
 		Long: `Scan walks each PATH recursively and verifies every file in a format Vigil
 knows (PE/EFI images, kernel modules, and files with a .p7s detached signature),
 in parallel. Other files are skipped unless --all is given, in which case they
-are reported as unsigned.
+are reported as unsigned. Each file is judged under the mode of its kind
+(kernel, uefi, windows, cms; see vigil verify --help) unless --mode says
+otherwise.
 
 Output: text (a progress bar on a terminal, the denied files, and a summary
 table; --verbose lists allowed files too), json (JSON Lines,
