@@ -24,6 +24,7 @@ import (
 	_ "embed"
 	"encoding/asn1"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -108,6 +109,12 @@ type Revocation struct {
 	// Reason is an RFC 5280 CRLReason name such as keyCompromise.
 	Reason  string `yaml:"reason,omitempty"`
 	Comment string `yaml:"comment,omitempty"`
+	// Certificate is the revoked certificate itself, PEM, when the source
+	// held it (a dbx or MokListX EFI_CERT_X509 entry). It goes with
+	// tbs_sha256, which must be the SHA-256 of its TBSCertificate; matching
+	// still uses tbs_sha256. It lets `vigil policy export` write the
+	// certificate back (dbx X.509 entries, revocation-keys PEM).
+	Certificate string `yaml:"certificate,omitempty"`
 }
 
 // Deny holds block lists, as lower-case hex.
@@ -588,6 +595,18 @@ func (ix *index) normRevocation(r *Revocation) error {
 	if forms != 1 {
 		return errors.New("name the certificate by exactly one of: issuer and serial, tbs_sha256, spki_sha256")
 	}
+	if r.Certificate != "" {
+		if r.TBSSHA256 == "" {
+			return ferr("certificate", "a certificate goes with tbs_sha256 (its TBSCertificate's SHA-256)")
+		}
+		c, err := parseOnePEMCertificate(r.Certificate)
+		if err != nil {
+			return ferr("certificate", "%v", err)
+		}
+		if h := sha256.Sum256(c.RawTBSCertificate); hex.EncodeToString(h[:]) != r.TBSSHA256 {
+			return ferr("certificate", "its TBSCertificate's SHA-256 is %x, not tbs_sha256", h[:])
+		}
+	}
 	if r.Reason != "" {
 		n, ok := canonReason(r.Reason)
 		if !ok {
@@ -600,6 +619,18 @@ func (ix *index) normRevocation(r *Revocation) error {
 		r.RevokedAt = &t
 	}
 	return nil
+}
+
+// parseOnePEMCertificate parses PEM text holding exactly one CERTIFICATE.
+func parseOnePEMCertificate(s string) (*x509.Certificate, error) {
+	b, rest := pem.Decode([]byte(s))
+	if b == nil || b.Type != "CERTIFICATE" {
+		return nil, errors.New("not a PEM CERTIFICATE")
+	}
+	if strings.TrimSpace(string(rest)) != "" {
+		return nil, errors.New("more than one PEM block")
+	}
+	return x509.ParseCertificate(b.Bytes)
 }
 
 // compileSigner validates an allow_signers entry and builds its matcher.

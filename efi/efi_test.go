@@ -6,11 +6,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vigil-attest/vigil/efi"
+	"github.com/vigil-attest/vigil/internal/testcmd"
+	"github.com/vigil-attest/vigil/internal/testpki"
 )
 
 func TestGUID(t *testing.T) {
@@ -287,5 +291,30 @@ func TestTime(t *testing.T) {
 		if err != nil || *efi.Entries(back)[0].Revocation != tc.in {
 			t.Fatalf("time round trip %+v: %v", tc.in, err)
 		}
+	}
+}
+
+// TestParseAuthenticatedEfitools: sign-efi-sig-list's output is split
+// into its header, PKCS#7 and the exact list it was given.
+func TestParseAuthenticatedEfitools(t *testing.T) {
+	dir := t.TempDir()
+	esl := mustEncode(t, efi.HashList(efi.CertSHA256, testOwner, bytes.Repeat([]byte{7}, 32)))
+	in := filepath.Join(dir, "in.esl")
+	out := filepath.Join(dir, "out.auth")
+	os.WriteFile(in, esl, 0o644)
+	kek := testpki.NewRoot(testpki.Options{CommonName: "KEK"})
+	crt, key := kek.WriteFiles(t, dir, "kek")
+	testcmd.Run(t, "sign-efi-sig-list", "-t", "2025-01-02 03:04:05", "-c", crt, "-k", key, "dbx", in, out)
+	b, _ := os.ReadFile(out)
+	a, err := efi.ParseAuthenticated(b)
+	if err != nil || !bytes.Equal(a.Payload, esl) || len(a.PKCS7) == 0 || a.PKCS7[0] != 0x30 {
+		t.Fatalf("%v payload %x", err, a.Payload)
+	}
+	if got := a.TimeStamp; got.Year != 2025 || got.Month != 1 || got.Day != 2 || got.Hour != 3 || got.Minute != 4 || got.Second != 5 {
+		t.Fatalf("timestamp %+v", got)
+	}
+	lists, form, err := efi.ReadDatabase(b)
+	if err != nil || form != efi.FormAuthenticated || len(lists) != 1 || lists[0].Offset != len(b)-len(esl) {
+		t.Fatalf("ReadDatabase: %v %s %+v", err, form, lists)
 	}
 }

@@ -102,3 +102,54 @@ func FuzzVariable(f *testing.F) {
 		checkDatabase(t, v.Data)
 	})
 }
+
+// FuzzReadDatabase feeds files in any of the three forms ReadDatabase
+// takes (raw, efivarfs, authenticated updates): it never panics, reports a
+// located sentinel error, and a payload it returns lies inside the input.
+func FuzzReadDatabase(f *testing.F) {
+	for _, b := range seedDatabases(f) {
+		f.Add(b)
+		f.Add(append([]byte{0x07, 0, 0, 0}, b...))
+		f.Add(authWrap(b, 2000))
+	}
+	f.Add(authWrap(nil, 0))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lists, form, err := efi.ReadDatabase(data)
+		if err != nil {
+			var pe *efi.ParseError
+			if !errors.As(err, &pe) || !(errors.Is(err, efi.ErrTruncated) || errors.Is(err, efi.ErrMalformed)) {
+				t.Fatalf("error without a sentinel: %v", err)
+			}
+			if pe.Offset < 0 || pe.Offset > len(data) {
+				t.Fatalf("offset %d outside %d bytes", pe.Offset, len(data))
+			}
+			return
+		}
+		for _, l := range lists {
+			if l.Offset < 0 || l.Offset >= len(data) {
+				t.Fatalf("list offset %d outside %d bytes (%s)", l.Offset, len(data), form)
+			}
+		}
+		efi.Entries(lists)
+		if efi.IsAuthenticated(data) && form == efi.FormAuthenticated {
+			a, err := efi.ParseAuthenticated(data)
+			if err != nil || len(a.PKCS7)+len(a.Payload)+40 != len(data) {
+				t.Fatalf("authenticated: %v, %d+%d+40 != %d", err, len(a.PKCS7), len(a.Payload), len(data))
+			}
+		}
+	})
+}
+
+// authWrap puts an EFI_VARIABLE_AUTHENTICATION_2 header with n bytes of
+// (fake) PKCS#7 in front of payload.
+func authWrap(payload []byte, n int) []byte {
+	b := make([]byte, 40+n)
+	b[0], b[1], b[2] = 0xe9, 0x07, 1 // 2025-01
+	b[3] = 1
+	dw := uint32(24 + n)
+	b[16], b[17], b[18], b[19] = byte(dw), byte(dw>>8), byte(dw>>16), byte(dw>>24)
+	b[20], b[21] = 0x00, 0x02
+	b[22], b[23] = 0xf1, 0x0e
+	copy(b[24:40], efi.CertTypePKCS7[:])
+	return append(b, payload...)
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-attest/vigil/codepolicy"
+	"github.com/vigil-attest/vigil/efi"
 	"github.com/vigil-attest/vigil/trust"
 )
 
@@ -19,7 +20,7 @@ func newPolicyCmd(g *globalOptions) *cobra.Command {
 		Use:   "policy",
 		Short: "Work with code-integrity policies: import block lists, validate, show",
 	}
-	cmd.AddCommand(newPolicyImportCmd(g), newPolicyValidateCmd(g))
+	cmd.AddCommand(newPolicyImportCmd(g), newPolicyExportCmd(g), newPolicyValidateCmd(g))
 	cmd.AddCommand(newPolicyTestCmd(g))
 	return cmd
 }
@@ -37,8 +38,8 @@ type policyImportOptions struct {
 func newPolicyImportCmd(g *globalOptions) *cobra.Command {
 	o := &policyImportOptions{}
 	cmd := &cobra.Command{
-		Use:   "import --from loldrivers|wdac|crl [--policy P] [--out F] FILE",
-		Short: "Merge a block list (LOLDrivers CSV, WDAC deny policy XML, X.509 CRL) into a policy",
+		Use:   "import --from loldrivers|wdac|crl|dbx|mokx [--policy P] [--out F] FILE",
+		Short: "Merge a block list (LOLDrivers CSV, WDAC deny policy XML, X.509 CRL, dbx/MokListX) into a policy",
 		Long: `Import reads a block list and merges its entries into a policy, reporting how
 many entries each key gained and how many were already present or skipped (with
 the reasons). The policy is read from --policy when it exists (otherwise an empty
@@ -48,10 +49,22 @@ default policy is used) and written to --out (default: --policy, or stdout).
               Authenticode SHA-256/SHA-1 -> deny.authentihash_sha256/_sha1
   wdac        Microsoft's recommended driver block rules (SiPolicy XML): hash
               deny rules and signer CertRoot TBS rules
-  crl         an X.509 CRL (DER or PEM): serials, revocation dates and reasons`,
+  crl         an X.509 CRL (DER or PEM): serials, revocation dates and reasons
+  dbx, mokx   an EFI_SIGNATURE_LIST database: raw lists (efi-readvar -o,
+              /sys/firmware/efi/mok-variables/MokListX), an efivarfs file
+              (4-byte attribute prefix) or an authenticated update
+              (EFI_VARIABLE_AUTHENTICATION_2, as dbxupdate.bin ships; its
+              signature is not verified). EFI_CERT_SHA256/SHA1 ->
+              deny.authentihash_sha256/_sha1; EFI_CERT_X509 -> a revocation
+              by tbs_sha256 keeping the certificate; EFI_CERT_X509_SHA256 ->
+              a revocation by tbs_sha256, revoked_at = TimeOfRevocation when
+              not zero; EFI_CERT_X509_SHA384/512 with a zero time ->
+              deny.signer_tbs_sha384/512. Other types are skipped and counted.`,
 		Example: `  vigil policy import --from loldrivers --policy drivers.yaml drivers.csv
   vigil policy import --from wdac --policy drivers.yaml SiPolicy_Enforced.xml
-  vigil policy import --from crl --policy kmcs.yaml --output json revoked.crl`,
+  vigil policy import --from crl --policy kmcs.yaml --output json revoked.crl
+  vigil policy import --from dbx --policy boot.yaml DBXUpdate.bin
+  vigil policy import --from mokx --policy boot.yaml /sys/firmware/efi/efivars/MokListXRT-605dab50-e046-4300-abb6-3dd810dd8b23`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Output != "text" && o.Output != "json" {
@@ -77,6 +90,11 @@ default policy is used) and written to --out (default: --policy, or stdout).
 				st, err = codepolicy.ImportLOLDrivers(p, in, o.Categories)
 			case "wdac":
 				st, err = codepolicy.ImportWDAC(p, in)
+			case "dbx", "mokx":
+				var b []byte
+				if b, err = readAllBounded(in, 64<<20); err == nil {
+					st, err = codepolicy.ImportSignatureDatabase(p, b, o.From)
+				}
 			case "crl":
 				var b []byte
 				var opts []codepolicy.CRLOption
@@ -91,7 +109,7 @@ default policy is used) and written to --out (default: --policy, or stdout).
 					st, err = codepolicy.ImportCRL(p, b, opts...)
 				}
 			default:
-				return usageErr("--from must be loldrivers, wdac or crl")
+				return usageErr("--from must be loldrivers, wdac, crl, dbx or mokx")
 			}
 			if err != nil {
 				return &exitError{code: ExitUsage, err: fmt.Errorf("import %s: %w", args[0], err)}
@@ -142,13 +160,128 @@ default policy is used) and written to --out (default: --policy, or stdout).
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.From, "from", "", "source format: loldrivers, wdac or crl")
+	f.StringVar(&o.From, "from", "", "source format: loldrivers, wdac, crl, dbx or mokx")
 	f.StringVarP(&o.Policy, "policy", "p", "", "policy to merge into (created when absent)")
 	f.StringVar(&o.Out, "out", "", "where to write the merged policy (default: --policy, or stdout)")
 	f.StringVarP(&o.Output, "output", "o", "text", "report format: text or json")
 	f.StringSliceVar(&o.Categories, "category", nil, "LOLDrivers categories to import (default: vulnerable driver, malicious)")
 	f.BoolVar(&o.VerifyCRL, "verify-crl", false, "crl: refuse a CRL whose signature does not chain to the policy's anchors")
 	f.StringSliceVar(&o.CRLIssuer, "crl-issuer", nil, "crl: intermediate certificates for verifying the CRL (implies --verify-crl)")
+	return cmd
+}
+
+type policyExportOptions struct {
+	To     string
+	Policy string
+	Owner  string
+	Output string
+}
+
+func newPolicyExportCmd(g *globalOptions) *cobra.Command {
+	o := &policyExportOptions{}
+	cmd := &cobra.Command{
+		Use:   "export --policy P --to dbx|mokx|blacklist-hashes|revocation-keys|modprobe FILE",
+		Short: "Write the artefacts a host needs to enforce the policy's revocations at the next boot",
+		Long: `Export writes what of the policy a platform can enforce itself, in that
+platform's format, and reports how many entries were written and which policy
+entries the format cannot express. FILE "-" is stdout.
+
+  dbx               EFI_SIGNATURE_LISTs for the firmware's dbx (enroll with
+                    efi-updatevar, or sign with sign-efi-sig-list first):
+                    deny.authentihash_sha256/_sha1 -> EFI_CERT_SHA256/SHA1;
+                    revocations holding their certificate, with no revoked_at
+                    -> EFI_CERT_X509; other tbs_sha256 revocations ->
+                    EFI_CERT_X509_SHA256 with TimeOfRevocation = revoked_at;
+                    deny.signer_tbs_sha256/384/512 -> EFI_CERT_X509_SHA*.
+  mokx              the same for shim's MokListX (mokutil --mokx --import),
+                    which shim reads for SHA-256 image hashes and X.509
+                    certificates only.
+  blacklist-hashes  the kernel's CONFIG_SYSTEM_BLACKLIST_HASH_LIST file:
+                    "tbs:<hex>" for deny.signer_tbs_* and tbs_sha256
+                    revocations, "bin:<hex>" for deny.signed_content_sha256,
+                    comma-separated as certs/blacklist_hashes.c includes it.
+  revocation-keys   a PEM for CONFIG_SYSTEM_REVOCATION_KEYS: the certificates
+                    of revocations that hold one (imported from dbx/mokx
+                    X.509 entries). Hash and issuer/serial revocations cannot
+                    be turned back into certificates.
+  modprobe          a modprobe.d block list. The policy names no modules (its
+                    module denials are by hash and signer), so it is empty.
+
+IPE policies are not exported yet. Nothing is written when the policy holds
+nothing the format can express (exit 2).`,
+		Example: `  vigil policy export --policy boot.yaml --to dbx dbx.esl
+  sign-efi-sig-list -a -k KEK.key -c KEK.crt dbx dbx.esl dbx.auth
+  vigil policy export --policy kmod.yaml --to blacklist-hashes certs/vigil-blacklist
+  vigil policy export --policy boot.yaml --to revocation-keys -o json revoked.pem`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Output != "text" && o.Output != "json" {
+				return usageErr("--output must be text or json")
+			}
+			if o.Policy == "" {
+				return usageErr("--policy is required")
+			}
+			p, err := codepolicy.Load(o.Policy)
+			if err != nil {
+				return usageErr("policy: %v", err)
+			}
+			var out []byte
+			var st codepolicy.ExportStats
+			switch o.To {
+			case "dbx", "mokx":
+				owner, gerr := efi.ParseGUID(o.Owner)
+				if gerr != nil {
+					return usageErr("--owner: %v", gerr)
+				}
+				out, st, err = codepolicy.ExportSignatureDatabase(p, o.To, owner)
+			case "blacklist-hashes":
+				out, st, err = codepolicy.ExportBlacklistHashes(p)
+			case "revocation-keys":
+				out, st, err = codepolicy.ExportRevocationKeys(p)
+			case "modprobe":
+				out, st, err = codepolicy.ExportModprobe(p)
+			case "ipe":
+				return usageErr("--to ipe is not implemented yet")
+			default:
+				return usageErr("--to must be dbx, mokx, blacklist-hashes, revocation-keys or modprobe")
+			}
+			if err != nil {
+				return &exitError{code: ExitUsage, err: fmt.Errorf("export %s from %s: %w", o.To, o.Policy, err)}
+			}
+			w := g.stderr
+			if args[0] == "-" {
+				if _, err := g.stdout.Write(out); err != nil {
+					return err
+				}
+			} else {
+				if err := writeFileAtomic(args[0], out, 0o644); err != nil {
+					return &exitError{code: ExitUsage, err: err}
+				}
+				w = g.stdout
+			}
+			if o.Output == "json" {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			fmt.Fprintf(w, "exported %s to %s: %d entries\n", o.To, args[0], st.TotalWritten())
+			for _, k := range sortedKeys(st.Written) {
+				fmt.Fprintf(w, "  wrote %-28s %d\n", k, st.Written[k])
+			}
+			for _, k := range sortedKeys(st.NotExported) {
+				fmt.Fprintf(w, "  not exported: %s: %d\n", k, st.NotExported[k])
+			}
+			for _, warn := range st.Warnings {
+				fmt.Fprintf(w, "  warning: %s\n", warn)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.To, "to", "", "target format: dbx, mokx, blacklist-hashes, revocation-keys or modprobe")
+	f.StringVarP(&o.Policy, "policy", "p", "", "policy to export from")
+	f.StringVar(&o.Owner, "owner", "00000000-0000-0000-0000-000000000000", "dbx/mokx: SignatureOwner GUID of every entry")
+	f.StringVarP(&o.Output, "output", "o", "text", "report format: text or json")
 	return cmd
 }
 
