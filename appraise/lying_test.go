@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/vigil-attest/vigil/ima"
 	"github.com/vigil-attest/vigil/ima/imatest"
 	"github.com/vigil-attest/vigil/internal/testhost"
+	"github.com/vigil-attest/vigil/internal/testpe"
 	"github.com/vigil-attest/vigil/internal/testtpm"
 	"github.com/vigil-attest/vigil/tpm"
 )
@@ -162,6 +164,17 @@ func TestLyingHost(t *testing.T) {
 		{name: "an unknown section", level: 0,
 			report:  func(r map[string]any) { r["attested"] = map[string]any{"secure_boot": true} },
 			reasons: map[string]int{"report-malformed": 1}},
+
+		// Boot files the host's own firmware and shim would refuse.
+		{name: "an unsigned boot file on the ESP", level: 2,
+			host: func(h *testhost.Host, _ []byte) {
+				b, err := os.ReadFile(testpe.Build(t, "amd64"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				h.Files["/boot/efi/EFI/evil/evil.efi"] = b
+			},
+			reasons: map[string]int{"boot-file-not-allowed": 3}},
 
 		// Machine owner keys.
 		{name: "a MOK certificate the policy does not approve", level: 2,

@@ -3,7 +3,9 @@ package measure
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,8 +16,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/vigil-attest/vigil/codepolicy"
 	"github.com/vigil-attest/vigil/efi"
 	"github.com/vigil-attest/vigil/hostfs"
+	"github.com/vigil-attest/vigil/integrity"
 	"github.com/vigil-attest/vigil/reason"
 )
 
@@ -119,6 +123,15 @@ type DBCertificate struct {
 	Error string `json:"error,omitempty"`
 }
 
+// PlatformVerdict is a boot file's verdict under the host's own Secure
+// Boot databases.
+type PlatformVerdict struct {
+	Allowed bool          `json:"allowed"`
+	Reasons []reason.Code `json:"reasons"`
+	// Signer is the first valid signature's signer common name.
+	Signer string `json:"signer"`
+}
+
 // BootFile is one boot binary judged by the code-integrity engine.
 type BootFile struct {
 	// Path is the host path.
@@ -141,6 +154,11 @@ type BootFile struct {
 	// InDBX is true when the Authenticode SHA-256 is in dbx: the firmware
 	// refuses the file, and so does the report (blocklisted-hash).
 	InDBX bool `json:"in_dbx"`
+	// Platform is the file judged as this host's firmware and shim judge
+	// it (uefi mode: nested signatures ignored, validity periods ignored):
+	// anchored in the host's db and MokListRT, denied by its dbx and
+	// MokListXRT. Nil without an engine or without the host's variables.
+	Platform *PlatformVerdict `json:"platform,omitempty"`
 	// Error says why the file could not be read.
 	Error string `json:"error,omitempty"`
 }
@@ -167,11 +185,20 @@ func (m *Measurer) collectSecureBoot(ctx context.Context, src hostfs.Source) Sec
 	if err != nil {
 		fail("boot files", err)
 	}
+	var platform *integrity.Engine
+	if out.Status == StatusOK && m.opts.Engine != nil {
+		if platform, err = platformEngine(src); err != nil {
+			fail("the host's Secure Boot databases", err)
+		}
+	}
 	for _, p := range files {
 		if ctx.Err() != nil {
 			break
 		}
 		bf := m.judgeBootFile(ctx, src, p)
+		if platform != nil && bf.Error == "" {
+			bf.Platform = judgePlatform(ctx, platform, src, p)
+		}
 		if bf.Error != "" {
 			fail(p, errors.New(bf.Error))
 		}
@@ -455,6 +482,84 @@ func (m *Measurer) judgeBootFile(ctx context.Context, src hostfs.Source, p strin
 		}
 	}
 	return bf
+}
+
+// platformEngine is a code-integrity engine that judges boot files as
+// the host's firmware and shim do: uefi mode, anchored in the X.509
+// entries of db (what EDK2's DxeImageVerificationLib trusts) and MokListRT
+// (what shim adds: the machine owner's keys and its vendor certificate),
+// denied by dbx and MokListXRT (their hashes and certificates, as
+// codepolicy.ImportSignatureDatabase reads them) and by the SBAT level
+// shim runs with (SbatLevelRT), without an EKU requirement (the firmware
+// has none).
+func platformEngine(src hostfs.Source) (*integrity.Engine, error) {
+	y := "ignore_expiry: true\nrequire_eku: [any]\n"
+	// shim applies the SBAT level it runs with (SbatLevelRT mirrors it).
+	if v, ok, err := readVar(src, efi.SbatLevelRT); err != nil {
+		return nil, fmt.Errorf("%s: %w", efi.SbatLevelRT.Name, err)
+	} else if ok {
+		b, _ := json.Marshal(strings.TrimRight(string(v.Data), "\x00"))
+		y += "sbat_level: " + string(b) + "\n"
+	}
+	p, err := codepolicy.Parse([]byte(y), "")
+	if err != nil {
+		return nil, err
+	}
+	var anchors []*x509.Certificate
+	for _, id := range []efi.VarID{efi.DB, efi.MokListRT} {
+		v, ok, err := readVar(src, id)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", id.Name, err)
+		}
+		if !ok {
+			continue
+		}
+		lists, err := efi.ParseSignatureLists(v.Data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", id.Name, err)
+		}
+		for _, e := range efi.Entries(lists) {
+			if e.Certificate != nil {
+				anchors = append(anchors, e.Certificate)
+			}
+		}
+	}
+	p.AddAnchors(anchors...)
+	for _, d := range []struct {
+		id     efi.VarID
+		source string
+	}{{efi.DBX, "dbx"}, {efi.MokListXRT, "mokx"}} {
+		v, ok, err := readVar(src, d.id)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.id.Name, err)
+		}
+		if !ok || len(v.Data) == 0 {
+			continue
+		}
+		if _, err := codepolicy.ImportSignatureDatabase(p, v.Data, d.source); err != nil {
+			return nil, fmt.Errorf("%s: %w", d.id.Name, err)
+		}
+	}
+	return integrity.New(integrity.Options{Policy: p, Mode: integrity.ModeUEFI}), nil
+}
+
+// judgePlatform judges a boot file with the platform engine.
+func judgePlatform(ctx context.Context, e *integrity.Engine, src hostfs.Source, p string) *PlatformVerdict {
+	v, err := e.VerifyFile(ctx, src.HostPath(p))
+	pv := &PlatformVerdict{Reasons: []reason.Code{}}
+	if err != nil {
+		pv.Reasons = append(pv.Reasons, reason.Unreadable)
+		return pv
+	}
+	pv.Allowed = v.Allowed
+	pv.Reasons = append(pv.Reasons, v.Reasons...)
+	for _, s := range v.Signatures {
+		if s.Valid && s.Signer != nil {
+			pv.Signer = commonName(s.Signer.Subject)
+			break
+		}
+	}
+	return pv
 }
 
 // denyByDBX applies the firmware's own revocation list: a boot file whose

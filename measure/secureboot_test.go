@@ -393,8 +393,25 @@ func TestSecureBootDebian(t *testing.T) {
 
 	t.Run("untrusted", func(t *testing.T) {
 		// Only the vendor is trusted: shim, GRUB and the kernel chain to
-		// nothing the policy knows.
+		// nothing the policy knows. The platform verdict is the host's:
+		// its db holds the Microsoft CAs and the vendor root, MokListRT
+		// the Debian CA, dbx fwupd's hash.
 		sb := h.measure(uefiEngine(t, h.vendor.Root.Cert)).SecureBoot
+		for _, bf := range sb.BootFiles {
+			pv := bf.Platform
+			if pv == nil {
+				t.Fatalf("%s: no platform verdict", bf.Path)
+			}
+			if bf.Path == bootPaths[3] {
+				if pv.Allowed || !slices.Contains(pv.Reasons, reason.BlocklistedHash) {
+					t.Errorf("fwupd under the host's dbx: %+v", pv)
+				}
+				continue
+			}
+			if !pv.Allowed || pv.Signer == "" {
+				t.Errorf("%s under the host's db and MokListRT: %+v", bf.Path, pv)
+			}
+		}
 		if sb.Status != measure.StatusOK || len(sb.BootFiles) != len(bootPaths) {
 			t.Fatalf("section %+v, %d boot files", sb.Section, len(sb.BootFiles))
 		}

@@ -329,6 +329,17 @@ failures contains {"claim": "report.secure_boot.mok", "reason": "mok-not-approve
 	not lower(c.sha256) in mok_approved
 }
 
+# Every boot file on the host must be one its own firmware and shim would
+# run: judged against the host's db, MokListRT, dbx, MokListXRT and
+# SbatLevelRT (boot_files[].platform, the agent's uefi-mode verdict).
+failures contains {"claim": "report.secure_boot.boot_files", "reason": "boot-file-not-allowed", "level": 3, "detail": sprintf("%s: %s", [bf.path, join(bf.platform.reasons)]), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	input.report.secure_boot.status == "ok"
+	some bf in input.report.secure_boot.boot_files
+	bf.platform
+	not bf.platform.allowed == true
+}
+
 # The kernel's enforcement, asserted by the running kernel (corroborated
 # where the measured command line sets it).
 failures contains {"claim": "report.enforcement.status", "reason": "measurement-error", "level": 3, "detail": object.get(input.report.enforcement, "error", sprintf("the enforcement section is %s", [object.get(input.report.enforcement, "status", "absent")])), "provenance": "asserted"} if {

@@ -34,7 +34,7 @@ failure_reasons := {f.reason | some f in failures}
 executables := 96 if {
 	count(failure_reasons & {"hidden-module", "revoked-module", "blocklisted-module", "revoked-boot-binary", "hidden-process", "critical-process", "boot-application-contradicted", "ima-module-unlisted", "module-taint-contradicted"}) > 0
 } else := 33 if {
-	count(failure_reasons & {"unsigned-module", "module-unknown", "force-loaded-module", "module-not-allowed", "module-signer-not-trusted", "kernel-unmeasured", "boot-binary-unverified", "mok-not-approved"}) > 0
+	count(failure_reasons & {"unsigned-module", "module-unknown", "force-loaded-module", "module-not-allowed", "module-signer-not-trusted", "kernel-unmeasured", "boot-binary-unverified", "mok-not-approved", "boot-file-not-allowed"}) > 0
 } else := 2 if {
 	count(failure_reasons & {"event-log-not-verified", "no-reference-values", "boot-binary-unknown", "boot-binaries-unmeasured", "code-policy-unknown"}) == 0
 } else := 3 if {
