@@ -104,6 +104,21 @@ func New(o Options) *Engine {
 // Policy returns the engine's policy.
 func (e *Engine) Policy() *codepolicy.Policy { return e.policy }
 
+// WithTrusted returns an engine that also trusts certs, as anchors and as
+// signer keys: what a platform adds to what the policy trusts, such as
+// the kernel's .machine keyring (the MOK certificates, when shim sets
+// MokListTrustedRT) for modules. Policy, clock, mode and options are e's;
+// the verdict cache is its own.
+func (e *Engine) WithTrusted(certs ...*x509.Certificate) *Engine {
+	d := &Engine{policy: e.policy, now: e.now, log: e.log, detail: e.detail, mode: e.mode, digest: e.digest, ekus: e.ekus}
+	d.anchors = append(append([]*x509.Certificate(nil), e.anchors...), certs...)
+	d.keyring = append(append([]*x509.Certificate(nil), e.keyring...), certs...)
+	if e.cache != nil {
+		d.cache = map[cacheKey]*Verdict{}
+	}
+	return d
+}
+
 // VerifyFile decides whether the file at path may load. A detached
 // signature is looked for at path+".p7s" when the file is neither a PE image
 // nor a kernel module. I/O errors give a verdict with Error set and the

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"reflect"
 	"runtime/debug"
+	"sync"
 
 	"github.com/vigil-attest/vigil/hostfs"
 	"github.com/vigil-attest/vigil/integrity"
@@ -46,6 +47,13 @@ type Measurer struct {
 	log  *slog.Logger
 
 	ima imaCollector
+
+	// mok is the module engine that also trusts the host's MOK
+	// certificates (the kernel's .machine keyring), by their MokListRT's
+	// digest: built once while the list stays the same.
+	mokMu  sync.Mutex
+	mokKey [32]byte
+	mok    *integrity.Engine
 }
 
 // New returns a Measurer.

@@ -2,6 +2,8 @@ package measure
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"io/fs"
 	"path"
@@ -9,7 +11,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/vigil-attest/vigil/efi"
 	"github.com/vigil-attest/vigil/hostfs"
+	"github.com/vigil-attest/vigil/integrity"
 	"github.com/vigil-attest/vigil/reason"
 )
 
@@ -96,12 +100,13 @@ func (m *Measurer) collectModules(ctx context.Context, src hostfs.Source, releas
 	}
 	out.Section = Section{Status: StatusOK}
 	paths, depErr := moduleFiles(src, release)
+	eng := m.moduleEngine(src)
 	for _, pm := range mods {
 		lm := LoadedModule{Name: pm.Name, Size: pm.Size, Taint: pm.Taint, Signature: SignatureUnknown, Reasons: []reason.Code{}}
 		if rel, ok := paths[normModuleName(pm.Name)]; ok {
 			lm.Path = path.Join("/lib/modules", release, rel)
 		}
-		m.judgeModule(ctx, src, &lm, depErr)
+		m.judgeModule(ctx, eng, src, &lm, depErr)
 		out.Loaded = append(out.Loaded, lm)
 	}
 	sort.Slice(out.Loaded, func(i, j int) bool { return out.Loaded[i].Name < out.Loaded[j].Name })
@@ -125,8 +130,8 @@ func moduleFiles(src hostfs.Source, release string) (map[string]string, error) {
 // module whose file is not found or cannot be read stays unknown
 // (Judged false, Signature "unknown"), with not-found or unreadable: the
 // file of an unjudged module is never taken as unsigned.
-func (m *Measurer) judgeModule(ctx context.Context, src hostfs.Source, lm *LoadedModule, depErr error) {
-	if m.opts.Engine == nil {
+func (m *Measurer) judgeModule(ctx context.Context, eng *integrity.Engine, src hostfs.Source, lm *LoadedModule, depErr error) {
+	if eng == nil {
 		return
 	}
 	if lm.Path == "" {
@@ -138,7 +143,7 @@ func (m *Measurer) judgeModule(ctx context.Context, src hostfs.Source, lm *Loade
 		}
 		return
 	}
-	v, err := m.opts.Engine.VerifyFile(ctx, src.HostPath(lm.Path))
+	v, err := eng.VerifyFile(ctx, src.HostPath(lm.Path))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			lm.Reasons = append(lm.Reasons, reason.NotFound)
@@ -268,4 +273,46 @@ func crossView(ctx context.Context, src hostfs.Source, procMods []procModule) ([
 	}
 	sort.Slice(hidden, func(i, j int) bool { return hidden[i].Name < hidden[j].Name })
 	return hidden, views
+}
+
+// moduleEngine is the engine modules are judged with, as the kernel
+// judges them: the engine's keys and, when shim set MokListTrustedRT, the
+// machine owner's certificates of MokListRT, which the kernel loads into
+// its .machine keyring and trusts for modules (the DKMS case). Without the
+// flag, or when the variables cannot be read, the engine as configured.
+func (m *Measurer) moduleEngine(src hostfs.Source) *integrity.Engine {
+	base := m.opts.Engine
+	if base == nil {
+		return nil
+	}
+	flag, ok, err := readVar(src, efi.MokListTrustedRT)
+	if err != nil || !ok || len(flag.Data) == 0 || flag.Data[0] == 0 {
+		return base
+	}
+	list, ok, err := readVar(src, efi.MokListRT)
+	if err != nil || !ok {
+		return base
+	}
+	key := sha256.Sum256(list.Data)
+	m.mokMu.Lock()
+	defer m.mokMu.Unlock()
+	if m.mok != nil && m.mokKey == key {
+		return m.mok
+	}
+	lists, err := efi.ParseSignatureLists(list.Data)
+	if err != nil {
+		m.log.Warn("MokListRT does not parse; its keys are not trusted for modules", "err", err)
+		return base
+	}
+	var certs []*x509.Certificate
+	for _, e := range efi.Entries(lists) {
+		if e.Certificate != nil {
+			certs = append(certs, e.Certificate)
+		}
+	}
+	if len(certs) == 0 {
+		return base
+	}
+	m.mok, m.mokKey = base.WithTrusted(certs...), key
+	return m.mok
 }
