@@ -23,11 +23,11 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/api"
-	"github.com/vigil-attest/vigil/appraise"
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/hostfs"
 	"github.com/vigil-attest/vigil/measure"
+	"github.com/vigil-attest/vigil/verdict"
 )
 
 // Defaults of Options.
@@ -120,10 +120,10 @@ type Result struct {
 	ResultID int64  `json:"result_id"`
 	// Level is the security level (0–4); Status the EAR status
 	// ("affirming", "warning", "contraindicated").
-	Level    int                `json:"level"`
-	Status   string             `json:"status"`
-	Token    string             `json:"token"`
-	Failures []appraise.Failure `json:"failures"`
+	Level    int               `json:"level"`
+	Status   string            `json:"status"`
+	Token    string            `json:"token"`
+	Failures []verdict.Failure `json:"failures"`
 	// Time is when the agent received the appraisal.
 	Time time.Time `json:"time"`
 }
@@ -132,7 +132,7 @@ type Result struct {
 // warning (a software enclave's best): the status a relying party may act
 // on. Contraindicated, or any other status, is not.
 func (r *Result) Healthy() bool {
-	return r != nil && (r.Status == "affirming" || r.Status == "warning")
+	return r != nil && (r.Status == verdict.Affirming || r.Status == verdict.Warning)
 }
 
 // Agent enrolls and attests one enclave with one service.
@@ -400,7 +400,7 @@ func (a *Agent) AttestOnce(ctx context.Context) (*Result, error) {
 	}
 	failures := v.Claims.Failures
 	if failures == nil {
-		failures = []appraise.Failure{}
+		failures = []verdict.Failure{}
 	}
 	res := &Result{
 		AgentID: a.id, ResultID: resp.ResultID, Level: v.Claims.Level, Status: v.Claims.Status,

@@ -8,8 +8,8 @@ package api
 import (
 	"time"
 
-	"github.com/vigil-attest/vigil/appraise"
 	"github.com/vigil-attest/vigil/evidence"
+	"github.com/vigil-attest/vigil/verdict"
 )
 
 // Paths. {id} is the agent ID.
@@ -109,11 +109,11 @@ type Challenge struct {
 
 // AttestResponse is the appraisal of one evidence.
 type AttestResponse struct {
-	AgentID  string             `json:"agent_id"`
-	ResultID int64              `json:"result_id"`
-	Level    int                `json:"level"`
-	Status   string             `json:"status"`
-	Failures []appraise.Failure `json:"failures"`
+	AgentID  string            `json:"agent_id"`
+	ResultID int64             `json:"result_id"`
+	Level    int               `json:"level"`
+	Status   string            `json:"status"`
+	Failures []verdict.Failure `json:"failures"`
 	// Token is the session report: an EAR JWT (ES256, x5c).
 	Token string `json:"token"`
 	// IMAOffset is where the next IMA list should start.
@@ -151,14 +151,14 @@ type AgentDetail struct {
 
 // Result is one stored appraisal.
 type Result struct {
-	ID           int64              `json:"id"`
-	Time         time.Time          `json:"time"`
-	Level        int                `json:"level"`
-	Status       string             `json:"status"`
-	Failures     []appraise.Failure `json:"failures"`
-	PolicyID     string             `json:"policy_id"`
-	PolicyDigest string             `json:"policy_digest"`
-	Token        string             `json:"token,omitempty"`
+	ID           int64             `json:"id"`
+	Time         time.Time         `json:"time"`
+	Level        int               `json:"level"`
+	Status       string            `json:"status"`
+	Failures     []verdict.Failure `json:"failures"`
+	PolicyID     string            `json:"policy_id"`
+	PolicyDigest string            `json:"policy_digest"`
+	Token        string            `json:"token,omitempty"`
 }
 
 // AdminRequest carries an operator's reason for approve and revoke.

@@ -9,41 +9,23 @@ import (
 	"crypto"
 
 	"github.com/vigil-attest/vigil/evidence"
+	"github.com/vigil-attest/vigil/verdict"
 )
 
 // Levels of the brief (the default policy implements them; a policy may
-// redefine what each requires).
+// redefine what each requires). verdict.Level names them; these are its
+// values as the ints Outcome and Failure carry.
 const (
-	LevelUntrusted      = 0
-	LevelSoftware       = 1
-	LevelHardware       = 2
-	LevelMeasured       = 3
-	LevelHardened       = 4
-	MaxLevel            = LevelHardened
-	statusAffirming     = "affirming"
-	statusWarning       = "warning"
-	statusContraindicat = "contraindicated"
+	LevelUntrusted = int(verdict.Untrusted)
+	LevelSoftware  = int(verdict.Software)
+	LevelHardware  = int(verdict.Hardware)
+	LevelMeasured  = int(verdict.Measured)
+	LevelHardened  = int(verdict.Hardened)
+	MaxLevel       = int(verdict.MaxLevel)
 )
 
-// Failure is one failing claim: why the level is not higher.
-type Failure struct {
-	// Claim is the claim's path in the policy input, e.g.
-	// "report.modules.hidden" or "evidence.signature".
-	Claim string `json:"claim"`
-	// Reason is a stable, machine-readable code, e.g. "hidden-module" or
-	// an evidence.Reason such as "nonce-mismatch".
-	Reason string `json:"reason"`
-	// Level is the level this failure caps the result below (the result
-	// is at most Level-1); 1 for contraindications.
-	Level int `json:"level"`
-	// Detail says what, for people (module name, PCR, …).
-	Detail string `json:"detail,omitempty"`
-	// Provenance says who vouches for the failing claim: "attested"
-	// (the verifier derived it from TPM-signed data), "corroborated" (a
-	// host claim an attested fact confirms) or "asserted" (the host's
-	// word). Empty when the policy does not say.
-	Provenance string `json:"provenance,omitempty"`
-}
+// Failure is one failing claim: why the level is not higher (verdict.Failure).
+type Failure = verdict.Failure
 
 // Agent is what the service knows about the agent whose evidence is
 // appraised: its enrolled keys.

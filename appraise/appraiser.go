@@ -17,6 +17,7 @@ import (
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/tpm"
+	"github.com/vigil-attest/vigil/verdict"
 )
 
 // ReportKeyUnknown is the failure reason (and the reason added to the
@@ -343,16 +344,8 @@ func capLevel(out *Outcome, res *evidence.Result, agentKind enclave.Kind) {
 }
 
 // StatusOf is the EAR status tier of a level: affirming (≥ 2), warning
-// (1), contraindicated (0).
-func StatusOf(level int) string {
-	switch {
-	case level >= LevelHardware:
-		return statusAffirming
-	case level == LevelSoftware:
-		return statusWarning
-	}
-	return statusContraindicat
-}
+// (1), contraindicated (0) (verdict.StatusOf).
+func StatusOf(level int) string { return verdict.StatusOf(verdict.Level(level)) }
 
 // invalidate turns a valid result invalid, clearing what it proved, as
 // evidence.Verify does.
@@ -412,19 +405,5 @@ func samePCRs(a, b map[string]string) bool {
 }
 
 // LevelName is a level's name in the brief: untrusted, software-rooted,
-// hardware-rooted, measured-and-enforced, hardened.
-func LevelName(level int) string {
-	switch level {
-	case LevelUntrusted:
-		return "untrusted"
-	case LevelSoftware:
-		return "software-rooted"
-	case LevelHardware:
-		return "hardware-rooted"
-	case LevelMeasured:
-		return "measured-and-enforced"
-	case LevelHardened:
-		return "hardened"
-	}
-	return "level-" + strconv.Itoa(level)
-}
+// hardware-rooted, measured-and-enforced, hardened (verdict.Level.String).
+func LevelName(level int) string { return verdict.Level(level).String() }

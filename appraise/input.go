@@ -158,8 +158,8 @@ func attestedValue(f *evidence.Facts, boot ast.Value) (ast.Value, error) {
 	return ast.NewObject([2]*ast.Term{ast.StringTerm("boot"), bt}, [2]*ast.Term{ast.StringTerm("ima"), it}), nil
 }
 
-// verdict is what the policy returned, checked.
-type verdict struct {
+// policyVerdict is what the policy returned, checked.
+type policyVerdict struct {
 	level       int
 	failures    []Failure
 	trustVector map[string]int
@@ -183,7 +183,7 @@ var ErrPolicyResult = errors.New("policy result")
 
 // eval runs the prepared query and checks its result. The result stays
 // an ast.Value (no conversion to Go maps): parseVerdict reads it.
-func (pol *Policy) eval(ctx context.Context, input ast.Value) (*verdict, error) {
+func (pol *Policy) eval(ctx context.Context, input ast.Value) (*policyVerdict, error) {
 	rs, err := pol.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalGenerateJSON(keepTerm))
 	if err != nil {
 		return nil, fmt.Errorf("policy %s evaluation: %w", pol.ID, err)
@@ -214,7 +214,7 @@ var (
 // provenanceTiers are the values a provenance may take.
 var provenanceTiers = map[string]bool{"attested": true, "corroborated": true, "asserted": true}
 
-func parseVerdict(x ast.Value) (*verdict, error) {
+func parseVerdict(x ast.Value) (*policyVerdict, error) {
 	obj, ok := x.(ast.Object)
 	if !ok {
 		return nil, fmt.Errorf("not an object but %v", ast.ValueName(x))
@@ -228,7 +228,7 @@ func parseVerdict(x ast.Value) (*verdict, error) {
 	if bad != nil {
 		return nil, bad
 	}
-	v := &verdict{trustVector: map[string]int{}}
+	v := &policyVerdict{trustVector: map[string]int{}}
 	lt := obj.Get(keyLevel)
 	lvl, ok := termInt(lt)
 	if !ok || lvl < LevelUntrusted || lvl > MaxLevel {

@@ -24,7 +24,7 @@ type Evidence struct {
 	Enclave string `json:"enclave"`
 	// Nonce is the verifier's challenge, hex.
 	Nonce string `json:"nonce"`
-	// Report is the canonical runtime report (measure.Report.Canonical).
+	// Report is the canonical runtime report (report.Report.Canonical).
 	Report []byte `json:"report"`
 	// ReportSignature is the report key's signature over Binding(nonce,
 	// report): ASN.1 ECDSA, or RSASSA-PKCS1-v1_5 with SHA-256.

@@ -107,7 +107,7 @@ const (
 	// replay could have produced.
 	IMAOffsetMismatch Reason = "ima-offset-mismatch"
 	// ReportMalformed: the report is not canonical JSON (RFC 8785), or not
-	// a runtime report of measure.Version with only known claims.
+	// a runtime report of report.Version with only known claims.
 	ReportMalformed Reason = "report-malformed"
 	// Canceled: the context ended before verification finished.
 	Canceled Reason = "canceled"

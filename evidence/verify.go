@@ -22,7 +22,7 @@ import (
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/eventlog"
 	"github.com/vigil-attest/vigil/ima"
-	"github.com/vigil-attest/vigil/measure"
+	"github.com/vigil-attest/vigil/report"
 )
 
 // MinNonce is the shortest verifier nonce Verify accepts.
@@ -137,7 +137,7 @@ type Result struct {
 	// Time is when the evidence was verified (Options.Now).
 	Time time.Time `json:"time"`
 	// Report is the verified runtime report.
-	Report *measure.Report `json:"-"`
+	Report *report.Report `json:"-"`
 	// ReportKey is the verified report key (for a TPM, certified by the
 	// AK): what a session report's cnf claim binds to.
 	ReportKey crypto.PublicKey `json:"-"`
@@ -718,21 +718,21 @@ func verifyReportSignature(k crypto.PublicKey, bind, sig []byte) error {
 
 // checkReport parses the report and checks that its bytes are exactly
 // the canonical (RFC 8785) encoding of a runtime report of
-// measure.Version: no unknown claim, no claim missing, no member out of
-// order or repeated, no other spelling of a value. measure.ParseReport
+// report.Version: no unknown claim, no claim missing, no member out of
+// order or repeated, no other spelling of a value. report.ParseReport
 // checks all of it in one pass: the bytes are canonical JSON, and they
-// are what measure.Report.Canonical writes for the report they decode
+// are what report.Report.Canonical writes for the report they decode
 // to.
-func checkReport(b []byte) (*measure.Report, error) {
+func checkReport(b []byte) (*report.Report, error) {
 	if len(b) == 0 {
 		return nil, errors.New("no report")
 	}
-	r, err := measure.ParseReport(b)
+	r, err := report.ParseReport(b)
 	if err != nil {
 		return nil, fmt.Errorf("report: %v", err)
 	}
-	if r.Version != measure.Version {
-		return nil, fmt.Errorf("report version %q, want %q", r.Version, measure.Version)
+	if r.Version != report.Version {
+		return nil, fmt.Errorf("report version %q, want %q", r.Version, report.Version)
 	}
 	return r, nil
 }
@@ -744,7 +744,7 @@ func (v *verifier) requireSelection() {
 	q := v.o.Quote.orDefault()
 	need := slices.Clone(q.Boot)
 	rep := v.res.Report
-	if v.ev.IMALog != nil || (rep != nil && rep.IMA.Status == measure.StatusOK) {
+	if v.ev.IMALog != nil || (rep != nil && rep.IMA.Status == report.StatusOK) {
 		need = append(need, q.IMA...)
 	}
 	v.requirePCRs(need, "")

@@ -7,57 +7,6 @@ import (
 	"github.com/vigil-attest/vigil/hostfs"
 )
 
-// Enforcement is what the kernel enforces: module signatures, lockdown,
-// hardening sysctls and the LSMs.
-type Enforcement struct {
-	Section
-	// SigEnforce is true when the kernel refuses unsigned modules:
-	// /sys/module/module/parameters/sig_enforce is Y, or
-	// module.sig_enforce=1 is on the command line.
-	SigEnforce bool `json:"sig_enforce"`
-	// SigEnforceSource says where SigEnforce came from: "sysfs",
-	// "cmdline" or "" when neither says so.
-	SigEnforceSource string `json:"sig_enforce_source"`
-	// Lockdown is none, integrity or confidentiality (the kernel's
-	// modes); "unknown" when securityfs is not readable or shows another
-	// mode.
-	Lockdown string `json:"lockdown"`
-	// Sysctls, null when absent.
-	ModulesDisabled         *int64 `json:"modules_disabled"`
-	KexecLoadDisabled       *int64 `json:"kexec_load_disabled"`
-	KptrRestrict            *int64 `json:"kptr_restrict"`
-	DmesgRestrict           *int64 `json:"dmesg_restrict"`
-	PerfEventParanoid       *int64 `json:"perf_event_paranoid"`
-	UnprivilegedBPFDisabled *int64 `json:"unprivileged_bpf_disabled"`
-	PtraceScope             *int64 `json:"ptrace_scope"`
-	// LSM lists the active LSMs in order (/sys/kernel/security/lsm).
-	LSM []string `json:"lsm"`
-	// SELinux is enforcing, permissive or disabled.
-	SELinux string `json:"selinux"`
-	// AppArmor is enabled or disabled, with profile counts by mode.
-	AppArmor         string           `json:"apparmor"`
-	AppArmorProfiles map[string]int64 `json:"apparmor_profiles"`
-	// IPE and EVM are present only when the kernel has them.
-	IPE *IPE `json:"ipe"`
-	EVM *EVM `json:"evm"`
-}
-
-// IPE is the Integrity Policy Enforcement LSM's state.
-type IPE struct {
-	Enforce      bool   `json:"enforce"`
-	ActivePolicy string `json:"active_policy"`
-}
-
-// EVM is the Extended Verification Module's state
-// (/sys/kernel/security/evm, or integrity/evm/evm).
-type EVM struct {
-	Value          int64 `json:"value"`
-	HMAC           bool  `json:"hmac"`
-	X509           bool  `json:"x509"`
-	MetadataWrites bool  `json:"allow_metadata_writes"`
-	SetupComplete  bool  `json:"setup_complete"`
-}
-
 const securityfs = "/sys/kernel/security"
 
 func (m *Measurer) collectEnforcement(_ context.Context, src hostfs.Source, cmdline string) Enforcement {
@@ -144,21 +93,6 @@ func lockdownMode(src hostfs.Source) string {
 		}
 	}
 	return LockdownUnknown
-}
-
-// Debug says whether the kernel can be debugged, and which settings relax
-// signing.
-type Debug struct {
-	Section
-	KernelDebugging bool `json:"kernel_debugging"`
-	// Evidence lists what shows debugging: "cmdline:kgdboc=ttyS0",
-	// "kgdboc:ttyS0", "cmdline:kgdbwait", "sysrq:1".
-	Evidence []string `json:"evidence"`
-	// Sysrq is /proc/sys/kernel/sysrq (1 = every function), null if absent.
-	Sysrq *int64 `json:"sysrq"`
-	// RelaxedSigning lists signs that signing is relaxed: "lockdown=none",
-	// "module.sig_enforce=0", "efi=debug".
-	RelaxedSigning []string `json:"relaxed_signing"`
 }
 
 // debugParams are command-line parameters that enable a kernel debugger.

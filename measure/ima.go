@@ -21,38 +21,6 @@ const (
 	bootIDPath  = "/proc/sys/kernel/random/boot_id"
 )
 
-// IMA holds the claims read from the IMA runtime measurement list
-// (ima.entries, ima.pcr10.sha256, ...). An appraiser compares PCR10 with
-// the quoted PCR 10; the list may have grown since it was read, which the
-// appraiser handles by replaying (ima.ReplayUntil) the list it is sent.
-type IMA struct {
-	Section
-	// Entries is the number of measurements.
-	Entries int `json:"entries"`
-	// Violations counts entries with a zero template digest (a file
-	// measured while open for writing, or written while measured).
-	Violations int `json:"violations"`
-	// PCR10 is the replayed value of PCR 10 per bank, lowercase hex.
-	PCR10 IMAPCR `json:"pcr10"`
-	// TemplateHashMismatches counts entries whose data does not hash to
-	// their listed template digest: the list was changed after the kernel
-	// measured it.
-	TemplateHashMismatches int `json:"template_hash_mismatches"`
-	// Templates counts entries by template name.
-	Templates map[string]int `json:"templates"`
-	// Offset is the number of bytes of the list consumed.
-	Offset int64 `json:"offset"`
-	// BootAggregate is the boot_aggregate entry's digest, "algo:hex",
-	// when the list starts with one.
-	BootAggregate string `json:"boot_aggregate,omitempty"`
-}
-
-// IMAPCR is a PCR value in the SHA-1 and SHA-256 banks.
-type IMAPCR struct {
-	SHA1   string `json:"sha1"`
-	SHA256 string `json:"sha256"`
-}
-
 // imaCollector keeps the list's replay state between measurements, so
 // that a warm measurement reads only the entries appended since: it checks
 // that the boot is the same and that the first entry and the last one it

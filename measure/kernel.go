@@ -8,17 +8,6 @@ import (
 	"github.com/vigil-attest/vigil/hostfs"
 )
 
-// Kernel identifies the running kernel and boot.
-type Kernel struct {
-	Section
-	Release  string `json:"release"`
-	Version  string `json:"version"`
-	Cmdline  string `json:"cmdline"`
-	BootID   string `json:"boot_id"`
-	UptimeS  int64  `json:"uptime_s"`
-	Hostname string `json:"hostname"`
-}
-
 func (m *Measurer) collectKernel(_ context.Context, src hostfs.Source) Kernel {
 	var k Kernel
 	rel, err := readLine(src, "/proc/sys/kernel/osrelease")

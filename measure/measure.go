@@ -1,3 +1,14 @@
+// Package measure collects a Linux host's runtime report: the typed,
+// deterministic set of security claims that the agent signs and the
+// attestation service appraises. Collectors read only through a
+// hostfs.Source, so a captured tree is measured exactly like a live host,
+// and each one is an independent unit: an absent file makes its section
+// "unavailable", a broken one makes it "error", and neither stops the
+// others.
+//
+// The report is built to catch hiding: modules and processes are listed by
+// several kernel views and compared, and taint bits are matched against
+// the modules that could have set them.
 package measure
 
 import (
@@ -6,7 +17,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"reflect"
 	"runtime/debug"
 	"sync"
 
@@ -103,7 +113,7 @@ func (m *Measurer) Measure(ctx context.Context, src hostfs.Source) (*Report, err
 	}
 	// A collector that left a list or a map nil (or a section a panic
 	// cut short) still gives a report ParseReport accepts.
-	fillEmpty(reflect.ValueOf(r).Elem())
+	r.FillEmpty()
 	return r, nil
 }
 

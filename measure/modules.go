@@ -17,68 +17,6 @@ import (
 	"github.com/vigil-attest/vigil/reason"
 )
 
-// Modules lists the loaded kernel modules, each judged by the
-// code-integrity engine, and the modules some kernel view hides.
-type Modules struct {
-	Section
-	Loaded []LoadedModule `json:"loaded"`
-	Hidden []HiddenModule `json:"hidden"`
-	// Views names the views the cross-check compared (those readable).
-	Views []string `json:"views"`
-}
-
-// LoadedModule is one module of /proc/modules.
-type LoadedModule struct {
-	Name string `json:"name"`
-	Size int64  `json:"size"`
-	// Taint is the kernel's own taint letters for this module, as
-	// /proc/modules shows them (P F C O E K X T N, in that order; the
-	// loading/unloading marks + and - are left out). The kernel sets E
-	// when it loaded the module without a valid signature, whatever the
-	// file on disk carries: compare it with Signature.
-	Taint string `json:"taint"`
-	// Path is the module file for the running release, from modules.dep;
-	// "" when no file is known.
-	Path string `json:"path"`
-	// SHA256 is the file's digest when it was judged.
-	SHA256 string `json:"sha256,omitempty"`
-	// Signature is what is known of the file's signature: "signed",
-	// "unsigned", or "unknown" when the file was not judged (Judged is
-	// false; Reasons says why when a file was looked for). A module
-	// whose file cannot be found or read is unknown, never unsigned.
-	Signature string `json:"signature"`
-	// Signed reports a module signature present on the file: Signature
-	// is "signed". It is false for an unknown module too; read Signature.
-	Signed bool `json:"signed"`
-	// Signer is the subject common name of the first valid signature's
-	// signer, else of the first signature's (as modinfo's signer).
-	Signer string `json:"signer"`
-	// Allowed is the engine's verdict; false when the file was not judged
-	// (Judged false).
-	Allowed bool `json:"allowed"`
-	// Judged is true when the code-integrity engine read and judged the
-	// file. When it is false, Signature is "unknown" and Reasons holds
-	// not-found (no file for the running release) or unreadable (a file
-	// that could not be read); both are empty without an engine.
-	Judged bool `json:"judged"`
-	// Reasons are the verdict's stable reason codes.
-	Reasons []reason.Code `json:"reasons"`
-}
-
-// HiddenModule is a module that some views list and others do not.
-type HiddenModule struct {
-	Name        string   `json:"name"`
-	SeenIn      []string `json:"seen_in"`
-	MissingFrom []string `json:"missing_from"`
-}
-
-// The views of loaded modules.
-const (
-	ViewProcModules = "proc_modules" // /proc/modules
-	ViewSysfs       = "sysfs"        // /sys/module/*/initstate
-	ViewKallsyms    = "kallsyms"     // [module] tags in /proc/kallsyms
-)
-
 // recheckDelay is how long the cross-view waits before re-reading the
 // views that disagreed, so that a module loading or unloading during the
 // measurement is not reported as hidden.

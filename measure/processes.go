@@ -26,57 +26,6 @@ type CriticalProcess struct {
 	Signature string `yaml:"signature" json:"signature,omitempty"`
 }
 
-// Processes holds the critical processes' state and the processes hidden
-// from /proc's listing.
-type Processes struct {
-	Section
-	// Count is the number of processes /proc lists.
-	Count    int             `json:"count"`
-	Critical []CriticalState `json:"critical"`
-	Hidden   []HiddenProcess `json:"hidden"`
-	// Probed is the highest PID the cross-view probed.
-	Probed int `json:"probed"`
-}
-
-// Problem codes of a critical process, stable.
-const (
-	ProblemNotRunning     = "not-running"
-	ProblemExeMismatch    = "exe-mismatch"
-	ProblemExeDeleted     = "exe-deleted"
-	ProblemPtraced        = "ptraced"
-	ProblemLDPreload      = "ld-preload"
-	ProblemSignerMismatch = "signer-mismatch"
-	ProblemUnreadable     = "unreadable"
-)
-
-// CriticalState is what was found for one configured critical process.
-type CriticalState struct {
-	Name    string `json:"name"`
-	Exe     string `json:"exe"`
-	Running bool   `json:"running"`
-	PIDs    []int  `json:"pids"`
-	// ExeSHA256 is the running image's digest (of the first PID).
-	ExeSHA256   string `json:"exe_sha256"`
-	DigestMatch bool   `json:"digest_match"`
-	ExeDeleted  bool   `json:"exe_deleted"`
-	Ptraced     bool   `json:"ptraced"`
-	TracerPIDs  []int  `json:"tracer_pids"`
-	LDPreload   bool   `json:"ld_preload"`
-	// Problems lists the stable problem codes; empty means healthy.
-	Problems []string `json:"problems"`
-	OK       bool     `json:"ok"`
-}
-
-// HiddenProcess is a thread group that answers a probe by PID but is
-// missing from /proc's directory listing.
-type HiddenProcess struct {
-	PID         int      `json:"pid"`
-	Name        string   `json:"name"`
-	Exe         string   `json:"exe"`
-	SeenIn      []string `json:"seen_in"`
-	MissingFrom []string `json:"missing_from"`
-}
-
 // listPIDs returns the PIDs of /proc's listing.
 func listPIDs(src hostfs.Source) (map[int]bool, error) {
 	es, err := src.ReadDir("/proc")

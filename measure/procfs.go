@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/vigil-attest/vigil/report"
 )
 
 // ErrMalformedProc reports a /proc or /sys file that does not have the
@@ -56,8 +58,8 @@ func parseProcModules(b []byte) ([]procModule, error) {
 			// The kernel prints the module's taint letters, then + while
 			// it loads or - while it unloads (State says so too).
 			m.Taint = strings.TrimRight(t[1:len(t)-1], "+-")
-			if !moduleTaint.accepts(m.Taint) {
-				return nil, fmt.Errorf("/proc/modules line %d: taint %q: not the kernel's module taint letters (%s, in order): %w", n, t, moduleTaintLetters, ErrMalformedProc)
+			if !report.IsModuleTaint(m.Taint) {
+				return nil, fmt.Errorf("/proc/modules line %d: taint %q: not the kernel's module taint letters (%s, in order): %w", n, t, report.ModuleTaintOrder(), ErrMalformedProc)
 			}
 		}
 		out = append(out, m)

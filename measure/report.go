@@ -1,138 +1,86 @@
-// Package measure collects a Linux host's runtime report: the typed,
-// deterministic set of security claims that the agent signs and the
-// attestation service appraises. Collectors read only through a
-// hostfs.Source, so a captured tree is measured exactly like a live host,
-// and each one is an independent unit: an absent file makes its section
-// "unavailable", a broken one makes it "error", and neither stops the
-// others.
-//
-// The report is built to catch hiding: modules and processes are listed by
-// several kernel views and compared, and taint bits are matched against
-// the modules that could have set them.
 package measure
 
-import "reflect"
+import "github.com/vigil-attest/vigil/report"
 
-// Version is the report format version. Claim names are stable within it.
-const Version = "vigil.report.v1"
+// The runtime report's format lives in package report, which links no
+// collector; these names keep measure's callers compiling.
 
-// MediaType is the report's media type.
-const MediaType = "application/vnd.vigil.report.v1+json"
-
-// Status of one section of the report.
-type Status string
-
-const (
-	// StatusOK means the section was measured.
-	StatusOK Status = "ok"
-	// StatusUnavailable means the host does not expose what the section
-	// reads (no TPM event log, no efivars, IMA off): a fact, not a fault.
-	StatusUnavailable Status = "unavailable"
-	// StatusError means the inputs exist but could not be read or parsed;
-	// Error says why.
-	StatusError Status = "error"
+// Report types (report.Report and its sections).
+type (
+	ParseError      = report.ParseError
+	Status          = report.Status
+	Section         = report.Section
+	Report          = report.Report
+	Enforcement     = report.Enforcement
+	IPE             = report.IPE
+	EVM             = report.EVM
+	Debug           = report.Debug
+	IMA             = report.IMA
+	IMAPCR          = report.IMAPCR
+	Kernel          = report.Kernel
+	MeasuredBoot    = report.MeasuredBoot
+	LoggedVariable  = report.LoggedVariable
+	LoggedImage     = report.LoggedImage
+	LoggedShimEvent = report.LoggedShimEvent
+	Modules         = report.Modules
+	LoadedModule    = report.LoadedModule
+	HiddenModule    = report.HiddenModule
+	Processes       = report.Processes
+	CriticalState   = report.CriticalState
+	HiddenProcess   = report.HiddenProcess
+	SecureBoot      = report.SecureBoot
+	MokSBState      = report.MokSBState
+	SignatureDB     = report.SignatureDB
+	DBCertificate   = report.DBCertificate
+	PlatformVerdict = report.PlatformVerdict
+	BootFile        = report.BootFile
+	Taint           = report.Taint
+	Vocabulary      = report.Vocabulary
 )
 
-// Section is embedded in every claim section.
-type Section struct {
-	Status Status `json:"status"`
-	Error  string `json:"error,omitempty"`
-}
+// Report constants.
+const (
+	Version                 = report.Version
+	MediaType               = report.MediaType
+	StatusOK                = report.StatusOK
+	StatusUnavailable       = report.StatusUnavailable
+	StatusError             = report.StatusError
+	ViewProcModules         = report.ViewProcModules
+	ViewSysfs               = report.ViewSysfs
+	ViewKallsyms            = report.ViewKallsyms
+	ProblemNotRunning       = report.ProblemNotRunning
+	ProblemExeMismatch      = report.ProblemExeMismatch
+	ProblemExeDeleted       = report.ProblemExeDeleted
+	ProblemPtraced          = report.ProblemPtraced
+	ProblemLDPreload        = report.ProblemLDPreload
+	ProblemSignerMismatch   = report.ProblemSignerMismatch
+	ProblemUnreadable       = report.ProblemUnreadable
+	ViewProbe               = report.ViewProbe
+	ViewReaddir             = report.ViewReaddir
+	SignatureSigned         = report.SignatureSigned
+	SignatureUnsigned       = report.SignatureUnsigned
+	SignatureUnknown        = report.SignatureUnknown
+	LockdownNone            = report.LockdownNone
+	LockdownIntegrity       = report.LockdownIntegrity
+	LockdownConfidentiality = report.LockdownConfidentiality
+	LockdownUnknown         = report.LockdownUnknown
+)
 
-// Report is the runtime report. Field names are the claim names.
-type Report struct {
-	Version string `json:"version"`
-	// CodePolicy is the digest of the code-integrity policy modules and
-	// boot files were judged under ("" when they were not judged).
-	CodePolicy string `json:"code_policy,omitempty"`
+// Canonicalize returns the canonical form of any JSON document
+// (report.Canonicalize).
+func Canonicalize(doc []byte) ([]byte, error) { return report.Canonicalize(doc) }
 
-	Kernel       Kernel       `json:"kernel"`
-	Modules      Modules      `json:"modules"`
-	Taint        Taint        `json:"taint"`
-	Enforcement  Enforcement  `json:"enforcement"`
-	Debug        Debug        `json:"debug"`
-	SecureBoot   SecureBoot   `json:"secure_boot"`
-	MeasuredBoot MeasuredBoot `json:"measured_boot"`
-	IMA          IMA          `json:"ima"`
-	Processes    Processes    `json:"processes"`
+// IsCanonical returns nil when b is canonical JSON (report.IsCanonical).
+func IsCanonical(b []byte) error { return report.IsCanonical(b) }
 
-	// Inputs holds the SHA-256 of every file read, by host path.
-	Inputs map[string]string `json:"inputs"`
-}
+// ParseReport decodes a canonical runtime report strictly
+// (report.ParseReport).
+func ParseReport(b []byte) (*Report, error) { return report.ParseReport(b) }
 
-// Sections returns each section by claim name, for callers that treat
-// them uniformly (text output, tests).
-func (r *Report) Sections() map[string]*Section {
-	return map[string]*Section{
-		"kernel":        &r.Kernel.Section,
-		"modules":       &r.Modules.Section,
-		"taint":         &r.Taint.Section,
-		"enforcement":   &r.Enforcement.Section,
-		"debug":         &r.Debug.Section,
-		"secure_boot":   &r.SecureBoot.Section,
-		"measured_boot": &r.MeasuredBoot.Section,
-		"ima":           &r.IMA.Section,
-		"processes":     &r.Processes.Section,
-	}
-}
+// NewReport returns the report of a host that exposes nothing
+// (report.NewReport).
+func NewReport() *Report { return report.NewReport() }
 
-// NewReport returns the report of a host that exposes nothing: every
-// section unavailable, every list and map empty. It is a valid report
-// (ParseReport accepts its canonical form), for callers that build one
-// by hand.
-func NewReport() *Report {
-	r := &Report{Version: Version}
-	for _, s := range r.Sections() {
-		s.Status = StatusUnavailable
-	}
-	fillEmpty(reflect.ValueOf(r).Elem())
-	return r
-}
-
-// fillEmpty replaces every nil slice and map of v (and of the structs,
-// pointed-to structs, slices and maps it holds) by an empty one, and
-// every closed claim left "" by the value its vocabulary gives an unset
-// claim (a section's status: error; lockdown, selinux, apparmor and a
-// module's signature: unknown): a report writes [] and {} for none,
-// never null, which only a pointer claim may be, and never a value
-// outside a vocabulary.
-func fillEmpty(v reflect.Value) {
-	switch v.Kind() {
-	case reflect.Pointer:
-		if !v.IsNil() {
-			fillEmpty(v.Elem())
-		}
-	case reflect.Struct:
-		for _, f := range fieldsOf(v.Type()) {
-			fv := v.FieldByIndex(f.index)
-			if f.vocab != nil && f.vocab.unset != "" && fv.Kind() == reflect.String && fv.String() == "" {
-				fv.SetString(f.vocab.unset)
-			}
-			fillEmpty(fv)
-		}
-	case reflect.Slice:
-		if v.IsNil() {
-			v.Set(reflect.MakeSlice(v.Type(), 0, 0))
-			return
-		}
-		if k := v.Type().Elem().Kind(); k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice || k == reflect.Map {
-			for i := 0; i < v.Len(); i++ {
-				fillEmpty(v.Index(i))
-			}
-		}
-	case reflect.Map:
-		if v.IsNil() {
-			v.Set(reflect.MakeMap(v.Type()))
-			return
-		}
-		if k := v.Type().Elem().Kind(); k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice || k == reflect.Map {
-			iter := v.MapRange()
-			for iter.Next() {
-				e := reflect.New(v.Type().Elem()).Elem()
-				e.Set(iter.Value())
-				fillEmpty(e)
-				v.SetMapIndex(iter.Key(), e)
-			}
-		}
-	}
-}
+// Vocabularies returns the closed vocabularies of the report's claims
+// (report.Vocabularies).
+func Vocabularies() []Vocabulary { return report.Vocabularies() }

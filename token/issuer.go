@@ -28,8 +28,8 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/veraison/ear"
 
-	"github.com/vigil-attest/vigil/appraise"
 	"github.com/vigil-attest/vigil/store"
+	"github.com/vigil-attest/vigil/verdict"
 )
 
 // KeyStore is what the Issuer keeps in the service's store: the CA (a
@@ -426,16 +426,16 @@ func (i *Issuer) newKeyLocked(ctx context.Context, now time.Time) (string, error
 // vigilClaims are the claims Issue adds to EAR's. The names are the
 // Claim* constants (a test holds them equal).
 type vigilClaims struct {
-	Sub            string             `json:"sub"`
-	Iss            string             `json:"iss,omitempty"`
-	Exp            int64              `json:"exp"`
-	Cnf            *confirmation      `json:"cnf,omitempty"`
-	Level          int                `json:"vigil.level"`
-	Failures       []appraise.Failure `json:"vigil.failures"`
-	PolicyDigest   string             `json:"vigil.policy-digest,omitempty"`
-	ContentVersion string             `json:"vigil.content-version,omitempty"`
-	EKSHA256       string             `json:"vigil.ek-sha256,omitempty"`
-	Provenance     map[string]string  `json:"vigil.provenance,omitempty"`
+	Sub            string            `json:"sub"`
+	Iss            string            `json:"iss,omitempty"`
+	Exp            int64             `json:"exp"`
+	Cnf            *confirmation     `json:"cnf,omitempty"`
+	Level          int               `json:"vigil.level"`
+	Failures       []verdict.Failure `json:"vigil.failures"`
+	PolicyDigest   string            `json:"vigil.policy-digest,omitempty"`
+	ContentVersion string            `json:"vigil.content-version,omitempty"`
+	EKSHA256       string            `json:"vigil.ek-sha256,omitempty"`
+	Provenance     map[string]string `json:"vigil.provenance,omitempty"`
 }
 
 // provenanceTiers are the values of a vigil.provenance entry.
@@ -471,8 +471,8 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 	if c.AgentID == "" {
 		return "", errors.New("token: the claims name no agent")
 	}
-	if c.Level < appraise.LevelUntrusted || c.Level > appraise.MaxLevel {
-		return "", fmt.Errorf("token: level %d is not 0–%d", c.Level, appraise.MaxLevel)
+	if !verdict.Level(c.Level).Valid() {
+		return "", fmt.Errorf("token: level %d is not 0–%d", c.Level, int(verdict.MaxLevel))
 	}
 	tier, ok := ear.StringToTrustTier[c.Status]
 	if !ok {
@@ -554,7 +554,7 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 		}
 	}
 	if vc.Failures == nil {
-		vc.Failures = []appraise.Failure{}
+		vc.Failures = []verdict.Failure{}
 	}
 	if c.ReportKey != nil {
 		j, err := PublicJWK(c.ReportKey)

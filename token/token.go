@@ -9,7 +9,7 @@ import (
 	"crypto"
 	"time"
 
-	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/verdict"
 )
 
 // Claims is what a session report says, beyond EAR's own claims.
@@ -24,7 +24,7 @@ type Claims struct {
 	Level       int
 	Status      string
 	TrustVector map[string]int
-	Failures    []appraise.Failure
+	Failures    []verdict.Failure
 	// PolicyID, PolicyDigest and ContentVersion name what it was judged
 	// under.
 	PolicyID       string

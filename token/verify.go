@@ -18,7 +18,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/veraison/ear"
 
-	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/verdict"
 )
 
 const (
@@ -367,8 +367,8 @@ func decodeClaims(seg string) (*Verified, times, error) {
 			return nil, t, fail(Malformed, "nbf: %v", err)
 		}
 	}
-	if c.Level < appraise.LevelUntrusted || c.Level > appraise.MaxLevel {
-		return nil, t, fail(Malformed, "%s %d is not 0–%d", ClaimLevel, c.Level, appraise.MaxLevel)
+	if !verdict.Level(c.Level).Valid() {
+		return nil, t, fail(Malformed, "%s %d is not 0–%d", ClaimLevel, c.Level, int(verdict.MaxLevel))
 	}
 	c.IssuedAt, c.Expiry = t.iat, t.exp
 	var ar ear.AttestationResult

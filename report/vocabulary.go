@@ -1,4 +1,4 @@
-package measure
+package report
 
 import (
 	"fmt"
@@ -141,11 +141,11 @@ var moduleTaint = func() *vocab {
 	}}
 }()
 
-// taintFlagNames are every value taintLetters writes.
+// taintFlagNames are every value TaintLetters writes.
 func taintFlagNames() []string {
 	var out []string
 	for bit := 0; bit < 64; bit++ {
-		out = append(out, taintLetters(1<<bit)...)
+		out = append(out, TaintLetters(1<<bit)...)
 	}
 	return out
 }
