@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -308,4 +309,50 @@ func tpm2Eventlog(t *testing.T, path string) map[string]map[string]string {
 		t.Fatalf("tpm2_eventlog printed no pcrs section")
 	}
 	return res
+}
+
+// TestBootTimeout: a guest that has not powered off by the timeout is
+// killed, Run says so, and no qemu or swtpm is left behind.
+func TestBootTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts qemu")
+	}
+	p := Require(t)
+	work := t.TempDir()
+	initrd := filepath.Join(work, "initrd.img")
+	if err := BuildInitramfs(p, Initramfs{Init: "#!/bin/busybox sh\nwhile :; do /bin/busybox sleep 1; done\n"}, initrd); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(work, "disk.img")
+	if err := BuildDisk(context.Background(), p, ESP{GrubCfg: grubCfg, Initrd: initrd}, disk); err != nil {
+		t.Fatal(err)
+	}
+	tpm := testtpm.Start(t)
+	tpm.Stop()
+	before := children(t)
+	t0 := time.Now()
+	_, err := Run(context.Background(), p, Boot{Disk: disk, TPMState: tpm.StateDir, Share: work, Timeout: 5 * time.Second})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Run = %v, want ErrTimeout", err)
+	}
+	if d := time.Since(t0); d > 15*time.Second {
+		t.Errorf("Run returned after %s with a 5 s timeout", d)
+	}
+	if after := children(t); len(after) > len(before) {
+		t.Errorf("children left running: %v (before: %v)", after, before)
+	}
+}
+
+// children lists this process's child PIDs.
+func children(t *testing.T) []string {
+	tasks, err := filepath.Glob("/proc/self/task/*/children")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		out = append(out, strings.Fields(string(b))...)
+	}
+	return out
 }
