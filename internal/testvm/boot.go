@@ -1,0 +1,219 @@
+package testvm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Boot is one guest run.
+type Boot struct {
+	// Disk is the GPT disk image BuildDisk wrote (attached as virtio-blk,
+	// bootindex=1).
+	Disk string
+	// Vars is the guest's UEFI variable store; "" copies Parts.OVMFVars
+	// (Microsoft's keys: Secure Boot on). The boot writes to it.
+	Vars string
+	// TPMState is a provisioned swtpm state directory (from
+	// testtpm.Start(…).StateDir, stopped); the boot writes to it.
+	TPMState string
+	// Share is the host directory the guest mounts as 9p tag "share".
+	Share string
+	// Timeout bounds the whole boot (default 3 minutes): the guest is
+	// killed when it has not powered off by then.
+	Timeout time.Duration
+	// MemoryMiB is the guest's RAM (default 768: the initramfs is unpacked
+	// into a ramfs root).
+	MemoryMiB int
+}
+
+// Result is what a boot left.
+type Result struct {
+	// Serial is the serial console: firmware, shim, grub, the kernel and
+	// /init's output.
+	Serial string
+	// Elapsed is from qemu's start to its exit.
+	Elapsed time.Duration
+}
+
+// ErrTimeout is returned when the guest did not power off in time.
+var ErrTimeout = errors.New("testvm: the guest did not power off before the timeout")
+
+// Run boots the guest under OVMF Secure Boot with a swtpm TPM and waits
+// until it powers off. qemu and swtpm are started by Run and killed by
+// their PIDs when it returns (and die with the test process, by
+// Pdeathsig), so nothing is left running.
+func Run(ctx context.Context, p Parts, b Boot) (*Result, error) {
+	if b.Timeout == 0 {
+		b.Timeout = 3 * time.Minute
+	}
+	if b.MemoryMiB == 0 {
+		b.MemoryMiB = 768
+	}
+	// A short directory: unix socket paths are limited to 108 bytes.
+	run, err := os.MkdirTemp("", "vvm")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(run)
+	if b.Vars == "" {
+		b.Vars = filepath.Join(run, "vars.fd")
+		if err := copyFile(p.OVMFVars, b.Vars); err != nil {
+			return nil, fmt.Errorf("testvm: copy the OVMF variables: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.Timeout)
+	defer cancel()
+
+	sock := filepath.Join(run, "tpm.ctrl")
+	tpmLog := filepath.Join(run, "swtpm.log")
+	swtpm, err := start(ctx, p.Swtpm, nil, "socket", "--tpm2",
+		"--tpmstate", "dir="+b.TPMState,
+		"--ctrl", "type=unixio,path="+sock,
+		"--log", "file="+tpmLog+",level=1")
+	if err != nil {
+		return nil, fmt.Errorf("testvm: start swtpm: %w", err)
+	}
+	defer swtpm.stop()
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case <-swtpm.done:
+			return nil, fmt.Errorf("testvm: swtpm exited: %s", tail(tpmLog))
+		case <-ctx.Done():
+			return nil, fmt.Errorf("testvm: swtpm did not create its socket: %s", tail(tpmLog))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	serial := filepath.Join(run, "serial.log")
+	args := []string{
+		"-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", fmt.Sprint(b.MemoryMiB),
+		"-machine", "q35,smm=on",
+		"-global", "driver=cfi.pflash01,property=secure,value=on",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + p.OVMFCode,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + b.Vars,
+		"-chardev", "socket,id=chrtpm,path=" + sock,
+		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+		"-device", "tpm-tis,tpmdev=tpm0",
+		"-drive", "if=none,id=disk0,format=raw,file=" + b.Disk,
+		"-device", "virtio-blk-pci,drive=disk0,bootindex=1",
+		"-virtfs", "local,path=" + b.Share + ",mount_tag=share,security_model=none,id=share",
+		"-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
+		"-chardev", "file,id=ser0,path=" + serial, "-serial", "chardev:ser0",
+	}
+	var qout bytes.Buffer
+	t0 := time.Now()
+	qemu, err := start(ctx, p.QEMU, &qout, args...)
+	if err != nil {
+		return nil, fmt.Errorf("testvm: start qemu: %w", err)
+	}
+	defer qemu.stop()
+	var waitErr error
+	select {
+	case <-qemu.done:
+		waitErr = qemu.err
+	case <-ctx.Done():
+		waitErr = ErrTimeout
+	}
+	qemu.stop()
+	res := &Result{Elapsed: time.Since(t0)}
+	s, _ := os.ReadFile(serial)
+	res.Serial = string(s)
+	if waitErr != nil {
+		return res, fmt.Errorf("testvm: qemu after %s: %w; qemu: %s; swtpm: %s; serial tail: %s",
+			res.Elapsed.Round(time.Second), waitErr, strings.TrimSpace(qout.String()), tail(tpmLog), lastLines(res.Serial, 15))
+	}
+	return res, nil
+}
+
+// proc is a started child, killed by its PID.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	once sync.Once
+}
+
+func start(ctx context.Context, name string, out io.Writer, args ...string) (*proc, error) {
+	cmd := exec.Command(name, args...)
+	if out == nil {
+		out = io.Discard
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// stop kills the process by its PID (SIGTERM, SIGKILL after 3 s) and
+// waits for it.
+func (p *proc) stop() {
+	p.once.Do(func() {
+		select {
+		case <-p.done:
+			return
+		default:
+		}
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(3 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o600)
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	return lastLines(string(b), 10)
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// Vigil builds a static vigil (CGO_ENABLED=0) from this worktree into a
+// test directory and returns its path.
+func Vigil(tb testing.TB) string {
+	tb.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	out := filepath.Join(tb.TempDir(), "vigil")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/vigil")
+	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("testvm: build a static vigil: %v: %s", err, b)
+	}
+	return out
+}
