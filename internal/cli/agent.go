@@ -212,6 +212,19 @@ func short(hex string) string {
 	return hex
 }
 
+// moduleState is how the text summary names a loaded module: "not
+// allowed" (its file was judged and refused), "unknown" (its file was not
+// judged: not found, unreadable), or "" (allowed, or no engine ran).
+func moduleState(m measure.LoadedModule) string {
+	switch {
+	case m.Judged && !m.Allowed:
+		return "not allowed"
+	case !m.Judged && len(m.Reasons) > 0:
+		return "unknown"
+	}
+	return ""
+}
+
 // writeReportText prints a summary of each section.
 func writeReportText(w io.Writer, r *measure.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -223,29 +236,37 @@ func writeReportText(w io.Writer, r *measure.Report) error {
 	}
 	fmt.Fprintf(tw, "SECTION\tSTATUS\tDETAIL\n")
 	line("kernel", r.Kernel.Section, fmt.Sprintf("%s up %ds", r.Kernel.Release, r.Kernel.UptimeS))
-	notAllowed := 0
+	// The counts and the listings below use the same rules, so that no
+	// module is listed as not allowed beside a count of 0.
+	notAllowed, unknown := 0, 0
 	for _, m := range r.Modules.Loaded {
-		if m.Judged && !m.Allowed {
+		switch moduleState(m) {
+		case "not allowed":
 			notAllowed++
+		case "unknown":
+			unknown++
 		}
 	}
-	line("modules", r.Modules.Section, fmt.Sprintf("%d loaded, %d not allowed, %d hidden (views: %s)",
-		len(r.Modules.Loaded), notAllowed, len(r.Modules.Hidden), strings.Join(r.Modules.Views, ",")))
+	line("modules", r.Modules.Section, fmt.Sprintf("%d loaded, %d not allowed, %d unknown, %d hidden (views: %s)",
+		len(r.Modules.Loaded), notAllowed, unknown, len(r.Modules.Hidden), strings.Join(r.Modules.Views, ",")))
 	line("taint", r.Taint.Section, fmt.Sprintf("%d [%s] unexplained [%s]", r.Taint.Value, strings.Join(r.Taint.Flags, ""), strings.Join(r.Taint.Unexplained, "")))
 	line("enforcement", r.Enforcement.Section, fmt.Sprintf("sig_enforce=%t lockdown=%s lsm=%s", r.Enforcement.SigEnforce, r.Enforcement.Lockdown, strings.Join(r.Enforcement.LSM, ",")))
 	line("debug", r.Debug.Section, fmt.Sprintf("kernel_debugging=%t relaxed=[%s]", r.Debug.KernelDebugging, strings.Join(r.Debug.RelaxedSigning, " ")))
 	sb := r.SecureBoot
-	bootBad := 0
+	bootBad, platformBad := 0, 0
 	for _, b := range sb.BootFiles {
-		if !b.Allowed {
+		if b.Judged && !b.Allowed {
 			bootBad++
+		}
+		if b.Platform != nil && !b.Platform.Allowed {
+			platformBad++
 		}
 	}
 	dbx := 0
 	if sb.DBX != nil {
 		dbx = sb.DBX.Entries
 	}
-	line("secure_boot", sb.Section, fmt.Sprintf("enabled=%t setup_mode=%t dbx=%d entries, %d boot files (%d not allowed)", sb.Enabled, sb.SetupMode, dbx, len(sb.BootFiles), bootBad))
+	line("secure_boot", sb.Section, fmt.Sprintf("enabled=%t setup_mode=%t dbx=%d entries, %d boot files (%d not allowed, %d the host's firmware and shim would refuse)", sb.Enabled, sb.SetupMode, dbx, len(sb.BootFiles), bootBad, platformBad))
 	mb := r.MeasuredBoot
 	line("measured_boot", mb.Section, fmt.Sprintf("%s, %d events, %d boot applications, %d problems", mb.Format, mb.Events, len(mb.BootApplications), len(mb.Problems)))
 	im := r.IMA
@@ -267,13 +288,16 @@ func writeReportText(w io.Writer, r *measure.Report) error {
 		fmt.Fprintf(w, "HIDDEN PROCESS %d (%s %s)\n", h.PID, h.Name, h.Exe)
 	}
 	for _, m := range r.Modules.Loaded {
-		if m.Judged && !m.Allowed || !m.Judged && len(m.Reasons) > 0 {
-			fmt.Fprintf(w, "MODULE %s not allowed: %s\n", m.Name, joinCodes(m.Reasons))
+		if st := moduleState(m); st != "" {
+			fmt.Fprintf(w, "MODULE %s %s: %s\n", m.Name, st, joinCodes(m.Reasons))
 		}
 	}
 	for _, b := range sb.BootFiles {
-		if !b.Allowed && b.Judged {
+		if b.Judged && !b.Allowed {
 			fmt.Fprintf(w, "BOOT FILE %s not allowed: %s\n", b.Path, joinCodes(b.Reasons))
+		}
+		if b.Platform != nil && !b.Platform.Allowed {
+			fmt.Fprintf(w, "BOOT FILE %s refused by the host's firmware and shim: %s\n", b.Path, joinCodes(b.Platform.Reasons))
 		}
 	}
 	for _, c := range r.Processes.Critical {

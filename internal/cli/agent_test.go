@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vigil-attest/vigil/codesign"
@@ -83,7 +84,7 @@ func TestAgentMeasureFixture(t *testing.T) {
 
 	// Text output names what is wrong.
 	code, text, _ := vigil(t, append([]string{"agent", "measure", "--root", dir}, extra...)...)
-	for _, want := range []string{"MODULE unsigned_thing not allowed: unsigned", "CRITICAL sshd: ptraced", "3 loaded, 1 not allowed, 0 hidden"} {
+	for _, want := range []string{"MODULE unsigned_thing not allowed: unsigned", "CRITICAL sshd: ptraced", "3 loaded, 1 not allowed, 0 unknown, 0 hidden"} {
 		if code != 0 || !bytes.Contains([]byte(text), []byte(want)) {
 			t.Errorf("text output lacks %q:\n%s", want, text)
 		}
@@ -151,5 +152,26 @@ func TestAgentBadInput(t *testing.T) {
 		if code, _, _ := vigil(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
+	}
+}
+
+// TestAgentMeasureTextCounts: the text summary counts what it lists: a
+// loaded module with no file is "unknown" in both the count and its line,
+// never "not allowed" beside a count of 0.
+func TestAgentMeasureTextCounts(t *testing.T) {
+	h := testhost.Base()
+	h.Modules = append(h.Modules, testhost.Module{Name: "ghost", Size: 4096})
+	dir := h.WriteDir(t)
+	code, text, errs := vigil(t, "agent", "measure", "--root", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"1 loaded, 0 not allowed, 1 unknown, 0 hidden", "MODULE ghost unknown: not-found"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "ghost not allowed") {
+		t.Errorf("an unjudged module is listed as not allowed:\n%s", text)
 	}
 }
