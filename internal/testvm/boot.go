@@ -36,6 +36,19 @@ type Boot struct {
 	// MemoryMiB is the guest's RAM (default 768: the initramfs is unpacked
 	// into a ramfs root).
 	MemoryMiB int
+	// Forwards, when set, give the guest an e1000 NIC on a restricted
+	// qemu user network (restrict=on: no route out of the guest) where
+	// each forward is the only reachable address: a connection to its
+	// Guest address (10.0.2.100:PORT) is relayed by socat to Host
+	// (127.0.0.1:PORT). The guest loads e1000 and configures eth0
+	// itself (10.0.2.15/24).
+	Forwards []Forward
+}
+
+// Forward is one guest address relayed to a host address.
+type Forward struct {
+	Guest string // IP:PORT on the guest's network, e.g. 10.0.2.100:8080
+	Host  string // IP:PORT on the host, e.g. 127.0.0.1:8080
 }
 
 // Result is what a boot left.
@@ -112,9 +125,26 @@ func Run(ctx context.Context, p Parts, b Boot) (*Result, error) {
 		"-drive", "if=none,id=disk0,format=raw,file=" + b.Disk,
 		"-device", "virtio-blk-pci,drive=disk0,bootindex=1",
 		"-virtfs", "local,path=" + b.Share + ",mount_tag=share,security_model=none,id=share",
-		"-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
-		"-chardev", "file,id=ser0,path=" + serial, "-serial", "chardev:ser0",
 	}
+	if len(b.Forwards) > 0 {
+		if p.Socat == "" {
+			return nil, errors.New("testvm: a forward needs socat on the host")
+		}
+		netdev := "user,id=n0,restrict=on"
+		for _, f := range b.Forwards {
+			if strings.ContainsAny(f.Guest+f.Host, ", ") {
+				return nil, fmt.Errorf("testvm: forward %q → %q: an address has a comma or space", f.Guest, f.Host)
+			}
+			// qemu runs the command per connection, the connection on
+			// its standard input and output (net/slirp.c, guestfwd).
+			netdev += ",guestfwd=tcp:" + f.Guest + "-cmd:" + p.Socat + " - TCP:" + f.Host
+		}
+		args = append(args, "-netdev", netdev, "-device", "e1000,netdev=n0")
+	}
+	args = append(args,
+		"-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
+		"-chardev", "file,id=ser0,path="+serial, "-serial", "chardev:ser0",
+	)
 	var qout bytes.Buffer
 	t0 := time.Now()
 	qemu, err := start(ctx, p.QEMU, &qout, args...)

@@ -34,6 +34,7 @@ type Parts struct {
 	OVMFVars string // OVMF_VARS_4M.ms.fd: variables with Microsoft's keys enrolled (copied per boot)
 	Swtpm    string
 	Busybox  string // busybox-static's /bin/busybox
+	Socat    string // relays the guest's network forwards (Boot.Forwards)
 
 	Shim string // shimx64.efi.signed
 	Grub string // grubx64.efi.signed
@@ -85,6 +86,7 @@ func find(tb testing.TB) (Parts, []string) {
 		OVMFVars: look("/usr/share/OVMF/OVMF_VARS_4M.ms.fd"),
 		Swtpm:    look("swtpm"),
 		Busybox:  look("/bin/busybox", "/usr/bin/busybox"),
+		Socat:    look("socat"),
 	}
 	for _, t := range tools {
 		look(t)
