@@ -37,9 +37,10 @@ mount -t 9p -o trans=virtio,version=9p2000.L share /mnt || echo VIGIL-NO-SHARE
 ip addr add 10.0.2.15/24 dev eth0 || echo VIGIL-NO-NET
 ip link set eth0 up || echo VIGIL-NO-NET
 mkdir -p /tmp/vigil
-/bin/vigil agent run --server "$(cat /mnt/server)" --tpm /dev/tpmrm0 --report-ca /mnt/ca.pem \
+/bin/vigil agent run --server "$(cat /mnt/server)" --tpm /dev/tpmrm0 --report-ca /mnt/ca.pem --kernel /mnt/vmlinuz \
 	--state-dir /tmp/vigil --once -o json >/mnt/attest.json 2>/mnt/attest.err
 echo $? >/mnt/attest.rc
+cp /sys/kernel/security/tpm0/binary_bios_measurements /mnt/binary_bios_measurements
 dmesg >/mnt/dmesg
 sync
 umount /mnt
@@ -94,6 +95,13 @@ func TestRealAttest(t *testing.T) {
 		}
 	}
 	write("server", []byte("http://"+guestAddr+"\n"))
+	// The booted kernel, as /boot/vmlinuz-RELEASE on an installed host:
+	// its built-in keys sign the modules.
+	kernel, err := os.ReadFile(p.Vmlinuz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("vmlinuz", kernel)
 	write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: svc.CA.Raw}))
 
 	initrd := filepath.Join(work, "initrd.img")

@@ -48,6 +48,26 @@ func BuildInitramfs(p Parts, spec Initramfs, out string) error {
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)
 	}
+	// modules.dep as depmod writes it ("kernel/x.ko: kernel/dep.ko …",
+	// paths relative to lib/modules/<release>): the agent finds a loaded
+	// module's file through it, as on an installed host.
+	relOf := map[string]string{}
+	for _, rel := range order {
+		relOf[modName(rel)] = rel
+	}
+	var dep strings.Builder
+	for _, rel := range order {
+		deps, err := modDepends(filepath.Join(p.ModulesDir, rel))
+		if err != nil {
+			return fmt.Errorf("initramfs: %w", err)
+		}
+		dep.WriteString(rel + ":")
+		for _, d := range deps {
+			dep.WriteString(" " + relOf[strings.ReplaceAll(d, "-", "_")])
+		}
+		dep.WriteString("\n")
+	}
+	files = append(files, File{Path: filepath.Join("lib/modules", p.Release, "modules.dep"), Mode: 0o644, Data: []byte(dep.String())})
 	var list strings.Builder
 	for _, rel := range order {
 		b, err := os.ReadFile(filepath.Join(p.ModulesDir, rel))
@@ -83,7 +103,7 @@ func moduleOrder(dir string, names []string) ([]string, error) {
 		}
 		if n := d.Name(); !d.IsDir() && strings.HasSuffix(n, ".ko") {
 			rel, _ := filepath.Rel(dir, p)
-			byName[strings.ReplaceAll(strings.TrimSuffix(n, ".ko"), "-", "_")] = rel
+			byName[modName(rel)] = rel
 		}
 		return nil
 	})
@@ -125,6 +145,12 @@ func moduleOrder(dir string, names []string) ([]string, error) {
 		}
 	}
 	return order, nil
+}
+
+// modName is the module name of a .ko path (dashes as underscores, as
+// the kernel and depends= name it).
+func modName(rel string) string {
+	return strings.ReplaceAll(strings.TrimSuffix(filepath.Base(rel), ".ko"), "-", "_")
 }
 
 func modDepends(path string) ([]string, error) {
