@@ -2,8 +2,11 @@ package testvm
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -13,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/internal/testtpm"
 	"github.com/vigil-attest/vigil/token"
@@ -79,7 +84,7 @@ func TestRealAttest(t *testing.T) {
 	}
 	tpm := testtpm.Start(t)
 	tpm.Stop()
-	svc := testserver.Start(t, testserver.Options{EKRoots: tpm.Roots, EKIntermediates: tpm.Intermediates})
+	svc := testserver.Start(t, testserver.Options{EKRoots: tpm.Roots, EKIntermediates: tpm.Intermediates, Policies: vmPolicy(t, p)})
 	u, err := url.Parse(svc.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -207,4 +212,41 @@ func TestRealAttest(t *testing.T) {
 		}
 	}
 	t.Logf("total %s", time.Since(t0).Round(100*time.Millisecond))
+}
+
+// vmPolicy is the default attestation policy with the reference values an
+// operator of this VM gives it (docs/real-hosts.md):
+//   - Debian's shim copies its vendor certificate, the Debian Secure Boot
+//     CA, into MokListRT and logs grub's verification under the authority
+//     name "MokListRT" (not "Shim", as older shims do), so the policy cannot
+//     tell it from an enrolled MOK: it is listed in mok_certificates;
+//   - OVMF_VARS_4M.ms.fd ships a placeholder dbx (the SHA-256 of nothing),
+//     which revokes nothing: this VM has no dbx update to require, so
+//     min_entries is 0.
+func vmPolicy(t *testing.T, parts Parts) *appraise.Policies {
+	t.Helper()
+	ca := testpki.EmbeddedCert(t, parts.Shim, "Debian Secure Boot CA")
+	sum := sha256.Sum256(ca.Raw)
+	dir := filepath.Join(t.TempDir(), "vm-policy")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"levels.rego", "trust.rego"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "appraise", "policy", "default", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := fmt.Sprintf(`{"version": "vm-1", "reference": {"dbx": {"min_entries": 0, "required_sha256": []}, "boot_binaries": [], "mok_certificates": [%q], "module_signers": [], "code_policies": []}}`, hex.EncodeToString(sum[:]))
+	if err := os.WriteFile(filepath.Join(dir, "data.json"), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := appraise.LoadDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
