@@ -183,6 +183,16 @@ func TestLyingHost(t *testing.T) {
 				setMokList(t, h, attacker.Raw)
 			},
 			reasons: map[string]int{"mok-not-approved": 3}},
+		// Debian 12's shim logs its vendor certificate's use as a
+		// MokListRT authority (issue 11's real boot), as it would an
+		// enrolled key: the policy cannot approve it from the log, and
+		// the operator lists it in reference.mok_certificates.
+		{name: "shim logs its vendor certificate as MokListRT: not approved by itself", level: 2,
+			boot: func(b *eventlogtest.Boot) { b.Apps[1].Authority.Name = "MokListRT" },
+			host: func(h *testhost.Host, _ []byte) {
+				setMokList(t, h, eventlogtest.DebianCerts().Vendor.Cert.Raw)
+			},
+			reasons: map[string]int{"mok-not-approved": 3}},
 		{name: "shim's vendor certificate in MokListRT is approved by the attested Shim authority", level: 3,
 			host: func(h *testhost.Host, _ []byte) {
 				setMokList(t, h, eventlogtest.DebianCerts().Vendor.Cert.Raw)
