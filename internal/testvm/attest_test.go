@@ -28,18 +28,7 @@ import (
 // on the restricted user network (10.0.2.100 is the host's service,
 // nothing else is reachable), then the stock agent enrolls, activates
 // its credential with the guest TPM and attests once.
-const attestInit = `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t securityfs securityfs /sys/kernel/security
-echo VIGIL-INIT-START
-for m in $(cat /etc/modules-load); do insmod "$m" || echo "VIGIL-INSMOD-FAILED $m"; done
-mount -t efivarfs efivarfs /sys/firmware/efi/efivars
-mount -t 9p -o trans=virtio,version=9p2000.L share /mnt || echo VIGIL-NO-SHARE
-ip addr add 10.0.2.15/24 dev eth0 || echo VIGIL-NO-NET
+const attestInit = initPrologue + `ip addr add 10.0.2.15/24 dev eth0 || echo VIGIL-NO-NET
 ip link set eth0 up || echo VIGIL-NO-NET
 mkdir -p /tmp/vigil
 /bin/vigil agent run --server "$(cat /mnt/server)" --tpm /dev/tpmrm0 --report-ca /mnt/ca.pem --kernel /mnt/vmlinuz \

@@ -21,10 +21,10 @@ import (
 	"github.com/vigil-attest/vigil/internal/testtpm"
 )
 
-// guestInit is /init of the real-boot guest: it mounts what the agent
-// reads, measures, copies the kernel's own views of the same facts to the
-// share, and powers off. Markers on the serial console delimit it.
-const guestInit = `#!/bin/busybox sh
+// initPrologue starts every guest's /init: busybox, the pseudo
+// filesystems the agent reads, the initramfs's modules, efivarfs and the
+// 9p share, with a marker on the serial console.
+const initPrologue = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
@@ -35,7 +35,12 @@ echo VIGIL-INIT-START
 for m in $(cat /etc/modules-load); do insmod "$m" || echo "VIGIL-INSMOD-FAILED $m"; done
 mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 mount -t 9p -o trans=virtio,version=9p2000.L share /mnt || echo VIGIL-NO-SHARE
-/bin/vigil agent measure -o json >/mnt/report.json 2>/mnt/measure.err
+`
+
+// guestInit is /init of the real-boot guest: it mounts what the agent
+// reads, measures, copies the kernel's own views of the same facts to the
+// share, and powers off. Markers on the serial console delimit it.
+const guestInit = initPrologue + `/bin/vigil agent measure -o json >/mnt/report.json 2>/mnt/measure.err
 echo $? >/mnt/measure.rc
 cp /sys/kernel/security/tpm0/binary_bios_measurements /mnt/binary_bios_measurements
 cat /proc/cmdline >/mnt/cmdline
