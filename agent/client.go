@@ -334,6 +334,9 @@ func readResponse(resp *http.Response, out any) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return problemOf(resp, mt, b)
 	}
+	if out == nil && resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
 	if p, ok := out.(*pemBody); ok {
 		if mt != pemType {
 			return fmt.Errorf("%w: %d with content type %q, want %s", ErrResponse, resp.StatusCode, clip(mt), pemType)

@@ -99,6 +99,10 @@ type Options struct {
 	// PathEvents (the SSE stream, admin token required). Both optional.
 	Events        Publisher
 	EventsHandler http.Handler
+	// FeedHandler serves PathFeed to relying parties (scope feed):
+	// events.Bus.FeedHandler, level changes, approvals and revocations.
+	// Optional.
+	FeedHandler http.Handler
 	// Logger gets the access log and errors; slog.Default() when nil.
 	Logger *slog.Logger
 	// NonceKey MACs challenges (at least 32 bytes); when empty it is the

@@ -242,7 +242,7 @@ func Open(ctx context.Context, c Config) (_ *Service, err error) {
 	s.Events = events.New(events.Options{Webhooks: c.Webhooks, Logger: c.Logger})
 	so := server.Options{
 		Store: st, Appraiser: s.Appraiser, Issuer: s.Issuer,
-		Events: s.Events, EventsHandler: s.Events.Handler(), Logger: c.Logger,
+		Events: s.Events, EventsHandler: s.Events.Handler(), FeedHandler: s.Events.FeedHandler(), Logger: c.Logger,
 		NonceTTL: c.NonceTTL, EKAllowlist: c.EKAllowlist, Software: c.Software,
 		AdminToken: s.AdminToken, Rate: c.Rate, Burst: c.Burst, Retention: c.Retention, TLS: s.TLS,
 		ClientRate: c.ClientRate, ClientBurst: c.ClientBurst, NonceSkew: c.NonceSkew,

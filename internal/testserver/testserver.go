@@ -155,7 +155,7 @@ func (s *Service) start(ln net.Listener) {
 	ap := appraise.New(o.Policies, appraise.Options{Now: o.Now})
 	bus := events.New(events.Options{Logger: o.Logger})
 	so := server.Options{
-		Store: st, Appraiser: ap, Issuer: iss, Events: bus, EventsHandler: bus.Handler(), Logger: o.Logger,
+		Store: st, Appraiser: ap, Issuer: iss, Events: bus, EventsHandler: bus.Handler(), FeedHandler: bus.FeedHandler(), Logger: o.Logger,
 		NonceKey: o.NonceKey, NonceTTL: o.NonceTTL, EKRoots: o.EKRoots, EKIntermediates: o.EKIntermediates,
 		EKAllowlist: o.EKAllowlist, Software: o.Software, AdminToken: o.AdminToken,
 		Rate: o.Rate, Burst: o.Burst, ClientRate: o.ClientRate, ClientBurst: o.ClientBurst, Now: o.Now,
