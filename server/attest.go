@@ -13,10 +13,10 @@ import (
 
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/store"
-	"github.com/vigil-attest/vigil/token"
 )
 
 // Who may learn what about an agent ID. Unauthenticated callers learn
@@ -227,7 +227,7 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 	if failures == nil {
 		failures = []appraise.Failure{}
 	}
-	claims := &token.Claims{
+	claims := &ear.Claims{
 		AgentID: id, Nonce: nonce, Level: out.Level, Status: out.Status, TrustVector: out.TrustVector,
 		Failures: failures, PolicyID: out.PolicyID, PolicyDigest: out.PolicyDigest,
 		ContentVersion: out.ContentVersion, ReportKey: out.ReportKey, EKSHA256: a.EKHash,
