@@ -175,7 +175,7 @@ func TestProofAttacks(t *testing.T) {
 		return c
 	}
 	privJWK := jwkOf(&key.PublicKey).(map[string]any)
-	privJWK = with(privJWK, "d", base64.RawURLEncoding.EncodeToString(key.D.FillBytes(make([]byte, 32))))
+	privJWK = with(privJWK, "d", base64.RawURLEncoding.EncodeToString(mustBytes(t, key)))
 	otherEC := jwkOf(&other.PublicKey)
 
 	cases := []struct {
@@ -314,4 +314,13 @@ func TestReplayCacheBounded(t *testing.T) {
 	if fresh, err := c.Record(ctx, "a", epoch.Add(time.Minute), epoch.Add(2*time.Minute)); !fresh || err != nil || c.Len() != 1 {
 		t.Fatalf("after expiry: fresh %v, %v, len %d", fresh, err, c.Len())
 	}
+}
+
+func mustBytes(tb testing.TB, k *ecdsa.PrivateKey) []byte {
+	tb.Helper()
+	b, err := k.Bytes()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
