@@ -9,14 +9,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/vigil-attest/vigil/token"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/trust"
 )
 
 // ErrReportRefused is a session report the agent will not trust, print or
 // serve: it does not verify against the pinned service CA, or it is not
 // the answer to this agent's evidence (sub, eat_nonce, cnf). The reason
-// is token.ReasonOf(err).
+// is ear.Of(err).
 var ErrReportRefused = errors.New("the service's session report is refused")
 
 // serviceCA is the CA the agent checks session reports against.
@@ -72,19 +72,19 @@ func (a *Agent) pinServiceCA(ctx context.Context) error {
 }
 
 // checkReport verifies the service's session report before the agent
-// uses it: token.Verify against the pinned CA (signature, chain, times,
+// uses it: ear.Verify against the pinned CA (signature, chain, times,
 // level 0–4), then token's Expect: it is this agent's (sub), it answers
 // this round's challenge (eat_nonce), and it binds this enclave's report
 // key (cnf).
-func (a *Agent) checkReport(tok string, nonce []byte, now time.Time) (*token.Verified, error) {
+func (a *Agent) checkReport(tok string, nonce []byte, now time.Time) (*ear.Verified, error) {
 	if a.ca == nil {
 		return nil, fmt.Errorf("%w: no service CA pinned (enroll first, or give it)", ErrReportRefused)
 	}
-	v, err := token.Verify(tok, a.ca.roots, now)
+	v, err := ear.Verify(tok, a.ca.roots, now)
 	if err == nil {
-		err = v.Expect(token.Expected{AgentID: a.id, Nonce: nonce, ReportKey: a.o.Enclave.ReportPublic()})
+		err = v.Expect(ear.Expected{AgentID: a.id, Nonce: nonce, ReportKey: a.o.Enclave.ReportPublic()})
 	}
-	if token.ReasonOf(err) == token.UntrustedChain {
+	if ear.Of(err) == ear.UntrustedChain {
 		return nil, fmt.Errorf("%w: %w (the pinned service CA is %s)", ErrReportRefused, err, a.ca.name)
 	}
 	if err != nil {

@@ -13,10 +13,10 @@ import (
 
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/store"
-	"github.com/vigil-attest/vigil/token"
 	"github.com/vigil-attest/vigil/verdict"
 )
 
@@ -264,11 +264,14 @@ func (s *Server) appraiseEvidence(w http.ResponseWriter, r *http.Request, id str
 	if failures == nil {
 		failures = []appraise.Failure{}
 	}
-	claims := &token.Claims{
+	claims := &ear.Claims{
 		AgentID: id, Nonce: nonce, Level: out.Level, Status: out.Status, TrustVector: out.TrustVector,
 		Failures: failures, PolicyID: out.PolicyID, PolicyDigest: out.PolicyDigest,
 		ContentVersion: out.ContentVersion, ReportKey: out.ReportKey, EKSHA256: a.EKHash,
 		Provenance: out.Provenance,
+	}
+	if aud != "" {
+		claims.Audience = []string{aud}
 	}
 	tok, err := s.o.Issuer.Issue(r.Context(), claims)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,10 +13,10 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/server"
 	"github.com/vigil-attest/vigil/store"
-	"github.com/vigil-attest/vigil/token"
 )
 
 // newRP creates a relying party through the admin API and returns its
@@ -115,14 +116,16 @@ func TestVerifyBackgroundCheck(t *testing.T) {
 	if out.AgentID != a.id || out.Audience != "bank" || out.Token == "" || out.Level != 1 {
 		t.Fatalf("verify %+v", out)
 	}
-	v, err := token.Verify(out.Token, svc.CAPool, time.Now())
+	v, err := ear.Verify(out.Token, svc.CAPool, time.Now())
 	if err != nil {
 		t.Fatalf("the session report does not verify: %v", err)
 	}
 	if v.Claims.AgentID != a.id || hex.EncodeToString(v.Claims.Nonce) != c.Nonce {
 		t.Errorf("claims %+v", v.Claims)
 	}
-	// TODO(merge pop): the token's aud is the relying party.
+	if !slices.Equal(v.Claims.Audience, []string{"bank"}) {
+		t.Errorf("aud %v, want [bank]", v.Claims.Audience)
+	}
 	// The same evidence again: the nonce is spent.
 	post(verifyTok, req).wantProblem(t, 409, api.CodeNonceReplayed)
 	// A revoked agent is refused.

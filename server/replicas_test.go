@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/store/storetest"
-	"github.com/vigil-attest/vigil/token"
 )
 
 // TestReplicas: two services on one PostgreSQL schema share the nonce key
@@ -33,7 +33,7 @@ func TestReplicas(t *testing.T) {
 	ev := a.evidenceFor(t, a.challenge(t, ra.URL))
 	var ar api.AttestResponse
 	a.attest(t, rb.URL, ev).decode(t, &ar)
-	if _, err := token.Verify(ar.Token, ra.CAPool, time.Now()); err != nil {
+	if _, err := ear.Verify(ar.Token, ra.CAPool, time.Now()); err != nil {
 		t.Fatalf("B's token under A's CA: %v", err)
 	}
 	a.attest(t, ra.URL, ev).wantProblem(t, 409, api.CodeNonceReplayed)

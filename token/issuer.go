@@ -26,8 +26,9 @@ import (
 	"github.com/lestrrat-go/jwx/v2/cert"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
-	"github.com/veraison/ear"
+	veraison "github.com/veraison/ear"
 
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/store"
 	"github.com/vigil-attest/vigil/verdict"
 )
@@ -343,7 +344,7 @@ func (i *Issuer) parseKey(r *store.SigningKey) (*signingKey, error) {
 	if !key.PublicKey.Equal(crt.PublicKey) {
 		return nil, errors.New("the certificate is for another key")
 	}
-	kid, err := Thumbprint(&key.PublicKey)
+	kid, err := ear.Thumbprint(&key.PublicKey)
 	if err != nil {
 		return nil, err
 	}
@@ -386,7 +387,7 @@ func (i *Issuer) newKeyLocked(ctx context.Context, now time.Time) (string, error
 	if err != nil {
 		return "", fmt.Errorf("token: generating a signing key: %w", err)
 	}
-	kid, err := Thumbprint(&key.PublicKey)
+	kid, err := ear.Thumbprint(&key.PublicKey)
 	if err != nil {
 		return "", err
 	}
@@ -428,6 +429,7 @@ func (i *Issuer) newKeyLocked(ctx context.Context, now time.Time) (string, error
 type vigilClaims struct {
 	Sub            string            `json:"sub"`
 	Iss            string            `json:"iss,omitempty"`
+	Aud            any               `json:"aud,omitempty"`
 	Exp            int64             `json:"exp"`
 	Cnf            *confirmation     `json:"cnf,omitempty"`
 	Level          int               `json:"vigil.level"`
@@ -436,22 +438,6 @@ type vigilClaims struct {
 	ContentVersion string            `json:"vigil.content-version,omitempty"`
 	EKSHA256       string            `json:"vigil.ek-sha256,omitempty"`
 	Provenance     map[string]string `json:"vigil.provenance,omitempty"`
-}
-
-// provenanceTiers are the values of a vigil.provenance entry.
-var provenanceTiers = map[string]bool{"attested": true, "corroborated": true, "asserted": true}
-
-// isSHA256Hex reports whether s is a SHA-256 digest in lowercase hex.
-func isSHA256Hex(s string) bool {
-	if len(s) != 2*sha256.Size {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // confirmation is RFC 7800's "cnf".
@@ -464,7 +450,7 @@ type confirmation struct {
 // what the token says (times in whole seconds). EAR bounds the nonce to
 // 6–66 bytes; Status must be an EAR tier name and TrustVector's names
 // EAR's; Expiry may not pass the signing certificate's NotAfter.
-func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
+func (i *Issuer) Issue(ctx context.Context, c *ear.Claims) (string, error) {
 	if c == nil {
 		return "", errors.New("token: Issue needs claims")
 	}
@@ -474,11 +460,11 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 	if !verdict.Level(c.Level).Valid() {
 		return "", fmt.Errorf("token: level %d is not 0–%d", c.Level, int(verdict.MaxLevel))
 	}
-	tier, ok := ear.StringToTrustTier[c.Status]
+	tier, ok := veraison.StringToTrustTier[c.Status]
 	if !ok {
 		return "", fmt.Errorf("token: status %q is not an EAR tier", c.Status)
 	}
-	if c.EKSHA256 != "" && !isSHA256Hex(c.EKSHA256) {
+	if c.EKSHA256 != "" && !ear.IsSHA256Hex(c.EKSHA256) {
 		return "", fmt.Errorf("token: EK hash %q is not 64 lowercase hex digits", c.EKSHA256)
 	}
 	now := i.o.Now()
@@ -508,17 +494,17 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 		iss = i.o.Issuer
 	}
 
-	ar := ear.NewAttestationResult(SubmodName, i.build, i.developer)
+	ar := veraison.NewAttestationResult(ear.SubmodName, i.build, i.developer)
 	iatUnix := iat.Unix()
 	ar.IssuedAt = &iatUnix
-	app := ar.Submods[SubmodName]
+	app := ar.Submods[ear.SubmodName]
 	app.Status = &tier
 	if len(c.TrustVector) > 0 {
 		m := make(map[string]any, len(c.TrustVector))
 		for name, v := range c.TrustVector {
 			m[name] = v
 		}
-		tv, err := ear.ToTrustVector(m)
+		tv, err := veraison.ToTrustVector(m)
 		if err != nil {
 			return "", fmt.Errorf("token: trust vector: %w", err)
 		}
@@ -548,8 +534,20 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 		EKSHA256:       c.EKSHA256,
 		Provenance:     c.Provenance,
 	}
+	switch len(c.Audience) {
+	case 0:
+	case 1:
+		vc.Aud = c.Audience[0]
+	default:
+		vc.Aud = c.Audience
+	}
+	for _, a := range c.Audience {
+		if a == "" || len(c.Audience) > ear.MaxAudiences {
+			return "", fmt.Errorf("token: audience %q: want 1–%d non-empty names", c.Audience, ear.MaxAudiences)
+		}
+	}
 	for k, v := range c.Provenance {
-		if k == "" || !provenanceTiers[v] {
+		if k == "" || !ear.ValidProvenance(v) {
 			return "", fmt.Errorf("token: provenance %q: %q is not attested, corroborated or asserted", k, v)
 		}
 	}
@@ -557,7 +555,7 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 		vc.Failures = []verdict.Failure{}
 	}
 	if c.ReportKey != nil {
-		j, err := PublicJWK(c.ReportKey)
+		j, err := ear.PublicJWK(c.ReportKey)
 		if err != nil {
 			return "", fmt.Errorf("token: cnf: %w", err)
 		}

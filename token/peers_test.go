@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/token"
 )
@@ -88,7 +89,7 @@ func TestArcVerify(t *testing.T) {
 		"signature successfully verified",
 		`"ear.status": "affirming"`,
 		`"ear.appraisal-policy-id": "vigil/default"`,
-		"submod(" + token.SubmodName + ")",
+		"submod(" + ear.SubmodName + ")",
 		"Hardware [affirming]",
 	} {
 		if !strings.Contains(out, want) {
@@ -98,7 +99,7 @@ func TestArcVerify(t *testing.T) {
 
 	// Level raised, signature kept.
 	parts := strings.Split(tok, ".")
-	tampered := parts[0] + "." + b64json(t, with(claimsOf(t, tok), token.ClaimLevel, 4)) + "." + parts[2]
+	tampered := parts[0] + "." + b64json(t, with(claimsOf(t, tok), ear.ClaimLevel, 4)) + "." + parts[2]
 	write(t, tokPath, []byte(tampered))
 	if out, err := testcmd.Output(arc, "verify", "-p", keyPath, tokPath); err == nil {
 		t.Errorf("arc verified a tampered report:\n%s", out)
@@ -230,7 +231,7 @@ func TestJoseVerify(t *testing.T) {
 		now            time.Time
 		wantJWKS, want string
 	}{
-		{"level raised", parts[0] + "." + b64json(t, with(claimsOf(t, tok), token.ClaimLevel, 4)) + "." + parts[2], epoch, "ERR_JWS_SIGNATURE_VERIFICATION_FAILED", "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"},
+		{"level raised", parts[0] + "." + b64json(t, with(claimsOf(t, tok), ear.ClaimLevel, 4)) + "." + parts[2], epoch, "ERR_JWS_SIGNATURE_VERIFICATION_FAILED", "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"},
 		{"another CA", g.issue(t, sampleClaims()), epoch, "ERR_JWKS_NO_MATCHING_KEY", "UNTRUSTED_CHAIN"},
 		{"alg none", b64json(t, with(headerOf(t, tok), "alg", "none")) + "." + parts[1] + ".", epoch, "ERR_JOSE_ALG_NOT_ALLOWED", "ERR_JOSE_ALG_NOT_ALLOWED"},
 		{"expired", tok, epoch.Add(token.DefaultValidity + time.Minute), "ERR_JWT_EXPIRED", "ERR_JWT_EXPIRED"},

@@ -1,4 +1,4 @@
-package token
+package ear
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
-	"github.com/veraison/ear"
+	veraison "github.com/veraison/ear"
 
 	"github.com/vigil-attest/vigil/verdict"
 )
@@ -42,6 +42,8 @@ type Verified struct {
 	Chain []*x509.Certificate
 	// Raw is the whole claims set as decoded JSON.
 	Raw map[string]any
+	// Token is the session report as verified (a proof's ath hashes it).
+	Token string
 }
 
 // b64 is base64url without padding, refusing non-zero trailing bits, so
@@ -68,7 +70,7 @@ type compact struct {
 // the header's alg is ES256, its x5c chain leads to roots at the report's
 // iat and is valid now, the signature verifies with the chain's leaf,
 // and the report is valid at now (Leeway either side). Failures are
-// *Error with a Reason (ReasonOf).
+// *Error with a Code (Of).
 func Verify(tok string, roots *x509.CertPool, now time.Time) (*Verified, error) {
 	c, err := split(tok)
 	if err != nil {
@@ -88,13 +90,14 @@ func Verify(tok string, roots *x509.CertPool, now time.Time) (*Verified, error) 
 	if err := t.check(now); err != nil {
 		return nil, err
 	}
+	v.Token = tok
 	return v, nil
 }
 
 // VerifyJWKS checks a session report against a JWKS (the service's
 // /.well-known/jwks.json) instead of the CA: the key is the JWKS key the
 // header's kid names (UnknownKey when none: fetch the JWKS again). The
-// x5c header is not used. An unusable JWKS is an error without a Reason
+// x5c header is not used. An unusable JWKS is an error without a Code
 // (checked after the token's header).
 func VerifyJWKS(tok string, jwks []byte, now time.Time) (*Verified, error) {
 	c, err := split(tok)
@@ -132,6 +135,7 @@ func VerifyJWKS(tok string, jwks []byte, now time.Time) (*Verified, error) {
 	if err := t.check(now); err != nil {
 		return nil, err
 	}
+	v.Token = tok
 	return v, nil
 }
 
@@ -348,7 +352,10 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	if c.AgentID == "" {
 		return nil, t, fail(MissingClaim, "sub (the agent) is empty")
 	}
-	if _, ok := top[ClaimEKSHA256]; ok && !isSHA256Hex(c.EKSHA256) {
+	if c.Audience, err = audience(top); err != nil {
+		return nil, t, err
+	}
+	if _, ok := top[ClaimEKSHA256]; ok && !IsSHA256Hex(c.EKSHA256) {
 		return nil, t, fail(Malformed, "%s %.80q is not 64 lowercase hex digits", ClaimEKSHA256, c.EKSHA256)
 	}
 	for k, v := range c.Provenance {
@@ -371,7 +378,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 		return nil, t, fail(Malformed, "%s %d is not 0–%d", ClaimLevel, c.Level, int(verdict.MaxLevel))
 	}
 	c.IssuedAt, c.Expiry = t.iat, t.exp
-	var ar ear.AttestationResult
+	var ar veraison.AttestationResult
 	if err := ar.UnmarshalJSON(payload); err != nil {
 		return nil, t, fail(Malformed, "EAR claims: %v", err)
 	}
@@ -379,7 +386,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	if app == nil || app.Status == nil {
 		return nil, t, fail(MissingClaim, "no submods.%s with ear.status", SubmodName)
 	}
-	if c.Status = ear.TrustTierToString[*app.Status]; c.Status == "" {
+	if c.Status = veraison.TrustTierToString[*app.Status]; c.Status == "" {
 		return nil, t, fail(Malformed, "ear.status %d is not a tier", *app.Status)
 	}
 	if app.AppraisalPolicyID != nil {
@@ -387,7 +394,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	}
 	if app.TrustVector != nil {
 		for name, v := range app.TrustVector.AsMap() {
-			if v != ear.NoClaim {
+			if v != veraison.NoClaim {
 				if c.TrustVector == nil {
 					c.TrustVector = map[string]int{}
 				}
@@ -401,7 +408,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 		}
 	}
 	if _, ok := top["cnf"]; ok {
-		if c.ReportKey, err = parsePublicJWK(cnf.JWK); err != nil {
+		if c.ReportKey, err = ParsePublicJWK(cnf.JWK); err != nil {
 			return nil, t, fail(Malformed, "cnf.jwk: %v", err)
 		}
 	}
@@ -433,3 +440,42 @@ func unixTime(raw json.RawMessage) (time.Time, error) {
 	}
 	return time.Unix(int64(f), 0), nil
 }
+
+// MaxAudiences bounds a report's aud.
+const MaxAudiences = 16
+
+// audience reads "aud" (RFC 7519 §4.1.3: a string or an array of
+// strings), each a non-empty string.
+func audience(top map[string]json.RawMessage) ([]string, error) {
+	raw, ok := top["aud"]
+	if !ok {
+		return nil, nil
+	}
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil && len(raw) > 0 && raw[0] == '"' {
+		if one == "" {
+			return nil, fail(Malformed, "aud is empty")
+		}
+		return []string{one}, nil
+	}
+	var many []string
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &many) != nil {
+		return nil, fail(Malformed, "aud %.40s is neither a string nor an array of strings", raw)
+	}
+	if len(many) == 0 || len(many) > MaxAudiences {
+		return nil, fail(Malformed, "aud has %d entries, want 1–%d", len(many), MaxAudiences)
+	}
+	for _, a := range many {
+		if a == "" {
+			return nil, fail(Malformed, "aud has an empty entry")
+		}
+	}
+	return many, nil
+}
+
+// es256Size is an ES256 signature's length: r‖s, 32 bytes each (RFC 7518
+// §3.4).
+const es256Size = 64
+
+// p256HalfN is ⌊n/2⌋ of P-256: s above it is high.
+var p256HalfN = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
