@@ -172,7 +172,7 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fail(api.CodeBadRequest, "the evidence does not decode: "+err.Error())
 	}
-	at, err := s.appraiseEvidence(w, r, id, ev, "")
+	at, err := s.appraiseEvidence(w, r, id, ev, nil)
 	if err != nil {
 		return err
 	}
@@ -200,14 +200,14 @@ type attestation struct {
 }
 
 // appraiseEvidence is the attestation flow of evidence ev presented for
-// agent id, by the agent itself (PathAttest, aud empty) or by a relying
-// party (PathVerify, aud its name): the nonce is this service's for id,
+// agent id, by the agent itself (PathAttest) or by a relying party
+// (PathVerify, aud its name): the session report names aud: the nonce is this service's for id,
 // unexpired; the evidence's origin holds against the agent's enrolled
 // key (an outsider's is refused as for an unknown agent, before the
 // nonce is spent); the agent is approved; the nonce is spent once; the
 // appraisal is stored before its session report is returned, and its
 // level change published.
-func (s *Server) appraiseEvidence(w http.ResponseWriter, r *http.Request, id string, ev *evidence.Evidence, aud string) (*attestation, error) {
+func (s *Server) appraiseEvidence(w http.ResponseWriter, r *http.Request, id string, ev *evidence.Evidence, aud []string) (*attestation, error) {
 	nonce, err := hex.DecodeString(ev.Nonce)
 	if err != nil {
 		return nil, fail(api.CodeNonceInvalid, "the evidence's nonce is not hex")
@@ -270,8 +270,8 @@ func (s *Server) appraiseEvidence(w http.ResponseWriter, r *http.Request, id str
 		ContentVersion: out.ContentVersion, ReportKey: out.ReportKey, EKSHA256: a.EKHash,
 		Provenance: out.Provenance,
 	}
-	if aud != "" {
-		claims.Audience = []string{aud}
+	if len(aud) > 0 {
+		claims.Audience = aud
 	}
 	tok, err := s.o.Issuer.Issue(r.Context(), claims)
 	if err != nil {

@@ -97,7 +97,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) error {
 		return fail(api.CodeNonceMismatch, "the evidence answers another challenge than the relying party's nonce")
 	}
 	rp := relyingPartyOf(r.Context())
-	at, err := s.appraiseEvidence(w, r, req.AgentID, ev, rp.Name)
+	at, err := s.appraiseEvidence(w, r, req.AgentID, ev, []string{rp.Name})
 	if err != nil {
 		return err
 	}
