@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/vigil-attest/vigil/ear"
@@ -73,16 +74,20 @@ func (a *Agent) pinServiceCA(ctx context.Context) error {
 
 // checkReport verifies the service's session report before the agent
 // uses it: ear.Verify against the pinned CA (signature, chain, times,
-// level 0–4), then token's Expect: it is this agent's (sub), it answers
-// this round's challenge (eat_nonce), and it binds this enclave's report
-// key (cnf).
-func (a *Agent) checkReport(tok string, nonce []byte, now time.Time) (*ear.Verified, error) {
+// level 0–4), then Expect: it is this agent's (sub), it answers this
+// round's challenge (eat_nonce), and it binds this enclave's report key
+// (cnf); and its aud is exactly the audiences asked for (ReportAudience:
+// the request's query is not signed, so a changed one shows here).
+func (a *Agent) checkReport(tok string, nonce []byte, audiences []string, now time.Time) (*ear.Verified, error) {
 	if a.ca == nil {
 		return nil, fmt.Errorf("%w: no service CA pinned (enroll first, or give it)", ErrReportRefused)
 	}
 	v, err := ear.Verify(tok, a.ca.roots, now)
 	if err == nil {
 		err = v.Expect(ear.Expected{AgentID: a.id, Nonce: nonce, ReportKey: a.o.Enclave.ReportPublic()})
+	}
+	if err == nil && !sameSet(v.Claims.Audience, audiences) {
+		err = &ear.Error{Code: ear.ReportAudience, Err: fmt.Errorf("the report is for %.200q, the agent asked for %.200q", v.Claims.Audience, audiences)}
 	}
 	if ear.Of(err) == ear.UntrustedChain {
 		return nil, fmt.Errorf("%w: %w (the pinned service CA is %s)", ErrReportRefused, err, a.ca.name)
@@ -91,4 +96,15 @@ func (a *Agent) checkReport(tok string, nonce []byte, now time.Time) (*ear.Verif
 		return nil, fmt.Errorf("%w: %w", ErrReportRefused, err)
 	}
 	return v, nil
+}
+
+// sameSet reports whether a and b hold the same strings (b sorted and
+// without repeats).
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	s := slices.Clone(a)
+	slices.Sort(s)
+	return slices.Equal(s, b)
 }

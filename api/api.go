@@ -260,3 +260,30 @@ func ValidAgentID(id string) bool {
 	}
 	return true
 }
+
+// QueryAudience is the attest request's query parameter naming, once per
+// audience, the relying parties the session report is for (its "aud"):
+// POST /v1/agents/{id}/attest?aud=https://bank.example&aud=edr.
+const QueryAudience = "aud"
+
+// MaxAudiences is the most audiences one session report names, and
+// MaxAudienceLen the longest audience (ear.MaxAudiences: a test holds
+// them equal).
+const (
+	MaxAudiences   = 16
+	MaxAudienceLen = 256
+)
+
+// ValidAudience checks an audience: 1 to MaxAudienceLen visible ASCII
+// characters (a URL or a name; no spaces or control characters).
+func ValidAudience(a string) bool {
+	if len(a) == 0 || len(a) > MaxAudienceLen {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if a[i] < 0x21 || a[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

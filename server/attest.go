@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -154,6 +155,34 @@ func (s *Server) provenAgent(r *http.Request, id string, p *evidence.KeyProof, n
 	return a, nil
 }
 
+// audiences reads the attest request's aud parameters (api.QueryAudience):
+// the relying parties the agent asks the session report to name. Each is
+// api.ValidAudience, at most api.MaxAudiences, no repeats; none is a
+// report for no audience.
+func audiences(r *http.Request) ([]string, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, fail(api.CodeBadRequest, "the query does not parse")
+	}
+	for k := range q {
+		if k != api.QueryAudience {
+			return nil, fail(api.CodeBadRequest, fmt.Sprintf("unknown query parameter %.40q", k))
+		}
+	}
+	aud := q[api.QueryAudience]
+	if len(aud) > api.MaxAudiences {
+		return nil, fail(api.CodeBadRequest, fmt.Sprintf("%d audiences, at most %d", len(aud), api.MaxAudiences))
+	}
+	seen := map[string]bool{}
+	for _, a := range aud {
+		if !api.ValidAudience(a) || seen[a] {
+			return nil, fail(api.CodeBadRequest, fmt.Sprintf("audience %.60q: want 1–%d visible ASCII characters, each once", a, api.MaxAudienceLen))
+		}
+		seen[a] = true
+	}
+	return aud, nil
+}
+
 // attest: POST /v1/agents/{id}/attest with the evidence as the body.
 // Evidence whose origin (evidence.Origin) does not hold against the
 // agent's enrolled key is an outsider's: answered as for an unknown
@@ -161,6 +190,10 @@ func (s *Server) provenAgent(r *http.Request, id string, p *evidence.KeyProof, n
 // Evidence whose origin holds is the agent's, recorded whatever its level.
 func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathAgent(r)
+	if err != nil {
+		return err
+	}
+	aud, err := audiences(r)
 	if err != nil {
 		return err
 	}
@@ -172,7 +205,7 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fail(api.CodeBadRequest, "the evidence does not decode: "+err.Error())
 	}
-	at, err := s.appraiseEvidence(w, r, id, ev, nil)
+	at, err := s.appraiseEvidence(w, r, id, ev, aud)
 	if err != nil {
 		return err
 	}
@@ -200,8 +233,9 @@ type attestation struct {
 }
 
 // appraiseEvidence is the attestation flow of evidence ev presented for
-// agent id, by the agent itself (PathAttest) or by a relying party
-// (PathVerify, aud its name): the session report names aud: the nonce is this service's for id,
+// agent id, by the agent itself (PathAttest, aud the audiences it asked
+// for) or by a relying party (PathVerify, aud its name), whose session
+// report names aud. The nonce is this service's for id,
 // unexpired; the evidence's origin holds against the agent's enrolled
 // key (an outsider's is refused as for an unknown agent, before the
 // nonce is spent); the agent is approved; the nonce is spent once; the
@@ -268,10 +302,7 @@ func (s *Server) appraiseEvidence(w http.ResponseWriter, r *http.Request, id str
 		AgentID: id, Nonce: nonce, Level: out.Level, Status: out.Status, TrustVector: out.TrustVector,
 		Failures: failures, PolicyID: out.PolicyID, PolicyDigest: out.PolicyDigest,
 		ContentVersion: out.ContentVersion, ReportKey: out.ReportKey, EKSHA256: a.EKHash,
-		Provenance: out.Provenance,
-	}
-	if len(aud) > 0 {
-		claims.Audience = aud
+		Provenance: out.Provenance, Audience: aud,
 	}
 	tok, err := s.o.Issuer.Issue(r.Context(), claims)
 	if err != nil {

@@ -60,8 +60,10 @@ const (
 
 // Options configure an Issuer.
 type Options struct {
-	// Issuer is the "iss" claim (the service's URL or name), used when
-	// Claims.Issuer is empty.
+	// Issuer is the "iss" claim, used when Claims.Issuer is empty:
+	// one name for every replica (configured: the `issuer` key). Empty
+	// means ear.IssuerOf(the CA), derived from the report CA's key, so
+	// replicas sharing the CA agree without configuration.
 	Issuer string
 	// Validity is a report's lifetime (default DefaultValidity).
 	Validity time.Duration
@@ -156,6 +158,9 @@ func NewIssuer(ctx context.Context, ks KeyStore, o Options) (*Issuer, error) {
 		return nil, fmt.Errorf("token: %w", err)
 	}
 	i.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.ca.Raw})
+	if i.o.Issuer == "" {
+		i.o.Issuer = ear.IssuerOf(i.ca)
+	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if _, err := i.loadLocked(ctx, o.Now(), true); err != nil {
@@ -172,6 +177,9 @@ func buildName() string {
 	}
 	return "vigil " + v
 }
+
+// IssuerName is the "iss" the Issuer signs reports with by default.
+func (i *Issuer) IssuerName() string { return i.o.Issuer }
 
 // CA returns the service CA certificate.
 func (i *Issuer) CA() *x509.Certificate { return i.ca }

@@ -666,3 +666,27 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// TestDefaultIssuer: with no Issuer configured, iss is derived from the
+// report CA, so that replicas sharing the CA sign the same iss.
+func TestDefaultIssuer(t *testing.T) {
+	ks := tokentest.NewKeyStore()
+	var names []string
+	for range 2 {
+		iss, err := token.NewIssuer(context.Background(), ks, token.Options{Now: func() time.Time { return epoch }, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &ear.Claims{AgentID: "a", Level: 1, Status: "warning"}
+		if _, err := iss.Issue(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Issuer != ear.IssuerOf(iss.CA()) || !strings.HasPrefix(c.Issuer, "urn:vigil:ca:") || iss.IssuerName() != c.Issuer {
+			t.Fatalf("iss %q, want %q", c.Issuer, ear.IssuerOf(iss.CA()))
+		}
+		names = append(names, c.Issuer)
+	}
+	if names[0] != names[1] {
+		t.Fatalf("two replicas: %q and %q", names[0], names[1])
+	}
+}

@@ -147,7 +147,7 @@ func (s *Service) start(ln net.Listener) {
 		h := o.DB.Open(t)
 		s.owned, st = h, h
 	}
-	iss, err := token.NewIssuer(ctx, st, token.Options{Issuer: s.URL, Now: o.Now, Logger: o.Logger})
+	iss, err := token.NewIssuer(ctx, st, token.Options{Now: o.Now, Logger: o.Logger})
 	if err != nil {
 		ln.Close()
 		t.Fatalf("testserver: token issuer: %v", err)
