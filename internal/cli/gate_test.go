@@ -97,7 +97,9 @@ func TestGateCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- cli.RunContext(ctx, []string{"gate", "--config", conf, "--listen", addr, "--log-level", "info"}, &stdout, &stderr) }()
+	go func() {
+		done <- cli.RunContext(ctx, []string{"gate", "--config", conf, "--listen", addr, "--log-level", "info"}, &stdout, &stderr)
+	}()
 	defer func() {
 		cancel()
 		select {
