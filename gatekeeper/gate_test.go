@@ -2,6 +2,8 @@ package gatekeeper_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"github.com/vigil-attest/vigil/agent"
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/ear"
+	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/gatekeeper"
 	"github.com/vigil-attest/vigil/hostfs"
 	"github.com/vigil-attest/vigil/internal/testhost"
@@ -37,9 +40,13 @@ const audience = "gate.test"
 // rig is a service, two agents on two swtpms (another TPM each), an
 // upstream that records what reaches it, and the gates' fake clock.
 type rig struct {
-	t        *testing.T
-	svc      *testserver.Service
-	a, b     *agent.Agent
+	t    *testing.T
+	svc  *testserver.Service
+	a, b *agent.Agent
+	// hostA is A's host tree at rootA, eA its TPM enclave.
+	hostA    *testhost.Host
+	rootA    string
+	eA       enclave.Enclave
 	feedTok  string
 	offset   atomic.Int64 // the gates' clock: time.Now() + offset
 	upstream *httptest.Server
@@ -52,9 +59,10 @@ func newRig(t *testing.T) *rig {
 	ctx := context.Background()
 	swA, swB := testtpm.Start(t), testtpm.StartWith(t, testtpm.Options{Fresh: true})
 	svc := testserver.Start(t, testserver.Options{EKRoots: swA.Roots, EKIntermediates: swA.Intermediates})
-	root := testhost.Base().WriteDir(t)
-	r := &rig{t: t, svc: svc}
-	r.a, r.b = tpmAgent(t, svc, swA, root), tpmAgent(t, svc, swB, root)
+	r := &rig{t: t, svc: svc, hostA: testhost.Base()}
+	r.rootA = r.hostA.WriteDir(t)
+	r.a, r.eA = tpmAgent(t, svc, swA, r.rootA)
+	r.b, _ = tpmAgent(t, svc, swB, testhost.Base().WriteDir(t))
 	for _, a := range []*agent.Agent{r.a, r.b} {
 		if _, err := a.AttestOnce(ctx); err != nil {
 			t.Fatal(err)
@@ -78,7 +86,7 @@ func newRig(t *testing.T) *rig {
 	return r
 }
 
-func tpmAgent(t *testing.T, svc *testserver.Service, sw *testtpm.TPM, root string) *agent.Agent {
+func tpmAgent(t *testing.T, svc *testserver.Service, sw *testtpm.TPM, root string) (*agent.Agent, enclave.Enclave) {
 	t.Helper()
 	ctx := context.Background()
 	e, err := tpm.Open(ctx, sw.URI, tpm.Options{})
@@ -98,7 +106,7 @@ func tpmAgent(t *testing.T, svc *testserver.Service, sw *testtpm.TPM, root strin
 	if st, err := a.Enroll(ctx); err != nil || st != agent.StatusApproved {
 		t.Fatalf("enroll: %s %v", st, err)
 	}
-	return a
+	return a, e
 }
 
 // admin calls the service's admin API.
@@ -183,6 +191,23 @@ func prove(t *testing.T, a *agent.Agent, aud, method, url string) *agent.ProofAn
 	return ans
 }
 
+// proofFor is a fresh proof by A's TPM for report (any of A's reports),
+// made as the agent makes them (ear.SignProof through
+// enclave.SignMessage).
+func (r *rig) proofFor(report, method, url string) string {
+	r.t.Helper()
+	jti := make([]byte, 16)
+	rand.Read(jti)
+	p, err := ear.SignProof(context.Background(), r.eA.ReportPublic(), ear.ProofClaims{
+		Audience: audience, Method: method, URL: url, IssuedAt: time.Now().Unix(),
+		ID: base64.RawURLEncoding.EncodeToString(jti), ReportHash: ear.ReportHash(report),
+	}, func(ctx context.Context, m []byte) ([]byte, error) { return enclave.SignMessage(ctx, r.eA, m) })
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return p
+}
+
 // reply is what curl got.
 type reply struct {
 	status int
@@ -261,8 +286,12 @@ func refused(t *testing.T, what string, r *reply, status int, code string) {
 // two swtpms, and each refusal with its code: no report, no proof, an
 // expired report (the gate's clock moved on), a proof for another
 // audience, for another URL, from another TPM, a replayed proof, a level
-// below the route's, a path no route takes, and a host revoked after its
-// report was issued, refused at once through the feed. Client-supplied
+// below the route's, trust-vector claims short of the route's, a report
+// older than the route's max-age, a path no route takes; through the
+// feed, a host revoked after its report was issued and a host whose level
+// fell (presenting its older, better report with a fresh TPM proof), both
+// refused at once, and everyone once the feed has been lost past its
+// grace. Client-supplied
 // identity headers never reach the upstream; the verified claims do. A
 // rotated signing key is fetched on its unknown kid.
 func TestGate(t *testing.T) {
@@ -272,6 +301,7 @@ func TestGate(t *testing.T) {
 		Routes: []gatekeeper.Route{
 			{Path: "/api"},
 			{Path: "/api/high", Policy: gatekeeper.Policy{MinLevel: 4}},
+			{Path: "/api/l2", Policy: gatekeeper.Policy{MinLevel: 2}},
 			{Path: "/api/fresh", Policy: gatekeeper.Policy{MaxAge: 30 * time.Second}},
 			{Path: "/api/tv", Policy: gatekeeper.Policy{TrustVector: map[string]string{"hardware": "affirming", "configuration": "warning"}}},
 			{Path: "/api/tv/exec", Policy: gatekeeper.Policy{TrustVector: map[string]string{"executables": "warning"}}},
@@ -369,6 +399,42 @@ func TestGate(t *testing.T) {
 	})
 	t.Run("nginx", func(t *testing.T) { testNginx(t, r) })
 	t.Run("middleware", func(t *testing.T) { testMiddleware(t, r) })
+	t.Run("level dropped", func(t *testing.T) {
+		// A keeps its level-2 report, then its host degrades (a module
+		// hidden from /proc/modules) and its next attestation falls
+		// below 2. Presenting the
+		// older, better report with a fresh proof from its TPM is refused
+		// as soon as the feed brings the new level.
+		l2 := proxy + "/api/l2"
+		old := prove(t, r.a, audience, "GET", l2)
+		if old.Level != 2 {
+			t.Fatalf("A is at level %d", old.Level)
+		}
+		again := func() *reply {
+			return curl(t, "GET", l2, "Authorization: Vigil "+old.SessionReport, "Vigil-PoP: "+r.proofFor(old.SessionReport, "GET", l2))
+		}
+		if got := again(); got.status != 200 {
+			t.Fatalf("the report with a proof of A's TPM: %d %s", got.status, got.body)
+		}
+		r.hostA.Modules = append(r.hostA.Modules, testhost.Module{Name: "vigil_hidden", Size: 16384, Hide: []string{"proc_modules"}})
+		if err := r.hostA.Write(r.rootA); err != nil {
+			t.Fatal(err)
+		}
+		res, err := r.a.AttestOnce(context.Background())
+		if err != nil || res.Level >= 2 {
+			t.Fatalf("after degrading the host: level %+v %v", res, err)
+		}
+		var got *reply
+		for start := time.Now(); time.Since(start) < 5*time.Second; {
+			if got = again(); got.status != 200 {
+				break
+			}
+		}
+		refused(t, "an older report after the level fell", got, 403, "level-dropped")
+		if got := curl(t, "GET", url, creds(prove(t, r.a, audience, "GET", url))...); got.status != 200 || !strings.Contains(got.body, "level="+strconv.Itoa(res.Level)) {
+			t.Errorf("A on a route its new level meets: %d %s", got.status, got.body)
+		}
+	})
 	t.Run("revoked", func(t *testing.T) {
 		// B is admitted; the operator revokes it; its unexpired report is
 		// refused as soon as the feed says so, A is still admitted.
@@ -393,6 +459,23 @@ func TestGate(t *testing.T) {
 		if got := curl(t, "GET", url, creds(prove(t, r.a, audience, "GET", url))...); got.status != 200 {
 			t.Errorf("A after B's revocation: %d %s", got.status, got.body)
 		}
+	})
+	t.Run("feed lost", func(t *testing.T) {
+		// The service goes away: the feed is lost, and once it has been
+		// for longer than its grace (30 s) the gate admits no one, since
+		// it could miss a revocation.
+		ans := prove(t, r.a, audience, "GET", url)
+		r.svc.Stop()
+		defer r.offset.Store(0)
+		r.offset.Store(int64(40 * time.Second))
+		var got *reply
+		for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
+			if got = curl(t, "GET", url, creds(ans)...); got.status != 200 {
+				break
+			}
+			ans = prove(t, r.a, audience, "GET", url)
+		}
+		refused(t, "with the feed lost", got, 503, "feed-unavailable")
 	})
 }
 
