@@ -94,6 +94,7 @@ Exit codes: 0 allowed/healthy, 1 denied/unhealthy, 2 usage or I/O error.`,
 		newServerCmd(g),
 		newUpCmd(g),
 		newAdminCmd(g),
+		newTokenCmd(g),
 		newBenchCmd(g),
 	)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
