@@ -1,11 +1,15 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"slices"
 	"time"
 
@@ -155,4 +159,39 @@ func (a *Agent) addAudience(aud string) error {
 	}
 	a.audiences = slices.Insert(a.audiences, i, aud)
 	return nil
+}
+
+// RequestProof asks the agent serving the socket at path for a proof
+// (POST PathProof): what `vigil agent prove` and local clients do. The
+// agent's refusal is a *ProblemError (503 unavailable: no report to
+// prove for; 400 bad-request).
+func RequestProof(ctx context.Context, path string, req ProofRequest) (*ProofAnswer, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		},
+	}}
+	defer hc.CloseIdleConnections()
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent"+PathProof, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	r.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(r)
+	if err != nil {
+		return nil, fmt.Errorf("agent socket %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	var ans ProofAnswer
+	if err := readResponse(resp, &ans); err != nil {
+		return nil, fmt.Errorf("agent socket %s: %w", path, err)
+	}
+	if ans.SessionReport == "" || ans.Proof == "" {
+		return nil, fmt.Errorf("agent socket %s: %w: no session report or proof", path, ErrResponse)
+	}
+	return &ans, nil
 }

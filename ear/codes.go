@@ -61,6 +61,18 @@ const (
 	WrongKey Code = "wrong-cnf"
 )
 
+// The codes of Verified.Require: the report is valid, but not what the
+// relying party admits.
+const (
+	// LevelTooLow: the report's level is below Requirement.MinLevel.
+	LevelTooLow Code = "level-too-low"
+	// TrustVectorClaim: a trust-vector claim the relying party requires
+	// is absent, or in a worse tier than it admits.
+	TrustVectorClaim Code = "trust-vector"
+	// TooOld: the report was issued longer ago than Requirement.MaxAge.
+	TooOld Code = "too-old"
+)
+
 // The codes of VerifyProof, in the order its checks run. The session
 // report's own codes (Expired above) apply to the report it accompanies.
 const (
@@ -92,8 +104,8 @@ const (
 	// ProofAudience: aud is not the relying party's.
 	ProofAudience Code = "pop-audience"
 	// ReportAudience: the session report carries an aud that does not
-	// name the relying party, or (ProofExpect.RequireReportAudience) it
-	// carries none.
+	// name the relying party, or (ProofExpect.RequireReportAudience,
+	// Requirement.Audience) it carries none.
 	ReportAudience Code = "wrong-aud"
 	// ProofNonce: nonce is not the relying party's nonce.
 	ProofNonce Code = "pop-nonce"
@@ -120,7 +132,7 @@ const (
 // All returns every code, sorted, for documentation.
 func All() []Code {
 	c := []Code{Malformed, BadAlg, UnknownKey, BadSignature, HighS, UntrustedChain, Expired, NotYetValid, MissingClaim,
-		WrongSubject, WrongNonce, WrongKey,
+		WrongSubject, WrongNonce, WrongKey, LevelTooLow, TrustVectorClaim, TooOld,
 		ProofMissing, ProofMalformed, ProofWrongType, ProofAlg, ProofBadSignature, ProofKeyMismatch, ProofATHMismatch,
 		ProofAudience, ReportAudience, ProofNonce, ProofMethod, ProofURL, ProofStale, ProofFuture, ProofReplayed, ProofReplayUnavailable}
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })

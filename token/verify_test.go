@@ -512,19 +512,3 @@ func mustB64Std(tb testing.TB, s string) []byte {
 	}
 	return b
 }
-
-func TestReasons(t *testing.T) {
-	all := ear.All()
-	seen := map[ear.Code]bool{}
-	for i, r := range all {
-		if seen[r] || (i > 0 && all[i-1] >= r) {
-			t.Errorf("AllReasons not sorted and unique at %q", r)
-		}
-		seen[r] = true
-	}
-	if ear.Of(nil) != "" || ear.Of(errFoo) != "" {
-		t.Error("ReasonOf of a non-token error")
-	}
-}
-
-var errFoo = x509.ErrUnsupportedAlgorithm

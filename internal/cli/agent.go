@@ -27,7 +27,7 @@ func newAgentCmd(g *globalOptions) *cobra.Command {
 Secure Boot, the measured-boot event log, IMA and critical processes. Views
 that a rootkit could lie to are cross-checked.`,
 	}
-	c.AddCommand(newAgentMeasureCmd(g), newAgentCaptureCmd(g), newAgentKeysCmd(g), newAgentEvidenceCmd(g), newAgentRunCmd(g))
+	c.AddCommand(newAgentMeasureCmd(g), newAgentCaptureCmd(g), newAgentKeysCmd(g), newAgentEvidenceCmd(g), newAgentRunCmd(g), newAgentProveCmd(g))
 	return c
 }
 

@@ -95,6 +95,7 @@ Exit codes: 0 allowed/healthy, 1 denied/unhealthy, 2 usage or I/O error.`,
 		newServerCmd(g),
 		newUpCmd(g),
 		newAdminCmd(g),
+		newTokenCmd(g),
 		newBenchCmd(g),
 		newGateCmd(g),
 	)
