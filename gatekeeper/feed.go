@@ -70,12 +70,9 @@ type Feed struct {
 	lastID    int64
 	connected bool
 	// lost is when the feed was last connected (zero: never).
-	lost time.Time
-	// started is when Run began: before the first connection Healthy
-	// fails after Grace from it.
-	started time.Time
-	ready   chan struct{}
-	once    sync.Once
+	lost  time.Time
+	ready chan struct{}
+	once  sync.Once
 }
 
 // NewFeed makes a Feed; Run connects it.
@@ -113,28 +110,25 @@ func (f *Feed) Standing(agent string) (Standing, bool) {
 }
 
 // Healthy is nil while the feed is connected, or lost for less than
-// Grace; otherwise FeedUnavailable: revocations might be missed.
+// Grace; otherwise, and before it first connected, FeedUnavailable:
+// revocations might be missed.
 func (f *Feed) Healthy(now time.Time) *Refusal {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.connected {
 		return nil
 	}
-	since := f.lost
-	if since.IsZero() {
-		since = f.started
+	if f.lost.IsZero() {
+		return refuse(FeedUnavailable, "the revocation feed has not connected yet")
 	}
-	if since.IsZero() || now.Sub(since) > f.o.Grace {
-		return refuse(FeedUnavailable, "the revocation feed has not been connected for "+f.o.Grace.String())
+	if now.Sub(f.lost) > f.o.Grace {
+		return refuse(FeedUnavailable, "the revocation feed has been lost for more than "+f.o.Grace.String())
 	}
 	return nil
 }
 
 // Run follows the feed until ctx ends, reconnecting with backoff.
 func (f *Feed) Run(ctx context.Context) {
-	f.mu.Lock()
-	f.started = f.o.Now()
-	f.mu.Unlock()
 	wait := time.Second / 4
 	for ctx.Err() == nil {
 		err := f.follow(ctx)

@@ -302,7 +302,7 @@ func TestGate(t *testing.T) {
 			{Path: "/api"},
 			{Path: "/api/high", Policy: gatekeeper.Policy{MinLevel: 4}},
 			{Path: "/api/l2", Policy: gatekeeper.Policy{MinLevel: 2}},
-			{Path: "/api/fresh", Policy: gatekeeper.Policy{MaxAge: 30 * time.Second}},
+			{Path: "/api/fresh", Policy: gatekeeper.Policy{MaxAge: 10 * time.Second}},
 			{Path: "/api/tv", Policy: gatekeeper.Policy{TrustVector: map[string]string{"hardware": "affirming", "configuration": "warning"}}},
 			{Path: "/api/tv/exec", Policy: gatekeeper.Policy{TrustVector: map[string]string{"executables": "warning"}}},
 			{Path: "/api/tv/config", Policy: gatekeeper.Policy{TrustVector: map[string]string{"configuration": "affirming"}}},
@@ -380,7 +380,7 @@ func TestGate(t *testing.T) {
 			t.Errorf("trust vector met: %d %s", got.status, got.body)
 		}
 		for _, p := range []string{"/api/tv/exec", "/api/tv/config"} {
-			refused(t, "trust vector "+p, curl(t, "GET", proxy+p, creds(prove(t, r.a, audience, "GET", proxy+p))...), 403, "trust-vector-insufficient")
+			refused(t, "trust vector "+p, curl(t, "GET", proxy+p, creds(prove(t, r.a, audience, "GET", proxy+p))...), 403, string(ear.TrustVectorClaim))
 		}
 		high := prove(t, r.a, audience, "GET", proxy+"/api/high")
 		refused(t, "level below the route's", curl(t, "GET", proxy+"/api/high", creds(high)...), 403, "level-too-low")
@@ -391,10 +391,10 @@ func TestGate(t *testing.T) {
 		r.offset.Store(int64(11 * time.Minute))
 		refused(t, "expired report", curl(t, "GET", url, creds(late)...), 401, string(ear.Expired))
 		// 45 s on: the proof is younger than its 60 s, the report older
-		// than the route's 30 s.
+		// than the route's 10 s (and ear's 30 s leeway).
 		r.offset.Store(int64(45 * time.Second))
 		old := prove(t, r.a, audience, "GET", proxy+"/api/fresh")
-		refused(t, "report older than the route's max-age", curl(t, "GET", proxy+"/api/fresh", creds(old)...), 401, "report-too-old")
+		refused(t, "report older than the route's max-age", curl(t, "GET", proxy+"/api/fresh", creds(old)...), 401, string(ear.TooOld))
 		r.offset.Store(0)
 	})
 	t.Run("nginx", func(t *testing.T) { testNginx(t, r) })

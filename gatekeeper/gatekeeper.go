@@ -29,6 +29,7 @@ import (
 	veraison "github.com/veraison/ear"
 
 	"github.com/vigil-attest/vigil/ear"
+	"github.com/vigil-attest/vigil/verdict"
 )
 
 // Request headers.
@@ -46,9 +47,9 @@ const (
 // Tier requirements of a trust-vector claim (Policy.TrustVector).
 const (
 	// TierAffirming: the claim is affirming (2–31).
-	TierAffirming = "affirming"
+	TierAffirming = verdict.Affirming
 	// TierWarning: the claim is affirming or warning (2–95).
-	TierWarning = "warning"
+	TierWarning = verdict.Warning
 )
 
 // TrustClaims returns the EAR trust-vector claim names, sorted.
@@ -69,9 +70,14 @@ type Policy struct {
 	// TrustVector maps EAR trust-vector claims (TrustClaims) to the tier
 	// each must reach: TierAffirming or TierWarning.
 	TrustVector map[string]string `yaml:"trust-vector"`
-	// MaxAge bounds how long ago the report was issued (0: until it
-	// expires).
+	// MaxAge bounds how long ago the report was issued, with ear.Leeway
+	// (0: until it expires).
 	MaxAge time.Duration `yaml:"max-age"`
+}
+
+// requirement is p as package ear checks it (Verified.Require).
+func (p Policy) requirement() ear.Requirement {
+	return ear.Requirement{MinLevel: p.MinLevel, TrustVector: p.TrustVector, MaxAge: p.MaxAge}
 }
 
 // Validate checks a policy.
@@ -220,8 +226,8 @@ func (g *Gatekeeper) RequestURL(r *http.Request) string {
 // Check decides a request from its headers, method and URL (the URL the
 // client addressed) under p. The order: the feed's health, the headers,
 // the report (by Keys), the proof (ear.VerifyProof: key, ath, audience,
-// method, URL, age, replay), the report's age, level and trust vector,
-// then the feed's word on the host.
+// method, URL, age, replay), the route's level, trust vector and age
+// (ear.Verified.Require), then the feed's word on the host.
 func (g *Gatekeeper) Check(ctx context.Context, h http.Header, method, reqURL string, p Policy) (*Admitted, *Refusal) {
 	now := g.o.Now()
 	if g.o.Feed != nil {
@@ -247,20 +253,10 @@ func (g *Gatekeeper) Check(ctx context.Context, h http.Header, method, reqURL st
 	if err != nil {
 		return nil, refusal(err)
 	}
+	if err := v.Require(p.requirement(), now); err != nil {
+		return nil, refusal(err)
+	}
 	c := &v.Claims
-	if p.MaxAge > 0 && now.Sub(c.IssuedAt) > p.MaxAge {
-		return nil, refuse(ReportTooOld, fmt.Sprintf("issued at %v, more than %v ago", c.IssuedAt.UTC(), p.MaxAge))
-	}
-	if c.Level < p.MinLevel {
-		return nil, refuse(LevelTooLow, fmt.Sprintf("level %d, the route requires %d", c.Level, p.MinLevel))
-	}
-	for _, claim := range sortedKeys(p.TrustVector) {
-		tier := p.TrustVector[claim]
-		tc := veraison.TrustClaim(c.TrustVector[claim])
-		if !(tc.IsAffirming() || (tier == TierWarning && tc.IsWarning())) {
-			return nil, refuse(TrustVectorInsufficient, fmt.Sprintf("trust-vector %s is %d (%s); the route requires %s", claim, int(tc), tc.GetTier(), tier))
-		}
-	}
 	level := c.Level
 	if g.o.Feed != nil {
 		if s, ok := g.o.Feed.Standing(c.AgentID); ok {
@@ -321,13 +317,4 @@ func refusal(err error) *Refusal {
 		}
 	}
 	return refuse(Internal, err.Error())
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -3,8 +3,10 @@ package gatekeeper
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -265,4 +267,35 @@ func FuzzHeaders(f *testing.F) {
 			t.Fatalf("after stripping, credentials: %v", ref)
 		}
 	})
+}
+
+// TestDocsCodes: docs/relying-parties.md lists every code of the table
+// with its status, and names every code of package ear.
+func TestDocsCodes(t *testing.T) {
+	b, err := os.ReadFile("../docs/relying-parties.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for _, c := range Codes() {
+		if strings.HasPrefix(string(c), "pop-") || containsCode(ear.All(), c) {
+			if !strings.Contains(doc, "`"+string(c)+"`") {
+				t.Errorf("ear code %s is not in docs/relying-parties.md", c)
+			}
+			continue
+		}
+		row := fmt.Sprintf("| `%s` | %d |", c, c.Status())
+		if !strings.Contains(doc, row) {
+			t.Errorf("docs/relying-parties.md lacks the row %q", row)
+		}
+	}
+}
+
+func containsCode(all []ear.Code, c Code) bool {
+	for _, x := range all {
+		if Code(x) == c {
+			return true
+		}
+	}
+	return false
 }

@@ -22,15 +22,6 @@ const (
 	// HeaderMalformed: the Authorization or Vigil-PoP header is repeated,
 	// oversized or not of the form the scheme needs.
 	HeaderMalformed Code = "header-malformed"
-	// ReportTooOld: the session report was issued longer ago than the
-	// route's max-age.
-	ReportTooOld Code = "report-too-old"
-	// LevelTooLow: the session report's level is below the route's
-	// min-level.
-	LevelTooLow Code = "level-too-low"
-	// TrustVectorInsufficient: a trust-vector claim the route requires is
-	// absent or below the tier it requires.
-	TrustVectorInsufficient Code = "trust-vector-insufficient"
 	// AgentRevoked: the feed says the host was revoked after its report
 	// was issued.
 	AgentRevoked Code = "agent-revoked"
@@ -64,19 +55,16 @@ type problem struct {
 // the caller must present another report or proof, 403 when a valid one
 // does not meet the route, 5xx when the gate cannot decide.
 var problems = map[Code]problem{
-	TokenMissing:            {http.StatusUnauthorized, "Session report missing"},
-	HeaderMalformed:         {http.StatusBadRequest, "Malformed Vigil header"},
-	ReportTooOld:            {http.StatusUnauthorized, "Session report too old"},
-	LevelTooLow:             {http.StatusForbidden, "Security level too low"},
-	TrustVectorInsufficient: {http.StatusForbidden, "Trust vector insufficient"},
-	AgentRevoked:            {http.StatusForbidden, "Host revoked"},
-	LevelDropped:            {http.StatusForbidden, "Security level dropped"},
-	FeedUnavailable:         {http.StatusServiceUnavailable, "Revocation feed unavailable"},
-	KeysUnavailable:         {http.StatusServiceUnavailable, "Service keys unavailable"},
-	NoRoute:                 {http.StatusForbidden, "No route"},
-	AuthRequestMalformed:    {http.StatusBadRequest, "Malformed auth request"},
-	UpstreamUnavailable:     {http.StatusBadGateway, "Upstream unavailable"},
-	Internal:                {http.StatusInternalServerError, "Internal error"},
+	TokenMissing:         {http.StatusUnauthorized, "Session report missing"},
+	HeaderMalformed:      {http.StatusBadRequest, "Malformed Vigil header"},
+	AgentRevoked:         {http.StatusForbidden, "Host revoked"},
+	LevelDropped:         {http.StatusForbidden, "Security level dropped"},
+	FeedUnavailable:      {http.StatusServiceUnavailable, "Revocation feed unavailable"},
+	KeysUnavailable:      {http.StatusServiceUnavailable, "Service keys unavailable"},
+	NoRoute:              {http.StatusForbidden, "No route"},
+	AuthRequestMalformed: {http.StatusBadRequest, "Malformed auth request"},
+	UpstreamUnavailable:  {http.StatusBadGateway, "Upstream unavailable"},
+	Internal:             {http.StatusInternalServerError, "Internal error"},
 
 	Code(ear.Malformed):              {http.StatusUnauthorized, "Session report malformed"},
 	Code(ear.BadAlg):                 {http.StatusUnauthorized, "Session report algorithm refused"},
@@ -90,6 +78,9 @@ var problems = map[Code]problem{
 	Code(ear.WrongSubject):           {http.StatusUnauthorized, "Session report for another agent"},
 	Code(ear.WrongNonce):             {http.StatusUnauthorized, "Session report for another nonce"},
 	Code(ear.WrongKey):               {http.StatusUnauthorized, "Session report binds another key"},
+	Code(ear.LevelTooLow):            {http.StatusForbidden, "Security level too low"},
+	Code(ear.TrustVectorClaim):       {http.StatusForbidden, "Trust vector insufficient"},
+	Code(ear.TooOld):                 {http.StatusUnauthorized, "Session report too old"},
 	Code(ear.ProofMissing):           {http.StatusUnauthorized, "Proof of possession missing"},
 	Code(ear.ProofMalformed):         {http.StatusUnauthorized, "Proof of possession malformed"},
 	Code(ear.ProofWrongType):         {http.StatusUnauthorized, "Proof of possession of another type"},
