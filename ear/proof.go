@@ -202,7 +202,9 @@ func VerifyProof(ctx context.Context, proof string, report *Verified, want Proof
 	if iat.After(want.Now.Add(maxSkew)) {
 		return nil, fail(ProofFuture, "issued at %v, more than %v after %v", iat.UTC(), maxSkew, want.Now.UTC())
 	}
-	fresh, err := replay.Record(ctx, p.Thumbprint+"."+c.ID, want.Now, iat.Add(maxAge))
+	// Kept a second past the window's end: iat is in whole seconds and
+	// the window includes its bounds.
+	fresh, err := replay.Record(ctx, p.Thumbprint+"."+c.ID, want.Now, iat.Add(maxAge+time.Second))
 	if err != nil {
 		return nil, fail(ProofReplayUnavailable, "the replay cache: %v", err)
 	}
@@ -234,9 +236,8 @@ func NormalizeURL(u string) (string, error) {
 		return "", fmt.Errorf("%.100q is not an absolute http(s) URL without user info", u)
 	}
 	host := strings.ToLower(p.Host)
-	if h, port, ok := strings.Cut(host, ":"); ok && !strings.Contains(port, ":") &&
-		(scheme == "https" && port == "443" || scheme == "http" && port == "80") {
-		host = h
+	if port := p.Port(); scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+		host = strings.TrimSuffix(host, ":"+port)
 	}
 	path := p.EscapedPath()
 	if path == "" {
