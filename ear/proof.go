@@ -261,17 +261,9 @@ func ParseProof(proof string) (*Proof, error) {
 	if proof == "" {
 		return nil, fail(ProofMissing, "no proof of possession")
 	}
-	if len(proof) > MaxProofSize {
-		return nil, fail(ProofMalformed, "%d bytes, more than %d", len(proof), MaxProofSize)
-	}
-	if strings.Count(proof, ".") != 2 {
-		return nil, fail(ProofMalformed, "not a compact JWS (three dot-separated segments)")
-	}
-	h, rest, _ := strings.Cut(proof, ".")
-	pl, s, _ := strings.Cut(rest, ".")
-	hb, err := b64.DecodeString(h)
+	hb, input, pl, s, err := segments(proof, MaxProofSize, ProofMalformed)
 	if err != nil {
-		return nil, fail(ProofMalformed, "header: %v", err)
+		return nil, err
 	}
 	var members map[string]json.RawMessage
 	if err := strictJSON(hb, &members); err != nil {
@@ -299,7 +291,7 @@ func ParseProof(proof string) (*Proof, error) {
 	if err != nil {
 		return nil, fail(ProofMalformed, "header: jwk: %v", err)
 	}
-	if err := checkProofSignature(hdr.Alg, key, proof[:len(h)+1+len(pl)], s); err != nil {
+	if err := checkProofSignature(hdr.Alg, key, input, s); err != nil {
 		return nil, err
 	}
 	c, err := decodeProofClaims(pl)

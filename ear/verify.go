@@ -157,21 +157,31 @@ func (c *compact) open(key any) (*Verified, times, error) {
 	return v, t, nil
 }
 
-// split decodes the compact JWS's header and checks its alg.
-func split(tok string) (*compact, error) {
-	if len(tok) > MaxSize {
-		return nil, fail(Malformed, "%d bytes, more than %d", len(tok), MaxSize)
+// segments splits a compact JWS of at most max bytes into its decoded
+// header, its signing input, its payload and signature segments; a
+// failure has code c.
+func segments(tok string, max int, c Code) (hdr []byte, signingInput, payload, sig string, err error) {
+	if len(tok) > max {
+		return nil, "", "", "", fail(c, "%d bytes, more than %d", len(tok), max)
 	}
 	if strings.Count(tok, ".") != 2 {
-		return nil, fail(Malformed, "not a compact JWS (three dot-separated segments)")
+		return nil, "", "", "", fail(c, "not a compact JWS (three dot-separated segments)")
 	}
 	h, rest, _ := strings.Cut(tok, ".")
-	p, s, _ := strings.Cut(rest, ".")
-	hb, err := b64.DecodeString(h)
-	if err != nil {
-		return nil, fail(Malformed, "header: %v", err)
+	payload, sig, _ = strings.Cut(rest, ".")
+	if hdr, err = b64.DecodeString(h); err != nil {
+		return nil, "", "", "", fail(c, "header: %v", err)
 	}
-	c := &compact{signingInput: tok[:len(h)+1+len(p)], payload: p, sig: s}
+	return hdr, tok[:len(h)+1+len(payload)], payload, sig, nil
+}
+
+// split decodes the compact JWS's header and checks its alg.
+func split(tok string) (*compact, error) {
+	hb, in, p, s, err := segments(tok, MaxSize, Malformed)
+	if err != nil {
+		return nil, err
+	}
+	c := &compact{signingInput: in, payload: p, sig: s}
 	if err := strictJSON(hb, &c.hdr); err != nil {
 		return nil, fail(Malformed, "header: %v", err)
 	}
