@@ -26,10 +26,14 @@ import (
 )
 
 // tpmAgent is an enrolled, attested agent on its own swtpm.
-func tpmAgent(t *testing.T, svc *testserver.Service, sw *testtpm.TPM, root string) (*agent.Agent, enclave.Enclave) {
+func tpmAgent(t *testing.T, svc *testserver.Service, sw *testtpm.TPM, root string, o ...tpm.Options) (*agent.Agent, enclave.Enclave) {
 	t.Helper()
 	ctx := context.Background()
-	e, err := tpm.Open(ctx, sw.URI, tpm.Options{})
+	var to tpm.Options
+	if len(o) > 0 {
+		to = o[0]
+	}
+	e, err := tpm.Open(ctx, sw.URI, to)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +218,40 @@ func TestProofFromTPM(t *testing.T) {
 		if got := res[2+i].Error; got != at.jose {
 			t.Errorf("jose, %s: %q, want %q", at.name, got, at.jose)
 		}
+	}
+}
+
+// TestProofRSAReportKey: a TPM whose report key is RSA 2048 proves with
+// RS256, and ear verifies it; another proof's signature under its header
+// is refused.
+func TestProofRSAReportKey(t *testing.T) {
+	ctx := context.Background()
+	sw := testtpm.Start(t)
+	svc := testserver.Start(t, testserver.Options{EKRoots: sw.Roots, EKIntermediates: sw.Intermediates})
+	a, e := tpmAgent(t, svc, sw, testhost.Base().WriteDir(t), tpm.Options{ReportKey: tpm.RSASSA2048})
+	ans, err := a.Prove(ctx, agent.ProofRequest{Audience: rpAud, Nonce: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	r, err := ear.Verify(ans.SessionReport, svc.CAPool, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ear.VerifyProof(ctx, ans.Proof, r, ear.ProofExpect{Audience: rpAud, Nonce: "n", Now: now}, ear.NewMemoryReplayCache(0))
+	if err != nil || p.Alg != "RS256" {
+		t.Fatalf("the TPM's RS256 proof: %+v %v", p, err)
+	}
+	if tp, _ := ear.Thumbprint(e.ReportPublic()); tp != p.Thumbprint {
+		t.Fatal("the proof's key is not the TPM's report key")
+	}
+	other, err := a.Prove(ctx, agent.ProofRequest{Audience: rpAud, Nonce: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := ans.Proof[:strings.LastIndexByte(ans.Proof, '.')] + other.Proof[strings.LastIndexByte(other.Proof, '.'):]
+	if _, err := ear.VerifyProof(ctx, forged, r, ear.ProofExpect{Audience: rpAud, Nonce: "n", Now: now}, ear.NewMemoryReplayCache(0)); ear.Of(err) != ear.ProofBadSignature {
+		t.Fatalf("another proof's signature: %v", err)
 	}
 }
 

@@ -214,6 +214,9 @@ func TestForgedReports(t *testing.T) {
 		{"the high-S twin of a genuine report", func(q attestQuery) string {
 			return highS(t, sign(t, pinned, ear.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key}))
 		}, ear.HighS},
+		{"the pinned CA, for an audience the agent did not ask", func(q attestQuery) string {
+			return sign(t, pinned, ear.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key, Audience: []string{"https://evil.example"}})
+		}, ear.ReportAudience},
 		{"not a token", func(attestQuery) string { return "level-4" }, ear.Malformed},
 		{"genuine", func(q attestQuery) string {
 			earlier = sign(t, pinned, ear.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key})

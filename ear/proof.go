@@ -202,7 +202,9 @@ func VerifyProof(ctx context.Context, proof string, report *Verified, want Proof
 	if iat.After(want.Now.Add(maxSkew)) {
 		return nil, fail(ProofFuture, "issued at %v, more than %v after %v", iat.UTC(), maxSkew, want.Now.UTC())
 	}
-	fresh, err := replay.Record(ctx, p.Thumbprint+"."+c.ID, want.Now, iat.Add(maxAge))
+	// Kept a second past the window's end: iat is in whole seconds and
+	// the window includes its bounds.
+	fresh, err := replay.Record(ctx, p.Thumbprint+"."+c.ID, want.Now, iat.Add(maxAge+time.Second))
 	if err != nil {
 		return nil, fail(ProofReplayUnavailable, "the replay cache: %v", err)
 	}
@@ -234,9 +236,8 @@ func NormalizeURL(u string) (string, error) {
 		return "", fmt.Errorf("%.100q is not an absolute http(s) URL without user info", u)
 	}
 	host := strings.ToLower(p.Host)
-	if h, port, ok := strings.Cut(host, ":"); ok && !strings.Contains(port, ":") &&
-		(scheme == "https" && port == "443" || scheme == "http" && port == "80") {
-		host = h
+	if port := p.Port(); scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+		host = strings.TrimSuffix(host, ":"+port)
 	}
 	path := p.EscapedPath()
 	if path == "" {
@@ -260,17 +261,9 @@ func ParseProof(proof string) (*Proof, error) {
 	if proof == "" {
 		return nil, fail(ProofMissing, "no proof of possession")
 	}
-	if len(proof) > MaxProofSize {
-		return nil, fail(ProofMalformed, "%d bytes, more than %d", len(proof), MaxProofSize)
-	}
-	if strings.Count(proof, ".") != 2 {
-		return nil, fail(ProofMalformed, "not a compact JWS (three dot-separated segments)")
-	}
-	h, rest, _ := strings.Cut(proof, ".")
-	pl, s, _ := strings.Cut(rest, ".")
-	hb, err := b64.DecodeString(h)
+	hb, input, pl, s, err := segments(proof, MaxProofSize, ProofMalformed)
 	if err != nil {
-		return nil, fail(ProofMalformed, "header: %v", err)
+		return nil, err
 	}
 	var members map[string]json.RawMessage
 	if err := strictJSON(hb, &members); err != nil {
@@ -298,7 +291,7 @@ func ParseProof(proof string) (*Proof, error) {
 	if err != nil {
 		return nil, fail(ProofMalformed, "header: jwk: %v", err)
 	}
-	if err := checkProofSignature(hdr.Alg, key, proof[:len(h)+1+len(pl)], s); err != nil {
+	if err := checkProofSignature(hdr.Alg, key, input, s); err != nil {
 		return nil, err
 	}
 	c, err := decodeProofClaims(pl)

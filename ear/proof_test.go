@@ -213,6 +213,8 @@ func TestProofAttacks(t *testing.T) {
 		{"wrong host", good, v, func(e *ear.ProofExpect) { e.URL = "https://bank.example.evil/transfer" }, ear.ProofURL},
 		{"HTTP-bound proof off HTTP", good, v, func(e *ear.ProofExpect) { e.Method, e.URL = "", "" }, ear.ProofMethod},
 		{"stale", good, v, func(e *ear.ProofExpect) { e.Now = epoch.Add(61 * time.Second) }, ear.ProofStale},
+		{"default port and case", good, v, func(e *ear.ProofExpect) { e.URL = "HTTPS://Bank.Example:443/transfer#x" }, ""},
+		{"another port", good, v, func(e *ear.ProofExpect) { e.URL = "https://bank.example:8443/transfer" }, ear.ProofURL},
 		{"from the future", prove(t, key, claimsFor(v, epoch.Add(6*time.Second), "f")), v, nil, ear.ProofFuture},
 		{"report expired", good, v, func(e *ear.ProofExpect) { e.Now = epoch.Add(11 * time.Minute); e.MaxAge = time.Hour }, ear.Expired},
 		{"unknown claim", resignES256(t, key, parts[0], b64(t, with(cl, "level", 4))), v, nil, ear.ProofMalformed},
@@ -227,11 +229,22 @@ func TestProofAttacks(t *testing.T) {
 				tc.want(&want)
 			}
 			_, err := ear.VerifyProof(context.Background(), tc.proof, tc.report, want, ear.NewMemoryReplayCache(0))
-			if ear.Of(err) != tc.code {
+			if ear.Of(err) != tc.code || (tc.code == "") != (err == nil) {
 				t.Fatalf("VerifyProof: %v (code %q), want %s", err, ear.Of(err), tc.code)
 			}
 		})
 	}
+
+	t.Run("replayed at the window's last instant", func(t *testing.T) {
+		cache := ear.NewMemoryReplayCache(0)
+		last := expect(epoch.Add(ear.DefaultProofMaxAge))
+		if _, err := ear.VerifyProof(context.Background(), good, v, last, cache); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ear.VerifyProof(context.Background(), good, v, last, cache); ear.Of(err) != ear.ProofReplayed {
+			t.Fatalf("the same proof at the same last instant: %v", err)
+		}
+	})
 
 	t.Run("honest, then replayed", func(t *testing.T) {
 		cache := ear.NewMemoryReplayCache(0)

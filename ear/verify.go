@@ -98,12 +98,37 @@ func Verify(tok string, roots *x509.CertPool, now time.Time) (*Verified, error) 
 // /.well-known/jwks.json) instead of the CA: the key is the JWKS key the
 // header's kid names (UnknownKey when none: fetch the JWKS again). The
 // x5c header is not used. An unusable JWKS is an error without a Code
-// (checked after the token's header).
+// (checked after the token's header). To verify many reports, parse the
+// JWKS once (ParseJWKS) and use KeySet.Verify.
 func VerifyJWKS(tok string, jwks []byte, now time.Time) (*Verified, error) {
 	c, err := split(tok)
 	if err != nil {
 		return nil, err
 	}
+	ks, err := ParseJWKS(jwks)
+	if err != nil {
+		return nil, err
+	}
+	return ks.verify(c, tok, now)
+}
+
+// KeySet is a parsed JWKS. It is immutable and safe for concurrent use.
+type KeySet struct {
+	keys map[string]jwksKey
+	ids  []string
+}
+
+// jwksKey is a JWKS entry: its public key, or why it cannot sign reports.
+type jwksKey struct {
+	raw any
+	bad error
+}
+
+// ParseJWKS parses a JWKS of at most MaxSize bytes (an error without a
+// Code when it is not one). Entries without a kid are ignored; an entry
+// for another alg or use is kept, and refuses the reports it would verify
+// (BadAlg).
+func ParseJWKS(jwks []byte) (*KeySet, error) {
 	if len(jwks) > MaxSize {
 		return nil, fmt.Errorf("the JWKS exceeds %d bytes", MaxSize)
 	}
@@ -111,24 +136,53 @@ func VerifyJWKS(tok string, jwks []byte, now time.Time) (*Verified, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing the JWKS: %w", err)
 	}
+	ks := &KeySet{keys: map[string]jwksKey{}}
+	for i := range set.Len() {
+		k, _ := set.Key(i)
+		kid := k.KeyID()
+		if kid == "" {
+			continue
+		}
+		var e jwksKey
+		if a := k.Algorithm().String(); a != "" && a != "ES256" {
+			e.bad = fail(BadAlg, "JWKS key %q is for %s", kid, a)
+		} else if u := k.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
+			e.bad = fail(BadAlg, "JWKS key %q is for use %q", kid, u)
+		} else if err := k.Raw(&e.raw); err != nil {
+			e.bad = fail(BadAlg, "JWKS key %q: %v", kid, err)
+		}
+		if _, dup := ks.keys[kid]; !dup {
+			ks.ids = append(ks.ids, kid)
+			ks.keys[kid] = e
+		}
+	}
+	return ks, nil
+}
+
+// KeyIDs are the kids of the set, in its order.
+func (s *KeySet) KeyIDs() []string { return append([]string(nil), s.ids...) }
+
+// Verify checks a session report against the set, as VerifyJWKS.
+func (s *KeySet) Verify(tok string, now time.Time) (*Verified, error) {
+	c, err := split(tok)
+	if err != nil {
+		return nil, err
+	}
+	return s.verify(c, tok, now)
+}
+
+func (s *KeySet) verify(c *compact, tok string, now time.Time) (*Verified, error) {
 	if c.hdr.Kid == "" {
 		return nil, fail(UnknownKey, "the header has no kid")
 	}
-	k, ok := set.LookupKeyID(c.hdr.Kid)
+	k, ok := s.keys[c.hdr.Kid]
 	if !ok {
 		return nil, fail(UnknownKey, "the JWKS has no key %q", c.hdr.Kid)
 	}
-	if a := k.Algorithm().String(); a != "" && a != "ES256" {
-		return nil, fail(BadAlg, "JWKS key %q is for %s", c.hdr.Kid, a)
+	if k.bad != nil {
+		return nil, k.bad
 	}
-	if u := k.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
-		return nil, fail(BadAlg, "JWKS key %q is for use %q", c.hdr.Kid, u)
-	}
-	var raw any
-	if err := k.Raw(&raw); err != nil {
-		return nil, fail(BadAlg, "JWKS key %q: %v", c.hdr.Kid, err)
-	}
-	v, t, err := c.open(raw)
+	v, t, err := c.open(k.raw)
 	if err != nil {
 		return nil, err
 	}
@@ -157,21 +211,31 @@ func (c *compact) open(key any) (*Verified, times, error) {
 	return v, t, nil
 }
 
-// split decodes the compact JWS's header and checks its alg.
-func split(tok string) (*compact, error) {
-	if len(tok) > MaxSize {
-		return nil, fail(Malformed, "%d bytes, more than %d", len(tok), MaxSize)
+// segments splits a compact JWS of at most max bytes into its decoded
+// header, its signing input, its payload and signature segments; a
+// failure has code c.
+func segments(tok string, max int, c Code) (hdr []byte, signingInput, payload, sig string, err error) {
+	if len(tok) > max {
+		return nil, "", "", "", fail(c, "%d bytes, more than %d", len(tok), max)
 	}
 	if strings.Count(tok, ".") != 2 {
-		return nil, fail(Malformed, "not a compact JWS (three dot-separated segments)")
+		return nil, "", "", "", fail(c, "not a compact JWS (three dot-separated segments)")
 	}
 	h, rest, _ := strings.Cut(tok, ".")
-	p, s, _ := strings.Cut(rest, ".")
-	hb, err := b64.DecodeString(h)
-	if err != nil {
-		return nil, fail(Malformed, "header: %v", err)
+	payload, sig, _ = strings.Cut(rest, ".")
+	if hdr, err = b64.DecodeString(h); err != nil {
+		return nil, "", "", "", fail(c, "header: %v", err)
 	}
-	c := &compact{signingInput: tok[:len(h)+1+len(p)], payload: p, sig: s}
+	return hdr, tok[:len(h)+1+len(payload)], payload, sig, nil
+}
+
+// split decodes the compact JWS's header and checks its alg.
+func split(tok string) (*compact, error) {
+	hb, in, p, s, err := segments(tok, MaxSize, Malformed)
+	if err != nil {
+		return nil, err
+	}
+	c := &compact{signingInput: in, payload: p, sig: s}
 	if err := strictJSON(hb, &c.hdr); err != nil {
 		return nil, fail(Malformed, "header: %v", err)
 	}
