@@ -70,7 +70,8 @@ type JWKSOptions struct {
 }
 
 // JWKS verifies session reports by the service's key set
-// (/.well-known/jwks.json), cached: fetched on first use, again when it
+// (/.well-known/jwks.json), parsed once per fetch (ear.KeySet) and
+// cached: fetched on first use, again when it
 // is older than Refresh, and at once (at most every MinRefresh) when a
 // report names a kid the cached set lacks (the service rotated its key).
 type JWKS struct {
@@ -78,7 +79,7 @@ type JWKS struct {
 	o   JWKSOptions
 
 	mu      sync.Mutex
-	set     []byte
+	set     *ear.KeySet
 	fetched time.Time // when set was fetched
 	tried   time.Time // the last fetch attempt
 }
@@ -106,22 +107,22 @@ func (j *JWKS) Verify(ctx context.Context, report string, now time.Time) (*ear.V
 	if err != nil {
 		return nil, err
 	}
-	v, err := ear.VerifyJWKS(report, set, now)
+	v, err := set.Verify(report, now)
 	if ear.Of(err) != ear.UnknownKey {
 		return v, err
 	}
 	// An unknown kid: the service may have rotated. Fetch again (rate
 	// limited) and retry once.
 	fresh, ferr := j.current(ctx, now, true)
-	if ferr != nil || string(fresh) == string(set) {
+	if ferr != nil || fresh == set {
 		return nil, err
 	}
-	return ear.VerifyJWKS(report, fresh, now)
+	return fresh.Verify(report, now)
 }
 
 // current returns the cached set, fetching it when there is none, when
 // it is older than Refresh, or when force and MinRefresh has passed.
-func (j *JWKS) current(ctx context.Context, now time.Time, force bool) ([]byte, error) {
+func (j *JWKS) current(ctx context.Context, now time.Time, force bool) (*ear.KeySet, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	due := j.set == nil || now.Sub(j.fetched) >= j.o.Refresh || force
@@ -140,7 +141,9 @@ func (j *JWKS) current(ctx context.Context, now time.Time, force bool) ([]byte, 
 	return j.set, nil
 }
 
-func (j *JWKS) fetch(ctx context.Context) ([]byte, error) {
+// fetch gets and parses the set (a set that does not parse is a failed
+// fetch: the cached one stays).
+func (j *JWKS) fetch(ctx context.Context) (*ear.KeySet, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.url, nil)
@@ -163,5 +166,9 @@ func (j *JWKS) fetch(ctx context.Context) ([]byte, error) {
 	if len(b) > ear.MaxSize {
 		return nil, errors.New("the JWKS exceeds ear.MaxSize")
 	}
-	return b, nil
+	set, err := ear.ParseJWKS(b)
+	if err != nil {
+		return nil, fmt.Errorf("the JWKS of %s: %w", j.url, err)
+	}
+	return set, nil
 }

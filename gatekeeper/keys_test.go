@@ -17,8 +17,9 @@ import (
 
 // TestJWKSCache: the key set is fetched once and cached; a report naming
 // an unknown kid fetches it again at most every MinRefresh, and then is
-// refused with unknown-key; a service that cannot be reached with nothing
-// cached is keys-unavailable, and with a set cached that set serves.
+// refused with unknown-key; a service that cannot be reached, or answers
+// what is not a JWKS, with nothing cached is keys-unavailable, and with a
+// set cached that set serves.
 func TestJWKSCache(t *testing.T) {
 	ctx := context.Background()
 	iss, err := token.NewIssuer(ctx, tokentest.NewKeyStore(), token.Options{Logger: slog.New(slog.DiscardHandler)})
@@ -69,5 +70,11 @@ func TestJWKSCache(t *testing.T) {
 	fresh := NewJWKS(srv.URL, JWKSOptions{})
 	if _, err := fresh.Verify(ctx, unknown, now); refusal(err).Code != KeysUnavailable {
 		t.Errorf("down with nothing cached: %v", err)
+	}
+	// A set that does not parse is a failed fetch, never cached.
+	junk := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(`{"keys": 7}`)) }))
+	defer junk.Close()
+	if _, err := NewJWKS(junk.URL, JWKSOptions{}).Verify(ctx, unknown, now); refusal(err).Code != KeysUnavailable {
+		t.Errorf("a JWKS that does not parse: %v", err)
 	}
 }
