@@ -294,22 +294,13 @@ func (g *Gate) AuthHandler() http.Handler {
 func (g *Gate) authRefuse(w http.ResponseWriter, r *http.Request, ref *Refusal) {
 	w.Header().Set(HeaderRefusal, string(ref.Code))
 	st := ref.Code.Status()
-	if st == http.StatusUnauthorized || st >= 500 {
-		WriteProblem(w, r, ref.Code, ref.Detail)
-		return
+	if st != http.StatusUnauthorized && st < 500 {
+		// nginx takes 401 and 403 as refusals and anything else as its
+		// own error: every other client error is a 403.
+		st = http.StatusForbidden
 	}
-	// nginx takes 401 and 403 as refusals and anything else as its own
-	// error: every other client error is a 403.
-	rec := &statusOverride{ResponseWriter: w, status: http.StatusForbidden}
-	WriteProblem(rec, r, ref.Code, ref.Detail)
+	writeProblem(w, r, ref.Code, ref.Detail, st)
 }
-
-type statusOverride struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusOverride) WriteHeader(int) { s.ResponseWriter.WriteHeader(s.status) }
 
 // StripIdentity removes what a client might pass as identity: every
 // header under the gate's prefix (Vigil-Agent, Vigil-Level, Vigil-PoP, …)

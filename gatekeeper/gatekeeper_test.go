@@ -299,3 +299,37 @@ func containsCode(all []ear.Code, c Code) bool {
 	}
 	return false
 }
+
+// TestAuthRequestStatus: the auth_request endpoint answers only what
+// nginx takes as a refusal (401, 403) or as its own error (5xx), with the
+// code in Vigil-Refusal: a request without X-Original-* is a 403 carrying
+// auth-request-malformed, one without a report a 401 token-missing.
+func TestAuthRequestStatus(t *testing.T) {
+	g := gateFor(t, Route{Path: "/"})
+	for _, tc := range []struct {
+		name   string
+		hdr    map[string]string
+		status int
+		code   Code
+	}{
+		{"no original request", nil, 403, AuthRequestMalformed},
+		{"a relative URI", map[string]string{HeaderOriginalMethod: "GET", HeaderOriginalURI: "x"}, 403, AuthRequestMalformed},
+		{"no report", map[string]string{HeaderOriginalMethod: "GET", HeaderOriginalURI: "/a?b=c"}, 401, TokenMissing},
+		{"two reports", map[string]string{HeaderOriginalMethod: "GET", HeaderOriginalURI: "/a", "Authorization": "Vigil a"}, 0, ""},
+	} {
+		r := httptest.NewRequest("GET", "/auth", nil)
+		for k, v := range tc.hdr {
+			r.Header.Set(k, v)
+		}
+		if tc.status == 0 {
+			r.Header.Add("Authorization", "Vigil b")
+			tc.status, tc.code = 403, HeaderMalformed
+		}
+		w := httptest.NewRecorder()
+		g.AuthHandler().ServeHTTP(w, r)
+		if w.Code != tc.status || w.Header().Get(HeaderRefusal) != string(tc.code) || !strings.Contains(w.Body.String(), `"code":"`+string(tc.code)+`"`) ||
+			!strings.Contains(w.Body.String(), fmt.Sprintf(`"status":%d`, tc.status)) {
+			t.Errorf("%s: %d %q %s, want %d %s", tc.name, w.Code, w.Header().Get(HeaderRefusal), w.Body, tc.status, tc.code)
+		}
+	}
+}

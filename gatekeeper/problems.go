@@ -149,10 +149,19 @@ func refuse(c Code, detail string) *Refusal { return &Refusal{Code: c, Detail: d
 // WriteProblem answers with the problem of code (a code not in the table
 // is Internal). A 401 carries WWW-Authenticate: Vigil.
 func WriteProblem(w http.ResponseWriter, r *http.Request, code Code, detail string) {
+	writeProblem(w, r, code, detail, 0)
+}
+
+// writeProblem is WriteProblem with another HTTP status than the code's
+// when status is not 0 (the auth_request endpoint's 403s).
+func writeProblem(w http.ResponseWriter, r *http.Request, code Code, detail string, status int) {
 	if _, ok := problems[code]; !ok {
 		code = Internal
 	}
-	p := Problem{Type: ProblemType + string(code), Title: code.Title(), Status: code.Status(), Detail: detail, Code: code}
+	if status == 0 {
+		status = code.Status()
+	}
+	p := Problem{Type: ProblemType + string(code), Title: code.Title(), Status: status, Detail: detail, Code: code}
 	if r != nil {
 		p.Instance = r.URL.Path
 	}
