@@ -134,7 +134,23 @@ func TestVerifyBackgroundCheck(t *testing.T) {
 	post(verifyTok, verifyReq(t, c.Nonce, a.id, a.evidenceFor(t, c))).wantProblem(t, 403, api.CodeAgentRevoked)
 }
 
-// sse reads an event stream's events.
+// nextEvent is the stream's next event, within 5 seconds.
+func nextEvent(t *testing.T, evc <-chan api.Event) api.Event {
+	t.Helper()
+	select {
+	case e, ok := <-evc:
+		if !ok {
+			t.Fatal("the stream ended")
+		}
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event")
+	}
+	return api.Event{}
+}
+
+// sse reads an event stream's events (the stream ends, and the channel
+// closes, when the service shuts down).
 func sse(t *testing.T, url, tok, lastID string) (int, <-chan api.Event) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
@@ -151,6 +167,10 @@ func sse(t *testing.T, url, tok, lastID string) (int, <-chan api.Event) {
 		resp.Body.Close()
 		close(evc)
 		return resp.StatusCode, evc
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		resp.Body.Close()
+		t.Fatalf("%s: Content-Type %q", url, ct)
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -183,16 +203,7 @@ func TestFeed(t *testing.T) {
 	do(t, svc.URL, "GET", api.PathFeed, nil, "Authorization", "Bearer "+verifyTok).wantProblem(t, 403, api.CodeScopeMissing)
 
 	_, evc := sse(t, svc.URL+api.PathFeed, feedTok, "")
-	next := func() api.Event {
-		t.Helper()
-		select {
-		case e := <-evc:
-			return e
-		case <-time.After(5 * time.Second):
-			t.Fatal("no event")
-		}
-		return api.Event{}
-	}
+	next := func() api.Event { t.Helper(); return nextEvent(t, evc) }
 	a := newSoftAgent(t, "feed-1")
 	do(t, svc.URL, "POST", api.PathEnroll, a.softEnroll(t)).decode(t, &api.EnrollResponse{}) // pending: not in the feed
 	admin(t, svc, "POST", agentPath(api.PathApprove, a.id), nil).decode(t, &api.Agent{})
