@@ -195,7 +195,9 @@ func WithAdmitted(ctx context.Context, a *Admitted) context.Context {
 }
 
 // Require is middleware: next runs only for requests that meet p, with
-// the admission in their context; the others get the problem.
+// the admission in their context; the others get the problem. An invalid
+// p (Policy.Validate) panics when the route is built, as
+// regexp.MustCompile does: it is the program's mistake, not a request's.
 func (g *Gatekeeper) Require(p Policy, next http.Handler) http.Handler {
 	if err := p.Validate(); err != nil {
 		panic("gatekeeper: Require: " + err.Error())
