@@ -1,9 +1,11 @@
 package gatekeeper_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -25,6 +27,7 @@ import (
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/enclave"
+	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/gatekeeper"
 	"github.com/vigil-attest/vigil/hostfs"
 	"github.com/vigil-attest/vigil/internal/testhost"
@@ -46,7 +49,7 @@ type rig struct {
 	// hostA is A's host tree at rootA, eA its TPM enclave.
 	hostA    *testhost.Host
 	rootA    string
-	eA       enclave.Enclave
+	eA, eB   enclave.Enclave
 	feedTok  string
 	offset   atomic.Int64 // the gates' clock: time.Now() + offset
 	upstream *httptest.Server
@@ -62,7 +65,7 @@ func newRig(t *testing.T) *rig {
 	r := &rig{t: t, svc: svc, hostA: testhost.Base()}
 	r.rootA = r.hostA.WriteDir(t)
 	r.a, r.eA = tpmAgent(t, svc, swA, r.rootA)
-	r.b, _ = tpmAgent(t, svc, swB, testhost.Base().WriteDir(t))
+	r.b, r.eB = tpmAgent(t, svc, swB, testhost.Base().WriteDir(t))
 	for _, a := range []*agent.Agent{r.a, r.b} {
 		if _, err := a.AttestOnce(ctx); err != nil {
 			t.Fatal(err)
@@ -399,6 +402,7 @@ func TestGate(t *testing.T) {
 	})
 	t.Run("nginx", func(t *testing.T) { testNginx(t, r) })
 	t.Run("middleware", func(t *testing.T) { testMiddleware(t, r) })
+	t.Run("background check", func(t *testing.T) { testBackgroundCheck(t, r) })
 	t.Run("level dropped", func(t *testing.T) {
 		// A keeps its level-2 report, then its host degrades (a module
 		// hidden from /proc/modules) and its next attestation falls
@@ -650,5 +654,89 @@ func testMiddleware(t *testing.T, r *rig) {
 	}
 	if st, code, _ := do("GET", "/account", prove(t, r.a, "someone-else.test", "GET", srv.URL+"/account")); st != 401 || code != string(ear.ProofAudience) {
 		t.Errorf("audience: %d %s", st, code)
+	}
+}
+
+// testBackgroundCheck: a relying party without a report (scope verify)
+// obtains a challenge for A, has A's TPM answer it, and forwards the
+// evidence: the service appraises it as an attestation and answers with a
+// session report whose aud is the relying party. B's TPM answering A's
+// challenge is an outsider's evidence (unknown-agent), and the relying
+// party's feed-only credential does not verify.
+func testBackgroundCheck(t *testing.T, r *rig) {
+	ctx := context.Background()
+	var rp api.RelyingParty
+	if st := r.admin("POST", api.PathRelyingParties, api.RelyingPartyRequest{Name: "bank", Scopes: []string{"verify"}}, &rp); st != 201 {
+		t.Fatalf("creating the relying party: %d", st)
+	}
+	challenge := func() string {
+		var c api.Challenge
+		resp, err := http.Post(r.svc.URL+strings.Replace(api.PathChallenge, "{id}", r.a.ID(), 1), "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&c); err != nil || c.Nonce == "" {
+			t.Fatalf("challenge: %d %v", resp.StatusCode, err)
+		}
+		return c.Nonce
+	}
+	rep, err := measure.New(measure.Options{}).Measure(ctx, hostfs.New(r.rootA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	canon, err := rep.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evidenceBy := func(e enclave.Enclave, nonce string) json.RawMessage {
+		n, _ := hex.DecodeString(nonce)
+		ev, err := evidence.Build(ctx, e, evidence.BuildOptions{Nonce: n, Report: canon})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := ev.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	verify := func(tok string, req api.VerifyRequest) (int, []byte) {
+		b, _ := json.Marshal(req)
+		hr, _ := http.NewRequest("POST", r.svc.URL+api.PathVerify, bytes.NewReader(b))
+		hr.Header.Set("Authorization", "Bearer "+tok)
+		hr.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	code := func(body []byte) string {
+		var p api.Problem
+		json.Unmarshal(body, &p)
+		return p.Code
+	}
+
+	nonce := challenge()
+	if st, body := verify(r.feedTok, api.VerifyRequest{AgentID: r.a.ID(), Nonce: nonce, Evidence: evidenceBy(r.eA, nonce)}); st != 403 || code(body) != api.CodeScopeMissing {
+		t.Errorf("a feed-only token: %d %s", st, body)
+	}
+	if st, body := verify(rp.Token, api.VerifyRequest{AgentID: r.a.ID(), Nonce: nonce, Evidence: evidenceBy(r.eB, nonce)}); st != 404 || code(body) != api.CodeUnknownAgent {
+		t.Errorf("another TPM's evidence: %d %s", st, body)
+	}
+	st, body := verify(rp.Token, api.VerifyRequest{AgentID: r.a.ID(), Nonce: nonce, Evidence: evidenceBy(r.eA, nonce)})
+	var out api.VerifyResponse
+	if err := json.Unmarshal(body, &out); st != 200 || err != nil || out.Audience != "bank" {
+		t.Fatalf("A's evidence: %d %s", st, body)
+	}
+	v, err := ear.Verify(out.Token, r.svc.CAPool, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Require(ear.Requirement{Audience: "bank"}, time.Now()); err != nil || v.Claims.AgentID != r.a.ID() || v.Claims.Level != out.Level || v.Claims.EKSHA256 == "" {
+		t.Errorf("the report for the relying party: %v %+v", err, v.Claims)
 	}
 }
