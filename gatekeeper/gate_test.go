@@ -47,9 +47,11 @@ type rig struct {
 	svc  *testserver.Service
 	a, b *agent.Agent
 	// hostA is A's host tree at rootA, eA its TPM enclave.
-	hostA    *testhost.Host
-	rootA    string
-	eA, eB   enclave.Enclave
+	hostA  *testhost.Host
+	rootA  string
+	eA, eB enclave.Enclave
+	// noAud is a report of A issued for no audience.
+	noAud    string
 	feedTok  string
 	offset   atomic.Int64 // the gates' clock: time.Now() + offset
 	upstream *httptest.Server
@@ -71,6 +73,8 @@ func newRig(t *testing.T) *rig {
 			t.Fatal(err)
 		}
 	}
+	// A's first report, asked for no audience.
+	r.noAud = r.a.Latest().Token
 	// The gate's own credential: a relying party with the feed scope.
 	var rp api.RelyingParty
 	req := api.RelyingPartyRequest{Name: "gate-test", Scopes: []string{"feed"}}
@@ -654,6 +658,12 @@ func testMiddleware(t *testing.T, r *rig) {
 	}
 	if st, code, _ := do("GET", "/account", prove(t, r.a, "someone-else.test", "GET", srv.URL+"/account")); st != 401 || code != string(ear.ProofAudience) {
 		t.Errorf("audience: %d %s", st, code)
+	}
+	// A report issued for no audience, with a valid proof of A's TPM:
+	// this relying party requires its name in the report.
+	bare := &agent.ProofAnswer{SessionReport: r.noAud, Proof: r.proofFor(r.noAud, "GET", srv.URL+"/account")}
+	if st, code, _ := do("GET", "/account", bare); st != 401 || code != string(ear.ReportAudience) {
+		t.Errorf("a report for no audience: %d %s", st, code)
 	}
 }
 
