@@ -97,6 +97,7 @@ func (m *Measurer) Measure(ctx context.Context, src hostfs.Source) (*Report, err
 		{"measured_boot", func() { r.MeasuredBoot = m.collectMeasuredBoot(ctx, src) }},
 		{"ima", func() { r.IMA = m.ima.collect(ctx, src) }},
 		{"processes", func() { r.Processes = m.collectProcesses(ctx, src) }},
+		{"revocations", func() { r.Revocations = m.collectRevocations(ctx, src) }},
 	}
 	secs := r.Sections()
 	for _, s := range steps {

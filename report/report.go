@@ -50,6 +50,7 @@ type Report struct {
 	MeasuredBoot MeasuredBoot `json:"measured_boot"`
 	IMA          IMA          `json:"ima"`
 	Processes    Processes    `json:"processes"`
+	Revocations  Revocations  `json:"revocations"`
 
 	// Inputs holds the SHA-256 of every file read, by host path.
 	Inputs map[string]string `json:"inputs"`
@@ -68,6 +69,7 @@ func (r *Report) Sections() map[string]*Section {
 		"measured_boot": &r.MeasuredBoot.Section,
 		"ima":           &r.IMA.Section,
 		"processes":     &r.Processes.Section,
+		"revocations":   &r.Revocations.Section,
 	}
 }
 

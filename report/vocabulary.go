@@ -188,6 +188,12 @@ var vocabularies = map[reflect.Type]map[string]*vocab{
 	reflect.TypeFor[CriticalState](): {"problems": enum(ProblemNotRunning, ProblemExeMismatch, ProblemExeDeleted,
 		ProblemPtraced, ProblemLDPreload, ProblemSignerMismatch, ProblemUnreadable)},
 	reflect.TypeFor[HiddenProcess](): {"seen_in": enum(ViewProbe), "missing_from": enum(ViewReaddir)},
+	reflect.TypeFor[HostRevocation](): {
+		"kind":    enum(RevocationKinds...),
+		"value":   hexDigest,
+		"targets": revocationStores,
+		"at":      revocationStores,
+	},
 }
 
 // vocabOf is the vocabulary of member name of struct t, if any.
