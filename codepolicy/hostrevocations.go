@@ -32,21 +32,14 @@ func (h HostRevocation) Key() string { return efi.RevocationKey(h.Kind, h.Value)
 // HostRevocations lists the policy's entries a host store can hold, each
 // once (sorted by kind, then value), and counts those none can: file
 // hashes (deny.sha256) and revocations by issuer and serial or by key
-// (spki_sha256), which only Vigil enforces. The mapping is the one
-// `vigil policy export` writes (dbx, mokx, blacklist-hashes):
-//
-//   - deny.authentihash_sha256: dbx and MokListX EFI_CERT_SHA256, a
-//     .blacklist "bin:" entry (the kernel's check of PE images);
-//   - deny.authentihash_sha1: dbx EFI_CERT_SHA1;
-//   - tbs_sha256 revocations and deny.signer_tbs_sha256: dbx (X.509 or
-//     EFI_CERT_X509_SHA256), a .blacklist "tbs:" entry, and MokListX
-//     when the policy holds the certificate;
-//   - deny.signer_tbs_sha384/512: dbx EFI_CERT_X509_SHA384/512 and
-//     .blacklist; deny.signer_tbs_sha1: .blacklist only;
-//   - deny.signed_content_sha256: .blacklist "bin:" only.
+// (spki_sha256), which only Vigil enforces. Each entry's targets are
+// report.RevocationTargets: deny.authentihash_sha256 and _sha1 are
+// image_sha256 and image_sha1; tbs_sha256 revocations and
+// deny.signer_tbs_* are cert_tbs_*; deny.signed_content_sha256 is
+// signed_content_sha256.
 func (p *Policy) HostRevocations() (revs []HostRevocation, vigilOnly int) {
 	byKey := map[string]*HostRevocation{}
-	add := func(kind, value string, c *x509.Certificate, targets ...string) {
+	add := func(kind, value string, c *x509.Certificate) {
 		k := efi.RevocationKey(kind, value)
 		h := byKey[k]
 		if h == nil {
@@ -56,33 +49,22 @@ func (p *Policy) HostRevocations() (revs []HostRevocation, vigilOnly int) {
 		if c != nil && h.Certificate == nil {
 			h.Certificate = c
 		}
-		for _, t := range targets {
-			if !containsString(h.Targets, t) {
-				h.Targets = append(h.Targets, t)
-			}
+	}
+	for _, d := range []struct {
+		kind   string
+		values []string
+	}{
+		{efi.RevokeImageSHA256, p.Deny.AuthentihashSHA256},
+		{efi.RevokeImageSHA1, p.Deny.AuthentihashSHA1},
+		{efi.RevokeCertTBSSHA1, p.Deny.SignerTBSSHA1},
+		{efi.RevokeCertTBSSHA256, p.Deny.SignerTBSSHA256},
+		{efi.RevokeCertTBSSHA384, p.Deny.SignerTBSSHA384},
+		{efi.RevokeCertTBSSHA512, p.Deny.SignerTBSSHA512},
+		{efi.RevokeSignedContentSHA256, p.Deny.SignedContentSHA256},
+	} {
+		for _, v := range d.values {
+			add(d.kind, v, nil)
 		}
-	}
-	dbx, mokx, bl := report.StoreDBX, report.StoreMokX, report.StoreBlacklist
-	for _, v := range p.Deny.AuthentihashSHA256 {
-		add(efi.RevokeImageSHA256, v, nil, dbx, mokx, bl)
-	}
-	for _, v := range p.Deny.AuthentihashSHA1 {
-		add(efi.RevokeImageSHA1, v, nil, dbx)
-	}
-	for _, v := range p.Deny.SignerTBSSHA1 {
-		add(efi.RevokeCertTBSSHA1, v, nil, bl)
-	}
-	for _, v := range p.Deny.SignerTBSSHA256 {
-		add(efi.RevokeCertTBSSHA256, v, nil, dbx, bl)
-	}
-	for _, v := range p.Deny.SignerTBSSHA384 {
-		add(efi.RevokeCertTBSSHA384, v, nil, dbx, bl)
-	}
-	for _, v := range p.Deny.SignerTBSSHA512 {
-		add(efi.RevokeCertTBSSHA512, v, nil, dbx, bl)
-	}
-	for _, v := range p.Deny.SignedContentSHA256 {
-		add(efi.RevokeSignedContentSHA256, v, nil, bl)
 	}
 	vigilOnly += len(p.Deny.SHA256)
 	for i := range p.Revocations {
@@ -95,16 +77,11 @@ func (p *Policy) HostRevocations() (revs []HostRevocation, vigilOnly int) {
 		if r.Certificate != "" {
 			c, _ = parseOnePEMCertificate(r.Certificate)
 		}
-		if c != nil {
-			add(efi.RevokeCertTBSSHA256, r.TBSSHA256, c, dbx, mokx, bl)
-		} else {
-			add(efi.RevokeCertTBSSHA256, r.TBSSHA256, nil, dbx, bl)
-		}
+		add(efi.RevokeCertTBSSHA256, r.TBSSHA256, c)
 	}
-	order := map[string]int{dbx: 0, mokx: 1, bl: 2}
 	revs = make([]HostRevocation, 0, len(byKey))
 	for _, h := range byKey {
-		sort.Slice(h.Targets, func(i, j int) bool { return order[h.Targets[i]] < order[h.Targets[j]] })
+		h.Targets = report.RevocationTargets(h.Kind, h.Certificate != nil)
 		revs = append(revs, *h)
 	}
 	sort.Slice(revs, func(i, j int) bool {
@@ -114,13 +91,4 @@ func (p *Policy) HostRevocations() (revs []HostRevocation, vigilOnly int) {
 		return revs[i].Value < revs[j].Value
 	})
 	return revs, vigilOnly
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -1,7 +1,5 @@
 package report
 
-
-
 // Revocations says which of the code policy's revocations the host
 // enforces by itself, and which it does not yet. Vigil denies every
 // revocation at once wherever it judges (files, and the modules of an
@@ -71,4 +69,37 @@ func isHexDigest(s string) bool {
 		}
 	}
 	return true
+}
+
+// RevocationTargets are the stores that can hold a revocation of kind
+// (with the certificate itself for a cert_tbs_sha256: MokListX holds
+// certificates, not their hashes), in the order dbx, mokx, blacklist;
+// nil for an unknown kind. It is what `vigil policy export` can write to
+// each store:
+//
+//   - image_sha256: dbx and MokListX EFI_CERT_SHA256, a .blacklist "bin:"
+//     entry (the kernel's check of PE images);
+//   - image_sha1: dbx EFI_CERT_SHA1;
+//   - cert_tbs_sha256: dbx (X.509 or EFI_CERT_X509_SHA256), .blacklist
+//     "tbs:", and MokListX when the certificate is known;
+//   - cert_tbs_sha384, cert_tbs_sha512: dbx EFI_CERT_X509_SHA384/512 and
+//     .blacklist; cert_tbs_sha1: .blacklist only;
+//   - signed_content_sha256: .blacklist "bin:" only.
+func RevocationTargets(kind string, withCertificate bool) []string {
+	switch kind {
+	case "image_sha256":
+		return []string{StoreDBX, StoreMokX, StoreBlacklist}
+	case "image_sha1":
+		return []string{StoreDBX}
+	case "cert_tbs_sha256":
+		if withCertificate {
+			return []string{StoreDBX, StoreMokX, StoreBlacklist}
+		}
+		return []string{StoreDBX, StoreBlacklist}
+	case "cert_tbs_sha384", "cert_tbs_sha512":
+		return []string{StoreDBX, StoreBlacklist}
+	case "cert_tbs_sha1", "signed_content_sha256":
+		return []string{StoreBlacklist}
+	}
+	return nil
 }
