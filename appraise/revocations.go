@@ -33,11 +33,11 @@ type Revocations struct {
 	Enforced []RevocationStatus `json:"enforced"`
 	Pending  []RevocationStatus `json:"pending"`
 	// Reported is true when the report's revocations section was
-	// measured (status ok); EnforcedCount and PendingCount are then the
-	// agent's totals (its lists are bounded).
-	Reported      bool `json:"reported"`
-	EnforcedCount int  `json:"enforced_count"`
-	PendingCount  int  `json:"pending_count"`
+	// measured (status ok). Truncated is set when the agent's lists were
+	// cut to their bound (report.MaxRevocationsListed): the revocations
+	// past it are not judged here.
+	Reported  bool `json:"reported"`
+	Truncated bool `json:"truncated"`
 }
 
 // RevocationStatus is one revocation.
@@ -83,10 +83,11 @@ func revocationsOf(rv ast.Value, boot *evidence.BootFacts, ref ast.Value) *Revoc
 	mokxDigest := ""
 	if objString(sec, "status") == string(report.StatusOK) {
 		out.Reported = true
-		out.EnforcedCount, _ = termInt(termOf(sec, "enforced_count"))
-		out.PendingCount, _ = termInt(termOf(sec, "pending_count"))
 		for _, list := range []string{"enforced", "pending"} {
+			n, _ := termInt(termOf(sec, list+"_count"))
+			listed := 0
 			forEach(objGet(sec, list), func(v ast.Value) {
+				listed++
 				kind, value := objString(v, "kind"), objString(v, "value")
 				if report.RevocationTargets(kind, false) == nil || value == "" {
 					return
@@ -103,6 +104,9 @@ func revocationsOf(rv ast.Value, boot *evidence.BootFacts, ref ast.Value) *Revoc
 					}
 				})
 			})
+			if n > listed {
+				out.Truncated = true
+			}
 		}
 		mokxDigest = objString(objGet(objGet(rv, "secure_boot"), "mokx"), "digest")
 	}
@@ -220,8 +224,7 @@ func (r *Revocations) value() ast.Value {
 		[2]*ast.Term{ast.StringTerm("enforced"), list(r.Enforced)},
 		[2]*ast.Term{ast.StringTerm("pending"), list(r.Pending)},
 		[2]*ast.Term{ast.StringTerm("reported"), ast.BooleanTerm(r.Reported)},
-		[2]*ast.Term{ast.StringTerm("enforced_count"), ast.IntNumberTerm(r.EnforcedCount)},
-		[2]*ast.Term{ast.StringTerm("pending_count"), ast.IntNumberTerm(r.PendingCount)},
+		[2]*ast.Term{ast.StringTerm("truncated"), ast.BooleanTerm(r.Truncated)},
 	)
 }
 
