@@ -186,4 +186,3 @@ func TestRevocationsNextBoot(t *testing.T) {
 }
 
 func hexOf(b byte, n int) string { return strings.Repeat(fmt.Sprintf("%02x", b), n) }
-
