@@ -278,6 +278,7 @@ func writeReportText(w io.Writer, r *measure.Report) error {
 		}
 	}
 	line("processes", r.Processes.Section, fmt.Sprintf("%d listed, %d/%d critical unhealthy, %d hidden", r.Processes.Count, bad, len(r.Processes.Critical), len(r.Processes.Hidden)))
+	line("revocations", r.Revocations.Section, fmt.Sprintf("%d enforced by the host, %d pending (Vigil applies them now), %d Vigil only", r.Revocations.EnforcedCount, r.Revocations.PendingCount, r.Revocations.VigilOnly))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
