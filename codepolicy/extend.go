@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"slices"
 )
 
 // AddAnchors adds trust anchors that come from outside the policy file,
@@ -72,4 +73,30 @@ func (p *Policy) AddKernelRevocations(revoked []*x509.Certificate, tbs, bin [][]
 	p.mergeRevocations(&st, revs)
 	p.mergeDeny(&st, pending)
 	return st
+}
+
+// WithAnchors returns a copy of p whose trust anchors are exactly anchors
+// (no trust file is read): the policy as a platform applies it that
+// trusts only its own keys, as a running kernel trusts only its keyrings
+// for modules. Every other rule is p's; the copy's lists are its own, so
+// adding to it (AddKernelRevocations) leaves p as it was. Its Digest
+// differs from p's.
+func (p *Policy) WithAnchors(anchors ...*x509.Certificate) (*Policy, error) {
+	d := p.Deny
+	for _, dk := range denyKinds {
+		l := dk.field(&d)
+		*l = slices.Clone(*l)
+	}
+	q := &Policy{
+		Name: p.Name, Version: p.Version, Description: p.Description,
+		RequireEKU: slices.Clone(p.RequireEKU), MinHash: p.MinHash, IgnoreExpiry: p.IgnoreExpiry,
+		Revocations: slices.Clone(p.Revocations), Deny: d, AllowSigners: slices.Clone(p.AllowSigners),
+		TimestampAuthorities: slices.Clone(p.TimestampAuthorities), SbatLevel: p.SbatLevel,
+		baseDir: p.baseDir,
+	}
+	if err := q.compile(nil, ""); err != nil {
+		return nil, err
+	}
+	q.AddAnchors(anchors...)
+	return q, nil
 }

@@ -65,11 +65,12 @@ func (m *Measurer) collectRevocations(_ context.Context, src hostfs.Source) Revo
 		}
 		held[d.store] = keySet(efi.Revokes(efi.Entries(lists), d.mokx))
 	}
-	live, err := liveKeyrings(src)
+	kv := m.kernelView(src)
+	live := kv.live
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		errs = append(errs, fmt.Sprintf("keyrings: %v", err))
+	case errors.Is(kv.liveErr, fs.ErrNotExist):
+	case kv.liveErr != nil:
+		errs = append(errs, fmt.Sprintf("keyrings: %v", kv.liveErr))
 	default:
 		held[report.StoreBlacklist] = blacklistSet(live)
 	}
@@ -179,21 +180,21 @@ func blacklistSet(l *kernelkeys.Live) map[string]bool {
 
 // liveKeyrings reads the running kernel's trust and blacklist keyrings
 // through src: /proc/keys, and each keyring's members from src's
-// KeyringReader, or with keyctl on the live host. A captured tree has no
-// members to read: there, .blacklist is taken to hold exactly the
-// "blacklist" keys /proc/keys lists (the kernel refuses to instantiate
-// that key type for user space unless a trusted key signed it, and
-// creates it only in .blacklist: certs/blacklist.c
-// blacklist_key_instantiate), and the trust keyrings are unknown
-// (Live.Missing names them). fs.ErrNotExist when there is no /proc/keys.
-func liveKeyrings(src hostfs.Source) (*kernelkeys.Live, error) {
+// KeyringReader, or with keyctl on the live host (exact). A captured tree
+// has no members to read: there, .blacklist is taken to hold exactly the
+// "blacklist" keys /proc/keys lists (the kernel instantiates that key type
+// only for itself, or for a description a trusted key signed, and makes
+// it only in .blacklist: certs/blacklist.c blacklist_key_instantiate),
+// and the trust keyrings are unknown (Live.Missing names them).
+// fs.ErrNotExist when there is no /proc/keys.
+func liveKeyrings(src hostfs.Source) (live *kernelkeys.Live, exact bool, err error) {
 	raw, err := src.ReadFile("/proc/keys")
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	keys, err := kernelkeys.ParseProcKeys(bytes.NewReader(raw))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var read kernelkeys.ReadKeyring
 	switch s := src.(type) {
@@ -205,7 +206,8 @@ func liveKeyrings(src hostfs.Source) (*kernelkeys.Live, error) {
 		}
 	}
 	if read != nil {
-		return kernelkeys.LiveKeyrings(keys, read)
+		l, err := kernelkeys.LiveKeyrings(keys, read)
+		return l, err == nil, err
 	}
 	l := &kernelkeys.Live{Missing: []string{kernelkeys.KeyringBuiltin, kernelkeys.KeyringSecondary, kernelkeys.KeyringMachine}}
 	for _, k := range keys {
@@ -214,9 +216,9 @@ func liveKeyrings(src hostfs.Source) (*kernelkeys.Live, error) {
 		}
 		h, err := kernelkeys.ParseHash(k.Describe)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		l.Hashes = append(l.Hashes, h)
 	}
-	return l, nil
+	return l, false, nil
 }

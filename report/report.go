@@ -51,6 +51,7 @@ type Report struct {
 	IMA          IMA          `json:"ima"`
 	Processes    Processes    `json:"processes"`
 	Revocations  Revocations  `json:"revocations"`
+	Keyrings     Keyrings     `json:"keyrings"`
 
 	// Inputs holds the SHA-256 of every file read, by host path.
 	Inputs map[string]string `json:"inputs"`
@@ -70,6 +71,7 @@ func (r *Report) Sections() map[string]*Section {
 		"ima":           &r.IMA.Section,
 		"processes":     &r.Processes.Section,
 		"revocations":   &r.Revocations.Section,
+		"keyrings":      &r.Keyrings.Section,
 	}
 }
 
