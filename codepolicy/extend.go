@@ -31,7 +31,8 @@ func (p *Policy) AddAnchors(certs ...*x509.Certificate) {
 // Len returns the number of deny entries of every kind.
 func (d Deny) Len() int {
 	return len(d.SHA256) + len(d.AuthentihashSHA1) + len(d.AuthentihashSHA256) +
-		len(d.SignerTBSSHA1) + len(d.SignerTBSSHA256) + len(d.SignerTBSSHA384) + len(d.SignerTBSSHA512)
+		len(d.SignerTBSSHA1) + len(d.SignerTBSSHA256) + len(d.SignerTBSSHA384) + len(d.SignerTBSSHA512) +
+		len(d.SignedContentSHA256) + len(d.SignerFiles)
 }
 
 // AddKernelRevocations adds what a kernel's compiled-in lists revoke (vigil's
@@ -87,6 +88,7 @@ func (p *Policy) WithAnchors(anchors ...*x509.Certificate) (*Policy, error) {
 		l := dk.field(&d)
 		*l = slices.Clone(*l)
 	}
+	d.SignerFiles = slices.Clone(d.SignerFiles)
 	q := &Policy{
 		Name: p.Name, Version: p.Version, Description: p.Description,
 		RequireEKU: slices.Clone(p.RequireEKU), MinHash: p.MinHash, IgnoreExpiry: p.IgnoreExpiry,

@@ -185,6 +185,7 @@ func (p *Policy) canonical() *Policy {
 	for _, dk := range denyKinds {
 		*dk.field(&c.Deny) = sortedUnique(*dk.field(&p.Deny))
 	}
+	c.Deny.SignerFiles = canonicalSignerFiles(p.Deny.SignerFiles)
 
 	// Revocations: drop exact duplicates (same certificate, revoked_at and
 	// reason; the first comment wins), then sort.

@@ -136,6 +136,9 @@ type Deny struct {
 	// kernel/module/signing.c). It matches however the module is
 	// compressed or its PKCS#7 padded or re-signed.
 	SignedContentSHA256 []string `yaml:"signed_content_sha256,omitempty"`
+	// SignerFiles deny a signer's files by their version resource's name
+	// and version (WDAC signer rules with file attributes).
+	SignerFiles []SignerFile `yaml:"signer_files,omitempty"`
 }
 
 // Signer is an allow_signers entry. Every field that is set must match the
@@ -417,6 +420,20 @@ func (p *Policy) compile(root *yaml.Node, file string) error {
 			(*list)[i] = h
 			ix.deny[k][string(raw)] = struct{}{}
 		}
+	}
+
+	for i := range p.Deny.SignerFiles {
+		r, err := compileSignerFile(&p.Deny.SignerFiles[i], i)
+		if err != nil {
+			var fe *fieldError
+			if errors.As(err, &fe) {
+				ps.add(fmt.Sprintf("deny.signer_files[%d].%s", i, fe.field), "%s", fe.msg)
+			} else {
+				ps.add(fmt.Sprintf("deny.signer_files[%d]", i), "%v", err)
+			}
+			continue
+		}
+		ix.signerFiles = append(ix.signerFiles, r)
 	}
 
 	// allow_signers
