@@ -28,7 +28,7 @@ func (e *env) signVersioned(t *testing.T, name, file string, v [4]uint16, breakF
 		}
 		sig := binary.LittleEndian.AppendUint32(nil, 0xFEEF04BD)
 		i := bytes.Index(b, sig)
-		if i < 0 || bytes.Index(b[i+1:], sig) >= 0 {
+		if i < 0 || bytes.Contains(b[i+1:], sig) {
 			t.Fatal("want exactly one VS_FIXEDFILEINFO signature")
 		}
 		b[i] ^= 0xff
