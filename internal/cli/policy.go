@@ -33,6 +33,7 @@ type policyImportOptions struct {
 	Categories []string
 	VerifyCRL  bool
 	CRLIssuer  []string
+	KEK        []string
 }
 
 func newPolicyImportCmd(g *globalOptions) *cobra.Command {
@@ -54,7 +55,8 @@ default policy is used) and written to --out (default: --policy, or stdout).
               /sys/firmware/efi/mok-variables/MokListX), an efivarfs file
               (4-byte attribute prefix) or an authenticated update
               (EFI_VARIABLE_AUTHENTICATION_2, as dbxupdate.bin ships; its
-              signature is not verified). EFI_CERT_SHA256/SHA1 ->
+              signature is verified against --kek, the platform's KEK, when
+              given, and not otherwise). EFI_CERT_SHA256/SHA1 ->
               deny.authentihash_sha256/_sha1; EFI_CERT_X509 -> a revocation
               by tbs_sha256 keeping the certificate; EFI_CERT_X509_SHA256 ->
               a revocation by tbs_sha256, revoked_at = TimeOfRevocation when
@@ -64,6 +66,7 @@ default policy is used) and written to --out (default: --policy, or stdout).
   vigil policy import --from wdac --policy drivers.yaml SiPolicy_Enforced.xml
   vigil policy import --from crl --policy kmcs.yaml --output json revoked.crl
   vigil policy import --from dbx --policy boot.yaml DBXUpdate.bin
+  vigil policy import --from dbx --kek KEK.crt --policy boot.yaml DBXUpdate.bin
   vigil policy import --from mokx --policy boot.yaml /sys/firmware/efi/efivars/MokListXRT-605dab50-e046-4300-abb6-3dd810dd8b23`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -92,8 +95,16 @@ default policy is used) and written to --out (default: --policy, or stdout).
 				st, err = codepolicy.ImportWDAC(p, in)
 			case "dbx", "mokx":
 				var b []byte
+				var opts []codepolicy.DatabaseOption
+				if len(o.KEK) > 0 {
+					kek, err := trust.LoadCertificateFiles(o.KEK)
+					if err != nil {
+						return usageErr("--kek: %v", err)
+					}
+					opts = append(opts, codepolicy.VerifyUpdate(kek...))
+				}
 				if b, err = readAllBounded(in, 64<<20); err == nil {
-					st, err = codepolicy.ImportSignatureDatabase(p, b, o.From)
+					st, err = codepolicy.ImportSignatureDatabase(p, b, o.From, opts...)
 				}
 			case "crl":
 				var b []byte
@@ -167,6 +178,7 @@ default policy is used) and written to --out (default: --policy, or stdout).
 	f.StringSliceVar(&o.Categories, "category", nil, "LOLDrivers categories to import (default: vulnerable driver, malicious)")
 	f.BoolVar(&o.VerifyCRL, "verify-crl", false, "crl: refuse a CRL whose signature does not chain to the policy's anchors")
 	f.StringSliceVar(&o.CRLIssuer, "crl-issuer", nil, "crl: intermediate certificates for verifying the CRL (implies --verify-crl)")
+	f.StringSliceVar(&o.KEK, "kek", nil, "dbx: the platform's KEK certificates (PEM or DER); an authenticated update must be signed by one, or by a certificate that chains to one")
 	return cmd
 }
 
