@@ -94,6 +94,7 @@ func (p *Policy) WithAnchors(anchors ...*x509.Certificate) (*Policy, error) {
 		RequireEKU: slices.Clone(p.RequireEKU), MinHash: p.MinHash, IgnoreExpiry: p.IgnoreExpiry,
 		Revocations: slices.Clone(p.Revocations), Deny: d, AllowSigners: slices.Clone(p.AllowSigners),
 		TimestampAuthorities: slices.Clone(p.TimestampAuthorities), SbatLevel: p.SbatLevel,
+		Verity:  Verity{DMRootHash: slices.Clone(p.Verity.DMRootHash), FSDigest: slices.Clone(p.Verity.FSDigest)},
 		baseDir: p.baseDir,
 	}
 	if err := q.compile(nil, ""); err != nil {

@@ -186,6 +186,7 @@ func (p *Policy) canonical() *Policy {
 		*dk.field(&c.Deny) = sortedUnique(*dk.field(&p.Deny))
 	}
 	c.Deny.SignerFiles = canonicalSignerFiles(p.Deny.SignerFiles)
+	c.Verity = Verity{DMRootHash: sortedUnique(p.Verity.DMRootHash), FSDigest: sortedUnique(p.Verity.FSDigest)}
 
 	// Revocations: drop exact duplicates (same certificate, revoked_at and
 	// reason; the first comment wins), then sort.

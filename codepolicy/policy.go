@@ -82,6 +82,9 @@ type Policy struct {
 	// whose .sbat section names a component at a lower generation is
 	// denied sbat-revoked, as shim refuses it. Empty: no SBAT revocation.
 	SbatLevel string `yaml:"sbat_level,omitempty"`
+	// Verity names code by dm-verity root hash and fs-verity digest, for
+	// `vigil policy export --to ipe`.
+	Verity Verity `yaml:"verity,omitempty"`
 
 	baseDir string
 	anchors []*x509.Certificate
@@ -435,6 +438,8 @@ func (p *Policy) compile(root *yaml.Node, file string) error {
 		}
 		ix.signerFiles = append(ix.signerFiles, r)
 	}
+
+	p.compileVerity(ps)
 
 	// allow_signers
 	for i := range p.AllowSigners {

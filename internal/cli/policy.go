@@ -192,7 +192,7 @@ type policyExportOptions struct {
 func newPolicyExportCmd(g *globalOptions) *cobra.Command {
 	o := &policyExportOptions{}
 	cmd := &cobra.Command{
-		Use:   "export --policy P --to dbx|mokx|blacklist-hashes|revocation-keys|modprobe FILE",
+		Use:   "export --policy P --to dbx|mokx|blacklist-hashes|revocation-keys|modprobe|ipe FILE",
 		Short: "Write the artefacts a host needs to enforce the policy's revocations at the next boot",
 		Long: `Export writes what of the policy a platform can enforce itself, in that
 platform's format, and reports how many entries were written and which policy
@@ -218,13 +218,20 @@ entries the format cannot express. FILE "-" is stdout.
                     be turned back into certificates.
   modprobe          a modprobe.d block list. The policy names no modules (its
                     module denials are by hash and signer), so it is empty.
+  ipe               an IPE LSM policy admitting only the policy's
+                    verity.dm_roothash volumes and verity.fs_digest files
+                    (every operation) and denying everything else. Anchors,
+                    signers and hash denials have no IPE form: a policy
+                    without verity entries is refused, never exported
+                    permissive.
 
-IPE policies are not exported yet. Nothing is written when the policy holds
-nothing the format can express (exit 2).`,
+Nothing is written when the policy holds nothing the format can express
+(exit 2).`,
 		Example: `  vigil policy export --policy boot.yaml --to dbx dbx.esl
   sign-efi-sig-list -a -k KEK.key -c KEK.crt dbx dbx.esl dbx.auth
   vigil policy export --policy kmod.yaml --to blacklist-hashes certs/vigil-blacklist
-  vigil policy export --policy boot.yaml --to revocation-keys -o json revoked.pem`,
+  vigil policy export --policy boot.yaml --to revocation-keys -o json revoked.pem
+  vigil policy export --policy fleet.yaml --to ipe fleet.ipe`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Output != "text" && o.Output != "json" {
@@ -253,9 +260,9 @@ nothing the format can express (exit 2).`,
 			case "modprobe":
 				out, st, err = codepolicy.ExportModprobe(p)
 			case "ipe":
-				return usageErr("--to ipe is not implemented yet")
+				out, st, err = codepolicy.ExportIPE(p)
 			default:
-				return usageErr("--to must be dbx, mokx, blacklist-hashes, revocation-keys or modprobe")
+				return usageErr("--to must be dbx, mokx, blacklist-hashes, revocation-keys, modprobe or ipe")
 			}
 			if err != nil {
 				return &exitError{code: ExitUsage, err: fmt.Errorf("export %s from %s: %w", o.To, o.Policy, err)}
@@ -290,7 +297,7 @@ nothing the format can express (exit 2).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.To, "to", "", "target format: dbx, mokx, blacklist-hashes, revocation-keys or modprobe")
+	f.StringVar(&o.To, "to", "", "target format: dbx, mokx, blacklist-hashes, revocation-keys, modprobe or ipe")
 	f.StringVarP(&o.Policy, "policy", "p", "", "policy to export from")
 	f.StringVar(&o.Owner, "owner", "00000000-0000-0000-0000-000000000000", "dbx/mokx: SignatureOwner GUID of every entry")
 	f.StringVarP(&o.Output, "output", "o", "text", "report format: text or json")
