@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-attest/vigil/gatekeeper"
+	"github.com/vigil-attest/vigil/service"
 )
 
 // gateOptions are `vigil gate`'s flags; the routes come from the config
@@ -119,6 +120,10 @@ docs/relying-parties.md.`,
 			if err != nil {
 				return usageErr("%v", err)
 			}
+			// The service's GC settings (GOGC 400, a 256 MiB limit): a
+			// gate's heap is small and its garbage per request is the
+			// proxying's.
+			defer service.TuneRuntime()()
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			err = gate.Run(ctx, func(proxy, auth string) {
