@@ -38,8 +38,11 @@ const (
 	gateAudience  = "bench.vigil.test"
 	gatePublicURL = "http://bench.vigil.test"
 	gatePath      = "/api/bench"
-	// maxProofsPerSecond sizes the proofs minted for a gate round.
-	maxProofsPerSecond = 15000
+	// The proofs minted for a gate round: for twice the rate the last
+	// round achieved, within these bounds.
+	initialProofsPerSecond = 8000
+	minProofsPerSecond     = 1000
+	maxProofsPerSecond     = 20000
 )
 
 // GateOptions configure RunGate.
@@ -183,7 +186,9 @@ routes:
 	}
 	defer stop()
 
-	seq := 0 // jti: unique over the run's proofs
+	// mint makes n proofs for the route, on every core (each proof's jti
+	// unique over the run).
+	var seq atomic.Int64
 	mint := func(n int) ([]string, error) {
 		ps := make([]string, n)
 		now := time.Now().Unix()
@@ -192,16 +197,29 @@ routes:
 			d := sha256.Sum256(m)
 			return ecdsa.SignASN1(rand.Reader, key, d[:])
 		}
-		for i := range ps {
-			var err error
-			ps[i], err = ear.SignProof(ctx, &key.PublicKey, ear.ProofClaims{
-				Audience: gateAudience, Method: http.MethodGet, URL: gatePublicURL + gatePath, IssuedAt: now,
-				ID: "bench-" + strconv.Itoa(seq), ReportHash: ath,
-			}, sign)
-			if err != nil {
-				return nil, err
-			}
-			seq++
+		var wg sync.WaitGroup
+		errs := make(chan error, runtime.NumCPU())
+		var next atomic.Int64
+		for range runtime.NumCPU() {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+					p, err := ear.SignProof(ctx, &key.PublicKey, ear.ProofClaims{
+						Audience: gateAudience, Method: http.MethodGet, URL: gatePublicURL + gatePath, IssuedAt: now,
+						ID: "bench-" + strconv.FormatInt(seq.Add(1), 10), ReportHash: ath,
+					}, sign)
+					if err != nil {
+						errs <- err
+						return
+					}
+					ps[i] = p
+				}
+			})
+		}
+		wg.Wait()
+		select {
+		case err := <-errs:
+			return nil, err
+		default:
 		}
 		return ps, nil
 	}
@@ -230,6 +248,7 @@ routes:
 		return nil, fmt.Errorf("bench gate: the gate refused the warm-up: %v (%s)", r.errors, r.first)
 	}
 	rep.Upstream.Errors, rep.Gate.Errors = map[string]int{}, map[string]int{}
+	est := float64(initialProofsPerSecond)
 	for i := 0; i < o.Rounds; i++ {
 		r, err := load(ctx, upC, upURL+gatePath, "", nil, o.Concurrency, round, 0)
 		if err != nil {
@@ -238,7 +257,9 @@ routes:
 		upLat, upSec = append(upLat, r.lat...), upSec+r.seconds
 		rep.Upstream.Failed += r.failed
 		merge(rep.Upstream.Errors, r.errors)
-		proofs, err := mint(int(math.Ceil(round.Seconds() * maxProofsPerSecond)))
+		// Enough proofs for twice the last round's rate (a round that
+		// uses them all ends early: its rate holds).
+		proofs, err := mint(int(math.Ceil(round.Seconds() * est)))
 		if err != nil {
 			return nil, fmt.Errorf("bench gate: proofs: %w", err)
 		}
@@ -251,6 +272,9 @@ routes:
 		gateCPU += float64(g1-g0) / clockTicks
 		selfCPU += float64(s1-s0) / clockTicks
 		gateLat, gateSec = append(gateLat, r.lat...), gateSec+r.seconds
+		if r.seconds > 0 {
+			est = min(maxProofsPerSecond, max(minProofsPerSecond, 2*float64(len(r.lat))/r.seconds))
+		}
 		rep.Gate.Failed += r.failed
 		merge(rep.Gate.Errors, r.errors)
 		if o.Progress != nil {
