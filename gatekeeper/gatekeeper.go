@@ -12,7 +12,7 @@
 // conditional-access reverse proxy `vigil gate` (Gate), and as an nginx
 // auth_request endpoint (Gate.AuthHandler). A Feed, when given, refuses a
 // host at once when the service revokes it or its level drops, before its
-// report expires. See docs/relying-parties.md.
+// report expires. See docs/relying-party.md.
 package gatekeeper
 
 import (

@@ -53,7 +53,7 @@ func gateRoutes(path string) ([]gatekeeper.Route, error) {
 		path = os.Getenv("VIGIL_CONFIG")
 	}
 	if path == "" {
-		return nil, errors.New("no config file: the routes live in --config (see docs/relying-parties.md)")
+		return nil, errors.New("no config file: the routes live in --config (see docs/relying-party.md)")
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -105,7 +105,7 @@ The routes live in the config file (--config), with any of the flags above:
       trust-vector: {executables: affirming}
 
 Unknown keys are errors. Refusals are RFC 9457 problems with stable codes; see
-docs/relying-parties.md.`,
+docs/relying-party.md.`,
 		Example: `  vigil gate --config /etc/vigil/gate.yaml
   VIGIL_UPSTREAM=http://127.0.0.1:9000 vigil gate --config gate.yaml --listen :8080`,
 		Args: cobra.NoArgs,
