@@ -8,6 +8,9 @@
 #        req/s of each, the ratio, the gate's CPU per request
 #   14b  latency: one client at a time (no queueing), the same run shape:
 #        p50 and p99 of each and what the gate adds
+#   14c  the decision alone in process, one core (gatekeeper's
+#        BenchmarkCheck): report from the cache, proof verified, replay
+#        recorded, route checked
 #
 # Each figure is the median of GATE_RUNS runs (default 5) of one command;
 # every run starts its own gate process (a key set it holds: the report CA)
@@ -21,8 +24,10 @@
 #   GATE_RUNS         runs of each figure (default 5, minimum 3)
 #   GATE_DURATION     each run's timed phase (default 16s; half per target)
 #   GATE_CONCURRENCY  clients of figure 14 (default 16)
-#   GATE_OUT          a BENCHMARKS.md whose rows 14 and 14b (and their
-#                     notes) are replaced by these
+#   GATE_FIGS         figures to measure (default "14 14b 14c"; 14 and 14b
+#                     go together)
+#   GATE_OUT          a BENCHMARKS.md whose rows measured now (and the
+#                     notes of 14 and 14b) are replaced by these
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +36,8 @@ GO=${GO:-go}
 RUNS=${GATE_RUNS:-5}
 DUR=${GATE_DURATION:-16s}
 CONC=${GATE_CONCURRENCY:-16}
+FIGS=" ${GATE_FIGS:-14 14b 14c} "
+want() { case $FIGS in *" $1 "*) return 0 ;; esac; return 1; }
 NPROC=$(nproc)
 die() { echo "gate.sh: $*" >&2; exit 2; }
 [ "$RUNS" -ge 3 ] 2>/dev/null || die "GATE_RUNS must be >= 3"
@@ -61,11 +68,15 @@ runs() {
 med() { for f in "$W/$1"-*.json; do jq -r "$2" "$f"; done | median; }
 all() { for f in "$W/$1"-*.json; do jq -r "$2" "$f"; done | sort -g | paste -sd, - | sed 's/,/, /g'; }
 
+ROWS=$W/rows.md
+NOTES=$W/notes.md
+: > "$ROWS"
+: > "$NOTES"
+if want 14 || want 14b; then
 runs tput --concurrency "$CONC"
 runs lat --concurrency 1
 
 CMD="\`\$W/bin/vigil bench gate -q -o json --duration $DUR"
-ROWS=$W/rows.md
 GR=$(med tput .gate.rate)
 V14=FAIL
 awk -v r="$GR" 'BEGIN { exit !(r >= 5000) }' && V14=PASS
@@ -78,10 +89,18 @@ awk -v r="$GR" 'BEGIN { exit !(r >= 5000) }' && V14=PASS
 		"$RUNS" "$(med lat .added_p50_ms)" "$(med lat .added_p99_ms)" "$(all lat .added_p50_ms)" "$(all lat .added_p99_ms)" \
 		"$(med lat .gate.latency_ms.p50)" "$(med lat .gate.latency_ms.p99)" "$(med lat .gate.rate)" \
 		"$(med lat .upstream.latency_ms.p50)" "$(med lat .upstream.latency_ms.p99)" "$(med lat .upstream.rate)" "$CMD"
-} | sed 's/`\\`/`/g' > "$ROWS"
+} | sed 's/`\\`/`/g' >> "$ROWS"
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
-NOTES=$W/notes.md
-echo "- Figures 14, 14b (bench/gate.sh, commit \`${COMMIT:0:12}\`): load average $LOAD0 at the start, $LOAD1 at the end. The gate's CPU time is read from /proc/PID/stat around each gate round; on $NPROC cores of its own the gate would admit about $(awk -v c="$(med tput .gate_capacity_per_core)" -v n="$NPROC" 'BEGIN { printf "%.0f", c*n }') /s at that cost (what the generator and other processes use comes off it)." > "$NOTES"
+echo "- Figures 14, 14b (bench/gate.sh, commit \`${COMMIT:0:12}\`): load average $LOAD0 at the start, $LOAD1 at the end. The gate's CPU time is read from /proc/PID/stat around each gate round; on $NPROC cores of its own the gate would admit about $(awk -v c="$(med tput .gate_capacity_per_core)" -v n="$NPROC" 'BEGIN { printf "%.0f", c*n }') /s at that cost (what the generator and other processes use comes off it)." >> "$NOTES"
+fi
+if want 14c; then
+	echo "== 14c: go test -bench BenchmarkCheck ./gatekeeper/ ($RUNS runs)" >&2
+	$GO test -run '^$' -bench 'BenchmarkCheck$' -benchtime 2s -count "$RUNS" -cpu 1 -benchmem ./gatekeeper/ > "$W/check.txt"
+	NS=$(awk '/^BenchmarkCheck/ { print $3 }' "$W/check.txt" | median)
+	AL=$(awk '/^BenchmarkCheck/ { print $7 }' "$W/check.txt" | median)
+	printf '| 14c | the gate'"'"'s decision alone, in process, one core (BenchmarkCheck: the session report from the cache of verified reports, a fresh ES256 proof verified, the replay cache written, the route'"'"'s level, trust vector and age); median of %s runs | **%s /s (%s µs each)**, %s allocations | - | - | info | - | `go test -run '"'"'^$'"'"' -bench '"'"'BenchmarkCheck$'"'"' -benchtime 2s -count %s -cpu 1 -benchmem ./gatekeeper/` |\n' \
+		"$RUNS" "$(awk -v n="$NS" 'BEGIN { printf "%.0f", 1e9/n }')" "$(awk -v n="$NS" 'BEGIN { printf "%.1f", n/1000 }')" "$AL" "$RUNS" >> "$ROWS"
+fi
 echo
 cat "$ROWS"
 echo
@@ -89,8 +108,10 @@ cat "$NOTES"
 
 if [ -n "${GATE_OUT:-}" ]; then
 	[ -f "$GATE_OUT" ] || die "GATE_OUT=$GATE_OUT: no such file"
-	awk -v rows="$ROWS" -v notes="$NOTES" '
-		/^\| 14[a-z]? \|/ || /^- Figures 14/ { next }
+	awk -v rows="$ROWS" -v notes="$NOTES" -v figs="$FIGS" '
+		BEGIN { n = split(figs, f, " "); for (i = 1; i <= n; i++) fresh[f[i]] = 1 }
+		/^\| 14[a-z]? \|/ { split($0, c, " "); if (c[2] in fresh) next }
+		/^- Figures 14/ && ("14" in fresh) { next }
 		/^\| [0-9]+[a-z]? \|/ { last = NR }
 		{ line[NR] = $0 }
 		END {
