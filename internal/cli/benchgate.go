@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,9 +79,7 @@ func (b *benchGateOptions) run(ctx context.Context, g *globalOptions) error {
 		return &exitError{code: ExitUsage, err: err}
 	}
 	if b.output == "json" {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := writeJSONOut(g.stdout, rep); err != nil {
 			return &exitError{code: ExitUsage, err: err}
 		}
 	} else {
