@@ -14,6 +14,7 @@ import (
 
 	"github.com/vigil-attest/vigil/appraise"
 	"github.com/vigil-attest/vigil/evidence"
+	"github.com/vigil-attest/vigil/internal/testcmd"
 )
 
 // fixedLevel is a policy that answers level n with no failures.
@@ -109,7 +110,7 @@ func TestPolicyWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testcmd.SyncBuffer
 	p.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -136,23 +137,6 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestPolicyCannotLiftCaps: a policy that says level 4 for everything

@@ -16,6 +16,8 @@
 #                  by default when BENCH_ROWS is set)
 #   BENCH_ATTEST   0 skips the attestation service's rows 11–13, which
 #                  bench/attest.sh measures into the same file (~20 min)
+#   BENCH_GATE     0 skips the gate's rows 14 and 14b, which bench/gate.sh
+#                  measures into the same file (~4 min)
 #   VIGIL_ARTIFACTS  artifacts directory (.cache/artifacts)
 #
 # Every command is run through bench/timeit: runs of the two commands of a
@@ -582,6 +584,10 @@ if [ -n "$OUT" ]; then
 	if [ "${BENCH_ATTEST:-1}" != 0 ]; then
 		say "rows 11-13: the attestation service under load (bench/attest.sh)"
 		ATTEST_OUT="$OUT" "$ROOT/bench/attest.sh"
+	fi
+	if [ "${BENCH_GATE:-1}" != 0 ]; then
+		say "rows 14, 14b: the gate under load (bench/gate.sh)"
+		GATE_OUT="$OUT" "$ROOT/bench/gate.sh"
 	fi
 else
 	cat "$W/BENCHMARKS.md"

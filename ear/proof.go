@@ -158,14 +158,20 @@ func VerifyProof(ctx context.Context, proof string, report *Verified, want Proof
 	if rc.ReportKey == nil {
 		return nil, fail(ProofKeyMismatch, "the session report binds no key (no cnf): level %d", rc.Level)
 	}
-	cnf, err := Thumbprint(rc.ReportKey)
-	if err != nil {
-		return nil, fail(ProofKeyMismatch, "the session report's cnf: %v", err)
+	cnf := report.cnf
+	if cnf == "" {
+		if cnf, err = Thumbprint(rc.ReportKey); err != nil {
+			return nil, fail(ProofKeyMismatch, "the session report's cnf: %v", err)
+		}
+	}
+	ath := report.ath
+	if ath == "" {
+		ath = ReportHash(report.Token)
 	}
 	if subtle.ConstantTimeCompare([]byte(cnf), []byte(p.Thumbprint)) != 1 {
 		return nil, fail(ProofKeyMismatch, "the proof is signed by key %s, the report binds %s", p.Thumbprint, cnf)
 	}
-	if subtle.ConstantTimeCompare([]byte(c.ReportHash), []byte(ReportHash(report.Token))) != 1 {
+	if subtle.ConstantTimeCompare([]byte(c.ReportHash), []byte(ath)) != 1 {
 		return nil, fail(ProofATHMismatch, "ath %.60q is not the hash of the session report presented", c.ReportHash)
 	}
 	if c.Audience != want.Audience {

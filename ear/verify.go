@@ -44,6 +44,45 @@ type Verified struct {
 	Raw map[string]any
 	// Token is the session report as verified (a proof's ath hashes it).
 	Token string
+
+	// ath is ReportHash(Token) and cnf the thumbprint of
+	// Claims.ReportKey, computed once at verification (VerifyProof
+	// recomputes them when empty: a Verified made by hand).
+	ath, cnf string
+	// from and until bound when the report is valid with its keys: its
+	// iat, nbf and exp and its chain's certificates, Leeway included.
+	from, until time.Time
+}
+
+// Window is when Verify (with the same roots or key set) would accept
+// the report again: from its iat (or nbf, or its chain's NotBefore, the
+// latest) less Leeway to its exp (or its chain's earliest NotAfter) plus
+// Leeway. A relying party that caches verified reports (by ReportHash)
+// may reuse one only within its window and only while its keys have not
+// changed; the checks of a request (VerifyProof, Require) still run each
+// time.
+func (v *Verified) Window() (from, until time.Time) { return v.from, v.until }
+
+// seal computes what VerifyProof and Window need, once.
+func (v *Verified) seal(tok string, t times) {
+	v.Token = tok
+	v.ath = ReportHash(tok)
+	if v.Claims.ReportKey != nil {
+		v.cnf, _ = Thumbprint(v.Claims.ReportKey)
+	}
+	v.from, v.until = t.iat, t.exp
+	if t.nbf.After(v.from) {
+		v.from = t.nbf
+	}
+	for _, c := range v.Chain {
+		if c.NotBefore.After(v.from) {
+			v.from = c.NotBefore
+		}
+		if c.NotAfter.Before(v.until) {
+			v.until = c.NotAfter
+		}
+	}
+	v.from, v.until = v.from.Add(-Leeway), v.until.Add(Leeway)
 }
 
 // b64 is base64url without padding, refusing non-zero trailing bits, so
@@ -90,7 +129,7 @@ func Verify(tok string, roots *x509.CertPool, now time.Time) (*Verified, error) 
 	if err := t.check(now); err != nil {
 		return nil, err
 	}
-	v.Token = tok
+	v.seal(tok, t)
 	return v, nil
 }
 
@@ -189,7 +228,7 @@ func (s *KeySet) verify(c *compact, tok string, now time.Time) (*Verified, error
 	if err := t.check(now); err != nil {
 		return nil, err
 	}
-	v.Token = tok
+	v.seal(tok, t)
 	return v, nil
 }
 

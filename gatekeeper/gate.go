@@ -200,7 +200,13 @@ func NewGate(cfg Config, o GateOptions) (*Gate, error) {
 	g.gk = gk
 	if cfg.Upstream != "" {
 		up, _ := url.Parse(cfg.Upstream)
+		// One upstream: keep as many idle connections to it as clients
+		// in flight (the default transport keeps 2, and under load every
+		// other request would open a new connection).
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 1024
 		g.proxy = &httputil.ReverseProxy{
+			Transport: tr,
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(up)
 				pr.SetXForwarded()

@@ -498,7 +498,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// nginxConf is the recipe of docs/relying-parties.md, on loopback ports
+// nginxConf is the recipe of docs/relying-party.md, on loopback ports
 // under a temporary prefix.
 const nginxConf = `daemon off;
 master_process off;

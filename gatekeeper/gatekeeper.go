@@ -12,7 +12,7 @@
 // conditional-access reverse proxy `vigil gate` (Gate), and as an nginx
 // auth_request endpoint (Gate.AuthHandler). A Feed, when given, refuses a
 // host at once when the service revokes it or its level drops, before its
-// report expires. See docs/relying-parties.md.
+// report expires. See docs/relying-party.md.
 package gatekeeper
 
 import (
@@ -119,6 +119,15 @@ type Options struct {
 	RequireReportAudience bool
 	// Keys verify the reports (required): CAKeys or a JWKS.
 	Keys Keys
+	// ReportCache is how many verified reports are kept (by the SHA-256
+	// of the report) so that a host's next requests skip the report's
+	// signature and chain checks (DefaultReportCache when 0; negative:
+	// none). A kept report serves only while CAKeys' pool or the JWKS
+	// set that verified it is in use, and within its validity
+	// (ear.Verified.Window); the proof, the route's requirements and the
+	// feed are checked on every request. Keys of other types are not
+	// cached.
+	ReportCache int
 	// Replay remembers admitted proofs (an ear.MemoryReplayCache when
 	// nil). Replicas of one relying party need a shared one.
 	Replay ear.ReplayCache
@@ -140,9 +149,10 @@ type Options struct {
 
 // Gatekeeper checks requests. Its methods are safe for concurrent use.
 type Gatekeeper struct {
-	o      Options
-	public *url.URL
-	log    *slog.Logger
+	o       Options
+	public  *url.URL
+	log     *slog.Logger
+	reports *reportCache // nil: no cache
 }
 
 // New checks the options.
@@ -160,6 +170,13 @@ func New(o Options) (*Gatekeeper, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	g := &Gatekeeper{o: o, log: o.Logger}
+	if _, ok := o.Keys.(epochKeys); ok && o.ReportCache >= 0 {
+		n := o.ReportCache
+		if n == 0 {
+			n = DefaultReportCache
+		}
+		g.reports = newReportCache(n)
+	}
 	if o.PublicURL != "" {
 		u, err := url.Parse(o.PublicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
@@ -173,6 +190,8 @@ func New(o Options) (*Gatekeeper, error) {
 // Admitted is a request the gatekeeper let through.
 type Admitted struct {
 	// Report is the verified session report, Proof the verified proof.
+	// Report's maps and slices may be shared with other requests of the
+	// same report (the gatekeeper keeps verified reports): read-only.
 	Report *ear.Verified
 	Proof  *ear.Proof
 	// Level is the level admitted on: the report's, or the feed's when
@@ -241,7 +260,7 @@ func (g *Gatekeeper) Check(ctx context.Context, h http.Header, method, reqURL st
 	if ref != nil {
 		return nil, ref
 	}
-	v, err := g.o.Keys.Verify(ctx, report, now)
+	v, err := g.verifyReport(ctx, report, now)
 	if err != nil {
 		return nil, refusal(err)
 	}
@@ -274,6 +293,15 @@ func (g *Gatekeeper) Check(ctx context.Context, h http.Header, method, reqURL st
 		}
 	}
 	return &Admitted{Report: v, Proof: pr, Level: level}, nil
+}
+
+// verifyReport verifies a session report by Keys, through the cache of
+// verified reports when there is one.
+func (g *Gatekeeper) verifyReport(ctx context.Context, report string, now time.Time) (*ear.Verified, error) {
+	if g.reports == nil {
+		return g.o.Keys.Verify(ctx, report, now)
+	}
+	return g.reports.verify(ctx, g.o.Keys.(epochKeys), report, now)
 }
 
 // credentials reads the report and the proof from the headers: exactly

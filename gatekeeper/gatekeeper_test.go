@@ -269,10 +269,10 @@ func FuzzHeaders(f *testing.F) {
 	})
 }
 
-// TestDocsCodes: docs/relying-parties.md lists every code of the table
+// TestDocsCodes: docs/relying-party.md lists every code of the table
 // with its status, and names every code of package ear.
 func TestDocsCodes(t *testing.T) {
-	b, err := os.ReadFile("../docs/relying-parties.md")
+	b, err := os.ReadFile("../docs/relying-party.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,13 +280,13 @@ func TestDocsCodes(t *testing.T) {
 	for _, c := range Codes() {
 		if strings.HasPrefix(string(c), "pop-") || containsCode(ear.All(), c) {
 			if !strings.Contains(doc, "`"+string(c)+"`") {
-				t.Errorf("ear code %s is not in docs/relying-parties.md", c)
+				t.Errorf("ear code %s is not in docs/relying-party.md", c)
 			}
 			continue
 		}
 		row := fmt.Sprintf("| `%s` | %d |", c, c.Status())
 		if !strings.Contains(doc, row) {
-			t.Errorf("docs/relying-parties.md lacks the row %q", row)
+			t.Errorf("docs/relying-party.md lacks the row %q", row)
 		}
 	}
 }
@@ -331,5 +331,40 @@ func TestAuthRequestStatus(t *testing.T) {
 			!strings.Contains(w.Body.String(), fmt.Sprintf(`"status":%d`, tc.status)) {
 			t.Errorf("%s: %d %q %s, want %d %s", tc.name, w.Code, w.Header().Get(HeaderRefusal), w.Body, tc.status, tc.code)
 		}
+	}
+}
+
+// TestDocsExample: docs/relying-party.md's five-minute Go example is the
+// body of Example (example_test.go), which the compiler checks.
+func TestDocsExample(t *testing.T) {
+	md, err := os.ReadFile("../docs/relying-party.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(md)
+	i := strings.Index(doc, "## Five minutes in Go")
+	if i < 0 {
+		t.Fatal("docs/relying-party.md has no five-minute Go section")
+	}
+	doc = doc[i:]
+	start := strings.Index(doc, "```go\n")
+	end := strings.Index(doc[start+6:], "```")
+	if start < 0 || end < 0 {
+		t.Fatal("no Go block in the five-minute section")
+	}
+	block := doc[start+6 : start+6+end]
+	src, err := os.ReadFile("example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(src)
+	body = body[strings.Index(body, "func Example() {\n")+len("func Example() {\n"):]
+	body = body[:strings.Index(body, "\n}\n")+1]
+	var lines []string
+	for _, l := range strings.SplitAfter(body, "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "\t"))
+	}
+	if want := strings.Join(lines, ""); block != want {
+		t.Errorf("the five-minute example differs from Example's body:\n--- docs\n%s--- Example\n%s", block, want)
 	}
 }

@@ -45,6 +45,23 @@ func (k caKeys) Verify(_ context.Context, report string, now time.Time) (*ear.Ve
 	return ear.Verify(report, k.roots, now)
 }
 
+// epochKeys are Keys whose verified reports the gatekeeper caches
+// (reportCache): epoch names the keys that verify reports now, and
+// verifyEpoch verifies a report and names the keys that did. A report
+// verified under one epoch is verified again under another.
+type epochKeys interface {
+	Keys
+	epoch(ctx context.Context, now time.Time) (any, error)
+	verifyEpoch(ctx context.Context, report string, now time.Time) (*ear.Verified, any, error)
+}
+
+func (k caKeys) epoch(context.Context, time.Time) (any, error) { return k.roots, nil }
+
+func (k caKeys) verifyEpoch(ctx context.Context, report string, now time.Time) (*ear.Verified, any, error) {
+	v, err := k.Verify(ctx, report, now)
+	return v, k.roots, err
+}
+
 // Defaults of JWKSOptions.
 const (
 	DefaultJWKSRefresh    = 5 * time.Minute
@@ -103,21 +120,33 @@ func NewJWKS(url string, o JWKSOptions) *JWKS {
 
 // Verify implements Keys.
 func (j *JWKS) Verify(ctx context.Context, report string, now time.Time) (*ear.Verified, error) {
+	v, _, err := j.verifyEpoch(ctx, report, now)
+	return v, err
+}
+
+// epoch is the set in use (fetched as Verify would).
+func (j *JWKS) epoch(ctx context.Context, now time.Time) (any, error) {
+	return j.current(ctx, now, false)
+}
+
+// verifyEpoch verifies report and returns the set that verified it.
+func (j *JWKS) verifyEpoch(ctx context.Context, report string, now time.Time) (*ear.Verified, any, error) {
 	set, err := j.current(ctx, now, false)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	v, err := set.Verify(report, now)
 	if ear.Of(err) != ear.UnknownKey {
-		return v, err
+		return v, set, err
 	}
 	// An unknown kid: the service may have rotated. Fetch again (rate
 	// limited) and retry once.
 	fresh, ferr := j.current(ctx, now, true)
 	if ferr != nil || fresh == set {
-		return nil, err
+		return nil, nil, err
 	}
-	return fresh.Verify(report, now)
+	v, err = fresh.Verify(report, now)
+	return v, fresh, err
 }
 
 // current returns the cached set, fetching it when there is none, when

@@ -15,11 +15,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-attest/vigil/ear"
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/server"
 	"github.com/vigil-attest/vigil/service"
 	"github.com/vigil-attest/vigil/store"
@@ -327,24 +327,6 @@ func exec(t *testing.T, db *sql.DB, q string) {
 	}
 }
 
-// syncBuffer is a log sink for several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSecretsLegacyMigration: a database an older Vigil wrote (schema
 // version 1, the CA, a signing key and the nonce key in plaintext) is
 // encrypted in place by the first start with a key, which says so in the
@@ -373,7 +355,7 @@ func TestSecretsLegacyMigration(t *testing.T) {
 			}
 		}
 
-		var logs syncBuffer
+		var logs testcmd.SyncBuffer
 		s := mustService(t, db, db.SecretsKey, slog.New(slog.NewTextHandler(&logs, nil)))
 		if !strings.Contains(logs.String(), "encrypted plaintext secrets in place") ||
 			!strings.Contains(logs.String(), "secrets=2 signing_keys=1") {
@@ -401,7 +383,7 @@ func TestSecretsLegacyMigration(t *testing.T) {
 		assertNoKeyBytes(t, db, s.Store, m)
 		s.Close()
 
-		logs = syncBuffer{}
+		logs.Reset()
 		mustService(t, db, db.SecretsKey, slog.New(slog.NewTextHandler(&logs, nil))).Close()
 		if strings.Contains(logs.String(), "in place") {
 			t.Errorf("a second start migrated again:\n%s", logs.String())

@@ -1,10 +1,13 @@
 package service_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -102,6 +105,36 @@ func TestServiceFromConfig(t *testing.T) {
 		if err != nil || v.Claims.AgentID != "svc-01" || v.Claims.Level != 1 {
 			t.Fatalf("session report: %v", err)
 		}
+		// Relying parties get the report CA at /.well-known/vigil-ca.pem:
+		// the reports chain to what is served there, it is not the TLS
+		// CA, and no file of the data directory holds it.
+		tlsPool := x509.NewCertPool()
+		tlsPool.AppendCertsFromPEM(readFile(t, s.TLSCAFile))
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tlsPool}}}
+		resp, err := hc.Get(s.URL() + api.PathCA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		served, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		servedPool := x509.NewCertPool()
+		if resp.StatusCode != 200 || !servedPool.AppendCertsFromPEM(served) {
+			t.Fatalf("%s: %d %q", api.PathCA, resp.StatusCode, served)
+		}
+		if _, err := ear.Verify(res.Token, servedPool, time.Now()); err != nil {
+			t.Fatalf("the report does not chain to the CA served at %s: %v", api.PathCA, err)
+		}
+		if _, err := ear.Verify(res.Token, tlsPool, time.Now()); ear.Of(err) != ear.UntrustedChain {
+			t.Fatalf("the report verifies against the TLS CA: %v", err)
+		}
+		filepath.WalkDir(data, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if b := readFile(t, path); bytes.Contains(b, served) || bytes.Contains(b, s.Issuer.CA().Raw) {
+					t.Errorf("the data directory's %s holds the report CA", path)
+				}
+			}
+			return nil
+		})
 		// The approval's status event may come first: wait for the level.
 		deadline := time.Now().Add(5 * time.Second)
 		for {

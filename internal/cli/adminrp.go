@@ -20,7 +20,7 @@ func newAdminRPCmd(g *globalOptions) *cobra.Command {
   verify  POST /v1/verify, the background-check model (session reports with aud = the name)
   feed    GET /v1/feed, level changes, approvals and revocations (SSE)
 The service keeps only the token's SHA-256: it is shown once, at creation.
-See docs/relying-parties.md.`,
+See docs/relying-party.md.`,
 	}
 	c.AddCommand(newAdminRPCreateCmd(g), newAdminRPListCmd(g), newAdminRPDeleteCmd(g))
 	return c

@@ -75,7 +75,7 @@ in --state-dir, or else to one derived from the EK (tpm-…) or the software key
 (sw-…). See docs/agent.md.
 
 Every session report is verified before it is printed or served: it must chain
-to the service CA (--report-ca, or the one fetched at the first enrollment and
+to the report CA (--report-ca, or the one fetched at the first enrollment and
 pinned in --state-dir), name this agent (sub), answer this round's nonce
 (eat_nonce) and bind this enclave's report key (cnf). A report that does not is
 an error (exit 2 with --once) and is never served.
@@ -96,8 +96,8 @@ or refused by the service), 2 error (network, usage, a refused session report).`
 	eo.addFlags(c.Flags())
 	f := c.Flags()
 	f.StringVar(&o.Server, "server", "", "the attestation service's URL (required)")
-	f.StringVar(&o.CA, "ca", "", "CA certificates (PEM) to trust for the service's TLS certificate, e.g. its /.well-known/vigil-ca.pem")
-	f.StringVar(&o.ReportCA, "report-ca", "", "the service CA (PEM) its session reports must chain to (default: fetched at the first enrollment and pinned in --state-dir)")
+	f.StringVar(&o.CA, "ca", "", "the TLS CA (PEM) of the service's certificate (with its development CA: DATA/tls/tls-ca.pem); not the report CA")
+	f.StringVar(&o.ReportCA, "report-ca", "", "the report CA (PEM) its session reports must chain to (default: /.well-known/vigil-ca.pem fetched at the first enrollment and pinned in --state-dir)")
 	f.StringVar(&o.AgentID, "agent-id", "", "agent ID (default: the saved one, else derived from the EK or the software key)")
 	f.StringVar(&o.StateDir, "state-dir", "", "directory keeping the agent ID and enrollment status across restarts, e.g. /var/lib/vigil")
 	f.StringVar(&o.Socket, "socket", "", "serve the latest session report and proofs of possession on this unix socket (0600), e.g. "+agent.DefaultSocket)

@@ -24,11 +24,11 @@ import (
 func newBenchCmd(g *globalOptions) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure the attestation service under load",
+		Short: "Measure the attestation service and the gate under load",
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	c.AddCommand(newBenchAttestCmd(g))
+	c.AddCommand(newBenchAttestCmd(g), newBenchGateCmd(g))
 	return c
 }
 

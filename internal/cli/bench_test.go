@@ -64,3 +64,14 @@ func TestBenchAttestUsage(t *testing.T) {
 		t.Fatalf("unreachable service: exit %d: %s", code, errOut)
 	}
 }
+
+// TestBenchGateUsage: bad flags are usage errors (exit 2) before any
+// gate starts. (The run itself needs the vigil binary: bench/gate.sh.)
+func TestBenchGateUsage(t *testing.T) {
+	for _, args := range [][]string{{"-o", "yaml"}, {"--concurrency", "-1"}, {"--concurrency", "5000"}, {"--rounds", "-1"}, {"--duration", "-1s"}, {"extra"}} {
+		code, out, errOut := vigil(t, append([]string{"bench", "gate", "-q"}, args...)...)
+		if code != 2 {
+			t.Errorf("%v: exit %d\n%s%s", args, code, out, errOut)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-attest/vigil/gatekeeper"
+	"github.com/vigil-attest/vigil/service"
 )
 
 // gateOptions are `vigil gate`'s flags; the routes come from the config
@@ -52,7 +53,7 @@ func gateRoutes(path string) ([]gatekeeper.Route, error) {
 		path = os.Getenv("VIGIL_CONFIG")
 	}
 	if path == "" {
-		return nil, errors.New("no config file: the routes live in --config (see docs/relying-parties.md)")
+		return nil, errors.New("no config file: the routes live in --config (see docs/relying-party.md)")
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -104,7 +105,7 @@ The routes live in the config file (--config), with any of the flags above:
       trust-vector: {executables: affirming}
 
 Unknown keys are errors. Refusals are RFC 9457 problems with stable codes; see
-docs/relying-parties.md.`,
+docs/relying-party.md.`,
 		Example: `  vigil gate --config /etc/vigil/gate.yaml
   VIGIL_UPSTREAM=http://127.0.0.1:9000 vigil gate --config gate.yaml --listen :8080`,
 		Args: cobra.NoArgs,
@@ -119,6 +120,10 @@ docs/relying-parties.md.`,
 			if err != nil {
 				return usageErr("%v", err)
 			}
+			// The service's GC settings (GOGC 400, a 256 MiB limit): a
+			// gate's heap is small and its garbage per request is the
+			// proxying's.
+			defer service.TuneRuntime()()
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			err = gate.Run(ctx, func(proxy, auth string) {

@@ -11,31 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-attest/vigil/internal/cli"
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testserver"
 )
-
-// syncBuffer is a bytes.Buffer safe for the command's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestGateCommand: `vigil gate` and `vigil admin rp` have --help; the
 // gate's config file takes flag names and routes, and refuses unknown
@@ -95,7 +77,7 @@ func TestGateCommand(t *testing.T) {
 	conf := write("gate.yaml", base+"routes:\n  - path: /\n    min-level: 1\n    max-age: 5m\n")
 	t.Setenv("VIGIL_UPSTREAM", up.URL)
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testcmd.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.RunContext(ctx, []string{"gate", "--config", conf, "--listen", addr, "--log-level", "info"}, &stdout, &stderr)

@@ -100,7 +100,7 @@ func newServerCmd(g *globalOptions) *cobra.Command {
 		Long: `Run the attestation service: enrollment with TPM credential activation,
 challenge–response attestation, appraisal by Rego policy into a security level
 (0–4), and session reports as EAR JWTs signed by a key that chains to the
-service CA (/.well-known/vigil-ca.pem, /.well-known/jwks.json).
+report CA (/.well-known/vigil-ca.pem, /.well-known/jwks.json).
 
 State lives in SQLite (default, DATA/vigil.db) or PostgreSQL (--db postgres://…;
 several replicas may share one database). Configuration comes from the YAML file
