@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"github.com/vigil-attest/vigil/internal/artifacts"
 	"github.com/vigil-attest/vigil/internal/cli"
@@ -301,5 +304,37 @@ func TestKernelKeys(t *testing.T) {
 	}
 	if code, _, _ = vigil(t, "kernel-keys", filepath.Join(t.TempDir(), "none")); code != 2 {
 		t.Fatalf("missing image: exit %d", code)
+	}
+}
+
+// TestEveryCommand walks the whole command tree, so that a new command
+// cannot miss these: `--help` works on every command, and a mistyped
+// subcommand of any command that groups others is an error (exit 2)
+// naming it, never its help with exit 0.
+func TestEveryCommand(t *testing.T) {
+	var walk func(c *cobra.Command, path []string)
+	groups := 0
+	walk = func(c *cobra.Command, path []string) {
+		code, out, _ := vigil(t, append(append([]string{}, path...), "--help")...)
+		if code != 0 || !strings.Contains(out, "Usage:") {
+			t.Errorf("vigil %v --help: exit %d\n%s", path, code, out)
+		}
+		if c.HasSubCommands() && len(path) > 0 {
+			groups++
+			code, out, errs := vigil(t, append(append([]string{}, path...), "no-such-command")...)
+			if code != cli.ExitUsage || !strings.Contains(errs, `unknown command "no-such-command"`) || out != "" {
+				t.Errorf("vigil %v no-such-command: exit %d, stdout %q, stderr %q; want exit %d naming it", path, code, out, errs, cli.ExitUsage)
+			}
+		}
+		for _, sub := range c.Commands() {
+			if sub.Hidden || sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			walk(sub, append(append([]string{}, path...), sub.Name()))
+		}
+	}
+	walk(cli.NewRoot(io.Discard, io.Discard), nil)
+	if groups < 6 {
+		t.Fatalf("walked %d group commands; the tree is not what this test expects", groups)
 	}
 }

@@ -102,7 +102,29 @@ Exit codes: 0 allowed/healthy, 1 denied/unhealthy, 2 usage or I/O error.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: ExitUsage, err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
 	})
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes a mistyped subcommand an error at every
+// level. Cobra refuses one only under the root: below it, a command that
+// only groups others printed its help for `vigil admin agnets` and exited
+// 0. Such a command now prints its help when called bare and refuses any
+// argument as an unknown command (exit 2).
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if c.Parent() == nil || !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageErr("unknown command %q for %q\nsee '%s --help'", args[0], c.CommandPath(), c.CommandPath())
+		}
+		return c.Help()
+	}
 }
 
 func (g *globalOptions) setupLogging() error {
