@@ -72,9 +72,9 @@ type Dir struct {
 	root string
 
 	mu     sync.Mutex
-	inputs map[string]string // host path → sha256 hex
-	dirs   map[string]bool   // directories listed (for Capture)
-	links  map[string]string // symbolic links read
+	inputs map[string]string        // host path → sha256 hex
+	dirs   map[string][]fs.DirEntry // directories listed, as listed (for Capture)
+	links  map[string]string        // symbolic links read
 	// parents caches resolved directories: a tree under a root other
 	// than "/" is a capture or a mounted image, which does not change
 	// while it is measured.
@@ -95,7 +95,7 @@ func New(root string) *Dir {
 	if root == "" {
 		root = "/"
 	}
-	return &Dir{root: filepath.Clean(root), inputs: map[string]string{}, dirs: map[string]bool{}, links: map[string]string{}, parents: map[string]string{}, dirFDs: map[string]int{}}
+	return &Dir{root: filepath.Clean(root), inputs: map[string]string{}, dirs: map[string][]fs.DirEntry{}, links: map[string]string{}, parents: map[string]string{}, dirFDs: map[string]int{}}
 }
 
 // Root is the directory the source reads under.
@@ -231,7 +231,7 @@ func (d *Dir) ReadDir(name string) ([]fs.DirEntry, error) {
 		return nil, err
 	}
 	d.mu.Lock()
-	d.dirs[clean(name)] = true
+	d.dirs[clean(name)] = es
 	d.mu.Unlock()
 	return es, nil
 }
@@ -360,6 +360,10 @@ func (d *Dir) Capture(dst string) error {
 	d.mu.Lock()
 	files := keys(d.inputs)
 	dirs := keys(d.dirs)
+	listed := make(map[string][]fs.DirEntry, len(d.dirs))
+	for k, v := range d.dirs {
+		listed[k] = v
+	}
 	links := make(map[string]string, len(d.links))
 	for k, v := range d.links {
 		links[k] = v
@@ -372,12 +376,10 @@ func (d *Dir) Capture(dst string) error {
 		}
 		// Empty entries of a listed directory keep the listing the same:
 		// a listed file that was not read becomes an empty file, a
-		// subdirectory an empty directory.
-		es, err := os.ReadDir(d.join(dir))
-		if err != nil {
-			continue
-		}
-		for _, e := range es {
+		// subdirectory an empty directory. The listing is the one the
+		// collectors read, not the directory now: /proc/PID entries that
+		// appeared or went since then would change the process count.
+		for _, e := range listed[dir] {
 			target := filepath.Join(dst, filepath.FromSlash(dir), e.Name())
 			if _, err := os.Lstat(target); err == nil {
 				continue

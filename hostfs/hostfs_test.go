@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -115,6 +116,38 @@ func TestInputsAndLimits(t *testing.T) {
 		if IsProcessPath(name) != want {
 			t.Errorf("IsProcessPath(%s) != %t", name, want)
 		}
+	}
+}
+
+// TestCaptureListingAsRead: a captured directory has the entries the
+// collectors listed, not those present when the capture is written (a
+// /proc/PID that appeared between the two would add a process).
+func TestCaptureListingAsRead(t *testing.T) {
+	root := tree(t)
+	d := New(root)
+	before, err := d.ReadDir("/usr/sbin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr", "sbin", "later"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if err := d.Capture(dst); err != nil {
+		t.Fatal(err)
+	}
+	after, err := New(dst).ReadDir("/usr/sbin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(es []fs.DirEntry) (out []string) {
+		for _, e := range es {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	if got, want := names(after), names(before); !slices.Equal(got, want) || slices.Contains(got, "later") {
+		t.Errorf("captured listing %v, want the listing as read %v", got, want)
 	}
 }
 
