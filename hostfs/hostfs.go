@@ -73,7 +73,7 @@ type Dir struct {
 
 	mu     sync.Mutex
 	inputs map[string]string        // host path → sha256 hex
-	dirs   map[string][]fs.DirEntry // directories listed, as listed (for Capture)
+	dirs   map[string][]fs.DirEntry // directories listed, as first listed (for Capture)
 	links  map[string]string        // symbolic links read
 	// parents caches resolved directories: a tree under a root other
 	// than "/" is a capture or a mounted image, which does not change
@@ -230,8 +230,13 @@ func (d *Dir) ReadDir(name string) ([]fs.DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The first listing is kept: a collector that lists a directory
+	// again (the hidden-process check re-reads /proc) must not change
+	// what the capture holds for the facts read from the first.
 	d.mu.Lock()
-	d.dirs[clean(name)] = es
+	if _, ok := d.dirs[clean(name)]; !ok {
+		d.dirs[clean(name)] = es
+	}
 	d.mu.Unlock()
 	return es, nil
 }

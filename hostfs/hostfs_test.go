@@ -120,8 +120,9 @@ func TestInputsAndLimits(t *testing.T) {
 }
 
 // TestCaptureListingAsRead: a captured directory has the entries the
-// collectors listed, not those present when the capture is written (a
-// /proc/PID that appeared between the two would add a process).
+// collectors first listed, not those present when the capture is written
+// nor those of a later listing (a /proc/PID that appeared in between
+// would add a process to the count measured from the capture).
 func TestCaptureListingAsRead(t *testing.T) {
 	root := tree(t)
 	d := New(root)
@@ -131,6 +132,11 @@ func TestCaptureListingAsRead(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(root, "usr", "sbin", "later"), []byte("x"), 0o755); err != nil {
 		t.Fatal(err)
+	}
+	// A second listing (as the hidden-process check re-reads /proc) does
+	// not replace the first.
+	if again, err := d.ReadDir("/usr/sbin"); err != nil || len(again) != len(before)+1 {
+		t.Fatalf("second listing: %d entries, %v", len(again), err)
 	}
 	dst := t.TempDir()
 	if err := d.Capture(dst); err != nil {
