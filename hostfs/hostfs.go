@@ -412,12 +412,64 @@ func (d *Dir) Capture(dst string) error {
 			errs = append(errs, err)
 		}
 	}
+	threads := map[string]bool{}
 	for _, f := range files {
+		if n := unlistedPID(f, listed["/proc"]); n != "" {
+			if _, ok := threads[n]; !ok {
+				threads[n] = d.isThread(n)
+			}
+			if threads[n] {
+				continue
+			}
+		}
 		if err := d.copyFile(dst, f); err != nil {
 			errs = append(errs, fmt.Errorf("capture %s: %w", f, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unlistedPID returns N for a file /proc/N/… whose N the /proc listing
+// lacks (a PID the hidden-process probe found: a thread ID, which /proc
+// does not list, or a hidden process), else "".
+func unlistedPID(name string, proc []fs.DirEntry) string {
+	rest, ok := strings.CutPrefix(name, "/proc/")
+	if !ok || proc == nil {
+		return ""
+	}
+	n, _, _ := strings.Cut(rest, "/")
+	if n == "" || strings.Trim(n, "0123456789") != "" {
+		return ""
+	}
+	for _, e := range proc {
+		if e.Name() == n {
+			return ""
+		}
+	}
+	return n
+}
+
+// isThread reports whether /proc/N is a thread of another process (its
+// status's Tgid is not N). A capture leaves a thread's files out: written,
+// they would make N a listed entry of the copy, one process more than the
+// report counted. A hidden process's files are kept.
+func (d *Dir) isThread(n string) bool {
+	f, err := d.Open("/proc/" + n + "/status")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Tgid:"); ok {
+			v = strings.TrimSpace(v)
+			return v != "" && v != n
+		}
+	}
+	return false
 }
 
 func (d *Dir) copyFile(dst, name string) error {

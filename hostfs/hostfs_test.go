@@ -157,6 +157,40 @@ func TestCaptureListingAsRead(t *testing.T) {
 	}
 }
 
+// TestCaptureProbedThreads: a /proc/N the listing lacks that was read for
+// the hidden-process probe is left out of the capture when it is a thread
+// (its Tgid is another PID: /proc never lists it, so the copy must not),
+// and kept when it is a process (a hidden one: the copy shows it too).
+func TestCaptureProbedThreads(t *testing.T) {
+	root := tree(t)
+	d := New(root)
+	if _, err := d.ReadDir("/proc"); err != nil {
+		t.Fatal(err)
+	}
+	for pid, tgid := range map[string]string{"900": "812", "901": "901"} {
+		dir := filepath.Join(root, "proc", pid)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "status"), []byte("Name:\tx\nTgid:\t"+tgid+"\nPid:\t"+pid+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.ReadFile("/proc/" + pid + "/status"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := t.TempDir()
+	if err := d.Capture(dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "proc", "900")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the probed thread 900 is in the capture: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "proc", "901", "status")); err != nil {
+		t.Errorf("the unlisted process 901 is not in the capture: %v", err)
+	}
+}
+
 func TestCapture(t *testing.T) {
 	root := tree(t)
 	d := New(root)
