@@ -1,7 +1,9 @@
 package report
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -55,4 +57,60 @@ func TestGlobMatch(t *testing.T) {
 			t.Errorf("globMatch(%q, %q) = %v", tc.p, tc.s, got)
 		}
 	}
+}
+
+// TestCompareGuestReports: two measurements of the real Secure Boot guest
+// (internal/testvm's first boot: a measure, then, after two attestation
+// rounds and a new executable, the capture's report) differ where the
+// guest changed in between (its IMA list grew, processes ran), and
+// otherwise only in volatile fields.
+func TestCompareGuestReports(t *testing.T) {
+	a, err := os.ReadFile("testdata/guest-report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("testdata/guest-report-2.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := Compare(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) == 0 {
+		t.Fatal("two measurements a minute apart are identical: uptime should differ")
+	}
+	changed := func(p string) bool {
+		return strings.HasPrefix(p, "ima.") || strings.HasPrefix(p, "processes.") ||
+			p == `inputs["/sys/kernel/security/ima/binary_runtime_measurements"]` || p == `inputs["/proc/sys/kernel/ns_last_pid"]`
+	}
+	for _, d := range ds {
+		switch {
+		case d.Path == "kernel.uptime_s" && d.Volatile == "":
+			t.Errorf("kernel.uptime_s not volatile")
+		case d.Volatile == "" && !changed(d.Path):
+			t.Errorf("%s differs: %s vs %s", d.Path, d.A, d.B)
+		}
+	}
+	if ds, _ := Compare(a, a); len(ds) != 0 {
+		t.Errorf("a report differs from itself: %v", ds)
+	}
+}
+
+// FuzzCompare: any two inputs give diffs or an error, never a panic, and
+// a document compared with itself has no diff.
+func FuzzCompare(f *testing.F) {
+	a, _ := os.ReadFile("testdata/guest-report.json")
+	b, _ := os.ReadFile("testdata/guest-report-2.json")
+	f.Add(a, b)
+	f.Add([]byte(`{"kernel":{"uptime_s":1}}`), []byte(`{"kernel":{"uptime_s":2},"x":[1,{"y":null}]}`))
+	f.Add([]byte(`[]`), []byte(`{"a.b":{"":1}}`))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		if _, err := Compare(a, b); err != nil {
+			return
+		}
+		if ds, err := Compare(a, a); err != nil || len(ds) != 0 {
+			t.Fatalf("a document differs from itself: %v %v", ds, err)
+		}
+	})
 }
