@@ -2,7 +2,7 @@
 GO       ?= go
 BIN      := bin/vigil
 PKGS     := ./...
-DEBS     := osslsigncode sbsigntool kmod openssl xz-utils zstd tpm2-tools swtpm swtpm-tools efitools qemu-system-x86 ovmf mtools dosfstools gdisk busybox-static cpio socat pesign
+DEBS     := binutils-mingw-w64-x86-64 osslsigncode sbsigntool kmod openssl xz-utils zstd tpm2-tools swtpm swtpm-tools efitools qemu-system-x86 ovmf mtools dosfstools gdisk busybox-static cpio socat nginx curl pesign
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
 .PHONY: all build demo vm-demo test test-short lint deps artifacts fuzz bench clean

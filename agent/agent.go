@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -111,6 +112,9 @@ type Options struct {
 	// this service, or else the one fetched from the service at
 	// enrollment (trust on first use), pinned from then on.
 	ServiceCA []*x509.Certificate
+	// Audiences are the relying parties every session report is asked
+	// for (its aud); a proof requested for another adds it (Prove).
+	Audiences []string
 	// Logger logs what the agent does; nil discards.
 	Logger *slog.Logger
 }
@@ -126,8 +130,12 @@ type Result struct {
 	Status   string            `json:"status"`
 	Token    string            `json:"token"`
 	Failures []verdict.Failure `json:"failures"`
-	// Time is when the agent received the appraisal.
-	Time time.Time `json:"time"`
+	// Audience is the report's aud: the relying parties it is for.
+	Audience []string `json:"audience,omitempty"`
+	// Time is when the agent received the appraisal; Expires is the
+	// report's exp.
+	Time    time.Time `json:"time"`
+	Expires time.Time `json:"expires"`
 }
 
 // Healthy is true when the service affirmed the host or gave it a
@@ -151,9 +159,12 @@ type Agent struct {
 	// proofWarned: the service's refusal of a challenge key proof was
 	// logged once (an older service never says it accepted one).
 	proofWarned bool
-	latestMu    sync.RWMutex
-	latest      *Result
-	rand        *rand.Rand
+	// audiences are the report's aud, asked for each round (sorted,
+	// under mu).
+	audiences []string
+	latestMu  sync.RWMutex
+	latest    *Result
+	rand      *rand.Rand
 }
 
 // New returns an agent for o. It resolves the agent ID (Options.AgentID,
@@ -185,6 +196,11 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 		o.BackoffMax = o.BackoffMin
 	}
 	a := &Agent{o: o, log: o.Logger, rand: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+	for _, aud := range o.Audiences {
+		if err := a.addAudience(aud); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -421,7 +437,8 @@ func (a *Agent) AttestOnce(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("evidence: %w", err)
 	}
-	resp, err := a.o.Client.Attest(ctx, a.id, ev)
+	aud := slices.Clone(a.audiences)
+	resp, err := a.o.Client.Attest(ctx, a.id, ev, aud...)
 	if err != nil {
 		a.forget(err)
 		return nil, err
@@ -431,7 +448,7 @@ func (a *Agent) AttestOnce(ctx context.Context) (*Result, error) {
 	// report says (the answer's own level, status and failures are
 	// unsigned copies, not read).
 	now := time.Now()
-	v, err := a.checkReport(resp.Token, nonce, now)
+	v, err := a.checkReport(resp.Token, nonce, aud, now)
 	if err != nil {
 		return nil, fmt.Errorf("attest: %w", err)
 	}
@@ -441,7 +458,7 @@ func (a *Agent) AttestOnce(ctx context.Context) (*Result, error) {
 	}
 	res := &Result{
 		AgentID: a.id, ResultID: resp.ResultID, Level: v.Claims.Level, Status: v.Claims.Status,
-		Token: resp.Token, Failures: failures, Time: now.UTC(),
+		Token: resp.Token, Failures: failures, Audience: v.Claims.Audience, Time: now.UTC(), Expires: v.Claims.Expiry.UTC(),
 	}
 	a.latestMu.Lock()
 	a.latest = res

@@ -28,6 +28,7 @@ import (
 	"github.com/vigil-attest/vigil/agent"
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/enclave/soft"
 	"github.com/vigil-attest/vigil/evidence"
@@ -41,7 +42,6 @@ import (
 	"github.com/vigil-attest/vigil/server"
 	"github.com/vigil-attest/vigil/store"
 	"github.com/vigil-attest/vigil/store/storetest"
-	"github.com/vigil-attest/vigil/token"
 	"github.com/vigil-attest/vigil/tpm"
 )
 
@@ -77,9 +77,9 @@ func softEnclave(t *testing.T) enclave.Enclave {
 
 // verifyToken checks a session report offline against the service CA and
 // that it says what the result says.
-func verifyToken(t *testing.T, svc *testserver.Service, r *agent.Result) *token.Verified {
+func verifyToken(t *testing.T, svc *testserver.Service, r *agent.Result) *ear.Verified {
 	t.Helper()
-	v, err := token.Verify(r.Token, svc.CAPool, time.Now())
+	v, err := ear.Verify(r.Token, svc.CAPool, time.Now())
 	if err != nil {
 		t.Fatalf("session report: %v", err)
 	}
@@ -129,7 +129,7 @@ func TestSoftwareAgent(t *testing.T) {
 	} else if pk, ok := v.Claims.ReportKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pk.Equal(e.ReportPublic()) {
 		t.Error("cnf is not the agent's report key")
 	}
-	if _, ok := v.Raw[token.ClaimEKSHA256]; ok || v.Claims.EKSHA256 != "" {
+	if _, ok := v.Raw[ear.ClaimEKSHA256]; ok || v.Claims.EKSHA256 != "" {
 		t.Errorf("a software agent's report names an EK: %q", v.Claims.EKSHA256)
 	}
 	if a.Latest() != res {
@@ -374,8 +374,8 @@ func TestTPMAgent(t *testing.T) {
 			t.Error("cnf is not the TPM report key")
 		}
 		// The report names the enrolled EK: SHA-256 of its TPMT_PUBLIC.
-		if v.Claims.EKSHA256 != eventLogSHA(ekPub) || v.Raw[token.ClaimEKSHA256] != eventLogSHA(ekPub) {
-			t.Errorf("%s %q, want the EK's SHA-256 %s", token.ClaimEKSHA256, v.Claims.EKSHA256, eventLogSHA(ekPub))
+		if v.Claims.EKSHA256 != eventLogSHA(ekPub) || v.Raw[ear.ClaimEKSHA256] != eventLogSHA(ekPub) {
+			t.Errorf("%s %q, want the EK's SHA-256 %s", ear.ClaimEKSHA256, v.Claims.EKSHA256, eventLogSHA(ekPub))
 		}
 
 		// New files measured: the list grows, PCR 10 follows.

@@ -229,10 +229,15 @@ func (c *Client) ChallengeProved(ctx context.Context, agentID string, proof *evi
 }
 
 // Attest posts evidence for agentID (api.PathAttest) and returns the
-// appraisal with its session report.
-func (c *Client) Attest(ctx context.Context, agentID string, ev *evidence.Evidence) (*api.AttestResponse, error) {
+// appraisal with its session report, issued for audience (its aud) when
+// given.
+func (c *Client) Attest(ctx context.Context, agentID string, ev *evidence.Evidence, audience ...string) (*api.AttestResponse, error) {
 	var out api.AttestResponse
-	if err := c.do(ctx, call{method: http.MethodPost, path: api.PathAttest, id: agentID, contentType: evidence.MediaType, body: ev}, &out); err != nil {
+	var q url.Values
+	if len(audience) > 0 {
+		q = url.Values{api.QueryAudience: audience}
+	}
+	if err := c.do(ctx, call{method: http.MethodPost, path: api.PathAttest, id: agentID, query: q, contentType: evidence.MediaType, body: ev}, &out); err != nil {
 		return nil, fmt.Errorf("attest: %w", err)
 	}
 	if out.Status == "" {
@@ -333,6 +338,9 @@ func readResponse(resp *http.Response, out any) error {
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return problemOf(resp, mt, b)
+	}
+	if out == nil && resp.StatusCode == http.StatusNoContent {
+		return nil
 	}
 	if p, ok := out.(*pemBody); ok {
 		if mt != pemType {

@@ -7,16 +7,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
-	"github.com/vigil-attest/vigil/token"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/trust"
 )
 
 // ErrReportRefused is a session report the agent will not trust, print or
 // serve: it does not verify against the pinned service CA, or it is not
 // the answer to this agent's evidence (sub, eat_nonce, cnf). The reason
-// is token.ReasonOf(err).
+// is ear.Of(err).
 var ErrReportRefused = errors.New("the service's session report is refused")
 
 // serviceCA is the CA the agent checks session reports against.
@@ -72,23 +73,38 @@ func (a *Agent) pinServiceCA(ctx context.Context) error {
 }
 
 // checkReport verifies the service's session report before the agent
-// uses it: token.Verify against the pinned CA (signature, chain, times,
-// level 0–4), then token's Expect: it is this agent's (sub), it answers
-// this round's challenge (eat_nonce), and it binds this enclave's report
-// key (cnf).
-func (a *Agent) checkReport(tok string, nonce []byte, now time.Time) (*token.Verified, error) {
+// uses it: ear.Verify against the pinned CA (signature, chain, times,
+// level 0–4), then Expect: it is this agent's (sub), it answers this
+// round's challenge (eat_nonce), and it binds this enclave's report key
+// (cnf); and its aud is exactly the audiences asked for (ReportAudience:
+// the request's query is not signed, so a changed one shows here).
+func (a *Agent) checkReport(tok string, nonce []byte, audiences []string, now time.Time) (*ear.Verified, error) {
 	if a.ca == nil {
 		return nil, fmt.Errorf("%w: no service CA pinned (enroll first, or give it)", ErrReportRefused)
 	}
-	v, err := token.Verify(tok, a.ca.roots, now)
+	v, err := ear.Verify(tok, a.ca.roots, now)
 	if err == nil {
-		err = v.Expect(token.Expected{AgentID: a.id, Nonce: nonce, ReportKey: a.o.Enclave.ReportPublic()})
+		err = v.Expect(ear.Expected{AgentID: a.id, Nonce: nonce, ReportKey: a.o.Enclave.ReportPublic()})
 	}
-	if token.ReasonOf(err) == token.UntrustedChain {
+	if err == nil && !sameSet(v.Claims.Audience, audiences) {
+		err = &ear.Error{Code: ear.ReportAudience, Err: fmt.Errorf("the report is for %.200q, the agent asked for %.200q", v.Claims.Audience, audiences)}
+	}
+	if ear.Of(err) == ear.UntrustedChain {
 		return nil, fmt.Errorf("%w: %w (the pinned service CA is %s)", ErrReportRefused, err, a.ca.name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrReportRefused, err)
 	}
 	return v, nil
+}
+
+// sameSet reports whether a and b hold the same strings (b sorted and
+// without repeats).
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	s := slices.Clone(a)
+	slices.Sort(s)
+	return slices.Equal(s, b)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-attest/vigil/agent"
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/hostfs"
 	"github.com/vigil-attest/vigil/internal/testhost"
@@ -117,7 +118,7 @@ func (h *hostile) set(answer func(q attestQuery) (int, string)) {
 }
 
 // sign issues a level-4 report with iss.
-func sign(t *testing.T, iss *token.Issuer, c token.Claims) string {
+func sign(t *testing.T, iss *token.Issuer, c ear.Claims) string {
 	t.Helper()
 	c.Level, c.Status = appraise.MaxLevel, "affirming"
 	tok, err := iss.Issue(context.Background(), &c)
@@ -146,7 +147,7 @@ func highS(t *testing.T, tok string) string {
 // CA; by the pinned CA but for another agent, another challenge or
 // another key; without cnf; the high-S twin of a genuine one; or the
 // agent's own earlier report replayed — is refused with the reason
-// token.ReasonOf names, and the agent's socket serves nothing new. A
+// ear.Of names, and the agent's socket serves nothing new. A
 // genuine report is served, from its signed claims: the answer's
 // unsigned level is not read.
 func TestForgedReports(t *testing.T) {
@@ -188,37 +189,40 @@ func TestForgedReports(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		answer func(q attestQuery) string
-		want   token.Reason
+		want   ear.Code
 	}{
 		{"signed by another CA", func(q attestQuery) string {
-			return sign(t, other, token.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key})
-		}, token.UntrustedChain},
+			return sign(t, other, ear.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key})
+		}, ear.UntrustedChain},
 		{"the pinned CA, another agent", func(q attestQuery) string {
-			return sign(t, pinned, token.Claims{AgentID: "web-02", Nonce: q.nonce, ReportKey: key})
-		}, token.WrongSubject},
+			return sign(t, pinned, ear.Claims{AgentID: "web-02", Nonce: q.nonce, ReportKey: key})
+		}, ear.WrongSubject},
 		{"the pinned CA, another challenge", func(q attestQuery) string {
 			n := make([]byte, 32)
 			rand.Read(n)
-			return sign(t, pinned, token.Claims{AgentID: q.id, Nonce: n, ReportKey: key})
-		}, token.WrongNonce},
+			return sign(t, pinned, ear.Claims{AgentID: q.id, Nonce: n, ReportKey: key})
+		}, ear.WrongNonce},
 		{"the pinned CA, no nonce", func(q attestQuery) string {
-			return sign(t, pinned, token.Claims{AgentID: q.id, ReportKey: key})
-		}, token.WrongNonce},
+			return sign(t, pinned, ear.Claims{AgentID: q.id, ReportKey: key})
+		}, ear.WrongNonce},
 		{"the pinned CA, another key", func(q attestQuery) string {
-			return sign(t, pinned, token.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: &stranger.PublicKey})
-		}, token.WrongKey},
+			return sign(t, pinned, ear.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: &stranger.PublicKey})
+		}, ear.WrongKey},
 		{"the pinned CA, no cnf", func(q attestQuery) string {
-			return sign(t, pinned, token.Claims{AgentID: q.id, Nonce: q.nonce})
-		}, token.WrongKey},
+			return sign(t, pinned, ear.Claims{AgentID: q.id, Nonce: q.nonce})
+		}, ear.WrongKey},
 		{"the high-S twin of a genuine report", func(q attestQuery) string {
-			return highS(t, sign(t, pinned, token.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key}))
-		}, token.HighS},
-		{"not a token", func(attestQuery) string { return "level-4" }, token.Malformed},
+			return highS(t, sign(t, pinned, ear.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key}))
+		}, ear.HighS},
+		{"the pinned CA, for an audience the agent did not ask", func(q attestQuery) string {
+			return sign(t, pinned, ear.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key, Audience: []string{"https://evil.example"}})
+		}, ear.ReportAudience},
+		{"not a token", func(attestQuery) string { return "level-4" }, ear.Malformed},
 		{"genuine", func(q attestQuery) string {
-			earlier = sign(t, pinned, token.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key})
+			earlier = sign(t, pinned, ear.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key})
 			return earlier
 		}, ""},
-		{"the agent's earlier report replayed", func(attestQuery) string { return earlier }, token.WrongNonce},
+		{"the agent's earlier report replayed", func(attestQuery) string { return earlier }, ear.WrongNonce},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h.set(func(q attestQuery) (int, string) { return appraise.MaxLevel, tc.answer(q) })
@@ -236,8 +240,8 @@ func TestForgedReports(t *testing.T) {
 			if res != nil {
 				t.Fatalf("AttestOnce accepted the forged report: level %d %s", res.Level, res.Status)
 			}
-			if !errors.Is(err, agent.ErrReportRefused) || token.ReasonOf(err) != tc.want {
-				t.Fatalf("AttestOnce: %v (reason %q); want %s", err, token.ReasonOf(err), tc.want)
+			if !errors.Is(err, agent.ErrReportRefused) || ear.Of(err) != tc.want {
+				t.Fatalf("AttestOnce: %v (reason %q); want %s", err, ear.Of(err), tc.want)
 			}
 			t.Log(err)
 			if !strings.Contains(err.Error(), string(tc.want)) {
@@ -256,7 +260,7 @@ func TestForgedReports(t *testing.T) {
 
 	// The answer's unsigned fields say level 4; the signed report says 1.
 	h.set(func(q attestQuery) (int, string) {
-		tok, err := pinned.Issue(ctx, &token.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key, Level: appraise.LevelSoftware, Status: "warning",
+		tok, err := pinned.Issue(ctx, &ear.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: key, Level: appraise.LevelSoftware, Status: "warning",
 			Failures: []appraise.Failure{{Claim: "enclave", Reason: "software-enclave", Level: 2}}})
 		if err != nil {
 			t.Fatal(err)
@@ -280,7 +284,7 @@ func TestServiceCAPinned(t *testing.T) {
 	e := softEnclave(t)
 	genuine := func(iss *token.Issuer) func(q attestQuery) (int, string) {
 		return func(q attestQuery) (int, string) {
-			return appraise.MaxLevel, sign(t, iss, token.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: e.ReportPublic()})
+			return appraise.MaxLevel, sign(t, iss, ear.Claims{AgentID: q.id, Nonce: q.nonce, ReportKey: e.ReportPublic()})
 		}
 	}
 	root := testhost.Base().WriteDir(t)
@@ -330,7 +334,7 @@ func TestServiceCAPinned(t *testing.T) {
 	if _, err := b2.Enroll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b2.AttestOnce(ctx); token.ReasonOf(err) != token.UntrustedChain || h.fetches != 1 {
+	if _, err := b2.AttestOnce(ctx); ear.Of(err) != ear.UntrustedChain || h.fetches != 1 {
 		t.Fatalf("report of a CA swapped after the pin: %v (%d CA fetches)", err, h.fetches)
 	}
 

@@ -6,33 +6,57 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"mime"
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/vigil-attest/vigil/api"
 )
 
-// PathReport is the local socket's one resource: the latest Result.
+// PathReport is the local socket's report resource: the latest Result.
 const PathReport = "/v1/report"
+
+// maxProofRequest bounds a POST PathProof body.
+const maxProofRequest = 8 << 10
+
+// SocketOptions configure the local socket.
+type SocketOptions struct {
+	// Group, when set, is the group (a name, or a numeric ID) that owns
+	// the socket, and the mode is 0660: the service accounts in it may
+	// read reports and ask for proofs. Empty: the agent's user alone
+	// (0600).
+	Group string
+}
 
 // DefaultSocket is where `vigil agent run` documents the socket.
 const DefaultSocket = "/run/vigil/agent.sock"
 
-// ServeSocket serves the latest result to local clients over a unix socket
-// at path until ctx ends: GET PathReport answers the Result as JSON, or a
-// 503 problem before the first one. Relying parties on the host read the
-// session report there.
+// ServeSocket serves local clients over a unix socket at path until ctx
+// ends: GET PathReport answers the latest Result as JSON, or a 503
+// problem before the first one; POST PathProof answers a ProofRequest
+// with a ProofAnswer (Prove). Clients on the host read the session report
+// and get proofs of possession there.
 //
-// The socket is mode 0600 from the moment it has its name (it is bound in a
-// private 0700 directory, then renamed into place), so only the agent's
-// user connects. A directory others may write to without the sticky bit is
+// The socket is mode 0600 (0660 and owned by o.Group when set) from the
+// moment it has its name (it is bound in a private 0700 directory, then
+// renamed into place), so only the agent's user (and the group) connect. A directory others may write to without the sticky bit is
 // refused (someone else could swap the socket); a stale socket left by a
 // dead agent is replaced, a live one or any other file at path is not.
-func (a *Agent) ServeSocket(ctx context.Context, path string) error {
-	ln, err := listenPrivate(path)
+func (a *Agent) ServeSocket(ctx context.Context, path string, o SocketOptions) error {
+	gid := -1
+	if o.Group != "" {
+		g, err := lookupGroup(o.Group)
+		if err != nil {
+			return fmt.Errorf("socket %s: group %q: %w", path, o.Group, err)
+		}
+		gid = g
+	}
+	ln, err := listenPrivate(path, gid)
 	if err != nil {
 		return err
 	}
@@ -75,12 +99,17 @@ func (a *Agent) socketHandler() http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		json.NewEncoder(w).Encode(r)
 	})
+	mux.HandleFunc("POST "+PathProof, a.serveProof)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == PathReport {
+		switch r.URL.Path {
+		case PathReport:
 			writeProblem(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use GET")
 			return
+		case PathProof:
+			writeProblem(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "use POST")
+			return
 		}
-		writeProblem(w, http.StatusNotFound, api.CodeNotFound, "the agent serves "+PathReport)
+		writeProblem(w, http.StatusNotFound, api.CodeNotFound, "the agent serves "+PathReport+" and "+PathProof)
 	})
 	return mux
 }
@@ -93,9 +122,59 @@ func writeProblem(w http.ResponseWriter, status int, code, detail string) {
 	})
 }
 
-// listenPrivate binds a unix socket at path with mode 0600 and no window
-// in which it has another mode.
-func listenPrivate(path string) (*net.UnixListener, error) {
+// serveProof: POST PathProof, a ProofRequest as JSON (no unknown
+// members), answered with a ProofAnswer.
+func (a *Agent) serveProof(w http.ResponseWriter, r *http.Request) {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		writeProblem(w, http.StatusUnsupportedMediaType, api.CodeUnsupportedMedia, "send application/json")
+		return
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxProofRequest))
+	dec.DisallowUnknownFields()
+	var req ProofRequest
+	if err := dec.Decode(&req); err != nil || dec.More() {
+		writeProblem(w, http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("the body is not one proof request (aud, nonce, htm, htu): %v", err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), proofTimeout)
+	defer cancel()
+	ans, err := a.Prove(ctx, req)
+	switch {
+	case errors.Is(err, ErrProofRequest):
+		writeProblem(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
+	case errors.Is(err, ErrAudienceLimit):
+		writeProblem(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
+	case errors.Is(err, ErrNoReport):
+		writeProblem(w, http.StatusServiceUnavailable, api.CodeUnavailable, err.Error())
+	case err != nil:
+		a.log.Warn("proof of possession failed", "err", err)
+		writeProblem(w, http.StatusInternalServerError, api.CodeInternal, "the enclave could not sign the proof")
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(ans)
+	}
+}
+
+// proofTimeout bounds a proof request, an attestation round included.
+const proofTimeout = 2 * time.Minute
+
+// lookupGroup resolves a group name or numeric ID.
+func lookupGroup(g string) (int, error) {
+	if id, err := strconv.Atoi(g); err == nil && id >= 0 {
+		return id, nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(grp.Gid)
+}
+
+// listenPrivate binds a unix socket at path with mode 0600 (0660 and
+// group gid when gid ≥ 0) and no window in which it has another mode or
+// owner.
+func listenPrivate(path string, gid int) (*net.UnixListener, error) {
 	path = filepath.Clean(path)
 	parent := filepath.Dir(path)
 	fi, err := os.Stat(parent)
@@ -133,7 +212,15 @@ func listenPrivate(path string) (*net.UnixListener, error) {
 	// The name it was bound to is gone after the rename; ServeSocket
 	// removes path itself.
 	ln.SetUnlinkOnClose(false)
-	if err := os.Chmod(bound, 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if gid >= 0 {
+		if err := os.Chown(bound, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("socket %s: group %d: %w", path, gid, err)
+		}
+		mode = 0o660
+	}
+	if err := os.Chmod(bound, mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("socket %s: %w", path, err)
 	}

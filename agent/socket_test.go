@@ -21,7 +21,7 @@ import (
 
 // socketClient is an HTTP client over the unix socket at path.
 func socketClient(path string) *http.Client {
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", path)
 		},
@@ -78,7 +78,7 @@ func serveSocket(t *testing.T, a *agent.Agent, path string) func() error {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- a.ServeSocket(ctx, path) }()
+	go func() { errc <- a.ServeSocket(ctx, path, agent.SocketOptions{}) }()
 	for i := 0; ; i++ {
 		if c, err := net.Dial("unix", path); err == nil {
 			c.Close()
@@ -139,7 +139,7 @@ func TestSocketSafety(t *testing.T) {
 		}
 	}
 	// A live socket is not taken over.
-	if err := a.ServeSocket(context.Background(), path); err == nil || !strings.Contains(err.Error(), "another process") {
+	if err := a.ServeSocket(context.Background(), path, agent.SocketOptions{}); err == nil || !strings.Contains(err.Error(), "another process") {
 		t.Errorf("second server on a live socket: %v", err)
 	}
 	if err := stop(); err != nil {
@@ -170,7 +170,7 @@ func TestSocketSafety(t *testing.T) {
 		{filepath.Join(dir, "missing", "agent.sock"), "no such file"},
 		{filepath.Join(regular, "agent.sock"), "not a directory"},
 	} {
-		if err := a.ServeSocket(context.Background(), tc.path); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err := a.ServeSocket(context.Background(), tc.path, agent.SocketOptions{}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.path, err, tc.want)
 		}
 	}

@@ -23,12 +23,19 @@ const (
 	PathApprove   = "/v1/agents/{id}/approve"
 	PathRevoke    = "/v1/agents/{id}/revoke"
 	PathEvents    = "/v1/events"
-	PathJWKS      = "/.well-known/jwks.json"
-	PathCA        = "/.well-known/vigil-ca.pem"
-	PathOpenAPI   = "/openapi.json"
-	PathMetrics   = "/metrics"
-	PathHealthz   = "/healthz"
-	PathReadyz    = "/readyz"
+	// PathVerify and PathFeed are the relying parties' (a relying-party
+	// token with the scope verify or feed); PathRelyingParties and
+	// PathRelyingParty the operator's (admin token).
+	PathVerify         = "/v1/verify"
+	PathFeed           = "/v1/feed"
+	PathRelyingParties = "/v1/relying-parties"
+	PathRelyingParty   = "/v1/relying-parties/{name}"
+	PathJWKS           = "/.well-known/jwks.json"
+	PathCA             = "/.well-known/vigil-ca.pem"
+	PathOpenAPI        = "/openapi.json"
+	PathMetrics        = "/metrics"
+	PathHealthz        = "/healthz"
+	PathReadyz         = "/readyz"
 )
 
 // MaxAgentID is the longest agent ID; IDs match [A-Za-z0-9._-]{1,128}.
@@ -206,32 +213,36 @@ const ProblemType = "https://vigil-attest.dev/problems/"
 
 // Problem codes. They are part of the public contract: never rename one.
 const (
-	CodeBadRequest         = "bad-request"          // 400: body not JSON, unknown field, trailing data
-	CodeTooLarge           = "body-too-large"       // 413
-	CodeUnsupportedMedia   = "unsupported-media"    // 415
-	CodeInvalidAgentID     = "invalid-agent-id"     // 400
-	CodeInvalidEnrollment  = "invalid-enrollment"   // 400: keys do not parse, AK not restricted, …
-	CodeEKUntrusted        = "ek-untrusted"         // 403: EK certificate present but does not chain
-	CodeSoftwareNotAllowed = "software-not-allowed" // 403
-	CodeEnrollConflict     = "enrollment-conflict"  // 409: the ID is enrolled with other keys
-	CodeEKInUse            = "ek-in-use"            // 409: the EK is enrolled under another agent ID
-	CodeEnrollLimited      = "enrollment-limited"   // 429: too many unfinished enrollments from this client, or in all
-	CodeActivationFailed   = "activation-failed"    // 403: wrong secret
-	CodeNotActivating      = "not-activating"       // 409
-	CodeUnknownAgent       = "unknown-agent"        // 404: no such agent, or (attest) evidence not signed by its enrolled key: unknown, pending, revoked and outsider look alike
-	CodeAgentRevoked       = "agent-revoked"        // 403
-	CodeAgentPending       = "agent-pending"        // 403: not approved yet
-	CodeNonceInvalid       = "nonce-invalid"        // 400: not a nonce of this service (garbage, bad MAC)
-	CodeNonceExpired       = "nonce-expired"        // 400
-	CodeNonceWrongAgent    = "nonce-wrong-agent"    // 400: issued to another agent
-	CodeNonceReplayed      = "nonce-replayed"       // 409: already used
-	CodeRateLimited        = "rate-limited"         // 429
-	CodeUnauthorized       = "unauthorized"         // 401: admin API without a valid token
-	CodeNotFound           = "not-found"            // 404: no such path
-	CodeMethodNotAllowed   = "method-not-allowed"   // 405
-	CodeUnavailable        = "unavailable"          // 503: the database is failing
-	CodeInternal           = "internal"             // 500
-	CodeTimeout            = "timeout"              // 503: the request took too long
+	CodeBadRequest          = "bad-request"           // 400: body not JSON, unknown field, trailing data
+	CodeTooLarge            = "body-too-large"        // 413
+	CodeUnsupportedMedia    = "unsupported-media"     // 415
+	CodeInvalidAgentID      = "invalid-agent-id"      // 400
+	CodeInvalidEnrollment   = "invalid-enrollment"    // 400: keys do not parse, AK not restricted, …
+	CodeEKUntrusted         = "ek-untrusted"          // 403: EK certificate present but does not chain
+	CodeSoftwareNotAllowed  = "software-not-allowed"  // 403
+	CodeEnrollConflict      = "enrollment-conflict"   // 409: the ID is enrolled with other keys
+	CodeEKInUse             = "ek-in-use"             // 409: the EK is enrolled under another agent ID
+	CodeEnrollLimited       = "enrollment-limited"    // 429: too many unfinished enrollments from this client, or in all
+	CodeActivationFailed    = "activation-failed"     // 403: wrong secret
+	CodeNotActivating       = "not-activating"        // 409
+	CodeUnknownAgent        = "unknown-agent"         // 404: no such agent, or (attest) evidence not signed by its enrolled key: unknown, pending, revoked and outsider look alike
+	CodeAgentRevoked        = "agent-revoked"         // 403
+	CodeAgentPending        = "agent-pending"         // 403: not approved yet
+	CodeNonceInvalid        = "nonce-invalid"         // 400: not a nonce of this service (garbage, bad MAC)
+	CodeNonceExpired        = "nonce-expired"         // 400
+	CodeNonceWrongAgent     = "nonce-wrong-agent"     // 400: issued to another agent
+	CodeNonceReplayed       = "nonce-replayed"        // 409: already used
+	CodeRateLimited         = "rate-limited"          // 429
+	CodeUnauthorized        = "unauthorized"          // 401: admin API without a valid token
+	CodeNotFound            = "not-found"             // 404: no such path
+	CodeMethodNotAllowed    = "method-not-allowed"    // 405
+	CodeUnavailable         = "unavailable"           // 503: the database is failing
+	CodeInternal            = "internal"              // 500
+	CodeTimeout             = "timeout"               // 503: the request took too long
+	CodeScopeMissing        = "scope-missing"         // 403: the relying-party token does not carry the endpoint's scope
+	CodeNonceMismatch       = "nonce-mismatch"        // 400: the evidence answers another challenge than the relying party's
+	CodeRelyingPartyExists  = "relying-party-exists"  // 409: a relying party of that name exists
+	CodeUnknownRelyingParty = "unknown-relying-party" // 404: no relying party of that name
 )
 
 // ValidAgentID reports whether id is an agent ID: 1 to MaxAgentID of
@@ -244,6 +255,33 @@ func ValidAgentID(id string) bool {
 		switch c := id[i]; {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
 		default:
+			return false
+		}
+	}
+	return true
+}
+
+// QueryAudience is the attest request's query parameter naming, once per
+// audience, the relying parties the session report is for (its "aud"):
+// POST /v1/agents/{id}/attest?aud=https://bank.example&aud=edr.
+const QueryAudience = "aud"
+
+// MaxAudiences is the most audiences one session report names, and
+// MaxAudienceLen the longest audience (ear.MaxAudiences: a test holds
+// them equal).
+const (
+	MaxAudiences   = 16
+	MaxAudienceLen = 256
+)
+
+// ValidAudience checks an audience: 1 to MaxAudienceLen visible ASCII
+// characters (a URL or a name; no spaces or control characters).
+func ValidAudience(a string) bool {
+	if len(a) == 0 || len(a) > MaxAudienceLen {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if a[i] < 0x21 || a[i] > 0x7e {
 			return false
 		}
 	}

@@ -199,6 +199,8 @@ func TestOpenAPIBodies(t *testing.T) {
 		"Challenge": Challenge{}, "AttestResponse": AttestResponse{}, "Agent": Agent{}, "AgentList": AgentList{},
 		"Result": Result{}, "AdminRequest": AdminRequest{}, "Event": Event{}, "Problem": Problem{},
 		"Failure": appraise.Failure{}, "ChallengeRequest": ChallengeRequest{}, "KeyProof": evidence.KeyProof{},
+		"RelyingPartyRequest": RelyingPartyRequest{}, "RelyingParty": RelyingParty{}, "RelyingPartyList": RelyingPartyList{},
+		"VerifyRequest": VerifyRequest{}, "VerifyResponse": VerifyResponse{},
 	}
 	for name, v := range types {
 		s := d.Components.Schemas[name]

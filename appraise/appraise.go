@@ -72,6 +72,9 @@ type Outcome struct {
 	PolicyID       string `json:"policy_id"`
 	PolicyDigest   string `json:"policy_digest"`
 	ContentVersion string `json:"content_version"`
+	// Revocations says which revocations the host enforces by itself and
+	// which are pending until it does (input.revocations).
+	Revocations *Revocations `json:"revocations"`
 	// Verification is evidence.Verify's result.
 	Verification *evidence.Result `json:"verification"`
 	// ReportKey is the verified report key (the session report's cnf);

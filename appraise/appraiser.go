@@ -179,7 +179,7 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 	if res.Valid {
 		report = ev.Report
 	}
-	in, err := buildInput(req.Agent.ID, kind, res, ru, report, pol.reference)
+	in, revs, err := buildInput(req.Agent.ID, kind, res, ru, report, pol.reference)
 	if err != nil {
 		return nil, fmt.Errorf("appraise: policy input: %w", err)
 	}
@@ -197,6 +197,7 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 		PolicyDigest:   pol.Digest,
 		ContentVersion: pol.ContentVersion,
 		Verification:   res,
+		Revocations:    revs,
 	}
 	for k, p := range v.provenance {
 		// The policy may say more about a claim (or name others).

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/ima/imatest"
@@ -97,7 +98,7 @@ func BenchmarkAppraise(b *testing.B) {
 					b.Error(err)
 					return
 				}
-				if _, err := iss.Issue(ctx, &token.Claims{AgentID: "bench", Nonce: nonce, Level: out.Level, Status: out.Status,
+				if _, err := iss.Issue(ctx, &ear.Claims{AgentID: "bench", Nonce: nonce, Level: out.Level, Status: out.Status,
 					TrustVector: out.TrustVector, Failures: out.Failures, PolicyID: out.PolicyID, PolicyDigest: out.PolicyDigest,
 					ContentVersion: out.ContentVersion, ReportKey: out.ReportKey}); err != nil {
 					b.Error(err)

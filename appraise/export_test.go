@@ -25,7 +25,8 @@ func PolicySteps(ctx context.Context, a *Appraiser, req *Request) (input func() 
 		return nil, nil, errors.New("invalid evidence")
 	}
 	input = func() (any, error) {
-		return buildInput(req.Agent.ID, kind, res, reuse{}, req.Evidence.Report, pol.reference)
+		in, _, err := buildInput(req.Agent.ID, kind, res, reuse{}, req.Evidence.Report, pol.reference)
+		return in, err
 	}
 	eval = func(ctx context.Context, in any) error {
 		_, err := pol.eval(ctx, in.(ast.Value))

@@ -37,8 +37,9 @@ type reuse struct {
 // input.evidence (the evidence.Result JSON plus event_log_reused and
 // ima_reused), input.report (the verified report, only when valid) and
 // input.reference. It is built as an ast.Value directly, so nothing is
-// marshalled twice.
-func buildInput(agentID string, agentEnclave enclave.Kind, res *evidence.Result, ru reuse, report []byte, ref ast.Value) (ast.Value, error) {
+// marshalled twice. It also returns the revocations it judged
+// (input.revocations, Outcome.Revocations).
+func buildInput(agentID string, agentEnclave enclave.Kind, res *evidence.Result, ru reuse, report []byte, ref ast.Value) (ast.Value, *Revocations, error) {
 	kv := [][2]*ast.Term{
 		{ast.StringTerm("agent"), ast.ObjectTerm(
 			[2]*ast.Term{ast.StringTerm("id"), ast.StringTerm(agentID)},
@@ -49,7 +50,7 @@ func buildInput(agentID string, agentEnclave enclave.Kind, res *evidence.Result,
 	}
 	av, err := attestedValue(&res.Attested, ru.boot)
 	if err != nil {
-		return nil, fmt.Errorf("attested facts: %w", err)
+		return nil, nil, fmt.Errorf("attested facts: %w", err)
 	}
 	kv = append(kv, [2]*ast.Term{ast.StringTerm("attested"), ast.NewTerm(av)})
 	prov := provenanceOf(res)
@@ -58,8 +59,8 @@ func buildInput(agentID string, agentEnclave enclave.Kind, res *evidence.Result,
 		pv = append(pv, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
 	}
 	kv = append(kv, [2]*ast.Term{ast.StringTerm("provenance"), ast.ObjectTerm(pv...)})
+	var rv ast.Value
 	if res.Valid {
-		var rv ast.Value
 		var err error
 		if ru.sections != nil {
 			rv, err = ru.sections.reportValue(report)
@@ -67,11 +68,13 @@ func buildInput(agentID string, agentEnclave enclave.Kind, res *evidence.Result,
 			rv, err = jsonValue(report)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("report: %w", err)
+			return nil, nil, fmt.Errorf("report: %w", err)
 		}
 		kv = append(kv, [2]*ast.Term{ast.StringTerm("report"), ast.NewTerm(rv)})
 	}
-	return ast.NewObject(kv...), nil
+	revs := revocationsOf(rv, res.Attested.Boot, ref)
+	kv = append(kv, [2]*ast.Term{ast.StringTerm("revocations"), ast.NewTerm(revs.value())})
+	return ast.NewObject(kv...), revs, nil
 }
 
 // evidenceValue is res as its JSON encoding reads, plus the reuse flags.
@@ -403,7 +406,8 @@ func smokeInputs() []smoke {
 	return []smoke{
 		{"invalid evidence", func(ref ast.Value) (ast.Value, error) {
 			res := &evidence.Result{Enclave: enclave.TPM, Reasons: []evidence.Reason{evidence.NonceMismatch}}
-			return buildInput("smoke-test", enclave.TPM, res, reuse{}, nil, ref)
+			in, _, err := buildInput("smoke-test", enclave.TPM, res, reuse{}, nil, ref)
+			return in, err
 		}},
 		{"valid software evidence of an empty host", func(ref ast.Value) (ast.Value, error) {
 			r := &measure.Report{Version: measure.Version, Inputs: map[string]string{}}
@@ -415,7 +419,8 @@ func smokeInputs() []smoke {
 				return nil, err
 			}
 			res := &evidence.Result{Valid: true, Enclave: enclave.Software, Reasons: []evidence.Reason{}}
-			return buildInput("smoke-test", enclave.Software, res, reuse{}, doc, ref)
+			in, _, err := buildInput("smoke-test", enclave.Software, res, reuse{}, doc, ref)
+			return in, err
 		}},
 	}
 }

@@ -35,6 +35,7 @@ const (
 	coffHeaderSize  = 20
 	sectionHdrSize  = 40
 	certDirIndex    = 4  // IMAGE_DIRECTORY_ENTRY_SECURITY
+	rsrcDirIndex    = 2  // IMAGE_DIRECTORY_ENTRY_RESOURCE
 	maxDataDirs     = 16 // the loader never looks past 16 directories
 	checksumField   = 64 // offset of CheckSum in both optional header kinds
 	sizeOfHdrsField = 60 // offset of SizeOfHeaders in both optional header kinds
@@ -88,6 +89,10 @@ type File struct {
 	// Both are 0 when the file carries no certificate table.
 	CertTableOffset int64
 	CertTableSize   int64
+
+	// ResourceRVA and ResourceSize locate the resource directory (data
+	// directory 2, an RVA); both 0 without one.
+	ResourceRVA, ResourceSize uint32
 
 	r      io.ReaderAt
 	sorted []Section // sections with raw data, ordered by PointerToRawData
@@ -203,6 +208,10 @@ func Parse(r io.ReaderAt, size int64) (*File, error) {
 		return nil, malformed("headers and section table (ending at 0x%x) overrun SizeOfHeaders 0x%x", secEnd, f.SizeOfHeaders)
 	}
 
+	if ndirs > rsrcDirIndex {
+		d := opt[dirStart+8*rsrcDirIndex:]
+		f.ResourceRVA, f.ResourceSize = binary.LittleEndian.Uint32(d), binary.LittleEndian.Uint32(d[4:])
+	}
 	if ndirs > certDirIndex {
 		f.CertDirOffset = optOff + dirStart + 8*certDirIndex
 		d := opt[dirStart+8*certDirIndex:]
@@ -267,6 +276,26 @@ func Parse(r io.ReaderAt, size int64) (*File, error) {
 		return nil, malformed("certificate table at 0x%x overlaps the headers or section data (ending at 0x%x)", f.CertTableOffset, f.endSec)
 	}
 	return f, nil
+}
+
+// ReadRVA reads n bytes at an RVA: from the raw data of the section
+// that holds all of them. Bytes a section holds only virtually (past its
+// raw data) or that no section holds are malformed.
+func (f *File) ReadRVA(rva, n uint32) ([]byte, error) {
+	end := uint64(rva) + uint64(n)
+	for _, s := range f.Sections {
+		if s.SizeOfRawData == 0 || rva < s.VirtualAddress {
+			continue
+		}
+		if end <= uint64(s.VirtualAddress)+uint64(s.SizeOfRawData) {
+			b := make([]byte, n)
+			if err := readFull(f.r, b, int64(s.PointerToRawData)+int64(rva-s.VirtualAddress)); err != nil {
+				return nil, err
+			}
+			return b, nil
+		}
+	}
+	return nil, malformed("RVA range [0x%x,0x%x) is in no section's raw data", rva, end)
 }
 
 func cString(b []byte) string {

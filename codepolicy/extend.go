@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"slices"
 )
 
 // AddAnchors adds trust anchors that come from outside the policy file,
@@ -30,7 +31,8 @@ func (p *Policy) AddAnchors(certs ...*x509.Certificate) {
 // Len returns the number of deny entries of every kind.
 func (d Deny) Len() int {
 	return len(d.SHA256) + len(d.AuthentihashSHA1) + len(d.AuthentihashSHA256) +
-		len(d.SignerTBSSHA1) + len(d.SignerTBSSHA256) + len(d.SignerTBSSHA384) + len(d.SignerTBSSHA512)
+		len(d.SignerTBSSHA1) + len(d.SignerTBSSHA256) + len(d.SignerTBSSHA384) + len(d.SignerTBSSHA512) +
+		len(d.SignedContentSHA256) + len(d.SignerFiles)
 }
 
 // AddKernelRevocations adds what a kernel's compiled-in lists revoke (vigil's
@@ -72,4 +74,32 @@ func (p *Policy) AddKernelRevocations(revoked []*x509.Certificate, tbs, bin [][]
 	p.mergeRevocations(&st, revs)
 	p.mergeDeny(&st, pending)
 	return st
+}
+
+// WithAnchors returns a copy of p whose trust anchors are exactly anchors
+// (no trust file is read): the policy as a platform applies it that
+// trusts only its own keys, as a running kernel trusts only its keyrings
+// for modules. Every other rule is p's; the copy's lists are its own, so
+// adding to it (AddKernelRevocations) leaves p as it was. Its Digest
+// differs from p's.
+func (p *Policy) WithAnchors(anchors ...*x509.Certificate) (*Policy, error) {
+	d := p.Deny
+	for _, dk := range denyKinds {
+		l := dk.field(&d)
+		*l = slices.Clone(*l)
+	}
+	d.SignerFiles = slices.Clone(d.SignerFiles)
+	q := &Policy{
+		Name: p.Name, Version: p.Version, Description: p.Description,
+		RequireEKU: slices.Clone(p.RequireEKU), MinHash: p.MinHash, IgnoreExpiry: p.IgnoreExpiry,
+		Revocations: slices.Clone(p.Revocations), Deny: d, AllowSigners: slices.Clone(p.AllowSigners),
+		TimestampAuthorities: slices.Clone(p.TimestampAuthorities), SbatLevel: p.SbatLevel,
+		Verity:  Verity{DMRootHash: slices.Clone(p.Verity.DMRootHash), FSDigest: slices.Clone(p.Verity.FSDigest)},
+		baseDir: p.baseDir,
+	}
+	if err := q.compile(nil, ""); err != nil {
+		return nil, err
+	}
+	q.AddAnchors(anchors...)
+	return q, nil
 }

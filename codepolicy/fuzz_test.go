@@ -8,11 +8,14 @@ import (
 	"encoding/pem"
 	"math/big"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/efi"
+	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/internal/testpki"
 )
 
@@ -189,5 +192,49 @@ func FuzzImportCRL(f *testing.F) {
 		if err != nil || st2.TotalAdded() != 0 {
 			t.Fatalf("second import: %+v %v", st2, err)
 		}
+	})
+}
+
+// FuzzVerifyUpdate: an authenticated dbx update checked against a KEK is
+// imported only when it verifies; any input gives a verified import or an
+// error with a reason code, never a panic, and a failed check leaves the
+// policy unchanged. Seeded with sign-efi-sig-list's output for a one-entry
+// dbx signed by a P-256 KEK: a small seed, since the fuzzer's minimizer is
+// quadratic in the input's length and each run verifies a signature.
+func FuzzVerifyUpdate(f *testing.F) {
+	dir := f.TempDir()
+	kek := testpki.NewRoot(testpki.Options{CommonName: "K", Key: testpki.ECDSAP256})
+	crt, key := kek.WriteFiles(f, dir, "kek")
+	esl, err := efi.AppendSignatureLists(nil, efi.HashList(efi.CertSHA256, efi.GUID{}, bytes.Repeat([]byte{7}, 32)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	in, out := filepath.Join(dir, "in.esl"), filepath.Join(dir, "out.auth")
+	if err := os.WriteFile(in, esl, 0o644); err != nil {
+		f.Fatal(err)
+	}
+	testcmd.Run(f, "sign-efi-sig-list", "-t", "2025-01-02 03:04:05", "-c", crt, "-k", key, "dbx", in, out)
+	signed, err := os.ReadFile(out)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := ImportSignatureDatabase(Default(), signed, "dbx", VerifyUpdate(kek.Cert)); err != nil {
+		f.Fatalf("the seed does not verify: %v", err)
+	}
+	f.Add(signed)
+	f.Add(esl)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := Default()
+		st, err := ImportSignatureDatabase(p, data, "dbx", VerifyUpdate(kek.Cert))
+		if err != nil {
+			if p.Deny.Len() != 0 || len(p.Revocations) != 0 {
+				t.Fatalf("the policy changed on error %v", err)
+			}
+			return
+		}
+		if !st.Verified {
+			t.Fatal("imported without verifying")
+		}
+		checkPolicyInvariants(t, p)
 	})
 }

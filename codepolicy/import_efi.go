@@ -15,7 +15,8 @@ import (
 // is in any form efi.ReadDatabase accepts: raw EFI_SIGNATURE_LISTs, an
 // efivarfs file (4-byte attribute prefix) or an authenticated update
 // (EFI_VARIABLE_AUTHENTICATION_2 header, stripped as firmware strips it;
-// its PKCS#7 signature is not verified, and the stats warn so).
+// its PKCS#7 signature is verified against the KEK with VerifyUpdate, and
+// otherwise the stats warn that it was not).
 //
 // Entries map onto the policy's kinds as firmware (EDK II
 // DxeImageVerificationLib, IsForbiddenByDbx and IsSignatureFoundInDatabase)
@@ -50,17 +51,30 @@ import (
 // "malformed-certificate", "malformed-revocation-time".
 //
 // A database that does not parse is an error and the policy is unchanged.
-func ImportSignatureDatabase(p *Policy, data []byte, source string) (ImportStats, error) {
+func ImportSignatureDatabase(p *Policy, data []byte, source string, opts ...DatabaseOption) (ImportStats, error) {
 	st := newStats(source)
 	if p == nil || p.ix == nil {
 		return st, errNotValidated
+	}
+	var o dbOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	if len(o.kek) > 0 {
+		if source != "dbx" {
+			return st, fmt.Errorf("%s: only a dbx update is signed by a KEK", source)
+		}
+		if err := verifyUpdate(data, o.kek); err != nil {
+			return st, fmt.Errorf("%s: %w", source, err)
+		}
+		st.Verified = true
 	}
 	lists, form, err := efi.ReadDatabase(data)
 	if err != nil {
 		return st, fmt.Errorf("%s: %w", source, err)
 	}
-	if form == efi.FormAuthenticated {
-		st.Warnings = append(st.Warnings, "authenticated update: the EFI_VARIABLE_AUTHENTICATION_2 signature was not verified")
+	if form == efi.FormAuthenticated && !st.Verified {
+		st.Warnings = append(st.Warnings, "authenticated update: the EFI_VARIABLE_AUTHENTICATION_2 signature was not verified (give the KEK to verify it)")
 	}
 	var deny []pendingDeny
 	var revs []Revocation

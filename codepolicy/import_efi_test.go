@@ -31,7 +31,7 @@ type dbxFixture struct {
 	tbsTimed, tbsForever []byte
 	tbs384               []byte
 	revokedAt            time.Time
-	kek                  *testpki.Cert
+	kek, root            *testpki.Cert
 	dir                  string
 }
 
@@ -41,6 +41,7 @@ func newDBXFixture(t *testing.T) *dbxFixture {
 	root := testpki.NewRoot(testpki.Options{CommonName: "dbx test root"})
 	f.cert = root.NewLeaf(testpki.Options{CommonName: "revoked signer"})
 	f.kek = root.NewLeaf(testpki.Options{CommonName: "dbx test KEK"})
+	f.root = root
 	pemPath, _ := f.cert.WriteFiles(t, f.dir, "revoked")
 	x509ESL := filepath.Join(f.dir, "x509.esl")
 	testcmd.Run(t, "cert-to-efi-sig-list", "-g", efiOwner.String(), pemPath, x509ESL)

@@ -92,20 +92,23 @@ func TestImportWDACReal(t *testing.T) {
 	}
 	// 2820 Deny + 2 Allow rules, 366 signers. Each hash rule is listed for
 	// the kernel (131) and the user-mode (12) scenario: 767 image-hash rules
-	// per algorithm, 384 distinct values.
-	if st.Read != 3188 || st.Added["deny.authentihash_sha1"] != 384 || st.Added["deny.authentihash_sha256"] != 384 || len(st.Added) != 2 {
+	// per algorithm, 384 distinct values. Every signer is a CertRoot TBS, a
+	// CertPublisher and FileAttribRefs (560 in all) to FileAttribs of a
+	// FileName and a MinimumFileVersion: 280 distinct signer_files rules.
+	if st.Read != 3188 || st.Added["deny.authentihash_sha1"] != 384 || st.Added["deny.authentihash_sha256"] != 384 ||
+		st.Added["deny.signer_files"] != 280 || len(st.Added) != 3 {
 		t.Errorf("stats: %+v", st)
 	}
-	if st.Duplicates != 2*(767-384) {
+	if st.Duplicates != 2*(767-384)+(560-280) {
 		t.Errorf("duplicates = %d", st.Duplicates)
 	}
-	wantSkip := map[string]int{"page-hash": 1286, "allow-rule": 2, "signer-with-file-attributes": 366}
+	wantSkip := map[string]int{"page-hash": 1286, "allow-rule": 2}
 	for k, n := range wantSkip {
 		if st.SkippedReasons[k] != n {
 			t.Errorf("SkippedReasons[%s] = %d, want %d", k, st.SkippedReasons[k], n)
 		}
 	}
-	if st.Skipped != 1286+2+366 {
+	if st.Skipped != 1286+2 {
 		t.Errorf("Skipped = %d", st.Skipped)
 	}
 	// fd80c3d38669b302de4b4b736941c0d1.bin: Hash Sha1, Hash Sha256, and two page hashes.
@@ -127,12 +130,22 @@ func TestImportWDACReal(t *testing.T) {
 	if p.Deny.SignerTBSSHA1 != nil || p.Deny.SignerTBSSHA256 != nil || p.Deny.SignerTBSSHA384 != nil {
 		t.Errorf("signer TBS imported: %v %v %v", p.Deny.SignerTBSSHA1, p.Deny.SignerTBSSHA256, p.Deny.SignerTBSSHA384)
 	}
+	// ID_SIGNER_F_1_1: DigiCert EV Code Signing CA (SHA2), ASUSTeK's EIO.sys from 1.9.7.0.
+	want := SignerFile{TBS: "eec58131dc11cd7f512501b15fdbc6074c603b68ca91f7162d5a042054edb0cf", Publisher: "ASUSTEK COMPUTER INC.",
+		FileName: "EIO.sys", MinVersion: "1.9.7.0", Comment: "wdac ID_SIGNER_F_1_1 ID_FILEATTRIB_F_1_1"}
+	found := false
+	for _, r := range p.Deny.SignerFiles {
+		found = found || r == want
+	}
+	if !found {
+		t.Errorf("signer_files lacks %+v", want)
+	}
 
 	st2, err := ImportWDAC(p, openShared(t, "loldrivers/wdac-DenyPolicy.xml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st2.TotalAdded() != 0 || st2.Duplicates != 2*767 || st2.Skipped != st.Skipped {
+	if st2.TotalAdded() != 0 || st2.Duplicates != 2*767+560 || st2.Skipped != st.Skipped {
 		t.Errorf("second import: %+v", st2)
 	}
 }

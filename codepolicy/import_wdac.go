@@ -23,14 +23,18 @@ import (
 //   - Signers referenced from a SigningScenario's DeniedSigners whose only
 //     condition is <CertRoot Type="TBS">: the TBS hash goes to
 //     deny.signer_tbs_sha1/sha256/sha384/sha512 by its length.
+//   - Denied signers narrowed by FileAttribRef (a CertRoot TBS, at most
+//     one CertPublisher, file attributes): one deny.signer_files rule per
+//     FileAttrib, with its FileName, MinimumFileVersion and
+//     MaximumFileVersion, as WDAC evaluates them.
 //
 // Everything else is counted as skipped, by reason, never dropped
 // silently: Allow rules, rules that no scenario references, deny rules by
-// file name or path, signers with a CertPublisher (a publisher rule: issuing
-// CA plus leaf common name) or with FileAttribRef (signer plus file name and
-// version), EKU, issuer or OEM conditions, and well-known roots. Importing
-// those as plain signer TBS denials would block every file the issuing CA
-// ever signed.
+// file name or path, signers with a CertPublisher and no file attributes
+// (a publisher rule), EKU, issuer or OEM conditions, well-known roots,
+// and FileAttribs by other attributes (InternalName, ProductName...).
+// Importing those as plain signer TBS denials would block every file the
+// issuing CA ever signed.
 //
 // UTF-8 and UTF-16 files (with a byte order mark) are read. On error the
 // policy is unchanged.
@@ -66,21 +70,49 @@ func ImportWDAC(p *Policy, r io.Reader) (ImportStats, error) {
 			st.skip("malformed-hash")
 		}
 	}
+	var files []SignerFile
 	for _, s := range w.signers {
 		st.Read++
 		switch {
 		case !w.deniedSigners[s.id]:
 			st.skip("signer-not-denied")
-		case s.fileAttribRefs > 0:
-			st.skip("signer-with-file-attributes")
-		case s.publishers > 0:
-			st.skip("signer-with-publisher")
 		case s.otherConditions > 0:
 			st.skip("signer-with-extra-conditions")
 		case len(s.certRoots) != 1:
 			st.skip("signer-without-one-certroot")
 		case !strings.EqualFold(s.certRoots[0].typ, "TBS"):
 			st.skip("signer-wellknown-root")
+		case len(s.publishers) > 1:
+			st.skip("signer-with-several-publishers")
+		case len(s.fileAttribRefs) == 0 && len(s.publishers) > 0:
+			st.skip("signer-with-publisher")
+		case len(s.fileAttribRefs) > 0:
+			// A signer narrowed by file attributes: one signer_files
+			// rule per FileAttrib it names (WDAC denies a file that
+			// matches any of them).
+			v := s.certRoots[0].value
+			if _, ok := tbsKindBySize(len(v) / 2); !ok || !isHex(v, len(v)/2) || len(v)%2 != 0 {
+				st.skip("malformed-hash")
+				continue
+			}
+			pub := ""
+			if len(s.publishers) == 1 {
+				pub = s.publishers[0]
+			}
+			for _, ref := range s.fileAttribRefs {
+				fa := w.fileAttribs[ref]
+				switch {
+				case fa == nil:
+					st.skip("file-attrib-not-found")
+				case len(fa.other) > 0:
+					st.skip("file-attrib-unsupported")
+				case fa.fileName == "" && fa.minVersion == "" && fa.maxVersion == "":
+					st.skip("file-attrib-empty")
+				default:
+					files = append(files, SignerFile{TBS: v, Publisher: pub, FileName: fa.fileName,
+						MinVersion: fa.minVersion, MaxVersion: fa.maxVersion, Comment: "wdac " + s.id + " " + ref})
+				}
+			}
 		default:
 			v := s.certRoots[0].value
 			kind, ok := tbsKindBySize(len(v) / 2)
@@ -90,6 +122,9 @@ func ImportWDAC(p *Policy, r io.Reader) (ImportStats, error) {
 			}
 			pending = append(pending, pendingDeny{kind, v})
 		}
+	}
+	if err := p.mergeSignerFiles(&st, files); err != nil {
+		return newStats("wdac"), fmt.Errorf("wdac: %w", err)
 	}
 	p.mergeDeny(&st, pending)
 	return st, nil
@@ -104,13 +139,23 @@ type wdacCertRoot struct{ typ, value string }
 type wdacSigner struct {
 	id              string
 	certRoots       []wdacCertRoot
-	publishers      int
-	fileAttribRefs  int
+	publishers      []string // CertPublisher values
+	fileAttribRefs  []string // FileAttribRef RuleIDs
 	otherConditions int
+}
+
+// wdacFileAttrib is a <FileAttrib>: the file name and version bounds a
+// signer's FileAttribRef narrows it to; other names any attribute Vigil
+// does not read (InternalName, FileDescription, ProductName, FilePath,
+// PackageFamilyName...).
+type wdacFileAttrib struct {
+	fileName, minVersion, maxVersion string
+	other                            []string
 }
 
 type siPolicy struct {
 	fileRules       []wdacFileRule
+	fileAttribs     map[string]*wdacFileAttrib
 	signers         []*wdacSigner
 	referencedRules map[string]bool
 	deniedSigners   map[string]bool
@@ -139,7 +184,7 @@ func readSiPolicy(r io.Reader) (*siPolicy, error) {
 		}
 		return nil, fmt.Errorf("unsupported encoding %q", label)
 	}
-	w := &siPolicy{referencedRules: map[string]bool{}, deniedSigners: map[string]bool{}}
+	w := &siPolicy{referencedRules: map[string]bool{}, deniedSigners: map[string]bool{}, fileAttribs: map[string]*wdacFileAttrib{}}
 	var stack []string
 	var signer *wdacSigner
 	inScenario := 0
@@ -168,6 +213,23 @@ func readSiPolicy(r io.Reader) (*siPolicy, error) {
 			switch {
 			case name == "SigningScenario":
 				inScenario++
+			case parent == "FileRules" && len(stack) == 3 && name == "FileAttrib":
+				fa := &wdacFileAttrib{}
+				for _, a := range t.Attr {
+					v := strings.TrimSpace(a.Value)
+					switch a.Name.Local {
+					case "ID", "FriendlyName":
+					case "FileName":
+						fa.fileName = v
+					case "MinimumFileVersion":
+						fa.minVersion = v
+					case "MaximumFileVersion":
+						fa.maxVersion = v
+					default:
+						fa.other = append(fa.other, a.Name.Local)
+					}
+				}
+				w.fileAttribs[attr(t, "ID")] = fa
 			case parent == "FileRules" && len(stack) == 3:
 				switch name {
 				case "Deny", "Allow", "FileRule":
@@ -189,9 +251,9 @@ func readSiPolicy(r io.Reader) (*siPolicy, error) {
 				case "CertRoot":
 					signer.certRoots = append(signer.certRoots, wdacCertRoot{attr(t, "Type"), attr(t, "Value")})
 				case "CertPublisher":
-					signer.publishers++
+					signer.publishers = append(signer.publishers, attr(t, "Value"))
 				case "FileAttribRef":
-					signer.fileAttribRefs++
+					signer.fileAttribRefs = append(signer.fileAttribRefs, attr(t, "RuleID"))
 				default: // CertEKU, CertIssuer, CertOemID, ...
 					signer.otherConditions++
 				}

@@ -185,6 +185,8 @@ func (p *Policy) canonical() *Policy {
 	for _, dk := range denyKinds {
 		*dk.field(&c.Deny) = sortedUnique(*dk.field(&p.Deny))
 	}
+	c.Deny.SignerFiles = canonicalSignerFiles(p.Deny.SignerFiles)
+	c.Verity = Verity{DMRootHash: sortedUnique(p.Verity.DMRootHash), FSDigest: sortedUnique(p.Verity.FSDigest)}
 
 	// Revocations: drop exact duplicates (same certificate, revoked_at and
 	// reason; the first comment wins), then sort.

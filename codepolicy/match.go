@@ -59,6 +59,7 @@ type index struct {
 	minHash     crypto.Hash
 	sbat        *sbat.Level     // sbat_level, nil when none
 	tsas        map[string]bool // raw SPKI SHA-256 of timestamp_authorities
+	signerFiles []signerFileRule
 
 	// Name caches: textual names seen while building (single-threaded),
 	// and DER issuer names seen by lookups (concurrent, bounded).

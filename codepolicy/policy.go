@@ -82,6 +82,9 @@ type Policy struct {
 	// whose .sbat section names a component at a lower generation is
 	// denied sbat-revoked, as shim refuses it. Empty: no SBAT revocation.
 	SbatLevel string `yaml:"sbat_level,omitempty"`
+	// Verity names code by dm-verity root hash and fs-verity digest, for
+	// `vigil policy export --to ipe`.
+	Verity Verity `yaml:"verity,omitempty"`
 
 	baseDir string
 	anchors []*x509.Certificate
@@ -136,6 +139,9 @@ type Deny struct {
 	// kernel/module/signing.c). It matches however the module is
 	// compressed or its PKCS#7 padded or re-signed.
 	SignedContentSHA256 []string `yaml:"signed_content_sha256,omitempty"`
+	// SignerFiles deny a signer's files by their version resource's name
+	// and version (WDAC signer rules with file attributes).
+	SignerFiles []SignerFile `yaml:"signer_files,omitempty"`
 }
 
 // Signer is an allow_signers entry. Every field that is set must match the
@@ -418,6 +424,22 @@ func (p *Policy) compile(root *yaml.Node, file string) error {
 			ix.deny[k][string(raw)] = struct{}{}
 		}
 	}
+
+	for i := range p.Deny.SignerFiles {
+		r, err := compileSignerFile(&p.Deny.SignerFiles[i], i)
+		if err != nil {
+			var fe *fieldError
+			if errors.As(err, &fe) {
+				ps.add(fmt.Sprintf("deny.signer_files[%d].%s", i, fe.field), "%s", fe.msg)
+			} else {
+				ps.add(fmt.Sprintf("deny.signer_files[%d]", i), "%v", err)
+			}
+			continue
+		}
+		ix.signerFiles = append(ix.signerFiles, r)
+	}
+
+	p.compileVerity(ps)
 
 	// allow_signers
 	for i := range p.AllowSigners {

@@ -27,13 +27,14 @@ var wdacSample = `<?xml version="1.0" encoding="utf-8"?>
     <Deny ID="ID_DENY_6" FriendlyName="odd length" Hash="ABC" />
     <FileRule ID="ID_MATCH_1" Type="Match" FileName="x.sys" />
     <FileAttrib ID="ID_FILEATTRIB_1" FileName="EIO.sys" MinimumFileVersion="1.9.7.0" />
+    <FileAttrib ID="ID_FILEATTRIB_2" ProductName="Evil Suite" />
   </FileRules>
   <Signers>
     <Signer ID="ID_SIGNER_TBS1" Name="CA 1"><CertRoot Type="TBS" Value="` + tbs1 + `" /></Signer>
     <Signer ID="ID_SIGNER_TBS256" Name="CA 256"><CertRoot Type="TBS" Value="` + tbs256 + `" /></Signer>
     <Signer ID="ID_SIGNER_TBS384" Name="CA 384"><CertRoot Type="TBS" Value="` + tbs384 + `" /></Signer>
     <Signer ID="ID_SIGNER_PUB" Name="Publisher"><CertRoot Type="TBS" Value="` + tbs256 + `" /><CertPublisher Value="ASUSTeK Computer Inc." /></Signer>
-    <Signer ID="ID_SIGNER_FILE" Name="File"><CertRoot Type="TBS" Value="` + tbs256 + `" /><CertPublisher Value="X" /><FileAttribRef RuleID="ID_FILEATTRIB_1" /></Signer>
+    <Signer ID="ID_SIGNER_FILE" Name="File"><CertRoot Type="TBS" Value="` + tbs256 + `" /><CertPublisher Value="X" /><FileAttribRef RuleID="ID_FILEATTRIB_1" /><FileAttribRef RuleID="ID_FILEATTRIB_2" /><FileAttribRef RuleID="ID_FILEATTRIB_MISSING" /></Signer>
     <Signer ID="ID_SIGNER_EKU" Name="EKU"><CertRoot Type="TBS" Value="` + tbs256 + `" /><CertEKU ID="ID_EKU_WHQL" /></Signer>
     <Signer ID="ID_SIGNER_WK" Name="Well known"><CertRoot Type="Wellknown" Value="06" /></Signer>
     <Signer ID="ID_SIGNER_ALLOWED" Name="Allowed only"><CertRoot Type="TBS" Value="` + strings.Repeat("2", 64) + `" /></Signer>
@@ -75,7 +76,7 @@ func checkWDACSample(t *testing.T, p *Policy, st ImportStats) {
 		t.Errorf("Read = %d", st.Read)
 	}
 	wantAdded := map[string]int{"deny.authentihash_sha1": 1, "deny.authentihash_sha256": 1,
-		"deny.signer_tbs_sha1": 1, "deny.signer_tbs_sha256": 1, "deny.signer_tbs_sha384": 1}
+		"deny.signer_tbs_sha1": 1, "deny.signer_tbs_sha256": 1, "deny.signer_tbs_sha384": 1, "deny.signer_files": 1}
 	for k, n := range wantAdded {
 		if st.Added[k] != n {
 			t.Errorf("Added[%s] = %d, want %d", k, st.Added[k], n)
@@ -86,7 +87,7 @@ func checkWDACSample(t *testing.T, p *Policy, st ImportStats) {
 	}
 	wantSkip := map[string]int{
 		"allow-rule": 1, "page-hash": 1, "rule-not-in-a-signing-scenario": 1, "deny-by-file-attributes": 1,
-		"malformed-hash": 2, "unsupported-file-rule": 1, "signer-with-publisher": 1, "signer-with-file-attributes": 1,
+		"malformed-hash": 2, "unsupported-file-rule": 1, "signer-with-publisher": 1, "file-attrib-unsupported": 1, "file-attrib-not-found": 1,
 		"signer-with-extra-conditions": 1, "signer-wellknown-root": 1, "signer-not-denied": 1,
 	}
 	for k, n := range wantSkip {
@@ -94,11 +95,15 @@ func checkWDACSample(t *testing.T, p *Policy, st ImportStats) {
 			t.Errorf("SkippedReasons[%s] = %d, want %d", k, st.SkippedReasons[k], n)
 		}
 	}
-	if len(st.SkippedReasons) != len(wantSkip) || st.Skipped != 12 {
+	if len(st.SkippedReasons) != len(wantSkip) || st.Skipped != 13 {
 		t.Errorf("SkippedReasons = %v (%d)", st.SkippedReasons, st.Skipped)
 	}
 	if strings.Join(p.Deny.SignerTBSSHA256, ",") != strings.ToLower(tbs256) || strings.Join(p.Deny.SignerTBSSHA384, ",") != strings.ToLower(tbs384) {
 		t.Errorf("deny lists: %+v", p.Deny)
+	}
+	want := SignerFile{TBS: strings.ToLower(tbs256), Publisher: "X", FileName: "EIO.sys", MinVersion: "1.9.7.0", Comment: "wdac ID_SIGNER_FILE ID_FILEATTRIB_1"}
+	if len(p.Deny.SignerFiles) != 1 || p.Deny.SignerFiles[0] != want {
+		t.Errorf("signer_files %+v, want %+v", p.Deny.SignerFiles, want)
 	}
 }
 

@@ -145,7 +145,14 @@ type Bus struct {
 
 type subscriber struct {
 	agent string
-	ch    chan api.Event
+	// keep, when set, selects the events the subscriber gets.
+	keep func(api.Event) bool
+	ch   chan api.Event
+}
+
+// wants reports whether s gets e.
+func (s *subscriber) wants(e api.Event) bool {
+	return (s.agent == "" || s.agent == e.AgentID) && (s.keep == nil || s.keep(e))
 }
 
 // New starts a Bus and one worker per valid webhook.
@@ -195,7 +202,7 @@ func (b *Bus) Publish(e api.Event) {
 	b.count++
 	b.published.Add(1)
 	for s := range b.subs {
-		if s.agent != "" && s.agent != e.AgentID {
+		if !s.wants(e) {
 			continue
 		}
 		select {
@@ -229,7 +236,7 @@ func (b *Bus) Publish(e api.Event) {
 
 // subscribe registers an SSE client and returns the retained events after
 // lastID (for its agent filter) that it must be sent first.
-func (b *Bus) subscribe(agent string, lastID int64) (*subscriber, []api.Event, error) {
+func (b *Bus) subscribe(agent string, keep func(api.Event) bool, lastID int64) (*subscriber, []api.Event, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -239,14 +246,14 @@ func (b *Bus) subscribe(agent string, lastID int64) (*subscriber, []api.Event, e
 		return nil, nil, errTooMany
 	}
 	var backlog []api.Event
+	s := &subscriber{agent: agent, keep: keep, ch: make(chan api.Event, b.o.SubscriberBuffer)}
 	n := int64(len(b.ring))
 	for i := max(0, b.count-n); i < b.count; i++ {
 		e := b.ring[i%n]
-		if e.ID > lastID && (agent == "" || e.AgentID == agent) {
+		if e.ID > lastID && s.wants(e) {
 			backlog = append(backlog, e)
 		}
 	}
-	s := &subscriber{agent: agent, ch: make(chan api.Event, b.o.SubscriberBuffer)}
 	b.subs[s] = struct{}{}
 	return s, backlog, nil
 }

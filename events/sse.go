@@ -19,10 +19,31 @@ import (
 // SubscriberBuffer events behind (it should reconnect with Last-Event-ID),
 // or when the bus closes. Authentication is the caller's business.
 func (b *Bus) Handler() http.Handler {
-	return http.HandlerFunc(b.serveSSE)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { b.serveSSE(w, r, nil) })
 }
 
-func (b *Bus) serveSSE(w http.ResponseWriter, r *http.Request) {
+// FeedHandler is Handler restricted to what a relying party may see
+// (FeedEvent): level changes, approvals and revocations. Event IDs are
+// the bus's, so Last-Event-ID resumes it as it resumes Handler.
+func (b *Bus) FeedHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { b.serveSSE(w, r, FeedEvent) })
+}
+
+// FeedEvent reports whether a relying party's feed carries e: a change
+// of level (or result status), or an agent approved or revoked. Other
+// status changes (activating, pending: enrollment in progress) are the
+// operator's business only.
+func FeedEvent(e api.Event) bool {
+	switch e.Type {
+	case api.EventLevel:
+		return true
+	case api.EventStatus:
+		return e.Status == "approved" || e.Status == "revoked"
+	}
+	return false
+}
+
+func (b *Bus) serveSSE(w http.ResponseWriter, r *http.Request, keep func(api.Event) bool) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		api.WriteProblem(w, r, api.CodeMethodNotAllowed, "use GET")
@@ -45,7 +66,7 @@ func (b *Bus) serveSSE(w http.ResponseWriter, r *http.Request) {
 		api.WriteProblem(w, r, api.CodeInvalidAgentID, "agent must match [A-Za-z0-9._-]{1,128}")
 		return
 	}
-	sub, backlog, err := b.subscribe(agent, lastID)
+	sub, backlog, err := b.subscribe(agent, keep, lastID)
 	if err != nil {
 		api.WriteProblem(w, r, api.CodeUnavailable, err.Error())
 		return

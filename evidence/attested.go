@@ -108,6 +108,11 @@ type VariableFact struct {
 	Placeholders int `json:"placeholders"`
 	// Certificates are the X.509 entries' subjects.
 	Certificates []string `json:"certificates"`
+	// Revokes are what the database revokes as the firmware reads a
+	// forbidden database (efi.Revokes): "kind:hex", sorted. Meaningful
+	// for dbx only; the appraisal reads the revocations the host
+	// enforces from it.
+	Revokes []string `json:"revokes"`
 }
 
 // AuthorityFact is one EV_EFI_VARIABLE_AUTHORITY event.
@@ -408,7 +413,9 @@ func variableFact(data []byte) *VariableFact {
 	f := &VariableFact{SHA256: hex.EncodeToString(h[:]), Hashes: []string{}, Certificates: []string{}}
 	lists, err := efi.ParseSignatureLists(data)
 	f.Malformed = err != nil
-	for _, e := range efi.Entries(lists) {
+	entries := efi.Entries(lists)
+	f.Revokes = efi.Revokes(entries, false)
+	for _, e := range entries {
 		f.Entries++
 		switch {
 		case e.Type == efi.CertSHA256 && e.Hash != nil:

@@ -56,7 +56,7 @@ func Build(ctx context.Context, e enclave.Enclave, o BuildOptions) (*Evidence, e
 		return nil, fmt.Errorf("report key: %w", err)
 	}
 	ev.ReportKey.Public = pub
-	if ev.ReportSignature, err = e.SignReport(ctx, bind); err != nil {
+	if ev.ReportSignature, err = enclave.SignMessage(ctx, e, BindingMessage(o.Nonce, o.Report)); err != nil {
 		return nil, fmt.Errorf("sign report: %w", err)
 	}
 	if o.EventLog != nil {

@@ -8,6 +8,8 @@ package evidence
 import (
 	"crypto/sha256"
 	"encoding/binary"
+
+	"github.com/vigil-attest/vigil/enclave"
 )
 
 // Version is the evidence format version.
@@ -88,21 +90,23 @@ type Log struct {
 	Data   []byte `json:"data"`
 }
 
-// bindingLabel separates the binding from any other use of the keys.
-const bindingLabel = "vigil.evidence.v1 binding\x00"
-
 // Binding is what the quote's and the certification's qualifying data
-// and the report signature commit to: SHA-256(label ‖ len(nonce) ‖ nonce
-// ‖ SHA-256(report)). It ties the verifier's fresh nonce to exactly this
+// commit to: SHA-256(BindingMessage(nonce, report)), the digest the report
+// signature signs. It ties the verifier's fresh nonce to exactly this
 // report.
 func Binding(nonce, report []byte) []byte {
+	d := sha256.Sum256(BindingMessage(nonce, report))
+	return d[:]
+}
+
+// BindingMessage is the labelled message the report key signs in
+// evidence: enclave.LabelEvidence ‖ len(nonce) ‖ nonce ‖ SHA-256(report),
+// the length 4 bytes big endian (docs/evidence.md, "Domain separation").
+func BindingMessage(nonce, report []byte) []byte {
 	rd := sha256.Sum256(report)
-	h := sha256.New()
-	h.Write([]byte(bindingLabel))
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(nonce)))
-	h.Write(n[:])
-	h.Write(nonce)
-	h.Write(rd[:])
-	return h.Sum(nil)
+	m := make([]byte, 0, len(enclave.LabelEvidence)+4+len(nonce)+len(rd))
+	m = append(m, enclave.LabelEvidence...)
+	m = binary.BigEndian.AppendUint32(m, uint32(len(nonce)))
+	m = append(m, nonce...)
+	return append(m, rd[:]...)
 }

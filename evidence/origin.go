@@ -112,10 +112,6 @@ func akAttested(ak crypto.PublicKey, want, attest, signature []byte, typ tpm2.TP
 	return "", nil
 }
 
-// keyProofLabel separates key proofs from evidence bindings and any other
-// use of the keys.
-const keyProofLabel = "vigil.key-proof.v1\x00"
-
 // KeyProof is an agent's proof that a request comes from the holder of
 // its enrolled key, over KeyProofDigest(purpose, agentID, time): a
 // software agent signs the digest with its report key (Signature); a TPM
@@ -129,21 +125,23 @@ type KeyProof struct {
 	CertifySignature []byte    `json:"certify_signature,omitempty"`
 }
 
-// KeyProofDigest is what a KeyProof signs: SHA-256(label ‖ len(purpose)
-// ‖ purpose ‖ len(agentID) ‖ agentID ‖ unix seconds), all lengths and
-// the time big endian.
+// KeyProofDigest is what a KeyProof signs: SHA-256(KeyProofMessage).
 func KeyProofDigest(purpose, agentID string, t time.Time) []byte {
-	h := sha256.New()
-	h.Write([]byte(keyProofLabel))
-	var b [8]byte
+	d := sha256.Sum256(KeyProofMessage(purpose, agentID, t))
+	return d[:]
+}
+
+// KeyProofMessage is a key proof's labelled message:
+// enclave.LabelKeyProof ‖ len(purpose) ‖ purpose ‖ len(agentID) ‖
+// agentID ‖ unix seconds, the lengths (4 bytes) and the time (8 bytes)
+// big endian.
+func KeyProofMessage(purpose, agentID string, t time.Time) []byte {
+	m := append([]byte(nil), enclave.LabelKeyProof...)
 	for _, s := range []string{purpose, agentID} {
-		binary.BigEndian.PutUint32(b[:4], uint32(len(s)))
-		h.Write(b[:4])
-		h.Write([]byte(s))
+		m = binary.BigEndian.AppendUint32(m, uint32(len(s)))
+		m = append(m, s...)
 	}
-	binary.BigEndian.PutUint64(b[:], uint64(t.Unix()))
-	h.Write(b[:])
-	return h.Sum(nil)
+	return binary.BigEndian.AppendUint64(m, uint64(t.Unix()))
 }
 
 // ProveKey makes a KeyProof for purpose and agentID at t with the
@@ -159,7 +157,7 @@ func ProveKey(ctx context.Context, e enclave.Enclave, purpose, agentID string, t
 		p.CertifyInfo, p.CertifySignature = c.Attest, c.Signature
 		return p, nil
 	}
-	sig, err := e.SignReport(ctx, d)
+	sig, err := enclave.SignMessage(ctx, e, KeyProofMessage(purpose, agentID, t))
 	if err != nil {
 		return nil, fmt.Errorf("key proof: sign: %w", err)
 	}

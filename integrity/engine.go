@@ -119,6 +119,22 @@ func (e *Engine) WithTrusted(certs ...*x509.Certificate) *Engine {
 	return d
 }
 
+// WithPolicy returns an engine that judges under p instead of e's policy:
+// its anchors, rules and digest are p's; e's keyring (the certificates
+// that find signers) stays, and p's anchors join it. Clock, mode and
+// options are e's; the verdict cache is its own. The agent judges
+// modules with e's policy as the running kernel applies it (the keys its
+// keyrings hold, its .blacklist: codepolicy.Policy.WithAnchors).
+func (e *Engine) WithPolicy(p *codepolicy.Policy) *Engine {
+	d := &Engine{policy: p, now: e.now, log: e.log, detail: e.detail, mode: e.mode, digest: p.Digest(), ekus: p.RequiredEKUs()}
+	d.anchors = p.Anchors()
+	d.keyring = append(append([]*x509.Certificate(nil), e.keyring...), d.anchors...)
+	if e.cache != nil {
+		d.cache = map[cacheKey]*Verdict{}
+	}
+	return d
+}
+
 // VerifyFile decides whether the file at path may load. A detached
 // signature is looked for at path+".p7s" when the file is neither a PE image
 // nor a kernel module. I/O errors give a verdict with Error set and the

@@ -12,6 +12,7 @@ import (
 	"github.com/vigil-attest/vigil/cms"
 	"github.com/vigil-attest/vigil/reason"
 	"github.com/vigil-attest/vigil/sbat"
+	"github.com/vigil-attest/vigil/versioninfo"
 )
 
 // maxNesting bounds nested Authenticode signatures (signatures inside
@@ -138,6 +139,9 @@ func (e *Engine) verifyPE(ctx context.Context, v *Verdict, f io.ReaderAt, size i
 		}
 		v.Signatures = append(v.Signatures, sig)
 	}
+	if err := e.checkSignerFiles(v, pf); err != nil {
+		return err
+	}
 	if certErr != nil {
 		return reason.Wrap(reason.Of(certErr, reason.Malformed), certErr)
 	}
@@ -222,6 +226,36 @@ func (e *Engine) checkPESignature(pf *authenticode.File, r io.ReaderAt, sd *cms.
 			return cms.Digest(h, sd.Content), nil
 		},
 	}, sig)
+}
+
+// checkSignerFiles applies the deny.signer_files rules whose signer part
+// a signature matched (any signature: a deny rule denies the file
+// whatever signature names it) to the file's version resources, read
+// only then: a rule whose OriginalFilename and version match denies the
+// file blocklisted-signer, as WDAC denies a file its signer rule's
+// FileAttrib matches. A version resource that does not parse, in a file
+// a rule's signer part matched, makes the file malformed: the rule cannot
+// be judged, and Vigil fails closed.
+func (e *Engine) checkSignerFiles(v *Verdict, pf *authenticode.File) error {
+	var infos []*versioninfo.Info
+	read := false
+	for i := range v.Signatures {
+		sig := &v.Signatures[i]
+		for _, r := range sig.signerFiles {
+			if !read {
+				var err error
+				infos, err = versioninfo.ReadPE(pf, pf.ResourceRVA, pf.ResourceSize)
+				if err != nil {
+					return reason.Wrap(reason.Malformed, fmt.Errorf("version resource, needed by a deny.signer_files rule: %w", err))
+				}
+				read = true
+			}
+			if rule, ok := e.policy.MatchSignerFile(r, infos); ok {
+				sig.fail(reason.BlocklistedSigner, fmt.Errorf("matches deny rule %s", rule))
+			}
+		}
+	}
+	return nil
 }
 
 // checkSBAT reads a boot image's .sbat section as shim does (its virtual

@@ -9,6 +9,7 @@ import (
 	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/vigil-attest/vigil/cms"
@@ -72,6 +73,7 @@ func (e *Engine) checkSigner(c signerCheck, sig *Signature) {
 	if cert != nil {
 		e.denyCerts(sig, []*x509.Certificate{cert}, denied)
 	}
+	e.signerFileCandidates(sig, cert, c.sd.Certificates, []*x509.Certificate{cert})
 	if cert == nil {
 		sig.Signer = signerFromInfo(si)
 		sig.fail(reason.UntrustedChain, fmt.Errorf("signer certificate (%s) is neither in the signature nor in the keyring", describeSID(si)))
@@ -148,6 +150,7 @@ func (e *Engine) checkSigner(c signerCheck, sig *Signature) {
 		}
 	}
 	e.denyCerts(sig, chain, denied)
+	e.signerFileCandidates(sig, cert, chain)
 	if needTS && tsTime == nil {
 		for _, te := range tsErrs {
 			sig.fail(reason.BadTimestamp, te)
@@ -180,6 +183,24 @@ func (e *Engine) denyCerts(sig *Signature, certs []*x509.Certificate, seen map[s
 		seen[string(x.Raw)] = true
 		if rule, denied := e.policy.DenySigner(x); denied {
 			sig.fail(reason.BlocklistedSigner, fmt.Errorf("certificate %q matches deny rule %s", x.Subject.String(), rule))
+		}
+	}
+}
+
+// signerFileCandidates notes the deny.signer_files rules whose signer
+// part matches certs (the signature's, its signer's, its chain's) and
+// leaf, the signer; like denyCerts, whether or not the chain builds.
+func (e *Engine) signerFileCandidates(sig *Signature, leaf *x509.Certificate, certs ...[]*x509.Certificate) {
+	if len(e.policy.Deny.SignerFiles) == 0 {
+		return
+	}
+	var all []*x509.Certificate
+	for _, l := range certs {
+		all = append(all, l...)
+	}
+	for _, i := range e.policy.SignerFileCandidates(leaf, all) {
+		if !slices.Contains(sig.signerFiles, i) {
+			sig.signerFiles = append(sig.signerFiles, i)
 		}
 	}
 }

@@ -156,6 +156,10 @@ type Signature struct {
 	// Certificates lists the certificates the signature carries (only with
 	// Options.Detail, as vigil inspect asks).
 	Certificates []Certificate `json:"certificates,omitempty"`
+
+	// signerFiles are the deny.signer_files rules whose signer part this
+	// signature matches; the file's version resource decides (PE only).
+	signerFiles []int
 }
 
 // Certificate describes one certificate for inspection.

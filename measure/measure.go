@@ -58,12 +58,16 @@ type Measurer struct {
 
 	ima imaCollector
 
-	// mok is the module engine that also trusts the host's MOK
-	// certificates (the kernel's .machine keyring), by their MokListRT's
-	// digest: built once while the list stays the same.
+	// mok is the module engine as the running kernel judges modules (its
+	// keyrings, the MOK certificates of its .machine keyring): built once
+	// while what it is built from stays the same (kernelView).
 	mokMu  sync.Mutex
 	mokKey [32]byte
 	mok    *integrity.Engine
+
+	// view is the running kernel's keys as this measurement read them
+	// (kernelView), nil before.
+	view *kernelView
 }
 
 // New returns a Measurer.
@@ -79,6 +83,8 @@ func New(o Options) *Measurer {
 // only if ctx is cancelled; every other problem is a section's status.
 func (m *Measurer) Measure(ctx context.Context, src hostfs.Source) (*Report, error) {
 	r := &Report{Version: Version}
+	m.view = nil
+	defer func() { m.view = nil }()
 	if m.opts.Engine != nil {
 		r.CodePolicy = m.opts.Engine.Policy().Digest()
 	}
@@ -97,6 +103,8 @@ func (m *Measurer) Measure(ctx context.Context, src hostfs.Source) (*Report, err
 		{"measured_boot", func() { r.MeasuredBoot = m.collectMeasuredBoot(ctx, src) }},
 		{"ima", func() { r.IMA = m.ima.collect(ctx, src) }},
 		{"processes", func() { r.Processes = m.collectProcesses(ctx, src) }},
+		{"keyrings", func() { r.Keyrings = m.collectKeyrings(src) }},
+		{"revocations", func() { r.Revocations = m.collectRevocations(ctx, src) }},
 	}
 	secs := r.Sections()
 	for _, s := range steps {

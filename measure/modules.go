@@ -2,8 +2,6 @@ package measure
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
 	"errors"
 	"io/fs"
 	"path"
@@ -11,7 +9,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/vigil-attest/vigil/efi"
 	"github.com/vigil-attest/vigil/hostfs"
 	"github.com/vigil-attest/vigil/integrity"
 	"github.com/vigil-attest/vigil/reason"
@@ -211,46 +208,4 @@ func crossView(ctx context.Context, src hostfs.Source, procMods []procModule) ([
 	}
 	sort.Slice(hidden, func(i, j int) bool { return hidden[i].Name < hidden[j].Name })
 	return hidden, views
-}
-
-// moduleEngine is the engine modules are judged with, as the kernel
-// judges them: the engine's keys and, when shim set MokListTrustedRT, the
-// machine owner's certificates of MokListRT, which the kernel loads into
-// its .machine keyring and trusts for modules (the DKMS case). Without the
-// flag, or when the variables cannot be read, the engine as configured.
-func (m *Measurer) moduleEngine(src hostfs.Source) *integrity.Engine {
-	base := m.opts.Engine
-	if base == nil {
-		return nil
-	}
-	flag, ok, err := readVar(src, efi.MokListTrustedRT)
-	if err != nil || !ok || len(flag.Data) == 0 || flag.Data[0] == 0 {
-		return base
-	}
-	list, ok, err := readVar(src, efi.MokListRT)
-	if err != nil || !ok {
-		return base
-	}
-	key := sha256.Sum256(list.Data)
-	m.mokMu.Lock()
-	defer m.mokMu.Unlock()
-	if m.mok != nil && m.mokKey == key {
-		return m.mok
-	}
-	lists, err := efi.ParseSignatureLists(list.Data)
-	if err != nil {
-		m.log.Warn("MokListRT does not parse; its keys are not trusted for modules", "err", err)
-		return base
-	}
-	var certs []*x509.Certificate
-	for _, e := range efi.Entries(lists) {
-		if e.Certificate != nil {
-			certs = append(certs, e.Certificate)
-		}
-	}
-	if len(certs) == 0 {
-		return base
-	}
-	m.mok, m.mokKey = base.WithTrusted(certs...), key
-	return m.mok
 }

@@ -187,31 +187,36 @@ func readBoolVar(src hostfs.Source, id efi.VarID) (*bool, error) {
 }
 
 // readSignatureDB reads and summarizes a database variable; nil when it
-// does not exist. A MOK list is read from shim's configuration table
-// first, which holds it whole even when it is too large for a runtime
-// variable.
+// does not exist.
 func readSignatureDB(src hostfs.Source, id efi.VarID) (*SignatureDB, error) {
-	var data []byte
-	attrs := ""
-	if id.GUID == efi.ShimLock {
-		b, err := src.ReadFile(path.Join(efi.MokVariablesDir, id.Name))
-		switch {
-		case err == nil:
-			data = b
-		case !errors.Is(err, fs.ErrNotExist):
-			return nil, err
-		}
-	}
-	if data == nil {
-		v, ok, err := readVar(src, id)
-		if err != nil || !ok {
-			return nil, err
-		}
-		data, attrs = v.Data, v.Attributes.String()
+	data, attrs, ok, err := readDBData(src, id)
+	if err != nil || !ok {
+		return nil, err
 	}
 	db, err := summarize(data)
 	db.Attributes = attrs
 	return db, err
+}
+
+// readDBData reads a database variable's data and attributes; ok is false
+// when it does not exist. A MOK list is read from shim's configuration
+// table first, which holds it whole even when it is too large for a
+// runtime variable (its attributes are then "").
+func readDBData(src hostfs.Source, id efi.VarID) (data []byte, attrs string, ok bool, err error) {
+	if id.GUID == efi.ShimLock {
+		b, err := src.ReadFile(path.Join(efi.MokVariablesDir, id.Name))
+		switch {
+		case err == nil:
+			return b, "", true, nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, "", false, err
+		}
+	}
+	v, ok, err := readVar(src, id)
+	if err != nil || !ok {
+		return nil, "", false, err
+	}
+	return v.Data, v.Attributes.String(), true, nil
 }
 
 // summarize parses a signature database into its summary. On a parse

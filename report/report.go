@@ -50,6 +50,8 @@ type Report struct {
 	MeasuredBoot MeasuredBoot `json:"measured_boot"`
 	IMA          IMA          `json:"ima"`
 	Processes    Processes    `json:"processes"`
+	Revocations  Revocations  `json:"revocations"`
+	Keyrings     Keyrings     `json:"keyrings"`
 
 	// Inputs holds the SHA-256 of every file read, by host path.
 	Inputs map[string]string `json:"inputs"`
@@ -68,6 +70,8 @@ func (r *Report) Sections() map[string]*Section {
 		"measured_boot": &r.MeasuredBoot.Section,
 		"ima":           &r.IMA.Section,
 		"processes":     &r.Processes.Section,
+		"revocations":   &r.Revocations.Section,
+		"keyrings":      &r.Keyrings.Section,
 	}
 }
 

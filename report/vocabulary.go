@@ -188,6 +188,18 @@ var vocabularies = map[reflect.Type]map[string]*vocab{
 	reflect.TypeFor[CriticalState](): {"problems": enum(ProblemNotRunning, ProblemExeMismatch, ProblemExeDeleted,
 		ProblemPtraced, ProblemLDPreload, ProblemSignerMismatch, ProblemUnreadable)},
 	reflect.TypeFor[HiddenProcess](): {"seen_in": enum(ViewProbe), "missing_from": enum(ViewReaddir)},
+	reflect.TypeFor[Keyrings](): {
+		"membership": enum("", MembershipKeyctl, MembershipProcKeys),
+		"missing":    keyringNames,
+		"blacklist":  blacklistHash,
+	},
+	reflect.TypeFor[KeyringKey](): {"keyring": keyringNames},
+	reflect.TypeFor[HostRevocation](): {
+		"kind":    enum(RevocationKinds...),
+		"value":   hexDigest,
+		"targets": revocationStores,
+		"at":      revocationStores,
+	},
 }
 
 // vocabOf is the vocabulary of member name of struct t, if any.

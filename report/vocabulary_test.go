@@ -36,6 +36,16 @@ func fullReport() *Report {
 	r.MeasuredBoot.Separators = map[string]string{"0": "ok"}
 	r.Processes.Critical = []CriticalState{{Name: "sshd", PIDs: []int{}, TracerPIDs: []int{}, Problems: []string{ProblemPtraced}}}
 	r.Processes.Hidden = []HiddenProcess{{PID: 7, SeenIn: []string{ViewProbe}, MissingFrom: []string{ViewReaddir}}}
+	hr := func() HostRevocation {
+		return HostRevocation{Kind: "image_sha256", Value: strings.Repeat("ab", 32), Targets: []string{StoreDBX}, At: []string{StoreDBX}}
+	}
+	r.Revocations.Enforced = []HostRevocation{hr()}
+	r.Revocations.Pending = []HostRevocation{hr()}
+	r.Keyrings.Membership = MembershipKeyctl
+	r.Keyrings.Missing = []string{KeyringMachine}
+	r.Keyrings.Blacklist = []string{"tbs:" + strings.Repeat("ab", 32)}
+	r.Keyrings.Trusted = []KeyringKey{{Keyring: KeyringBuiltin, Description: "k: 01", Algorithm: "X509.rsa"}}
+	r.Keyrings.Revoked = []KeyringKey{{Keyring: KeyringBlacklist, Description: "k: 02", Algorithm: "X509.rsa"}}
 	fillEmpty(reflect.ValueOf(r).Elem())
 	return r
 }
@@ -101,7 +111,15 @@ func TestVocabulariesRefused(t *testing.T) {
 		t.Run(voc.Path, func(t *testing.T) {
 			good := voc.Values
 			bad := []string{"x", "OK", " ", "\u00e9", strings.Repeat("a", 100)}
-			if voc.Pattern != "" {
+			switch voc.Pattern {
+			case "":
+			case blacklistHash.pattern:
+				good = []string{"tbs:" + strings.Repeat("0a", 32), "bin:ab", "bin:" + strings.Repeat("9c", 64)}
+				bad = append(bad, "tbs:", "tbs:a", "TBS:ab", "bin:AB", "raw:ab", "bin:"+strings.Repeat("a", 130))
+			case hexDigest.pattern:
+				good = []string{strings.Repeat("0a", 20), strings.Repeat("f1", 32), strings.Repeat("9c", 64)}
+				bad = append(bad, "", strings.Repeat("a", 41), strings.Repeat("a", 38), strings.Repeat("a", 130), strings.Repeat("g", 64))
+			default:
 				good = []string{"", "E", "OE", "POE", moduleTaintLetters}
 				bad = append(bad, "EO", "EE", "Z", "e", "E+", "E-", "(E)", "J")
 			}

@@ -223,14 +223,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if s.o.EventsHandler == nil {
 		return fail(api.CodeNotFound, "the event stream is not enabled")
 	}
-	// The stream outlives the server's write timeout, and ends when the
-	// server shuts down.
+	s.stream(w, r, s.o.EventsHandler)
+	return nil
+}
+
+// stream serves an event stream with h: it outlives the server's write
+// timeout, and ends when the server shuts down.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{})
 	rc.SetWriteDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	defer context.AfterFunc(s.draining, cancel)()
-	s.o.EventsHandler.ServeHTTP(w, r.WithContext(ctx))
-	return nil
+	h.ServeHTTP(w, r.WithContext(ctx))
 }

@@ -8,15 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/enclave"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/store"
-	"github.com/vigil-attest/vigil/token"
+	"github.com/vigil-attest/vigil/verdict"
 )
 
 // Who may learn what about an agent ID. Unauthenticated callers learn
@@ -153,6 +155,34 @@ func (s *Server) provenAgent(r *http.Request, id string, p *evidence.KeyProof, n
 	return a, nil
 }
 
+// audiences reads the attest request's aud parameters (api.QueryAudience):
+// the relying parties the agent asks the session report to name. Each is
+// api.ValidAudience, at most api.MaxAudiences, no repeats; none is a
+// report for no audience.
+func audiences(r *http.Request) ([]string, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, fail(api.CodeBadRequest, "the query does not parse")
+	}
+	for k := range q {
+		if k != api.QueryAudience {
+			return nil, fail(api.CodeBadRequest, fmt.Sprintf("unknown query parameter %.40q", k))
+		}
+	}
+	aud := q[api.QueryAudience]
+	if len(aud) > api.MaxAudiences {
+		return nil, fail(api.CodeBadRequest, fmt.Sprintf("%d audiences, at most %d", len(aud), api.MaxAudiences))
+	}
+	seen := map[string]bool{}
+	for _, a := range aud {
+		if !api.ValidAudience(a) || seen[a] {
+			return nil, fail(api.CodeBadRequest, fmt.Sprintf("audience %.60q: want 1–%d visible ASCII characters, each once", a, api.MaxAudienceLen))
+		}
+		seen[a] = true
+	}
+	return aud, nil
+}
+
 // attest: POST /v1/agents/{id}/attest with the evidence as the body.
 // Evidence whose origin (evidence.Origin) does not hold against the
 // agent's enrolled key is an outsider's: answered as for an unknown
@@ -160,6 +190,10 @@ func (s *Server) provenAgent(r *http.Request, id string, p *evidence.KeyProof, n
 // Evidence whose origin holds is the agent's, recorded whatever its level.
 func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathAgent(r)
+	if err != nil {
+		return err
+	}
+	aud, err := audiences(r)
 	if err != nil {
 		return err
 	}
@@ -171,17 +205,54 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fail(api.CodeBadRequest, "the evidence does not decode: "+err.Error())
 	}
+	at, err := s.appraiseEvidence(w, r, id, ev, aud)
+	if err != nil {
+		return err
+	}
+	out, failures, res, tok := at.out, at.failures, at.result, at.token
+	state := out.State
+	if state == nil {
+		state = at.agent.State
+	}
+	resp := api.AttestResponse{
+		AgentID: id, ResultID: res.ID, Level: out.Level, Status: out.Status,
+		Failures: failures, Token: tok,
+	}
+	resp.IMAOffset, _ = stateHints(state)
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+// attestation is one appraised evidence, its stored result and its
+// session report.
+type attestation struct {
+	agent    *store.Agent
+	out      *appraise.Outcome
+	failures []verdict.Failure
+	result   *store.Result
+	token    string
+}
+
+// appraiseEvidence is the attestation flow of evidence ev presented for
+// agent id, by the agent itself (PathAttest, aud the audiences it asked
+// for) or by a relying party (PathVerify, aud its name), whose session
+// report names aud. The nonce is this service's for id,
+// unexpired; the evidence's origin holds against the agent's enrolled
+// key (an outsider's is refused as for an unknown agent, before the
+// nonce is spent); the agent is approved; the nonce is spent once; the
+// appraisal is stored before its session report is returned, and its
+// level change published.
+func (s *Server) appraiseEvidence(w http.ResponseWriter, r *http.Request, id string, ev *evidence.Evidence, aud []string) (*attestation, error) {
 	nonce, err := hex.DecodeString(ev.Nonce)
 	if err != nil {
-		return fail(api.CodeNonceInvalid, "the evidence's nonce is not hex")
+		return nil, fail(api.CodeNonceInvalid, "the evidence's nonce is not hex")
 	}
 	expires, code := s.nonces.check(nonce, id, s.now())
 	if code != "" {
-		return fail(code, nonceDetail[code])
+		return nil, fail(code, nonceDetail[code])
 	}
 	a, ag, key, err := s.enrolledAgent(r, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if a == nil {
 		// The same work as for a known agent, against a key nobody holds.
@@ -190,25 +261,25 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 			reason, oerr = evidence.AKUnknown, errors.New("unknown agent")
 		}
 		s.unattributed(r, reason, oerr)
-		return notFromAgent(id)
+		return nil, notFromAgent(id)
 	}
 	if reason, oerr := evidence.Origin(ev, nonce, enclave.Kind(a.Enclave), key); oerr != nil {
 		s.unattributed(r, reason, oerr)
-		return notFromAgent(id)
+		return nil, notFromAgent(id)
 	}
 	if err := statusGate(a); err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.rateLimit(w, id); err != nil {
-		return err
+		return nil, err
 	}
 	nh := sha256.Sum256(nonce)
 	if err := s.o.Store.UseNonce(r.Context(), nh[:], id, expires); err != nil {
 		if errors.Is(err, store.ErrNonceUsed) {
-			return fail(api.CodeNonceReplayed, nonceDetail[api.CodeNonceReplayed])
+			return nil, fail(api.CodeNonceReplayed, nonceDetail[api.CodeNonceReplayed])
 		}
 		s.metrics.storeErrors.WithLabelValues("use_nonce").Inc()
-		return storeFailure("use_nonce", err)
+		return nil, storeFailure("use_nonce", err)
 	}
 	req := &appraise.Request{Agent: *ag, Nonce: nonce, Evidence: ev, State: a.State}
 	start := time.Now()
@@ -216,33 +287,33 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 	s.metrics.appraisal.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if rc := r.Context().Err(); rc != nil {
-			return storeFailure("appraise", rc)
+			return nil, storeFailure("appraise", rc)
 		}
-		return failWith(api.CodeInternal, "internal error", fmt.Errorf("appraising evidence of agent %s: %w", id, err))
+		return nil, failWith(api.CodeInternal, "internal error", fmt.Errorf("appraising evidence of agent %s: %w", id, err))
 	}
 	if out == nil {
-		return failWith(api.CodeInternal, "internal error", fmt.Errorf("appraising evidence of agent %s: no outcome", id))
+		return nil, failWith(api.CodeInternal, "internal error", fmt.Errorf("appraising evidence of agent %s: no outcome", id))
 	}
 	failures := out.Failures
 	if failures == nil {
 		failures = []appraise.Failure{}
 	}
-	claims := &token.Claims{
+	claims := &ear.Claims{
 		AgentID: id, Nonce: nonce, Level: out.Level, Status: out.Status, TrustVector: out.TrustVector,
 		Failures: failures, PolicyID: out.PolicyID, PolicyDigest: out.PolicyDigest,
 		ContentVersion: out.ContentVersion, ReportKey: out.ReportKey, EKSHA256: a.EKHash,
-		Provenance: out.Provenance,
+		Provenance: out.Provenance, Audience: aud,
 	}
 	tok, err := s.o.Issuer.Issue(r.Context(), claims)
 	if err != nil {
 		if rc := r.Context().Err(); rc != nil {
-			return storeFailure("issue", rc)
+			return nil, storeFailure("issue", rc)
 		}
-		return failWith(api.CodeInternal, "internal error", fmt.Errorf("signing the session report of agent %s: %w", id, err))
+		return nil, failWith(api.CodeInternal, "internal error", fmt.Errorf("signing the session report of agent %s: %w", id, err))
 	}
 	fj, err := json.Marshal(failures)
 	if err != nil {
-		return failWith(api.CodeInternal, "internal error", err)
+		return nil, failWith(api.CodeInternal, "internal error", err)
 	}
 	res := &store.Result{
 		AgentID: id, Time: claims.IssuedAt.UTC(), Level: out.Level, Status: out.Status, Failures: fj,
@@ -259,28 +330,19 @@ func (s *Server) attest(w http.ResponseWriter, r *http.Request) error {
 		var se *store.StatusError
 		if errors.As(err, &se) && errors.Is(err, store.ErrNotApproved) {
 			if se.Status == store.Revoked {
-				return fail(api.CodeAgentRevoked, "the agent was revoked while its evidence was appraised; no result was stored")
+				return nil, fail(api.CodeAgentRevoked, "the agent was revoked while its evidence was appraised; no result was stored")
 			}
-			return fail(api.CodeAgentPending, "the agent is "+string(se.Status)+", not approved; no result was stored")
+			return nil, fail(api.CodeAgentPending, "the agent is "+string(se.Status)+", not approved; no result was stored")
 		}
 		s.metrics.storeErrors.WithLabelValues("save_result").Inc()
 		if errors.Is(err, store.ErrNotFound) {
-			return fail(api.CodeUnknownAgent, "the agent is no longer enrolled")
+			return nil, fail(api.CodeUnknownAgent, "the agent is no longer enrolled")
 		}
-		return storeFailure("save_result", err)
+		return nil, storeFailure("save_result", err)
 	}
 	s.metrics.attested(out.Level, out.Status)
 	s.levelEvent(a, res)
-	state := out.State
-	if state == nil {
-		state = a.State
-	}
-	resp := api.AttestResponse{
-		AgentID: id, ResultID: res.ID, Level: out.Level, Status: out.Status,
-		Failures: failures, Token: tok,
-	}
-	resp.IMAOffset, _ = stateHints(state)
-	return writeJSON(w, http.StatusOK, resp)
+	return &attestation{agent: a, out: out, failures: failures, result: res, token: tok}, nil
 }
 
 var nonceDetail = map[string]string{

@@ -7,10 +7,10 @@ import (
 
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/store"
 	"github.com/vigil-attest/vigil/store/storetest"
-	"github.com/vigil-attest/vigil/token"
 )
 
 // TestSoftwareFlow: a software agent enrolls, is approved by the "auto"
@@ -33,7 +33,7 @@ func TestSoftwareFlow(t *testing.T) {
 		if res.Level != appraise.LevelSoftware || res.Status != "warning" || res.ResultID == 0 || res.AgentID != "soft-01" {
 			t.Fatalf("attest: %+v", res)
 		}
-		v, err := token.Verify(res.Token, svc.CAPool, time.Now())
+		v, err := ear.Verify(res.Token, svc.CAPool, time.Now())
 		if err != nil {
 			t.Fatalf("token: %v", err)
 		}

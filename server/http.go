@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/store"
 )
 
 // routes registers every endpoint and builds the wrapped handler.
@@ -35,6 +36,13 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+api.PathApprove, s.admin(s.approve))
 	m.HandleFunc("POST "+api.PathRevoke, s.admin(s.revoke))
 	m.HandleFunc("GET "+api.PathEvents, s.admin(s.events))
+	m.HandleFunc("POST "+api.PathRelyingParties, s.admin(s.createRelyingParty))
+	m.HandleFunc("GET "+api.PathRelyingParties, s.admin(s.listRelyingParties))
+	m.HandleFunc("DELETE "+api.PathRelyingParty, s.admin(s.deleteRelyingParty))
+	// The relying parties' endpoints: a relying-party token with the
+	// endpoint's scope, never the admin token.
+	m.HandleFunc("POST "+api.PathVerify, s.handle(s.perClient(s.relyingParty(store.ScopeVerify, s.verify))))
+	m.HandleFunc("GET "+api.PathFeed, s.handle(s.relyingParty(store.ScopeFeed, s.feed)))
 	m.HandleFunc("GET "+api.PathJWKS, s.handle(s.jwks))
 	m.HandleFunc("GET "+api.PathCA, s.handle(s.caPEM))
 	m.HandleFunc("GET "+api.PathOpenAPI, s.handle(s.openAPI))
@@ -116,7 +124,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		route = pattern
 	}
 	// The event stream lives as long as its client: no deadline.
-	if pattern != "GET "+api.PathEvents {
+	if pattern != "GET "+api.PathEvents && pattern != "GET "+api.PathFeed {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.o.RequestTimeout)
 		defer cancel()

@@ -1,12 +1,8 @@
 package server_test
 
 import (
-	"bufio"
-	"encoding/json"
-	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -277,40 +273,11 @@ func TestAdminAPI(t *testing.T) {
 // admin token required); an unchanged level publishes nothing.
 func TestEvents(t *testing.T) {
 	svc := testserver.Start(t, testserver.Options{})
-	req, _ := http.NewRequestWithContext(t.Context(), "GET", svc.URL+api.PathEvents, nil)
-	req.Header.Set("Authorization", "Bearer "+svc.AdminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	st, evc := sse(t, svc.URL+api.PathEvents, svc.AdminToken, "")
+	if st != 200 {
+		t.Fatalf("events: %d", st)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	evc := make(chan api.Event, 16)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if d, ok := strings.CutPrefix(sc.Text(), "data:"); ok {
-				var e api.Event
-				if json.Unmarshal([]byte(strings.TrimSpace(d)), &e) == nil {
-					evc <- e
-				}
-			}
-		}
-		close(evc)
-	})
-	next := func() api.Event {
-		t.Helper()
-		select {
-		case e := <-evc:
-			return e
-		case <-time.After(5 * time.Second):
-			t.Fatal("no event")
-		}
-		return api.Event{}
-	}
+	next := func() api.Event { t.Helper(); return nextEvent(t, evc) }
 	a := newSoftAgent(t, "ev-1")
 	do(t, svc.URL, "POST", api.PathEnroll, a.softEnroll(t)).decode(t, &api.EnrollResponse{})
 	if e := next(); e.Type != api.EventStatus || e.AgentID != "ev-1" || e.Status != "approved" || e.PreviousStatus != "" || e.ID == 0 {
@@ -325,8 +292,10 @@ func TestEvents(t *testing.T) {
 	if e := next(); e.Type != api.EventStatus || e.Status != "revoked" || e.PreviousStatus != "approved" || e.Level != 1 {
 		t.Fatalf("revoke event %+v", e)
 	}
+	// The stream ends when the service shuts down.
 	svc.Stop()
-	wg.Wait()
+	for range evc {
+	}
 }
 
 // TestRetention: the background loop deletes results older than the

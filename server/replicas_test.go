@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/store/storetest"
-	"github.com/vigil-attest/vigil/token"
 )
 
 // TestReplicas: two services on one PostgreSQL schema share the nonce key
@@ -33,8 +33,20 @@ func TestReplicas(t *testing.T) {
 	ev := a.evidenceFor(t, a.challenge(t, ra.URL))
 	var ar api.AttestResponse
 	a.attest(t, rb.URL, ev).decode(t, &ar)
-	if _, err := token.Verify(ar.Token, ra.CAPool, time.Now()); err != nil {
+	vb, err := ear.Verify(ar.Token, ra.CAPool, time.Now())
+	if err != nil {
 		t.Fatalf("B's token under A's CA: %v", err)
+	}
+	// One iss for both replicas, derived from the shared CA, never a
+	// replica's URL.
+	var aa api.AttestResponse
+	a.attest(t, ra.URL, a.evidenceFor(t, a.challenge(t, ra.URL))).decode(t, &aa)
+	va, err := ear.Verify(aa.Token, ra.CAPool, time.Now())
+	if err != nil {
+		t.Fatalf("A's token: %v", err)
+	}
+	if va.Claims.Issuer != vb.Claims.Issuer || va.Claims.Issuer != ear.IssuerOf(ra.CA) || ra.URL == rb.URL {
+		t.Fatalf("iss: A %q, B %q, want both %q", va.Claims.Issuer, vb.Claims.Issuer, ear.IssuerOf(ra.CA))
 	}
 	a.attest(t, ra.URL, ev).wantProblem(t, 409, api.CodeNonceReplayed)
 	a.attest(t, rb.URL, ev).wantProblem(t, 409, api.CodeNonceReplayed)

@@ -31,8 +31,8 @@ import (
 
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/store"
-	"github.com/vigil-attest/vigil/token"
 )
 
 // Software-agent admission modes (Options.Software).
@@ -79,7 +79,7 @@ type Appraiser interface {
 // Issuer signs session reports and publishes its keys; *token.Issuer is
 // the one. Issue fills in the claims' times and issuer.
 type Issuer interface {
-	Issue(ctx context.Context, c *token.Claims) (string, error)
+	Issue(ctx context.Context, c *ear.Claims) (string, error)
 	JWKS() ([]byte, error)
 	CAPEM() []byte
 }
@@ -99,6 +99,10 @@ type Options struct {
 	// PathEvents (the SSE stream, admin token required). Both optional.
 	Events        Publisher
 	EventsHandler http.Handler
+	// FeedHandler serves PathFeed to relying parties (scope feed):
+	// events.Bus.FeedHandler, level changes, approvals and revocations.
+	// Optional.
+	FeedHandler http.Handler
 	// Logger gets the access log and errors; slog.Default() when nil.
 	Logger *slog.Logger
 	// NonceKey MACs challenges (at least 32 bytes); when empty it is the

@@ -14,12 +14,12 @@ import (
 	"github.com/vigil-attest/vigil/eventlog/eventlogtest"
 
 	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/evidence"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/internal/testtpm"
 	"github.com/vigil-attest/vigil/store/storetest"
-	"github.com/vigil-attest/vigil/token"
 	"github.com/vigil-attest/vigil/tpm"
 )
 
@@ -82,7 +82,7 @@ func TestTPMFlow(t *testing.T) {
 		if res.Level < 2 || res.Status != "affirming" {
 			t.Fatalf("TPM attestation: level %d %s, failures %+v", res.Level, res.Status, res.Failures)
 		}
-		v, err := token.Verify(res.Token, svc.CAPool, time.Now())
+		v, err := ear.Verify(res.Token, svc.CAPool, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

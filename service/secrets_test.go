@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/server"
 	"github.com/vigil-attest/vigil/service"
 	"github.com/vigil-attest/vigil/store"
@@ -245,11 +246,11 @@ func TestSecretsReplicas(t *testing.T) {
 		}
 		roots := x509.NewCertPool()
 		roots.AppendCertsFromPEM(a.Issuer.CAPEM())
-		tok, err := b.Issuer.Issue(ctx, &token.Claims{AgentID: "replica-b", Nonce: []byte("0123456789abcdef"), Level: 1, Status: "affirming"})
+		tok, err := b.Issuer.Issue(ctx, &ear.Claims{AgentID: "replica-b", Nonce: []byte("0123456789abcdef"), Level: 1, Status: "affirming"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, err := token.Verify(tok, roots, time.Now()); err != nil || v.Claims.AgentID != "replica-b" {
+		if v, err := ear.Verify(tok, roots, time.Now()); err != nil || v.Claims.AgentID != "replica-b" {
 			t.Fatalf("replica B's session report under replica A's CA: %v", err)
 		}
 		na, _ := a.Store.Secret(ctx, server.NonceKeyName, nil)
@@ -390,11 +391,11 @@ func TestSecretsLegacyMigration(t *testing.T) {
 		}
 		roots := x509.NewCertPool()
 		roots.AppendCertsFromPEM(iss.CAPEM())
-		tok, err := s.Issuer.Issue(ctx, &token.Claims{AgentID: "after", Nonce: []byte("0123456789abcdef"), Level: 1, Status: "affirming"})
+		tok, err := s.Issuer.Issue(ctx, &ear.Claims{AgentID: "after", Nonce: []byte("0123456789abcdef"), Level: 1, Status: "affirming"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := token.Verify(tok, roots, time.Now()); err != nil {
+		if _, err := ear.Verify(tok, roots, time.Now()); err != nil {
 			t.Fatalf("a report after the migration under the legacy CA: %v", err)
 		}
 		assertNoKeyBytes(t, db, s.Store, m)

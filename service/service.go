@@ -93,7 +93,9 @@ type Config struct {
 	// CACert and CAKey are the session-report CA (PEM files); without
 	// them the service makes one and keeps it in the store.
 	CACert, CAKey string
-	// Issuer is the session reports' "iss" (default the service URL).
+	// Issuer is the session reports' "iss", one name for every replica
+	// (default ear.IssuerOf(the report CA): "urn:vigil:ca:" and the
+	// base64url SHA-256 of its public key).
 	Issuer string
 	// NonceTTL, TokenValidity, KeyLifetime, Retention: see server and
 	// token Options (0 means their defaults; Retention 0 keeps results).
@@ -222,10 +224,9 @@ func Open(ctx context.Context, c Config) (_ *Service, err error) {
 			return nil, fmt.Errorf("metrics listen: %w", err)
 		}
 	}
+	// Issuer empty: the issuer derives iss from the report CA, the same
+	// on every replica (never this replica's URL).
 	to := token.Options{Issuer: c.Issuer, Validity: c.TokenValidity, KeyLifetime: c.KeyLifetime, Logger: c.Logger}
-	if to.Issuer == "" {
-		to.Issuer = s.URL()
-	}
 	if c.CACert != "" || c.CAKey != "" {
 		if to.CA, to.CAKey, err = loadCA(c.CACert, c.CAKey); err != nil {
 			return nil, err
@@ -242,7 +243,7 @@ func Open(ctx context.Context, c Config) (_ *Service, err error) {
 	s.Events = events.New(events.Options{Webhooks: c.Webhooks, Logger: c.Logger})
 	so := server.Options{
 		Store: st, Appraiser: s.Appraiser, Issuer: s.Issuer,
-		Events: s.Events, EventsHandler: s.Events.Handler(), Logger: c.Logger,
+		Events: s.Events, EventsHandler: s.Events.Handler(), FeedHandler: s.Events.FeedHandler(), Logger: c.Logger,
 		NonceTTL: c.NonceTTL, EKAllowlist: c.EKAllowlist, Software: c.Software,
 		AdminToken: s.AdminToken, Rate: c.Rate, Burst: c.Burst, Retention: c.Retention, TLS: s.TLS,
 		ClientRate: c.ClientRate, ClientBurst: c.ClientBurst, NonceSkew: c.NonceSkew,

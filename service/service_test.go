@@ -17,13 +17,13 @@ import (
 
 	"github.com/vigil-attest/vigil/agent"
 	"github.com/vigil-attest/vigil/api"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/enclave/soft"
 	"github.com/vigil-attest/vigil/events"
 	"github.com/vigil-attest/vigil/internal/testhost"
 	"github.com/vigil-attest/vigil/measure"
 	"github.com/vigil-attest/vigil/service"
 	"github.com/vigil-attest/vigil/store/storetest"
-	"github.com/vigil-attest/vigil/token"
 )
 
 // TestServiceFromConfig assembles the service as `vigil server` does, on
@@ -98,7 +98,7 @@ func TestServiceFromConfig(t *testing.T) {
 		if !roots.AppendCertsFromPEM(s.Issuer.CAPEM()) {
 			t.Fatal("the service CA PEM does not parse")
 		}
-		v, err := token.Verify(res.Token, roots, time.Now())
+		v, err := ear.Verify(res.Token, roots, time.Now())
 		if err != nil || v.Claims.AgentID != "svc-01" || v.Claims.Level != 1 {
 			t.Fatalf("session report: %v", err)
 		}

@@ -297,6 +297,19 @@ type Store interface {
 	// SigningKeys returns the keys whose certificate has not expired at
 	// now (NotAfter >= now), newest first.
 	SigningKeys(ctx context.Context, now time.Time) ([]*SigningKey, error)
+	// CreateRelyingParty records a relying party's credential:
+	// ErrExists when the name (or the token hash) is taken; a plain
+	// error when the name is empty, the hash is not 32 bytes or a scope
+	// is unknown. A zero CreatedAt is set to now.
+	CreateRelyingParty(ctx context.Context, rp *RelyingParty) error
+	// RelyingPartyByToken returns the relying party whose token hashes
+	// to hash; ErrNotFound when none.
+	RelyingPartyByToken(ctx context.Context, hash []byte) (*RelyingParty, error)
+	// RelyingParties lists every relying party by name.
+	RelyingParties(ctx context.Context) ([]*RelyingParty, error)
+	// DeleteRelyingParty removes a relying party (its token stops
+	// working at once); ErrNotFound when unknown.
+	DeleteRelyingParty(ctx context.Context, name string) error
 	// Ping checks the database answers (readiness).
 	Ping(ctx context.Context) error
 	Close() error

@@ -9,19 +9,19 @@ import (
 	"testing"
 
 	"github.com/vigil-attest/vigil/appraise"
-	"github.com/vigil-attest/vigil/token"
+	"github.com/vigil-attest/vigil/ear"
 )
 
 // fuzzSeeds are real tokens: a full report, a minimal one, and tampered
 // and forged variants.
 func fuzzSeeds(tb testing.TB, g *forger) []string {
 	full := g.issue(tb, sampleClaims())
-	minimal := g.issue(tb, &token.Claims{AgentID: "a", Status: "contraindicated", Failures: []appraise.Failure{{Claim: "evidence.signature", Reason: "bad-report-signature", Level: 1}}})
+	minimal := g.issue(tb, &ear.Claims{AgentID: "a", Status: "contraindicated", Failures: []appraise.Failure{{Claim: "evidence.signature", Reason: "bad-report-signature", Level: 1}}})
 	parts := strings.Split(full, ".")
 	return []string{
 		full,
 		minimal,
-		parts[0] + "." + b64json(tb, with(claimsOf(tb, full), token.ClaimLevel, 4)) + "." + parts[2],
+		parts[0] + "." + b64json(tb, with(claimsOf(tb, full), ear.ClaimLevel, 4)) + "." + parts[2],
 		b64json(tb, with(headerOf(tb, full), "alg", "none")) + "." + parts[1] + ".",
 		mint(tb, g.header(), without(claimsOf(tb, full), "sub"), g.leafKey),
 		highSTwin(tb, full),
@@ -55,13 +55,13 @@ func FuzzVerify(f *testing.F) {
 		seeds[s] = true
 	}
 	f.Fuzz(func(t *testing.T, tok string) {
-		for name, verify := range map[string]func() (*token.Verified, error){
-			"Verify":     func() (*token.Verified, error) { return token.Verify(tok, g.roots, epoch) },
-			"VerifyJWKS": func() (*token.Verified, error) { return token.VerifyJWKS(tok, jwks, epoch) },
+		for name, verify := range map[string]func() (*ear.Verified, error){
+			"Verify":     func() (*ear.Verified, error) { return ear.Verify(tok, g.roots, epoch) },
+			"VerifyJWKS": func() (*ear.Verified, error) { return ear.VerifyJWKS(tok, jwks, epoch) },
 		} {
 			v, err := verify()
 			if err != nil {
-				if token.ReasonOf(err) == "" {
+				if ear.Of(err) == "" {
 					t.Fatalf("%s: an error without a reason: %v", name, err)
 				}
 				continue
@@ -87,9 +87,9 @@ func FuzzVerifyClaims(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, claims []byte) {
 		tok := mint(t, g.header(), string(claims), g.leafKey)
-		v, err := token.Verify(tok, g.roots, epoch)
+		v, err := ear.Verify(tok, g.roots, epoch)
 		if err != nil {
-			if token.ReasonOf(err) == "" {
+			if ear.Of(err) == "" {
 				t.Fatalf("an error without a reason: %v", err)
 			}
 			return
@@ -98,11 +98,11 @@ func FuzzVerifyClaims(f *testing.F) {
 	})
 }
 
-func checkVerified(t *testing.T, v *token.Verified) {
+func checkVerified(t *testing.T, v *ear.Verified) {
 	t.Helper()
 	c := v.Claims
 	if c.AgentID == "" || c.Level < 0 || c.Level > appraise.MaxLevel || c.Status == "" ||
-		!c.Expiry.After(c.IssuedAt) || epoch.After(c.Expiry.Add(token.Leeway)) || c.IssuedAt.After(epoch.Add(token.Leeway)) || v.Raw == nil {
+		!c.Expiry.After(c.IssuedAt) || epoch.After(c.Expiry.Add(ear.Leeway)) || c.IssuedAt.After(epoch.Add(ear.Leeway)) || v.Raw == nil {
 		t.Fatalf("accepted insane claims %+v", c)
 	}
 }

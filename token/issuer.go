@@ -26,8 +26,9 @@ import (
 	"github.com/lestrrat-go/jwx/v2/cert"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
-	"github.com/veraison/ear"
+	veraison "github.com/veraison/ear"
 
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/store"
 	"github.com/vigil-attest/vigil/verdict"
 )
@@ -59,8 +60,10 @@ const (
 
 // Options configure an Issuer.
 type Options struct {
-	// Issuer is the "iss" claim (the service's URL or name), used when
-	// Claims.Issuer is empty.
+	// Issuer is the "iss" claim, used when Claims.Issuer is empty:
+	// one name for every replica (configured: the `issuer` key). Empty
+	// means ear.IssuerOf(the CA), derived from the report CA's key, so
+	// replicas sharing the CA agree without configuration.
 	Issuer string
 	// Validity is a report's lifetime (default DefaultValidity).
 	Validity time.Duration
@@ -155,6 +158,9 @@ func NewIssuer(ctx context.Context, ks KeyStore, o Options) (*Issuer, error) {
 		return nil, fmt.Errorf("token: %w", err)
 	}
 	i.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.ca.Raw})
+	if i.o.Issuer == "" {
+		i.o.Issuer = ear.IssuerOf(i.ca)
+	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if _, err := i.loadLocked(ctx, o.Now(), true); err != nil {
@@ -171,6 +177,9 @@ func buildName() string {
 	}
 	return "vigil " + v
 }
+
+// IssuerName is the "iss" the Issuer signs reports with by default.
+func (i *Issuer) IssuerName() string { return i.o.Issuer }
 
 // CA returns the service CA certificate.
 func (i *Issuer) CA() *x509.Certificate { return i.ca }
@@ -343,7 +352,7 @@ func (i *Issuer) parseKey(r *store.SigningKey) (*signingKey, error) {
 	if !key.PublicKey.Equal(crt.PublicKey) {
 		return nil, errors.New("the certificate is for another key")
 	}
-	kid, err := Thumbprint(&key.PublicKey)
+	kid, err := ear.Thumbprint(&key.PublicKey)
 	if err != nil {
 		return nil, err
 	}
@@ -386,7 +395,7 @@ func (i *Issuer) newKeyLocked(ctx context.Context, now time.Time) (string, error
 	if err != nil {
 		return "", fmt.Errorf("token: generating a signing key: %w", err)
 	}
-	kid, err := Thumbprint(&key.PublicKey)
+	kid, err := ear.Thumbprint(&key.PublicKey)
 	if err != nil {
 		return "", err
 	}
@@ -428,6 +437,7 @@ func (i *Issuer) newKeyLocked(ctx context.Context, now time.Time) (string, error
 type vigilClaims struct {
 	Sub            string            `json:"sub"`
 	Iss            string            `json:"iss,omitempty"`
+	Aud            any               `json:"aud,omitempty"`
 	Exp            int64             `json:"exp"`
 	Cnf            *confirmation     `json:"cnf,omitempty"`
 	Level          int               `json:"vigil.level"`
@@ -436,22 +446,6 @@ type vigilClaims struct {
 	ContentVersion string            `json:"vigil.content-version,omitempty"`
 	EKSHA256       string            `json:"vigil.ek-sha256,omitempty"`
 	Provenance     map[string]string `json:"vigil.provenance,omitempty"`
-}
-
-// provenanceTiers are the values of a vigil.provenance entry.
-var provenanceTiers = map[string]bool{"attested": true, "corroborated": true, "asserted": true}
-
-// isSHA256Hex reports whether s is a SHA-256 digest in lowercase hex.
-func isSHA256Hex(s string) bool {
-	if len(s) != 2*sha256.Size {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // confirmation is RFC 7800's "cnf".
@@ -464,7 +458,7 @@ type confirmation struct {
 // what the token says (times in whole seconds). EAR bounds the nonce to
 // 6–66 bytes; Status must be an EAR tier name and TrustVector's names
 // EAR's; Expiry may not pass the signing certificate's NotAfter.
-func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
+func (i *Issuer) Issue(ctx context.Context, c *ear.Claims) (string, error) {
 	if c == nil {
 		return "", errors.New("token: Issue needs claims")
 	}
@@ -474,11 +468,11 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 	if !verdict.Level(c.Level).Valid() {
 		return "", fmt.Errorf("token: level %d is not 0–%d", c.Level, int(verdict.MaxLevel))
 	}
-	tier, ok := ear.StringToTrustTier[c.Status]
+	tier, ok := veraison.StringToTrustTier[c.Status]
 	if !ok {
 		return "", fmt.Errorf("token: status %q is not an EAR tier", c.Status)
 	}
-	if c.EKSHA256 != "" && !isSHA256Hex(c.EKSHA256) {
+	if c.EKSHA256 != "" && !ear.IsSHA256Hex(c.EKSHA256) {
 		return "", fmt.Errorf("token: EK hash %q is not 64 lowercase hex digits", c.EKSHA256)
 	}
 	now := i.o.Now()
@@ -508,17 +502,17 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 		iss = i.o.Issuer
 	}
 
-	ar := ear.NewAttestationResult(SubmodName, i.build, i.developer)
+	ar := veraison.NewAttestationResult(ear.SubmodName, i.build, i.developer)
 	iatUnix := iat.Unix()
 	ar.IssuedAt = &iatUnix
-	app := ar.Submods[SubmodName]
+	app := ar.Submods[ear.SubmodName]
 	app.Status = &tier
 	if len(c.TrustVector) > 0 {
 		m := make(map[string]any, len(c.TrustVector))
 		for name, v := range c.TrustVector {
 			m[name] = v
 		}
-		tv, err := ear.ToTrustVector(m)
+		tv, err := veraison.ToTrustVector(m)
 		if err != nil {
 			return "", fmt.Errorf("token: trust vector: %w", err)
 		}
@@ -548,8 +542,20 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 		EKSHA256:       c.EKSHA256,
 		Provenance:     c.Provenance,
 	}
+	switch len(c.Audience) {
+	case 0:
+	case 1:
+		vc.Aud = c.Audience[0]
+	default:
+		vc.Aud = c.Audience
+	}
+	for _, a := range c.Audience {
+		if a == "" || len(c.Audience) > ear.MaxAudiences {
+			return "", fmt.Errorf("token: audience %q: want 1–%d non-empty names", c.Audience, ear.MaxAudiences)
+		}
+	}
 	for k, v := range c.Provenance {
-		if k == "" || !provenanceTiers[v] {
+		if k == "" || !ear.ValidProvenance(v) {
 			return "", fmt.Errorf("token: provenance %q: %q is not attested, corroborated or asserted", k, v)
 		}
 	}
@@ -557,7 +563,7 @@ func (i *Issuer) Issue(ctx context.Context, c *Claims) (string, error) {
 		vc.Failures = []verdict.Failure{}
 	}
 	if c.ReportKey != nil {
-		j, err := PublicJWK(c.ReportKey)
+		j, err := ear.PublicJWK(c.ReportKey)
 		if err != nil {
 			return "", fmt.Errorf("token: cnf: %w", err)
 		}

@@ -22,9 +22,10 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
-	"github.com/veraison/ear"
+	veraison "github.com/veraison/ear"
 
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/store"
 	"github.com/vigil-attest/vigil/token"
@@ -107,8 +108,8 @@ var reportKey = func() *ecdsa.PrivateKey {
 
 // sampleClaims is a level-2 report with a failure, a trust vector and a
 // cnf key.
-func sampleClaims() *token.Claims {
-	return &token.Claims{
+func sampleClaims() *ear.Claims {
+	return &ear.Claims{
 		AgentID: "agent-7",
 		Nonce:   []byte("0123456789abcdef0123456789abcdef"),
 		Level:   appraise.LevelHardware,
@@ -135,7 +136,7 @@ func sampleClaims() *token.Claims {
 // sampleEK is an EK hash (SHA-256 of a TPMT_PUBLIC, lowercase hex).
 const sampleEK = "6b3fa1c0e4f8a2d9c17e5b04a3f62d8e9c1b7a4f0e2d6c8b5a3f1e9d7c4b2a08"
 
-func (f *fixture) issue(tb testing.TB, c *token.Claims) string {
+func (f *fixture) issue(tb testing.TB, c *ear.Claims) string {
 	tb.Helper()
 	tok, err := f.iss.Issue(context.Background(), c)
 	if err != nil {
@@ -170,7 +171,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	if !c.IssuedAt.Equal(epoch) || !c.Expiry.Equal(epoch.Add(token.DefaultValidity)) || c.Issuer != "https://vigil.test" {
 		t.Errorf("Issue filled iat %v exp %v iss %q", c.IssuedAt, c.Expiry, c.Issuer)
 	}
-	v, err := token.Verify(tok, f.roots, epoch.Add(time.Minute))
+	v, err := ear.Verify(tok, f.roots, epoch.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,27 +200,27 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 		t.Errorf("x5c %v, want [signing cert, CA cert]", x5c)
 	}
 	want := map[string]any{
-		"sub":                     "agent-7",
-		"iss":                     "https://vigil.test",
-		"iat":                     float64(epoch.Unix()),
-		"exp":                     float64(epoch.Add(token.DefaultValidity).Unix()),
-		"eat_profile":             ear.EatProfile,
-		"eat_nonce":               base64.RawURLEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")),
-		token.ClaimLevel:          float64(2),
-		token.ClaimPolicyDigest:   "sha256:9f2c",
-		token.ClaimContentVersion: "42",
-		token.ClaimEKSHA256:       sampleEK,
+		"sub":                   "agent-7",
+		"iss":                   "https://vigil.test",
+		"iat":                   float64(epoch.Unix()),
+		"exp":                   float64(epoch.Add(token.DefaultValidity).Unix()),
+		"eat_profile":           veraison.EatProfile,
+		"eat_nonce":             base64.RawURLEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")),
+		ear.ClaimLevel:          float64(2),
+		ear.ClaimPolicyDigest:   "sha256:9f2c",
+		ear.ClaimContentVersion: "42",
+		ear.ClaimEKSHA256:       sampleEK,
 	}
 	for k, w := range want {
 		if claims[k] != w {
 			t.Errorf("claim %s = %v, want %v", k, claims[k], w)
 		}
 	}
-	sub := claims["submods"].(map[string]any)[token.SubmodName].(map[string]any)
+	sub := claims["submods"].(map[string]any)[ear.SubmodName].(map[string]any)
 	if sub["ear.status"] != "affirming" || sub["ear.appraisal-policy-id"] != "vigil/default" {
 		t.Errorf("submod %v", sub)
 	}
-	if fl := claims[token.ClaimFailures].([]any); len(fl) != 2 || fl[0].(map[string]any)["reason"] != "secure-boot-off" {
+	if fl := claims[ear.ClaimFailures].([]any); len(fl) != 2 || fl[0].(map[string]any)["reason"] != "secure-boot-off" {
 		t.Errorf("failures %v", fl)
 	}
 	cnf := claims["cnf"].(map[string]any)["jwk"].(map[string]any)
@@ -235,8 +236,8 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 // no trust vector, no nonce, no failures list) still issues and verifies.
 func TestIssueMinimal(t *testing.T) {
 	f := newFixture(t, token.Options{})
-	tok := f.issue(t, &token.Claims{AgentID: "a", Status: "contraindicated"})
-	v, err := token.Verify(tok, f.roots, epoch)
+	tok := f.issue(t, &ear.Claims{AgentID: "a", Status: "contraindicated"})
+	v, err := ear.Verify(tok, f.roots, epoch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,13 +245,13 @@ func TestIssueMinimal(t *testing.T) {
 		t.Errorf("claims %+v", v.Claims)
 	}
 	_, claims := segments(t, tok)
-	if fl, ok := claims[token.ClaimFailures].([]any); !ok || len(fl) != 0 {
-		t.Errorf("vigil.failures = %#v, want []", claims[token.ClaimFailures])
+	if fl, ok := claims[ear.ClaimFailures].([]any); !ok || len(fl) != 0 {
+		t.Errorf("vigil.failures = %#v, want []", claims[ear.ClaimFailures])
 	}
 	if _, ok := claims["cnf"]; ok {
 		t.Error("cnf present without a report key")
 	}
-	if _, ok := claims[token.ClaimEKSHA256]; ok || v.Claims.EKSHA256 != "" {
+	if _, ok := claims[ear.ClaimEKSHA256]; ok || v.Claims.EKSHA256 != "" {
 		t.Error("an EK hash present without an EK (a software agent has none)")
 	}
 }
@@ -258,7 +259,7 @@ func TestIssueMinimal(t *testing.T) {
 func TestIssueRefuses(t *testing.T) {
 	f := newFixture(t, token.Options{})
 	_, priv := ed25519Key()
-	for name, c := range map[string]*token.Claims{
+	for name, c := range map[string]*ear.Claims{
 		"no agent":         {Status: "affirming"},
 		"level 5":          {AgentID: "a", Level: 5, Status: "affirming"},
 		"level -1":         {AgentID: "a", Level: -1, Status: "affirming"},
@@ -289,7 +290,7 @@ func TestIssueRefuses(t *testing.T) {
 func TestClaimNames(t *testing.T) {
 	f := newFixture(t, token.Options{})
 	_, claims := segments(t, f.issue(t, sampleClaims()))
-	for _, name := range []string{token.ClaimLevel, token.ClaimFailures, token.ClaimPolicyDigest, token.ClaimContentVersion, token.ClaimEKSHA256, token.ClaimProvenance, "sub", "iss", "exp", "iat", "cnf", "eat_nonce", "eat_profile", "ear.verifier-id", "submods"} {
+	for _, name := range []string{ear.ClaimLevel, ear.ClaimFailures, ear.ClaimPolicyDigest, ear.ClaimContentVersion, ear.ClaimEKSHA256, ear.ClaimProvenance, "sub", "iss", "exp", "iat", "cnf", "eat_nonce", "eat_profile", "ear.verifier-id", "submods"} {
 		if _, ok := claims[name]; !ok {
 			t.Errorf("claim %q missing", name)
 		}
@@ -299,7 +300,7 @@ func TestClaimNames(t *testing.T) {
 	}
 }
 
-// TestEARVerify: Veraison's own ear.AttestationResult.Verify accepts the
+// TestEARVerify: Veraison's own veraison.AttestationResult.Verify accepts the
 // token with the signing key and reads back status, vector and nonce.
 func TestEARVerify(t *testing.T) {
 	// The real clock: ear (jwx) checks iat and exp against it.
@@ -307,13 +308,13 @@ func TestEARVerify(t *testing.T) {
 	c := sampleClaims()
 	tok := f.issue(t, c)
 	k := signingJWK(t, f.iss, tok)
-	var ar ear.AttestationResult
+	var ar veraison.AttestationResult
 	if err := ar.Verify([]byte(tok), jwa.ES256, k); err != nil {
 		t.Fatal(err)
 	}
-	app := ar.Submods[token.SubmodName]
-	if *app.Status != ear.TrustTierAffirming || app.TrustVector.Hardware != ear.GenuineHardwareClaim ||
-		app.TrustVector.Executables != ear.UnrecognizedRuntimeClaim || *app.AppraisalPolicyID != "vigil/default" {
+	app := ar.Submods[ear.SubmodName]
+	if *app.Status != veraison.TrustTierAffirming || app.TrustVector.Hardware != veraison.GenuineHardwareClaim ||
+		app.TrustVector.Executables != veraison.UnrecognizedRuntimeClaim || *app.AppraisalPolicyID != "vigil/default" {
 		t.Errorf("ear read status %v vector %+v policy %v", *app.Status, *app.TrustVector, *app.AppraisalPolicyID)
 	}
 	if *ar.Nonce != base64.RawURLEncoding.EncodeToString(c.Nonce) || *ar.IssuedAt != c.IssuedAt.Unix() {
@@ -375,7 +376,7 @@ func TestJWKS(t *testing.T) {
 	if hdr["kid"] != k["kid"] || !reflect.DeepEqual(hdr["x5c"], k["x5c"]) {
 		t.Errorf("header kid/x5c differ from the JWKS")
 	}
-	if _, err := token.VerifyJWKS(tok, b, epoch); err != nil {
+	if _, err := ear.VerifyJWKS(tok, b, epoch); err != nil {
 		t.Fatal(err)
 	}
 	blk, _ := pem.Decode(f.iss.CAPEM())
@@ -407,10 +408,10 @@ func TestRotation(t *testing.T) {
 	f.clock.Advance(5 * time.Minute)
 	jwks := mustJWKS(t, f.iss)
 	for _, tok := range []string{tok1, tok2} {
-		if _, err := token.Verify(tok, f.roots, f.clock.Now()); err != nil {
+		if _, err := ear.Verify(tok, f.roots, f.clock.Now()); err != nil {
 			t.Errorf("after rotation, Verify: %v", err)
 		}
-		if _, err := token.VerifyJWKS(tok, jwks, f.clock.Now()); err != nil {
+		if _, err := ear.VerifyJWKS(tok, jwks, f.clock.Now()); err != nil {
 			t.Errorf("after rotation, VerifyJWKS: %v", err)
 		}
 	}
@@ -436,7 +437,7 @@ func TestRotation(t *testing.T) {
 	if len(got) != 2 || got[1] != kid3 || got[0] == kid1 || got[0] == kid2 {
 		t.Errorf("JWKS kids %v, want [new, %s]", got, kid3)
 	}
-	if _, err := token.VerifyJWKS(tok1, mustJWKS(t, f.iss), f.clock.Now()); token.ReasonOf(err) != token.UnknownKey {
+	if _, err := ear.VerifyJWKS(tok1, mustJWKS(t, f.iss), f.clock.Now()); ear.Of(err) != ear.UnknownKey {
 		t.Errorf("a token of an expired key: %v", err)
 	}
 	if len(f.ks.Keys()) != 4 {
@@ -525,10 +526,10 @@ func TestOptionsCA(t *testing.T) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(root.Cert)
-	if _, err := token.Verify(tok, pool, epoch); err != nil {
+	if _, err := ear.Verify(tok, pool, epoch); err != nil {
 		t.Errorf("operator CA: %v", err)
 	}
-	if _, err := token.Verify(tok, f.roots, epoch); token.ReasonOf(err) != token.UntrustedChain {
+	if _, err := ear.Verify(tok, f.roots, epoch); ear.Of(err) != ear.UntrustedChain {
 		t.Errorf("generated CA verified the operator CA's token: %v", err)
 	}
 	if got := kidsOf(t, mustJWKS(t, op)); len(got) != 1 || got[0] != kidOf(t, tok) {
@@ -559,7 +560,7 @@ func TestConcurrentIssue(t *testing.T) {
 				}
 				tok, err := f.iss.Issue(context.Background(), sampleClaims())
 				if err == nil {
-					_, err = token.Verify(tok, f.roots, f.clock.Now())
+					_, err = ear.Verify(tok, f.roots, f.clock.Now())
 				}
 				if err != nil {
 					errs <- err
@@ -660,8 +661,32 @@ func BenchmarkVerify(b *testing.B) {
 	tok := f.issue(b, sampleClaims())
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := token.Verify(tok, f.roots, epoch); err != nil {
+		if _, err := ear.Verify(tok, f.roots, epoch); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestDefaultIssuer: with no Issuer configured, iss is derived from the
+// report CA, so that replicas sharing the CA sign the same iss.
+func TestDefaultIssuer(t *testing.T) {
+	ks := tokentest.NewKeyStore()
+	var names []string
+	for range 2 {
+		iss, err := token.NewIssuer(context.Background(), ks, token.Options{Now: func() time.Time { return epoch }, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &ear.Claims{AgentID: "a", Level: 1, Status: "warning"}
+		if _, err := iss.Issue(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Issuer != ear.IssuerOf(iss.CA()) || !strings.HasPrefix(c.Issuer, "urn:vigil:ca:") || iss.IssuerName() != c.Issuer {
+			t.Fatalf("iss %q, want %q", c.Issuer, ear.IssuerOf(iss.CA()))
+		}
+		names = append(names, c.Issuer)
+	}
+	if names[0] != names[1] {
+		t.Fatalf("two replicas: %q and %q", names[0], names[1])
 	}
 }

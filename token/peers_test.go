@@ -2,16 +2,15 @@ package token_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/internal/testcmd"
 	"github.com/vigil-attest/vigil/token"
 )
@@ -19,15 +18,10 @@ import (
 // Peers: session reports checked by JOSE/EAR implementations we did not
 // write — Veraison's arc (Go, jwx) and npm jose (JavaScript, under node).
 
-// unavailable skips a peer test whose tool cannot be had, or fails it
-// under CI=true, where every peer must run.
+// unavailable is testcmd.Unavailable.
 func unavailable(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " (CI=true: peers must run)")
-	}
-	t.Skip(msg)
+	testcmd.Unavailable(t, format, args...)
 }
 
 // earVersion is the github.com/veraison/ear version this test binary
@@ -88,7 +82,7 @@ func TestArcVerify(t *testing.T) {
 		"signature successfully verified",
 		`"ear.status": "affirming"`,
 		`"ear.appraisal-policy-id": "vigil/default"`,
-		"submod(" + token.SubmodName + ")",
+		"submod(" + ear.SubmodName + ")",
 		"Hardware [affirming]",
 	} {
 		if !strings.Contains(out, want) {
@@ -98,7 +92,7 @@ func TestArcVerify(t *testing.T) {
 
 	// Level raised, signature kept.
 	parts := strings.Split(tok, ".")
-	tampered := parts[0] + "." + b64json(t, with(claimsOf(t, tok), token.ClaimLevel, 4)) + "." + parts[2]
+	tampered := parts[0] + "." + b64json(t, with(claimsOf(t, tok), ear.ClaimLevel, 4)) + "." + parts[2]
 	write(t, tokPath, []byte(tampered))
 	if out, err := testcmd.Output(arc, "verify", "-p", keyPath, tokPath); err == nil {
 		t.Errorf("arc verified a tampered report:\n%s", out)
@@ -120,62 +114,14 @@ func write(t *testing.T, path string, b []byte) {
 	}
 }
 
-// joseDir returns a directory with npm jose@5 installed under
-// node_modules, in the user cache (installed once; later runs are
-// offline), and verify.mjs beside it so that `import 'jose'` resolves.
+// joseDir is testdata/verify.mjs beside npm jose@5.
 func joseDir(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
-	}
-	cache, err := os.UserCacheDir() // $XDG_CACHE_HOME or ~/.cache
-	if err != nil {
-		unavailable(t, "no user cache directory: %v", err)
-	}
-	dir := filepath.Join(cache, "vigil-node")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "jose", "package.json")); errors.Is(err, os.ErrNotExist) {
-		if _, err := exec.LookPath("npm"); err != nil {
-			unavailable(t, "npm is not installed")
-		}
-		// Install beside, then rename into place: concurrent runs never
-		// see a half-installed jose.
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		tmp, err := os.MkdirTemp(dir, "install-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer os.RemoveAll(tmp)
-		if out, err := testcmd.Output("npm", "install", "--prefix", tmp, "--no-audit", "--no-fund", "--no-save", "--loglevel=error",
-			"--fetch-retries=1", "--fetch-retry-mintimeout=2000", "--fetch-retry-maxtimeout=5000", "jose@5"); err != nil {
-			unavailable(t, "npm install jose@5 (is the npm registry reachable?): %v\n%s", err, out)
-		}
-		if err := os.Rename(filepath.Join(tmp, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
-			if _, serr := os.Stat(filepath.Join(dir, "node_modules", "jose", "package.json")); serr != nil {
-				t.Fatal(err)
-			}
-		}
-	} else if err != nil {
-		t.Fatal(err)
-	}
 	script, err := os.ReadFile(filepath.Join("testdata", "verify.mjs"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A fresh copy per run (the script may change; runs may be parallel).
-	f, err := os.CreateTemp(dir, "verify-*.mjs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(f.Name()) })
-	if _, err := f.Write(script); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return f.Name()
+	return testcmd.JoseScript(t, script)
 }
 
 type joseResult struct {
@@ -230,7 +176,7 @@ func TestJoseVerify(t *testing.T) {
 		now            time.Time
 		wantJWKS, want string
 	}{
-		{"level raised", parts[0] + "." + b64json(t, with(claimsOf(t, tok), token.ClaimLevel, 4)) + "." + parts[2], epoch, "ERR_JWS_SIGNATURE_VERIFICATION_FAILED", "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"},
+		{"level raised", parts[0] + "." + b64json(t, with(claimsOf(t, tok), ear.ClaimLevel, 4)) + "." + parts[2], epoch, "ERR_JWS_SIGNATURE_VERIFICATION_FAILED", "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"},
 		{"another CA", g.issue(t, sampleClaims()), epoch, "ERR_JWKS_NO_MATCHING_KEY", "UNTRUSTED_CHAIN"},
 		{"alg none", b64json(t, with(headerOf(t, tok), "alg", "none")) + "." + parts[1] + ".", epoch, "ERR_JOSE_ALG_NOT_ALLOWED", "ERR_JOSE_ALG_NOT_ALLOWED"},
 		{"expired", tok, epoch.Add(token.DefaultValidity + time.Minute), "ERR_JWT_EXPIRED", "ERR_JWT_EXPIRED"},

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/store"
 	"github.com/vigil-attest/vigil/store/storetest"
 	"github.com/vigil-attest/vigil/token"
@@ -64,10 +65,10 @@ func TestRealStore(t *testing.T) {
 			t.Errorf("replica b's JWKS %v", got)
 		}
 		for _, tok := range []string{tok1, tok2} {
-			if _, err := token.Verify(tok, roots, clk.Now()); err != nil {
+			if _, err := ear.Verify(tok, roots, clk.Now()); err != nil {
 				t.Error(err)
 			}
-			if _, err := token.VerifyJWKS(tok, jwks, clk.Now()); err != nil {
+			if _, err := ear.VerifyJWKS(tok, jwks, clk.Now()); err != nil {
 				t.Error(err)
 			}
 		}

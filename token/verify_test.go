@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/token"
 )
@@ -142,67 +143,67 @@ func with(m map[string]any, key string, v any) map[string]any {
 func TestVerifyForgedClaims(t *testing.T) {
 	g := newForger(t)
 	good := claimsOf(t, g.issue(t, sampleClaims()))
-	sub := good["submods"].(map[string]any)[token.SubmodName].(map[string]any)
+	sub := good["submods"].(map[string]any)[ear.SubmodName].(map[string]any)
 	for _, tc := range []struct {
 		name   string
 		hdr    any
 		claims any
-		want   token.Reason
+		want   ear.Code
 	}{
 		{"genuine claims, forger's trusted leaf", g.header(), good, ""},
-		{"no iat", g.header(), without(good, "iat"), token.MissingClaim},
-		{"no exp", g.header(), without(good, "exp"), token.MissingClaim},
-		{"no sub", g.header(), without(good, "sub"), token.MissingClaim},
-		{"empty sub", g.header(), with(good, "sub", ""), token.MissingClaim},
-		{"no eat_profile", g.header(), without(good, "eat_profile"), token.MissingClaim},
-		{"no verifier id", g.header(), without(good, "ear.verifier-id"), token.MissingClaim},
-		{"no level", g.header(), without(good, token.ClaimLevel), token.MissingClaim},
-		{"no submods", g.header(), without(good, "submods"), token.MissingClaim},
-		{"no vigil submod", g.header(), with(good, "submods", map[string]any{"other": sub}), token.MissingClaim},
-		{"no ear.status", g.header(), with(good, "submods", map[string]any{token.SubmodName: without(sub, "ear.status")}), token.MissingClaim},
-		{"level under another case", g.header(), with(without(good, token.ClaimLevel), "VIGIL.LEVEL", 4), token.MissingClaim},
-		{"sub under another case", g.header(), with(without(good, "sub"), "Sub", "agent-7"), token.MissingClaim},
-		{"level 5", g.header(), with(good, token.ClaimLevel, 5), token.Malformed},
-		{"level 2.5", g.header(), with(good, token.ClaimLevel, 2.5), token.Malformed},
-		{"level null", g.header(), with(good, token.ClaimLevel, nil), token.Malformed},
-		{"sub a number", g.header(), with(good, "sub", 7), token.Malformed},
-		{"level as string", g.header(), with(good, token.ClaimLevel, "2"), token.Malformed},
-		{"exp not whole", g.header(), with(good, "exp", 1.5), token.Malformed},
-		{"exp as string", g.header(), with(good, "exp", "soon"), token.Malformed},
-		{"exp before iat", g.header(), with(good, "exp", good["iat"].(float64)-1), token.Malformed},
-		{"exp as numeric string", g.header(), with(good, "exp", "1900000000"), token.Malformed},
-		{"iat null", g.header(), with(good, "iat", nil), token.Malformed},
-		{"bad status", g.header(), with(good, "submods", map[string]any{token.SubmodName: with(sub, "ear.status", "great")}), token.Malformed},
-		{"bad profile", g.header(), with(good, "eat_profile", "tag:evil"), token.Malformed},
-		{"bad nonce", g.header(), with(good, "eat_nonce", "!!!!!!!!!!"), token.Malformed},
-		{"failures not a list", g.header(), with(good, token.ClaimFailures, "none"), token.Malformed},
-		{"private cnf key", g.header(), with(good, "cnf", map[string]any{"jwk": privateJWK(t)}), token.Malformed},
-		{"cnf not a JWK", g.header(), with(good, "cnf", map[string]any{"jwk": map[string]any{"kty": "EC"}}), token.Malformed},
-		{"EK hash upper case", g.header(), with(good, token.ClaimEKSHA256, strings.ToUpper(sampleEK)), token.Malformed},
-		{"EK hash short", g.header(), with(good, token.ClaimEKSHA256, sampleEK[:62]), token.Malformed},
-		{"EK hash empty", g.header(), with(good, token.ClaimEKSHA256, ""), token.Malformed},
-		{"EK hash a number", g.header(), with(good, token.ClaimEKSHA256, 7), token.Malformed},
-		{"EK hash null", g.header(), with(good, token.ClaimEKSHA256, nil), token.Malformed},
-		{"no EK hash (software agent)", g.header(), without(good, token.ClaimEKSHA256), ""},
-		{"provenance tier outside the enum", g.header(), with(good, token.ClaimProvenance, map[string]any{"secure_boot": "trusted"}), token.Malformed},
-		{"provenance not an object", g.header(), with(good, token.ClaimProvenance, "attested"), token.Malformed},
-		{"provenance with an empty claim", g.header(), with(good, token.ClaimProvenance, map[string]any{"": "asserted"}), token.Malformed},
-		{"provenance", g.header(), with(good, token.ClaimProvenance, map[string]any{"secure_boot": "attested", "lockdown": "asserted"}), ""},
-		{"claims not JSON", g.header(), "{not json", token.Malformed},
-		{"claims an array", g.header(), "[1,2]", token.Malformed},
-		{"trailing data", g.header(), `{"a":1} {"b":2}`, token.Malformed},
-		{"nbf in the future", g.header(), with(good, "nbf", float64(epoch.Add(time.Hour).Unix())), token.NotYetValid},
-		{"crit header", with(g.header(), "crit", []string{"b64"}), good, token.Malformed},
-		{"no x5c", without(g.header(), "x5c"), good, token.Malformed},
-		{"x5c not base64", with(g.header(), "x5c", []any{"***"}), good, token.Malformed},
-		{"x5c not a certificate", with(g.header(), "x5c", []any{"AAAA"}), good, token.Malformed},
-		{"x5c too long", with(g.header(), "x5c", x5cOf(g.leaf, g.leaf, g.leaf, g.leaf, g.leaf, g.leaf, g.leaf, g.leaf, g.leaf)), good, token.Malformed},
-		{"header not JSON", "{", good, token.Malformed},
+		{"no iat", g.header(), without(good, "iat"), ear.MissingClaim},
+		{"no exp", g.header(), without(good, "exp"), ear.MissingClaim},
+		{"no sub", g.header(), without(good, "sub"), ear.MissingClaim},
+		{"empty sub", g.header(), with(good, "sub", ""), ear.MissingClaim},
+		{"no eat_profile", g.header(), without(good, "eat_profile"), ear.MissingClaim},
+		{"no verifier id", g.header(), without(good, "ear.verifier-id"), ear.MissingClaim},
+		{"no level", g.header(), without(good, ear.ClaimLevel), ear.MissingClaim},
+		{"no submods", g.header(), without(good, "submods"), ear.MissingClaim},
+		{"no vigil submod", g.header(), with(good, "submods", map[string]any{"other": sub}), ear.MissingClaim},
+		{"no ear.status", g.header(), with(good, "submods", map[string]any{ear.SubmodName: without(sub, "ear.status")}), ear.MissingClaim},
+		{"level under another case", g.header(), with(without(good, ear.ClaimLevel), "VIGIL.LEVEL", 4), ear.MissingClaim},
+		{"sub under another case", g.header(), with(without(good, "sub"), "Sub", "agent-7"), ear.MissingClaim},
+		{"level 5", g.header(), with(good, ear.ClaimLevel, 5), ear.Malformed},
+		{"level 2.5", g.header(), with(good, ear.ClaimLevel, 2.5), ear.Malformed},
+		{"level null", g.header(), with(good, ear.ClaimLevel, nil), ear.Malformed},
+		{"sub a number", g.header(), with(good, "sub", 7), ear.Malformed},
+		{"level as string", g.header(), with(good, ear.ClaimLevel, "2"), ear.Malformed},
+		{"exp not whole", g.header(), with(good, "exp", 1.5), ear.Malformed},
+		{"exp as string", g.header(), with(good, "exp", "soon"), ear.Malformed},
+		{"exp before iat", g.header(), with(good, "exp", good["iat"].(float64)-1), ear.Malformed},
+		{"exp as numeric string", g.header(), with(good, "exp", "1900000000"), ear.Malformed},
+		{"iat null", g.header(), with(good, "iat", nil), ear.Malformed},
+		{"bad status", g.header(), with(good, "submods", map[string]any{ear.SubmodName: with(sub, "ear.status", "great")}), ear.Malformed},
+		{"bad profile", g.header(), with(good, "eat_profile", "tag:evil"), ear.Malformed},
+		{"bad nonce", g.header(), with(good, "eat_nonce", "!!!!!!!!!!"), ear.Malformed},
+		{"failures not a list", g.header(), with(good, ear.ClaimFailures, "none"), ear.Malformed},
+		{"private cnf key", g.header(), with(good, "cnf", map[string]any{"jwk": privateJWK(t)}), ear.Malformed},
+		{"cnf not a JWK", g.header(), with(good, "cnf", map[string]any{"jwk": map[string]any{"kty": "EC"}}), ear.Malformed},
+		{"EK hash upper case", g.header(), with(good, ear.ClaimEKSHA256, strings.ToUpper(sampleEK)), ear.Malformed},
+		{"EK hash short", g.header(), with(good, ear.ClaimEKSHA256, sampleEK[:62]), ear.Malformed},
+		{"EK hash empty", g.header(), with(good, ear.ClaimEKSHA256, ""), ear.Malformed},
+		{"EK hash a number", g.header(), with(good, ear.ClaimEKSHA256, 7), ear.Malformed},
+		{"EK hash null", g.header(), with(good, ear.ClaimEKSHA256, nil), ear.Malformed},
+		{"no EK hash (software agent)", g.header(), without(good, ear.ClaimEKSHA256), ""},
+		{"provenance tier outside the enum", g.header(), with(good, ear.ClaimProvenance, map[string]any{"secure_boot": "trusted"}), ear.Malformed},
+		{"provenance not an object", g.header(), with(good, ear.ClaimProvenance, "attested"), ear.Malformed},
+		{"provenance with an empty claim", g.header(), with(good, ear.ClaimProvenance, map[string]any{"": "asserted"}), ear.Malformed},
+		{"provenance", g.header(), with(good, ear.ClaimProvenance, map[string]any{"secure_boot": "attested", "lockdown": "asserted"}), ""},
+		{"claims not JSON", g.header(), "{not json", ear.Malformed},
+		{"claims an array", g.header(), "[1,2]", ear.Malformed},
+		{"trailing data", g.header(), `{"a":1} {"b":2}`, ear.Malformed},
+		{"nbf in the future", g.header(), with(good, "nbf", float64(epoch.Add(time.Hour).Unix())), ear.NotYetValid},
+		{"crit header", with(g.header(), "crit", []string{"b64"}), good, ear.Malformed},
+		{"no x5c", without(g.header(), "x5c"), good, ear.Malformed},
+		{"x5c not base64", with(g.header(), "x5c", []any{"***"}), good, ear.Malformed},
+		{"x5c not a certificate", with(g.header(), "x5c", []any{"AAAA"}), good, ear.Malformed},
+		{"x5c too long", with(g.header(), "x5c", x5cOf(g.leaf, g.leaf, g.leaf, g.leaf, g.leaf, g.leaf, g.leaf, g.leaf, g.leaf)), good, ear.Malformed},
+		{"header not JSON", "{", good, ear.Malformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := mint(t, tc.hdr, tc.claims, g.leafKey)
-			_, err := token.Verify(tok, g.roots, epoch)
-			if got := token.ReasonOf(err); got != tc.want || (tc.want == "") != (err == nil) {
+			_, err := ear.Verify(tok, g.roots, epoch)
+			if got := ear.Of(err); got != tc.want || (tc.want == "") != (err == nil) {
 				t.Errorf("Verify: %v (reason %q), want %q", err, got, tc.want)
 			}
 		})
@@ -212,7 +213,7 @@ func TestVerifyForgedClaims(t *testing.T) {
 func privateJWK(tb testing.TB) map[string]any {
 	tb.Helper()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	j, err := token.PublicJWK(&k.PublicKey)
+	j, err := ear.PublicJWK(&k.PublicKey)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func TestVerifyAttacks(t *testing.T) {
 	// keys the attacker holds (say, a web server's key).
 	tlsKey, tlsLeaf := g.certify(t, g.root, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, false)
 	caKey, subCA := g.certify(t, g.root, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign, nil, true)
-	raised := with(claims, token.ClaimLevel, 4)
+	raised := with(claims, ear.ClaimLevel, 4)
 
 	hs256 := func(secret []byte) string {
 		h := with(hdr, "alg", "HS256")
@@ -264,7 +265,7 @@ func TestVerifyAttacks(t *testing.T) {
 	}
 	pubDER, _ := x509.MarshalPKIXPublicKey(leaf.PublicKey)
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
-	jwkJSON, _ := token.PublicJWK(leaf.PublicKey)
+	jwkJSON, _ := ear.PublicJWK(leaf.PublicKey)
 
 	derSig := func() string { // an ASN.1 DER signature (what some libraries emit)
 		in := parts[0] + "." + parts[1]
@@ -276,68 +277,68 @@ func TestVerifyAttacks(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		tok       string
-		want      token.Reason
-		wantJWKS  token.Reason // "" = same as want; "-" = not applicable
+		want      ear.Code
+		wantJWKS  ear.Code // "" = same as want; "-" = not applicable
 		verifyNow time.Time
 	}{
 		{name: "genuine", tok: genuine, want: ""},
-		{name: "alg none", tok: b64json(t, with(hdr, "alg", "none")) + "." + parts[1] + ".", want: token.BadAlg},
-		{name: "alg none, no signature segment", tok: b64json(t, with(hdr, "alg", "none")) + "." + parts[1], want: token.Malformed},
-		{name: "HS256 keyed with the leaf's public key PEM", tok: hs256(pubPEM), want: token.BadAlg},
-		{name: "HS256 keyed with the leaf's public key DER", tok: hs256(pubDER), want: token.BadAlg},
-		{name: "HS256 keyed with the JWK", tok: hs256(jwkJSON), want: token.BadAlg},
-		{name: "alg missing", tok: b64json(t, without(hdr, "alg")) + "." + parts[1] + "." + parts[2], want: token.BadAlg},
-		{name: "alg ES384", tok: b64json(t, with(hdr, "alg", "ES384")) + "." + parts[1] + "." + parts[2], want: token.BadAlg},
-		{name: "alg RS256", tok: b64json(t, with(hdr, "alg", "RS256")) + "." + parts[1] + "." + parts[2], want: token.BadAlg},
-		{name: "alg es256 (case)", tok: b64json(t, with(hdr, "alg", "es256")) + "." + parts[1] + "." + parts[2], want: token.BadAlg},
-		{name: "level raised, signature kept", tok: parts[0] + "." + b64json(t, raised) + "." + parts[2], want: token.BadSignature},
-		{name: "agent changed, signature kept", tok: parts[0] + "." + b64json(t, with(claims, "sub", "agent-8")) + "." + parts[2], want: token.BadSignature},
-		{name: "exp extended, signature kept", tok: parts[0] + "." + b64json(t, with(claims, "exp", claims["exp"].(float64)+3600)) + "." + parts[2], want: token.BadSignature},
-		{name: "kid changed, signature kept", tok: b64json(t, with(hdr, "kid", "other")) + "." + parts[1] + "." + parts[2], want: token.BadSignature, wantJWKS: token.UnknownKey},
-		{name: "signature from another token", tok: parts[0] + "." + parts[1] + "." + strings.Split(g.issue(t, &token.Claims{AgentID: "agent-9", Status: "warning", Level: 1}), ".")[2], want: token.BadSignature},
-		{name: "DER signature", tok: derSig(), want: token.BadSignature},
-		{name: "empty signature", tok: parts[0] + "." + parts[1] + ".", want: token.BadSignature},
-		{name: "another CA's token", tok: foreign, want: token.UntrustedChain, wantJWKS: token.UnknownKey},
-		{name: "level raised, re-signed under the attacker's CA", tok: mint(t, with(hdr, "x5c", x5cOf(evilLeaf, evilRoot.Cert)), raised, evilKey), want: token.UntrustedChain, wantJWKS: token.BadSignature},
-		{name: "attacker's leaf presented with the trusted CA", tok: mint(t, with(hdr, "x5c", x5cOf(evilLeaf, g.root.Cert)), raised, evilKey), want: token.UntrustedChain, wantJWKS: token.BadSignature},
-		{name: "attacker's key, the genuine x5c (swapped leaf)", tok: mint(t, hdr, raised, evilKey), want: token.BadSignature},
-		{name: "x5c order swapped (CA first)", tok: mint(t, with(hdr, "x5c", []any{hdr["x5c"].([]any)[1], hdr["x5c"].([]any)[0]}), claims, g.leafKey), want: token.BadSignature},
-		{name: "TLS server certificate of the trusted root", tok: mint(t, with(hdr, "x5c", x5cOf(tlsLeaf, g.root.Cert)), raised, tlsKey), want: token.UntrustedChain, wantJWKS: token.BadSignature},
-		{name: "sub-CA of the trusted root signs directly", tok: mint(t, with(hdr, "x5c", x5cOf(subCA, g.root.Cert)), raised, caKey), want: token.UntrustedChain, wantJWKS: token.BadSignature},
-		{name: "expired", tok: genuine, want: token.Expired, verifyNow: epoch.Add(token.DefaultValidity + token.Leeway + time.Second)},
-		{name: "within the leeway after exp", tok: genuine, want: "", verifyNow: epoch.Add(token.DefaultValidity + token.Leeway)},
-		{name: "issued in the future", tok: genuine, want: token.NotYetValid, verifyNow: epoch.Add(-token.Leeway - time.Second)},
-		{name: "long after: certificate expired too", tok: genuine, want: token.Expired, wantJWKS: token.Expired, verifyNow: epoch.Add(30 * 24 * time.Hour)},
-		{name: "two segments", tok: parts[0] + "." + parts[1], want: token.Malformed},
-		{name: "four segments", tok: genuine + ".x", want: token.Malformed},
-		{name: "JSON serialization", tok: `{"payload":"` + parts[1] + `","signatures":[]}`, want: token.Malformed},
-		{name: "padded base64", tok: parts[0] + "=." + parts[1] + "." + parts[2], want: token.Malformed},
-		{name: "empty", tok: "", want: token.Malformed},
-		{name: "too large", tok: parts[0] + "." + strings.Repeat("A", token.MaxSize) + "." + parts[2], want: token.Malformed},
+		{name: "alg none", tok: b64json(t, with(hdr, "alg", "none")) + "." + parts[1] + ".", want: ear.BadAlg},
+		{name: "alg none, no signature segment", tok: b64json(t, with(hdr, "alg", "none")) + "." + parts[1], want: ear.Malformed},
+		{name: "HS256 keyed with the leaf's public key PEM", tok: hs256(pubPEM), want: ear.BadAlg},
+		{name: "HS256 keyed with the leaf's public key DER", tok: hs256(pubDER), want: ear.BadAlg},
+		{name: "HS256 keyed with the JWK", tok: hs256(jwkJSON), want: ear.BadAlg},
+		{name: "alg missing", tok: b64json(t, without(hdr, "alg")) + "." + parts[1] + "." + parts[2], want: ear.BadAlg},
+		{name: "alg ES384", tok: b64json(t, with(hdr, "alg", "ES384")) + "." + parts[1] + "." + parts[2], want: ear.BadAlg},
+		{name: "alg RS256", tok: b64json(t, with(hdr, "alg", "RS256")) + "." + parts[1] + "." + parts[2], want: ear.BadAlg},
+		{name: "alg es256 (case)", tok: b64json(t, with(hdr, "alg", "es256")) + "." + parts[1] + "." + parts[2], want: ear.BadAlg},
+		{name: "level raised, signature kept", tok: parts[0] + "." + b64json(t, raised) + "." + parts[2], want: ear.BadSignature},
+		{name: "agent changed, signature kept", tok: parts[0] + "." + b64json(t, with(claims, "sub", "agent-8")) + "." + parts[2], want: ear.BadSignature},
+		{name: "exp extended, signature kept", tok: parts[0] + "." + b64json(t, with(claims, "exp", claims["exp"].(float64)+3600)) + "." + parts[2], want: ear.BadSignature},
+		{name: "kid changed, signature kept", tok: b64json(t, with(hdr, "kid", "other")) + "." + parts[1] + "." + parts[2], want: ear.BadSignature, wantJWKS: ear.UnknownKey},
+		{name: "signature from another token", tok: parts[0] + "." + parts[1] + "." + strings.Split(g.issue(t, &ear.Claims{AgentID: "agent-9", Status: "warning", Level: 1}), ".")[2], want: ear.BadSignature},
+		{name: "DER signature", tok: derSig(), want: ear.BadSignature},
+		{name: "empty signature", tok: parts[0] + "." + parts[1] + ".", want: ear.BadSignature},
+		{name: "another CA's token", tok: foreign, want: ear.UntrustedChain, wantJWKS: ear.UnknownKey},
+		{name: "level raised, re-signed under the attacker's CA", tok: mint(t, with(hdr, "x5c", x5cOf(evilLeaf, evilRoot.Cert)), raised, evilKey), want: ear.UntrustedChain, wantJWKS: ear.BadSignature},
+		{name: "attacker's leaf presented with the trusted CA", tok: mint(t, with(hdr, "x5c", x5cOf(evilLeaf, g.root.Cert)), raised, evilKey), want: ear.UntrustedChain, wantJWKS: ear.BadSignature},
+		{name: "attacker's key, the genuine x5c (swapped leaf)", tok: mint(t, hdr, raised, evilKey), want: ear.BadSignature},
+		{name: "x5c order swapped (CA first)", tok: mint(t, with(hdr, "x5c", []any{hdr["x5c"].([]any)[1], hdr["x5c"].([]any)[0]}), claims, g.leafKey), want: ear.BadSignature},
+		{name: "TLS server certificate of the trusted root", tok: mint(t, with(hdr, "x5c", x5cOf(tlsLeaf, g.root.Cert)), raised, tlsKey), want: ear.UntrustedChain, wantJWKS: ear.BadSignature},
+		{name: "sub-CA of the trusted root signs directly", tok: mint(t, with(hdr, "x5c", x5cOf(subCA, g.root.Cert)), raised, caKey), want: ear.UntrustedChain, wantJWKS: ear.BadSignature},
+		{name: "expired", tok: genuine, want: ear.Expired, verifyNow: epoch.Add(token.DefaultValidity + ear.Leeway + time.Second)},
+		{name: "within the leeway after exp", tok: genuine, want: "", verifyNow: epoch.Add(token.DefaultValidity + ear.Leeway)},
+		{name: "issued in the future", tok: genuine, want: ear.NotYetValid, verifyNow: epoch.Add(-ear.Leeway - time.Second)},
+		{name: "long after: certificate expired too", tok: genuine, want: ear.Expired, wantJWKS: ear.Expired, verifyNow: epoch.Add(30 * 24 * time.Hour)},
+		{name: "two segments", tok: parts[0] + "." + parts[1], want: ear.Malformed},
+		{name: "four segments", tok: genuine + ".x", want: ear.Malformed},
+		{name: "JSON serialization", tok: `{"payload":"` + parts[1] + `","signatures":[]}`, want: ear.Malformed},
+		{name: "padded base64", tok: parts[0] + "=." + parts[1] + "." + parts[2], want: ear.Malformed},
+		{name: "empty", tok: "", want: ear.Malformed},
+		{name: "too large", tok: parts[0] + "." + strings.Repeat("A", ear.MaxSize) + "." + parts[2], want: ear.Malformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := tc.verifyNow
 			if now.IsZero() {
 				now = epoch
 			}
-			_, err := token.Verify(tc.tok, g.roots, now)
-			if got := token.ReasonOf(err); got != tc.want || (tc.want == "") != (err == nil) {
+			_, err := ear.Verify(tc.tok, g.roots, now)
+			if got := ear.Of(err); got != tc.want || (tc.want == "") != (err == nil) {
 				t.Errorf("Verify: %v (reason %q), want %q", err, got, tc.want)
 			}
 			want := tc.wantJWKS
 			if want == "" {
 				want = tc.want
 			}
-			_, err = token.VerifyJWKS(tc.tok, jwks, now)
-			if got := token.ReasonOf(err); got != want || (want == "") != (err == nil) {
+			_, err = ear.VerifyJWKS(tc.tok, jwks, now)
+			if got := ear.Of(err); got != want || (want == "") != (err == nil) {
 				t.Errorf("VerifyJWKS: %v (reason %q), want %q", err, got, want)
 			}
 		})
 	}
-	if _, err := token.Verify(genuine, nil, epoch); token.ReasonOf(err) != token.UntrustedChain {
+	if _, err := ear.Verify(genuine, nil, epoch); ear.Of(err) != ear.UntrustedChain {
 		t.Errorf("nil roots (never the system pool): %v", err)
 	}
-	if _, err := token.Verify(genuine, x509.NewCertPool(), epoch); token.ReasonOf(err) != token.UntrustedChain {
+	if _, err := ear.Verify(genuine, x509.NewCertPool(), epoch); ear.Of(err) != ear.UntrustedChain {
 		t.Errorf("empty roots: %v", err)
 	}
 }
@@ -352,12 +353,12 @@ func TestVerifyFlippedBytes(t *testing.T) {
 	jwks := mustJWKS(t, f.iss)
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	seg := 0
-	counts := map[token.Reason]int{}
+	counts := map[ear.Code]int{}
 	for i := 0; i < len(tok); i++ {
 		if tok[i] == '.' {
 			seg++
 			for _, r := range []string{"", "x", ".."} { // a dot removed, replaced, doubled
-				if _, err := token.Verify(tok[:i]+r+tok[i+1:], f.roots, epoch); token.ReasonOf(err) != token.Malformed {
+				if _, err := ear.Verify(tok[:i]+r+tok[i+1:], f.roots, epoch); ear.Of(err) != ear.Malformed {
 					t.Errorf("dot %d → %q: %v", i, r, err)
 				}
 			}
@@ -365,17 +366,17 @@ func TestVerifyFlippedBytes(t *testing.T) {
 		}
 		j := strings.IndexByte(alphabet, tok[i])
 		flipped := tok[:i] + string(alphabet[(j+1)%64]) + tok[i+1:]
-		_, err := token.Verify(flipped, f.roots, epoch)
-		got := token.ReasonOf(err)
+		_, err := ear.Verify(flipped, f.roots, epoch)
+		got := ear.Of(err)
 		counts[got]++
 		switch {
-		case seg > 0 && got != token.BadSignature:
+		case seg > 0 && got != ear.BadSignature:
 			t.Errorf("segment %d byte %d: %v, want bad-signature", seg, i, err)
-		case seg == 0 && got != token.Malformed && got != token.BadAlg && got != token.BadSignature:
+		case seg == 0 && got != ear.Malformed && got != ear.BadAlg && got != ear.BadSignature:
 			t.Errorf("header byte %d: %v", i, err)
 		}
 		if seg > 0 {
-			if _, err := token.VerifyJWKS(flipped, jwks, epoch); token.ReasonOf(err) != token.BadSignature {
+			if _, err := ear.VerifyJWKS(flipped, jwks, epoch); ear.Of(err) != ear.BadSignature {
 				t.Errorf("JWKS: segment %d byte %d: %v", seg, i, err)
 			}
 		}
@@ -399,7 +400,7 @@ func TestHighS(t *testing.T) {
 			t.Fatalf("token %d has a high s: %x", i, s)
 		}
 	}
-	if _, err := token.Verify(tok, f.roots, epoch); err != nil {
+	if _, err := ear.Verify(tok, f.roots, epoch); err != nil {
 		t.Fatal(err)
 	}
 
@@ -411,7 +412,7 @@ func TestHighS(t *testing.T) {
 		t.Fatal("the twin is not the same signed bytes with another signature")
 	}
 	// It is a real twin: plain ECDSA verifies it with the signing key.
-	v, err := token.Verify(tok, f.roots, epoch)
+	v, err := ear.Verify(tok, f.roots, epoch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,16 +421,16 @@ func TestHighS(t *testing.T) {
 	if !ecdsa.Verify(v.Chain[0].PublicKey.(*ecdsa.PublicKey), h[:], r, twinS) {
 		t.Fatal("the twin does not verify under plain ECDSA")
 	}
-	if _, err := token.Verify(twin, f.roots, epoch); token.ReasonOf(err) != token.HighS {
-		t.Errorf("Verify(high-S twin) = %v, want %s", err, token.HighS)
+	if _, err := ear.Verify(twin, f.roots, epoch); ear.Of(err) != ear.HighS {
+		t.Errorf("Verify(high-S twin) = %v, want %s", err, ear.HighS)
 	}
-	if _, err := token.VerifyJWKS(twin, jwks, epoch); token.ReasonOf(err) != token.HighS {
-		t.Errorf("VerifyJWKS(high-S twin) = %v, want %s", err, token.HighS)
+	if _, err := ear.VerifyJWKS(twin, jwks, epoch); ear.Of(err) != ear.HighS {
+		t.Errorf("VerifyJWKS(high-S twin) = %v, want %s", err, ear.HighS)
 	}
 	// A high s that does not verify is a bad signature, not high-s.
-	forged := highSTwin(t, mint(t, headerOf(t, tok), with(claimsOf(t, tok), token.ClaimLevel, 4), ecdsaKey(t)))
-	if _, err := token.Verify(forged, f.roots, epoch); token.ReasonOf(err) != token.BadSignature {
-		t.Errorf("Verify(forged high-S) = %v, want %s", err, token.BadSignature)
+	forged := highSTwin(t, mint(t, headerOf(t, tok), with(claimsOf(t, tok), ear.ClaimLevel, 4), ecdsaKey(t)))
+	if _, err := ear.Verify(forged, f.roots, epoch); ear.Of(err) != ear.BadSignature {
+		t.Errorf("Verify(forged high-S) = %v, want %s", err, ear.BadSignature)
 	}
 }
 
@@ -465,7 +466,7 @@ func TestVerifyJWKSKeys(t *testing.T) {
 	}
 	k := set.Keys[0]
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	j384, _ := token.PublicJWK(&p384.PublicKey)
+	j384, _ := ear.PublicJWK(&p384.PublicKey)
 	var m384 map[string]any
 	_ = json.Unmarshal(j384, &m384)
 	m384["kid"] = k["kid"]
@@ -476,29 +477,29 @@ func TestVerifyJWKSKeys(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		jwks []byte
-		want token.Reason
+		want ear.Code
 	}{
 		{"the key", mk(k), ""},
-		{"empty set", mk(), token.UnknownKey},
-		{"other kid", mk(with(k, "kid", "nope")), token.UnknownKey},
-		{"alg RS256", mk(with(k, "alg", "RS256")), token.BadAlg},
-		{"use enc", mk(with(k, "use", "enc")), token.BadAlg},
-		{"P-384 key under the kid", mk(m384), token.BadAlg},
+		{"empty set", mk(), ear.UnknownKey},
+		{"other kid", mk(with(k, "kid", "nope")), ear.UnknownKey},
+		{"alg RS256", mk(with(k, "alg", "RS256")), ear.BadAlg},
+		{"use enc", mk(with(k, "use", "enc")), ear.BadAlg},
+		{"P-384 key under the kid", mk(m384), ear.BadAlg},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := token.VerifyJWKS(tok, tc.jwks, epoch)
-			if got := token.ReasonOf(err); got != tc.want || (tc.want == "") != (err == nil) {
+			_, err := ear.VerifyJWKS(tok, tc.jwks, epoch)
+			if got := ear.Of(err); got != tc.want || (tc.want == "") != (err == nil) {
 				t.Errorf("%v (reason %q), want %q", err, got, tc.want)
 			}
 		})
 	}
 	for _, bad := range []string{"", "{", `{"keys":5}`} {
-		if _, err := token.VerifyJWKS(tok, []byte(bad), epoch); err == nil || token.ReasonOf(err) != "" {
+		if _, err := ear.VerifyJWKS(tok, []byte(bad), epoch); err == nil || ear.Of(err) != "" {
 			t.Errorf("JWKS %q: %v", bad, err)
 		}
 	}
 	noKid := b64json(t, without(headerOf(t, tok), "kid")) + tok[strings.IndexByte(tok, '.'):]
-	if _, err := token.VerifyJWKS(noKid, mk(k), epoch); token.ReasonOf(err) != token.UnknownKey {
+	if _, err := ear.VerifyJWKS(noKid, mk(k), epoch); ear.Of(err) != ear.UnknownKey {
 		t.Errorf("no kid: %v", err)
 	}
 }
@@ -511,19 +512,3 @@ func mustB64Std(tb testing.TB, s string) []byte {
 	}
 	return b
 }
-
-func TestReasons(t *testing.T) {
-	all := token.AllReasons()
-	seen := map[token.Reason]bool{}
-	for i, r := range all {
-		if seen[r] || (i > 0 && all[i-1] >= r) {
-			t.Errorf("AllReasons not sorted and unique at %q", r)
-		}
-		seen[r] = true
-	}
-	if token.ReasonOf(nil) != "" || token.ReasonOf(errFoo) != "" {
-		t.Error("ReasonOf of a non-token error")
-	}
-}
-
-var errFoo = x509.ErrUnsupportedAlgorithm

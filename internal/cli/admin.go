@@ -62,7 +62,7 @@ the service's --admin-token-file, by default vigil-data/admin-token).
 
 A revoked agent is refused at once by every replica, and may not enroll again.`,
 	}
-	c.AddCommand(newAdminAgentsCmd(g), newAdminAgentCmd(g), newAdminStatusCmd(g, "approve"), newAdminStatusCmd(g, "revoke"))
+	c.AddCommand(newAdminAgentsCmd(g), newAdminAgentCmd(g), newAdminStatusCmd(g, "approve"), newAdminStatusCmd(g, "revoke"), newAdminRPCmd(g))
 	return c
 }
 

@@ -27,7 +27,7 @@ func newAgentCmd(g *globalOptions) *cobra.Command {
 Secure Boot, the measured-boot event log, IMA and critical processes. Views
 that a rootkit could lie to are cross-checked.`,
 	}
-	c.AddCommand(newAgentMeasureCmd(g), newAgentCaptureCmd(g), newAgentKeysCmd(g), newAgentEvidenceCmd(g), newAgentRunCmd(g))
+	c.AddCommand(newAgentMeasureCmd(g), newAgentCaptureCmd(g), newAgentKeysCmd(g), newAgentEvidenceCmd(g), newAgentRunCmd(g), newAgentProveCmd(g))
 	return c
 }
 
@@ -278,6 +278,15 @@ func writeReportText(w io.Writer, r *measure.Report) error {
 		}
 	}
 	line("processes", r.Processes.Section, fmt.Sprintf("%d listed, %d/%d critical unhealthy, %d hidden", r.Processes.Count, bad, len(r.Processes.Critical), len(r.Processes.Hidden)))
+	unresolved := 0
+	for _, k := range r.Keyrings.Trusted {
+		if k.Certificate == "" {
+			unresolved++
+		}
+	}
+	line("keyrings", r.Keyrings.Section, fmt.Sprintf("%s: %d trusted keys (%d unresolved), %d revoked keys, %d blacklist hashes, %d anchors not trusted by the kernel",
+		r.Keyrings.Membership, len(r.Keyrings.Trusted), unresolved, len(r.Keyrings.Revoked), r.Keyrings.BlacklistCount, len(r.Keyrings.NotTrusted)))
+	line("revocations", r.Revocations.Section, fmt.Sprintf("%d enforced by the host, %d pending (Vigil applies them now), %d Vigil only", r.Revocations.EnforcedCount, r.Revocations.PendingCount, r.Revocations.VigilOnly))
 	if err := tw.Flush(); err != nil {
 		return err
 	}

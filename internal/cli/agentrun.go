@@ -24,16 +24,18 @@ import (
 
 // runOptions are `vigil agent run`'s own flags.
 type runOptions struct {
-	Server   string
-	CA       string
-	ReportCA string
-	AgentID  string
-	StateDir string
-	Socket   string
-	PCRs     string
-	Output   string
-	Interval time.Duration
-	Once     bool
+	Server      string
+	CA          string
+	ReportCA    string
+	AgentID     string
+	StateDir    string
+	Socket      string
+	SocketGroup string
+	Audience    []string
+	PCRs        string
+	Output      string
+	Interval    time.Duration
+	Once        bool
 }
 
 // onceOutput is what `vigil agent run --once` prints: the appraisal, or
@@ -66,8 +68,10 @@ attest every --interval (±10% jitter): ask for a nonce, measure the host (as
 replay state ends; the event log only when the service lacks it) and keep the
 session report. Errors back off exponentially from 1s to 5m.
 
-With --socket, local relying parties read the latest session report with
-'GET /v1/report' on a unix socket (mode 0600). The agent ID defaults to the one
+With --socket, local clients read the latest session report with
+'GET /v1/report' and get a proof of possession with 'POST /v1/proof' (see
+'vigil agent prove') on a unix socket: mode 0600, or 0660 owned by
+--socket-group for the service accounts in that group. The agent ID defaults to the one
 in --state-dir, or else to one derived from the EK (tpm-…) or the software key
 (sw-…). See docs/agent.md.
 
@@ -97,7 +101,9 @@ or refused by the service), 2 error (network, usage, a refused session report).`
 	f.StringVar(&o.ReportCA, "report-ca", "", "the service CA (PEM) its session reports must chain to (default: fetched at the first enrollment and pinned in --state-dir)")
 	f.StringVar(&o.AgentID, "agent-id", "", "agent ID (default: the saved one, else derived from the EK or the software key)")
 	f.StringVar(&o.StateDir, "state-dir", "", "directory keeping the agent ID and enrollment status across restarts, e.g. /var/lib/vigil")
-	f.StringVar(&o.Socket, "socket", "", "serve the latest session report on this unix socket (0600), e.g. "+agent.DefaultSocket)
+	f.StringVar(&o.Socket, "socket", "", "serve the latest session report and proofs of possession on this unix socket (0600), e.g. "+agent.DefaultSocket)
+	f.StringVar(&o.SocketGroup, "socket-group", "", "the group owning the socket (mode 0660): the service accounts allowed to read reports and ask for proofs")
+	f.StringSliceVar(&o.Audience, "audience", nil, "relying parties every session report is asked for (its aud); a proof asked for another adds it")
 	f.StringVar(&o.PCRs, "pcrs", "sha256:0-10,14", "PCRs to quote: BANK:LIST, e.g. sha256:0-10,14 (the service requires 0-9, 10 with IMA, 14 with shim)")
 	f.StringVarP(&o.Output, "output", "o", "json", "--once output format: json or text")
 	f.DurationVar(&o.Interval, "interval", agent.DefaultInterval, "time between attestations (±10% jitter)")
@@ -148,7 +154,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, mo *measureOptio
 	defer e.Close()
 	a, err := agent.New(ctx, agent.Options{
 		Client: client, Enclave: e, Measure: agent.MeasureWith(m, src), AgentID: o.AgentID,
-		PCRs: sel, Interval: o.Interval, StateDir: o.StateDir, ServiceCA: reportCA, Logger: g.logger,
+		PCRs: sel, Interval: o.Interval, StateDir: o.StateDir, ServiceCA: reportCA, Audiences: o.Audience, Logger: g.logger,
 	})
 	if err != nil {
 		return usageErr("%v", err)
@@ -158,13 +164,16 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, mo *measureOptio
 	}
 	g.logger.Info("agent running", "agent_id", a.ID(), "server", client.URL(), "enclave", e.Kind(), "interval", o.Interval)
 	if o.Socket == "" {
+		if o.SocketGroup != "" {
+			return usageErr("--socket-group needs --socket")
+		}
 		return a.Run(ctx)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sockErr := make(chan error, 1)
 	go func() {
-		err := a.ServeSocket(ctx, o.Socket)
+		err := a.ServeSocket(ctx, o.Socket, agent.SocketOptions{Group: o.SocketGroup})
 		cancel()
 		sockErr <- err
 	}()

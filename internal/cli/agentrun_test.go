@@ -22,13 +22,13 @@ import (
 
 	"github.com/vigil-attest/vigil/api"
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/internal/testhost"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/internal/testtpm"
 	"github.com/vigil-attest/vigil/server"
 	"github.com/vigil-attest/vigil/store"
-	"github.com/vigil-attest/vigil/token"
 )
 
 // TestAgentRunUsage: bad flags and an unreachable service exit 2, before
@@ -124,7 +124,7 @@ func TestAgentRunOnce(t *testing.T) {
 	if code != 0 || r.AgentID != "web-01" || r.Enrollment != "approved" || r.Level != 1 || r.Status != "warning" {
 		t.Fatalf("approved: exit %d %+v %s", code, r, errs)
 	}
-	v, err := token.Verify(r.Token, svc.CAPool, time.Now())
+	v, err := ear.Verify(r.Token, svc.CAPool, time.Now())
 	if err != nil || v.Claims.AgentID != "web-01" || v.Claims.Level != 1 {
 		t.Fatalf("session report: %+v %v", v, err)
 	}
@@ -161,7 +161,7 @@ func TestAgentRunOnceTPM(t *testing.T) {
 	if code != 0 || r.Enrollment != "approved" || r.Level < 2 || r.Status != "affirming" || !strings.HasPrefix(r.AgentID, "tpm-") {
 		t.Fatalf("exit %d %+v %s", code, r, errs)
 	}
-	if _, err := token.Verify(r.Token, svc.CAPool, time.Now()); err != nil {
+	if _, err := ear.Verify(r.Token, svc.CAPool, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -216,7 +216,7 @@ func TestAgentRunServesSocket(t *testing.T) {
 	if served.AgentID != "web-01" || served.Level != 1 {
 		t.Errorf("served %+v", served)
 	}
-	if _, err := token.Verify(served.Token, svc.CAPool, time.Now()); err != nil {
+	if _, err := ear.Verify(served.Token, svc.CAPool, time.Now()); err != nil {
 		t.Errorf("served token: %v", err)
 	}
 	// The agent handles SIGINT (signal.NotifyContext): the test process
@@ -277,7 +277,7 @@ func TestAgentRunOnceRefusesForgedReport(t *testing.T) {
 		t.Fatalf("first round: exit %d %+v %s", code, r, errs)
 	}
 	code, out, errs := vigil(t, append([]string{"agent", "run", "--once", "--no-verify"}, base...)...)
-	if code != 2 || out != "" || !strings.Contains(errs, "session report is refused") || !strings.Contains(errs, string(token.WrongNonce)) {
+	if code != 2 || out != "" || !strings.Contains(errs, "session report is refused") || !strings.Contains(errs, string(ear.WrongNonce)) {
 		t.Fatalf("replayed report: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 
@@ -286,7 +286,7 @@ func TestAgentRunOnceRefusesForgedReport(t *testing.T) {
 	caFile := testpki.WritePEMs(t, work, "other-ca.pem", other)
 	direct := []string{"--server", svc.URL, "--soft", filepath.Join(work, "agent2.key"), "--root", testhost.Base().WriteDir(t), "--report-ca", caFile}
 	code, out, errs = vigil(t, append([]string{"agent", "run", "--once", "--no-verify"}, direct...)...)
-	if code != 2 || out != "" || !strings.Contains(errs, string(token.UntrustedChain)) {
+	if code != 2 || out != "" || !strings.Contains(errs, string(ear.UntrustedChain)) {
 		t.Fatalf("--report-ca of another CA: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }

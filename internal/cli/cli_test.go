@@ -25,7 +25,7 @@ func vigil(t *testing.T, args ...string) (code int, stdout, stderr string) {
 }
 
 func TestHelpEverywhere(t *testing.T) {
-	cmds := [][]string{{}, {"verify"}, {"scan"}, {"inspect"}, {"sign"}, {"policy"}, {"policy", "import"}, {"policy", "export"}, {"policy", "validate"}, {"kernel-keys"}, {"agent"}, {"agent", "measure"}, {"agent", "capture"}, {"agent", "keys"}, {"agent", "evidence"}, {"evidence"}, {"evidence", "verify"}, {"agent", "run"}, {"server"}, {"up"}, {"admin"}, {"admin", "agents"}, {"admin", "agent"}, {"admin", "approve"}, {"admin", "revoke"}, {"policy", "test"}, {"bench"}, {"bench", "attest"}}
+	cmds := [][]string{{}, {"verify"}, {"scan"}, {"inspect"}, {"sign"}, {"policy"}, {"policy", "import"}, {"policy", "export"}, {"policy", "validate"}, {"kernel-keys"}, {"agent"}, {"agent", "measure"}, {"agent", "capture"}, {"agent", "keys"}, {"agent", "evidence"}, {"evidence"}, {"evidence", "verify"}, {"agent", "run"}, {"server"}, {"up"}, {"admin"}, {"admin", "agents"}, {"admin", "agent"}, {"admin", "approve"}, {"admin", "revoke"}, {"policy", "test"}, {"bench"}, {"bench", "attest"}, {"token"}, {"token", "verify"}, {"agent", "prove"}}
 	for _, c := range cmds {
 		code, out, _ := vigil(t, append(c, "--help")...)
 		if code != 0 || !strings.Contains(out, "Usage:") {

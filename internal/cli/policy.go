@@ -33,6 +33,7 @@ type policyImportOptions struct {
 	Categories []string
 	VerifyCRL  bool
 	CRLIssuer  []string
+	KEK        []string
 }
 
 func newPolicyImportCmd(g *globalOptions) *cobra.Command {
@@ -54,7 +55,8 @@ default policy is used) and written to --out (default: --policy, or stdout).
               /sys/firmware/efi/mok-variables/MokListX), an efivarfs file
               (4-byte attribute prefix) or an authenticated update
               (EFI_VARIABLE_AUTHENTICATION_2, as dbxupdate.bin ships; its
-              signature is not verified). EFI_CERT_SHA256/SHA1 ->
+              signature is verified against --kek, the platform's KEK, when
+              given, and not otherwise). EFI_CERT_SHA256/SHA1 ->
               deny.authentihash_sha256/_sha1; EFI_CERT_X509 -> a revocation
               by tbs_sha256 keeping the certificate; EFI_CERT_X509_SHA256 ->
               a revocation by tbs_sha256, revoked_at = TimeOfRevocation when
@@ -64,6 +66,7 @@ default policy is used) and written to --out (default: --policy, or stdout).
   vigil policy import --from wdac --policy drivers.yaml SiPolicy_Enforced.xml
   vigil policy import --from crl --policy kmcs.yaml --output json revoked.crl
   vigil policy import --from dbx --policy boot.yaml DBXUpdate.bin
+  vigil policy import --from dbx --kek KEK.crt --policy boot.yaml DBXUpdate.bin
   vigil policy import --from mokx --policy boot.yaml /sys/firmware/efi/efivars/MokListXRT-605dab50-e046-4300-abb6-3dd810dd8b23`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -92,8 +95,16 @@ default policy is used) and written to --out (default: --policy, or stdout).
 				st, err = codepolicy.ImportWDAC(p, in)
 			case "dbx", "mokx":
 				var b []byte
+				var opts []codepolicy.DatabaseOption
+				if len(o.KEK) > 0 {
+					kek, err := trust.LoadCertificateFiles(o.KEK)
+					if err != nil {
+						return usageErr("--kek: %v", err)
+					}
+					opts = append(opts, codepolicy.VerifyUpdate(kek...))
+				}
 				if b, err = readAllBounded(in, 64<<20); err == nil {
-					st, err = codepolicy.ImportSignatureDatabase(p, b, o.From)
+					st, err = codepolicy.ImportSignatureDatabase(p, b, o.From, opts...)
 				}
 			case "crl":
 				var b []byte
@@ -167,6 +178,7 @@ default policy is used) and written to --out (default: --policy, or stdout).
 	f.StringSliceVar(&o.Categories, "category", nil, "LOLDrivers categories to import (default: vulnerable driver, malicious)")
 	f.BoolVar(&o.VerifyCRL, "verify-crl", false, "crl: refuse a CRL whose signature does not chain to the policy's anchors")
 	f.StringSliceVar(&o.CRLIssuer, "crl-issuer", nil, "crl: intermediate certificates for verifying the CRL (implies --verify-crl)")
+	f.StringSliceVar(&o.KEK, "kek", nil, "dbx: the platform's KEK certificates (PEM or DER); an authenticated update must be signed by one, or by a certificate that chains to one")
 	return cmd
 }
 
@@ -180,7 +192,7 @@ type policyExportOptions struct {
 func newPolicyExportCmd(g *globalOptions) *cobra.Command {
 	o := &policyExportOptions{}
 	cmd := &cobra.Command{
-		Use:   "export --policy P --to dbx|mokx|blacklist-hashes|revocation-keys|modprobe FILE",
+		Use:   "export --policy P --to dbx|mokx|blacklist-hashes|revocation-keys|modprobe|ipe FILE",
 		Short: "Write the artefacts a host needs to enforce the policy's revocations at the next boot",
 		Long: `Export writes what of the policy a platform can enforce itself, in that
 platform's format, and reports how many entries were written and which policy
@@ -206,13 +218,20 @@ entries the format cannot express. FILE "-" is stdout.
                     be turned back into certificates.
   modprobe          a modprobe.d block list. The policy names no modules (its
                     module denials are by hash and signer), so it is empty.
+  ipe               an IPE LSM policy admitting only the policy's
+                    verity.dm_roothash volumes and verity.fs_digest files
+                    (every operation) and denying everything else. Anchors,
+                    signers and hash denials have no IPE form: a policy
+                    without verity entries is refused, never exported
+                    permissive.
 
-IPE policies are not exported yet. Nothing is written when the policy holds
-nothing the format can express (exit 2).`,
+Nothing is written when the policy holds nothing the format can express
+(exit 2).`,
 		Example: `  vigil policy export --policy boot.yaml --to dbx dbx.esl
   sign-efi-sig-list -a -k KEK.key -c KEK.crt dbx dbx.esl dbx.auth
   vigil policy export --policy kmod.yaml --to blacklist-hashes certs/vigil-blacklist
-  vigil policy export --policy boot.yaml --to revocation-keys -o json revoked.pem`,
+  vigil policy export --policy boot.yaml --to revocation-keys -o json revoked.pem
+  vigil policy export --policy fleet.yaml --to ipe fleet.ipe`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Output != "text" && o.Output != "json" {
@@ -241,9 +260,9 @@ nothing the format can express (exit 2).`,
 			case "modprobe":
 				out, st, err = codepolicy.ExportModprobe(p)
 			case "ipe":
-				return usageErr("--to ipe is not implemented yet")
+				out, st, err = codepolicy.ExportIPE(p)
 			default:
-				return usageErr("--to must be dbx, mokx, blacklist-hashes, revocation-keys or modprobe")
+				return usageErr("--to must be dbx, mokx, blacklist-hashes, revocation-keys, modprobe or ipe")
 			}
 			if err != nil {
 				return &exitError{code: ExitUsage, err: fmt.Errorf("export %s from %s: %w", o.To, o.Policy, err)}
@@ -278,7 +297,7 @@ nothing the format can express (exit 2).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.To, "to", "", "target format: dbx, mokx, blacklist-hashes, revocation-keys or modprobe")
+	f.StringVar(&o.To, "to", "", "target format: dbx, mokx, blacklist-hashes, revocation-keys, modprobe or ipe")
 	f.StringVarP(&o.Policy, "policy", "p", "", "policy to export from")
 	f.StringVar(&o.Owner, "owner", "00000000-0000-0000-0000-000000000000", "dbx/mokx: SignatureOwner GUID of every entry")
 	f.StringVarP(&o.Output, "output", "o", "text", "report format: text or json")

@@ -47,6 +47,22 @@ func TestPolicyImportDBXDeniesPE(t *testing.T) {
 		t.Fatalf("stats %v %+v\n%s", err, st, out)
 	}
 
+	// With the KEK the signature is verified; another KEK refuses it.
+	polKEK := filepath.Join(f.dir, "kek.yaml")
+	if code, out, errs := vigil(t, "policy", "import", "--from", "dbx", "--kek", crt, "--policy", polKEK, "-o", "json", auth); code != 0 ||
+		!strings.Contains(out, `"verified": true`) || strings.Contains(out, "not verified") {
+		t.Fatalf("import --kek: exit %d\n%s%s", code, out, errs)
+	}
+	otherKEK := testpki.NewRoot(testpki.Options{CommonName: "Other KEK"})
+	otherCrt, _ := otherKEK.WriteFiles(t, f.dir, "other-kek")
+	if code, out, errs := vigil(t, "policy", "import", "--from", "dbx", "--kek", otherCrt, "--policy", polKEK+".2", auth); code != 2 ||
+		!strings.Contains(errs, "does not chain to a KEK") {
+		t.Fatalf("import --kek (another KEK): exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(polKEK + ".2"); err == nil {
+		t.Fatal("a policy was written from an update whose signature failed")
+	}
+
 	code, out, _ = vigil(t, "verify", "--policy", pol, "-o", "json", f.pe)
 	var v struct {
 		Allowed      bool

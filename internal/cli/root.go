@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -94,7 +95,9 @@ Exit codes: 0 allowed/healthy, 1 denied/unhealthy, 2 usage or I/O error.`,
 		newServerCmd(g),
 		newUpCmd(g),
 		newAdminCmd(g),
+		newTokenCmd(g),
 		newBenchCmd(g),
+		newGateCmd(g),
 	)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &exitError{code: ExitUsage, err: fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
@@ -184,9 +187,15 @@ func Main(args []string) int {
 
 // Run is Main with explicit output streams, for tests.
 func Run(args []string, stdout, stderr io.Writer) int {
+	return RunContext(context.Background(), args, stdout, stderr)
+}
+
+// RunContext is Run until ctx ends (long-running commands such as
+// `vigil gate` stop as on SIGTERM), for tests.
+func RunContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRoot(stdout, stderr)
 	root.SetArgs(args)
-	err := root.Execute()
+	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
 	}

@@ -46,7 +46,7 @@ func (o *serviceOptions) addFlags(fs *pflag.FlagSet, listen string) {
 	fs.StringVar(&c.SecretsKey, "secrets-key", "", "that key itself, 64 hex digits; set it as $VIGIL_SECRETS_KEY rather than as a flag, which ps shows")
 	fs.StringVar(&c.CACert, "ca-cert", "", "session-report CA certificate (PEM); default: made once and kept in the store")
 	fs.StringVar(&c.CAKey, "ca-key", "", "session-report CA private key (PEM)")
-	fs.StringVar(&c.Issuer, "issuer", "", "session reports' iss claim (default: the service URL)")
+	fs.StringVar(&c.Issuer, "issuer", "", "session reports' iss claim, the same on every replica (default: urn:vigil:ca: and the base64url SHA-256 of the report CA's public key)")
 	fs.DurationVar(&c.NonceTTL, "nonce-ttl", 0, "challenge lifetime (default 2m)")
 	fs.DurationVar(&c.TokenValidity, "token-validity", 0, "session report lifetime (default 10m)")
 	fs.DurationVar(&c.KeyLifetime, "key-lifetime", 0, "how long a signing key signs before rotation (default 24h)")

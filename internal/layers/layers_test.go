@@ -34,12 +34,19 @@ var light = []struct {
 	storeRoot bool
 	// stdOnly: the package links only the standard library and these.
 	stdOnly []string
+	// earOnly: the package links only the standard library, veraison/ear,
+	// jwx v2 and their dependencies, and verdict.
+	earOnly bool
 }{
 	{pkg: module + "/verdict", stdOnly: []string{}},
 	{pkg: module + "/report", stdOnly: []string{module + "/reason", "github.com/gowebpki/jcs"}},
 	{pkg: module + "/evidence"},
 	{pkg: module + "/api"},
 	{pkg: module + "/token", storeRoot: true},
+	// ear: what a relying party imports. The standard library, the JOSE
+	// library veraison/ear uses (jwx v2) and its dependencies, ear itself
+	// and the leaf vocabulary: nothing of the service.
+	{pkg: module + "/ear", earOnly: true},
 	{pkg: module + "/store", stdOnly: []string{}},
 }
 
@@ -106,6 +113,9 @@ func TestLightPackagesLinkNoEngine(t *testing.T) {
 				if d == module+"/store" && !l.storeRoot {
 					t.Errorf("%s links %s", l.pkg, d)
 				}
+				if l.earOnly && !earAllowed(d) {
+					t.Errorf("%s links %s: it may link only the standard library, veraison/ear, jwx v2 and %s/verdict", l.pkg, d, module)
+				}
 				if l.stdOnly != nil && !contains(l.stdOnly, d) {
 					t.Errorf("%s links %s: it may link only the standard library and %v", l.pkg, d, l.stdOnly)
 				}
@@ -130,6 +140,31 @@ func TestHeavyIsHeavy(t *testing.T) {
 func contains(s []string, v string) bool {
 	for _, x := range s {
 		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// earAllowed is what a relying party's package may link: veraison/ear,
+// the one JOSE library (jwx v2, never v3) and the modules they need, and
+// Vigil's leaf vocabulary.
+func earAllowed(p string) bool {
+	if p == module+"/verdict" {
+		return true
+	}
+	for _, prefix := range []string{
+		"github.com/veraison/ear",
+		"github.com/lestrrat-go/jwx/v2/",
+		"github.com/lestrrat-go/blackmagic",
+		"github.com/lestrrat-go/httpcc",
+		"github.com/lestrrat-go/httprc",
+		"github.com/lestrrat-go/iter/",
+		"github.com/lestrrat-go/option",
+		"github.com/huandu/xstrings",
+		"golang.org/x/crypto/",
+	} {
+		if p == strings.TrimSuffix(prefix, "/") || strings.HasPrefix(p, prefix) {
 			return true
 		}
 	}

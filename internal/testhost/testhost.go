@@ -75,6 +75,12 @@ type Host struct {
 	EFIVars map[efi.VarID]efi.Variable
 	// EventLog is the TCG firmware event log (binary_bios_measurements).
 	EventLog []byte
+	// Keys are the kernel's keys (/proc/keys); nil writes no /proc/keys.
+	// With Keyctl, Source also answers keyctl's reads of their keyrings
+	// (measure.KeyringReader), as the live host does for root; without
+	// it the tree is a capture, which has none.
+	Keys   []Key
+	Keyctl bool
 	// Files are other files, by host path.
 	Files map[string][]byte
 }
@@ -152,6 +158,9 @@ func (h *Host) Write(dir string) error {
 	}
 	if h.EventLog != nil {
 		w.write(EventLogPath, h.EventLog)
+	}
+	if h.Keys != nil {
+		w.write("/proc/keys", procKeys(h.Keys))
 	}
 	files := make([]string, 0, len(h.Files))
 	for k := range h.Files {
@@ -325,11 +334,14 @@ func (h *Host) Source(dir string) hostfs.Source {
 	for _, p := range h.Processes {
 		threads = append(threads, p.Threads...)
 	}
-	src := hostfs.New(dir)
-	if len(threads) == 0 {
-		return src
+	var src hostfs.Source = hostfs.New(dir)
+	if len(threads) > 0 {
+		src = HidePIDs(src, threads...)
 	}
-	return HidePIDs(src, threads...)
+	if h.Keyctl {
+		src = withKeyrings(src, h.Keys)
+	}
+	return src
 }
 
 // Exists passes probes through: hiding from getdents does not hide from

@@ -38,6 +38,38 @@ type Options struct {
 	// Unaligned appends three bytes to the image, so that its size is not
 	// a multiple of 8.
 	Unaligned bool
+	// Resources is a resource script (.rc) compiled with binutils'
+	// windres into the image's .rsrc section (VersionRC writes one);
+	// amd64 only.
+	Resources string
+}
+
+// VersionRC is a resource script with one VS_VERSIONINFO resource: the
+// fixed file version, and OriginalFilename and FileVersion strings in a
+// US English table (an empty name leaves OriginalFilename out).
+func VersionRC(originalFilename string, v [4]uint16) string {
+	name := ""
+	if originalFilename != "" {
+		name = fmt.Sprintf("      VALUE \"OriginalFilename\", \"%s\\0\"\n", originalFilename)
+	}
+	return fmt.Sprintf(`1 VERSIONINFO
+FILEVERSION %[1]d,%[2]d,%[3]d,%[4]d
+PRODUCTVERSION %[1]d,%[2]d,%[3]d,%[4]d
+BEGIN
+  BLOCK "StringFileInfo"
+  BEGIN
+    BLOCK "040904b0"
+    BEGIN
+      VALUE "CompanyName", "Vigil Test\0"
+%[5]s      VALUE "FileVersion", "%[1]d.%[2]d.%[3]d.%[4]d\0"
+    END
+  END
+  BLOCK "VarFileInfo"
+  BEGIN
+    VALUE "Translation", 0x409, 1200
+  END
+END
+`, v[0], v[1], v[2], v[3], name)
 }
 
 // Build returns the path of a stripped Windows PE built for goarch
@@ -74,6 +106,9 @@ func build(tb testing.TB, o Options) string {
 	if o.Debug {
 		name += "-debug"
 	}
+	if o.Resources != "" {
+		name += fmt.Sprintf("-rsrc%d", len(cache))
+	}
 	var out string
 	if o.Unaligned {
 		base := o
@@ -91,9 +126,21 @@ func build(tb testing.TB, o Options) string {
 			tb.Fatal(err)
 		}
 	} else {
-		src := filepath.Join(dir, "src")
+		src := filepath.Join(dir, "src-"+name)
 		if err := os.MkdirAll(src, 0o755); err != nil {
 			tb.Fatal(err)
+		}
+		if o.Resources != "" {
+			if o.GOARCH != "amd64" {
+				tb.Fatalf("testpe: resources are built for amd64 only")
+			}
+			rc := filepath.Join(src, "res.rc")
+			if err := os.WriteFile(rc, []byte(o.Resources), 0o644); err != nil {
+				tb.Fatal(err)
+			}
+			// No C preprocessor is needed (the script includes nothing),
+			// so none is required.
+			testcmd.Run(tb, "x86_64-w64-mingw32-windres", "--preprocessor=cat", "-O", "coff", "-o", filepath.Join(src, "rsrc_windows_amd64.syso"), rc)
 		}
 		for f, content := range map[string]string{"go.mod": "module hello\n\ngo 1.21\n", "main.go": program} {
 			if err := os.WriteFile(filepath.Join(src, f), []byte(content), 0o644); err != nil {

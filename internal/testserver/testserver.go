@@ -147,7 +147,7 @@ func (s *Service) start(ln net.Listener) {
 		h := o.DB.Open(t)
 		s.owned, st = h, h
 	}
-	iss, err := token.NewIssuer(ctx, st, token.Options{Issuer: s.URL, Now: o.Now, Logger: o.Logger})
+	iss, err := token.NewIssuer(ctx, st, token.Options{Now: o.Now, Logger: o.Logger})
 	if err != nil {
 		ln.Close()
 		t.Fatalf("testserver: token issuer: %v", err)
@@ -155,7 +155,7 @@ func (s *Service) start(ln net.Listener) {
 	ap := appraise.New(o.Policies, appraise.Options{Now: o.Now})
 	bus := events.New(events.Options{Logger: o.Logger})
 	so := server.Options{
-		Store: st, Appraiser: ap, Issuer: iss, Events: bus, EventsHandler: bus.Handler(), Logger: o.Logger,
+		Store: st, Appraiser: ap, Issuer: iss, Events: bus, EventsHandler: bus.Handler(), FeedHandler: bus.FeedHandler(), Logger: o.Logger,
 		NonceKey: o.NonceKey, NonceTTL: o.NonceTTL, EKRoots: o.EKRoots, EKIntermediates: o.EKIntermediates,
 		EKAllowlist: o.EKAllowlist, Software: o.Software, AdminToken: o.AdminToken,
 		Rate: o.Rate, Burst: o.Burst, ClientRate: o.ClientRate, ClientBurst: o.ClientBurst, Now: o.Now,

@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"github.com/vigil-attest/vigil/appraise"
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/internal/testserver"
 	"github.com/vigil-attest/vigil/internal/testtpm"
-	"github.com/vigil-attest/vigil/token"
 	"github.com/vigil-attest/vigil/verdict"
 )
 
@@ -176,7 +176,7 @@ func TestRealAttest(t *testing.T) {
 	}
 
 	// The session report verifies against the service CA and says the same.
-	v, err := token.Verify(out.Token, svc.CAPool, time.Now())
+	v, err := ear.Verify(out.Token, svc.CAPool, time.Now())
 	if err != nil {
 		t.Fatalf("session report: %v", err)
 	}

@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-attest/vigil/ear"
 	"github.com/vigil-attest/vigil/ima"
 	"github.com/vigil-attest/vigil/kernelkeys"
 	"github.com/vigil-attest/vigil/report"
-	"github.com/vigil-attest/vigil/token"
 )
 
 // grubCfgConfidential is grubCfg with lockdown=confidentiality, the
@@ -213,7 +213,7 @@ func checkLevel4(t *testing.T, r *rig, name string, out onceResult) {
 	if out.Enrollment != "approved" || out.Level != 4 || len(out.Failures) != 0 {
 		t.Errorf("%s: enrollment %s, level %d (%s), failures %v; want approved, level 4, none", name, out.Enrollment, out.Level, out.Status, reasons(out.Failures))
 	}
-	v, err := token.Verify(out.Token, r.svc.CAPool, time.Now())
+	v, err := ear.Verify(out.Token, r.svc.CAPool, time.Now())
 	if err != nil {
 		t.Errorf("%s: session report: %v", name, err)
 		return

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Secret", testSecret},
 		{"SecretRace", testSecretRace},
 		{"SigningKeys", testSigningKeys},
+		{"RelyingParties", testRelyingParties},
 		{"ConcurrentSaveResult", testConcurrentSaveResult},
 		{"Ping", testPing},
 		{"ContextDone", testContextDone},

@@ -266,6 +266,33 @@ failures contains {"claim": "attested.boot.variables.dbx", "reason": "dbx-outdat
 	not lower(h) in measured_dbx_hashes
 }
 
+# Revocations the reference requires the host to enforce by itself
+# (reference.revocations.required, none by default): each must be held by
+# a store of the host (input.revocations: the measured dbx, shim's
+# MokListX, the kernel's .blacklist). One still pending (dbx and MokListX
+# take effect at the next boot) fails level 3. With
+# reference.revocations.require_attested, only the measured dbx
+# (attested) and a MokListX whose measured digest matches (corroborated)
+# count: the host's word that its keyring holds one does not.
+failures contains {"claim": "revocations.pending", "reason": "revocation-pending", "level": 3, "detail": sprintf("%s:%s is in none of the host's stores yet (it can be held in %s)", [r.kind, r.value, concat(", ", r.targets)]), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	some r in input.revocations.pending
+	r.required
+}
+
+failures contains {"claim": "revocations.enforced", "reason": "revocation-pending", "level": 3, "detail": sprintf("%s:%s is held only where the host's word is all that vouches for it (%s)", [r.kind, r.value, concat(", ", [s.store | some s in r.at])]), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	object.get(input.reference, ["revocations", "require_attested"], false) == true
+	some r in input.revocations.enforced
+	r.required
+	not revocation_vouched(r)
+}
+
+revocation_vouched(r) if {
+	some s in r.at
+	s.provenance in {"attested", "corroborated"}
+}
+
 # The kernel ran as a measured boot application: a loader that starts a
 # kernel without the firmware's LoadImage (or OVMF's -kernel fallback)
 # leaves PCR 4 without it, and nobody verified it.

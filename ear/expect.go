@@ -1,4 +1,4 @@
-package token
+package ear
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ type Expected struct {
 // error (without a Reason), never a pass.
 func (v *Verified) Expect(e Expected) error {
 	if v == nil || e.AgentID == "" || len(e.Nonce) == 0 || e.ReportKey == nil {
-		return errors.New("token: Expect needs a verified report, an agent ID, a nonce and a report key")
+		return errors.New("ear: Expect needs a verified report, an agent ID, a nonce and a report key")
 	}
 	c := &v.Claims
 	if c.AgentID != e.AgentID {
@@ -50,7 +50,7 @@ func (v *Verified) Expect(e Expected) error {
 	}
 	k, ok := e.ReportKey.(interface{ Equal(crypto.PublicKey) bool })
 	if !ok {
-		return errors.New("token: Expect: the expected report key cannot be compared")
+		return errors.New("ear: Expect: the expected report key cannot be compared")
 	}
 	if !k.Equal(c.ReportKey) {
 		return fail(WrongKey, "the report binds another key (cnf) than the agent's report key")

@@ -1,4 +1,4 @@
-package token
+package ear
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
-	"github.com/veraison/ear"
+	veraison "github.com/veraison/ear"
 
 	"github.com/vigil-attest/vigil/verdict"
 )
@@ -42,6 +42,8 @@ type Verified struct {
 	Chain []*x509.Certificate
 	// Raw is the whole claims set as decoded JSON.
 	Raw map[string]any
+	// Token is the session report as verified (a proof's ath hashes it).
+	Token string
 }
 
 // b64 is base64url without padding, refusing non-zero trailing bits, so
@@ -68,7 +70,7 @@ type compact struct {
 // the header's alg is ES256, its x5c chain leads to roots at the report's
 // iat and is valid now, the signature verifies with the chain's leaf,
 // and the report is valid at now (Leeway either side). Failures are
-// *Error with a Reason (ReasonOf).
+// *Error with a Code (Of).
 func Verify(tok string, roots *x509.CertPool, now time.Time) (*Verified, error) {
 	c, err := split(tok)
 	if err != nil {
@@ -88,19 +90,45 @@ func Verify(tok string, roots *x509.CertPool, now time.Time) (*Verified, error) 
 	if err := t.check(now); err != nil {
 		return nil, err
 	}
+	v.Token = tok
 	return v, nil
 }
 
 // VerifyJWKS checks a session report against a JWKS (the service's
 // /.well-known/jwks.json) instead of the CA: the key is the JWKS key the
 // header's kid names (UnknownKey when none: fetch the JWKS again). The
-// x5c header is not used. An unusable JWKS is an error without a Reason
-// (checked after the token's header).
+// x5c header is not used. An unusable JWKS is an error without a Code
+// (checked after the token's header). To verify many reports, parse the
+// JWKS once (ParseJWKS) and use KeySet.Verify.
 func VerifyJWKS(tok string, jwks []byte, now time.Time) (*Verified, error) {
 	c, err := split(tok)
 	if err != nil {
 		return nil, err
 	}
+	ks, err := ParseJWKS(jwks)
+	if err != nil {
+		return nil, err
+	}
+	return ks.verify(c, tok, now)
+}
+
+// KeySet is a parsed JWKS. It is immutable and safe for concurrent use.
+type KeySet struct {
+	keys map[string]jwksKey
+	ids  []string
+}
+
+// jwksKey is a JWKS entry: its public key, or why it cannot sign reports.
+type jwksKey struct {
+	raw any
+	bad error
+}
+
+// ParseJWKS parses a JWKS of at most MaxSize bytes (an error without a
+// Code when it is not one). Entries without a kid are ignored; an entry
+// for another alg or use is kept, and refuses the reports it would verify
+// (BadAlg).
+func ParseJWKS(jwks []byte) (*KeySet, error) {
 	if len(jwks) > MaxSize {
 		return nil, fmt.Errorf("the JWKS exceeds %d bytes", MaxSize)
 	}
@@ -108,30 +136,60 @@ func VerifyJWKS(tok string, jwks []byte, now time.Time) (*Verified, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing the JWKS: %w", err)
 	}
+	ks := &KeySet{keys: map[string]jwksKey{}}
+	for i := range set.Len() {
+		k, _ := set.Key(i)
+		kid := k.KeyID()
+		if kid == "" {
+			continue
+		}
+		var e jwksKey
+		if a := k.Algorithm().String(); a != "" && a != "ES256" {
+			e.bad = fail(BadAlg, "JWKS key %q is for %s", kid, a)
+		} else if u := k.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
+			e.bad = fail(BadAlg, "JWKS key %q is for use %q", kid, u)
+		} else if err := k.Raw(&e.raw); err != nil {
+			e.bad = fail(BadAlg, "JWKS key %q: %v", kid, err)
+		}
+		if _, dup := ks.keys[kid]; !dup {
+			ks.ids = append(ks.ids, kid)
+			ks.keys[kid] = e
+		}
+	}
+	return ks, nil
+}
+
+// KeyIDs are the kids of the set, in its order.
+func (s *KeySet) KeyIDs() []string { return append([]string(nil), s.ids...) }
+
+// Verify checks a session report against the set, as VerifyJWKS.
+func (s *KeySet) Verify(tok string, now time.Time) (*Verified, error) {
+	c, err := split(tok)
+	if err != nil {
+		return nil, err
+	}
+	return s.verify(c, tok, now)
+}
+
+func (s *KeySet) verify(c *compact, tok string, now time.Time) (*Verified, error) {
 	if c.hdr.Kid == "" {
 		return nil, fail(UnknownKey, "the header has no kid")
 	}
-	k, ok := set.LookupKeyID(c.hdr.Kid)
+	k, ok := s.keys[c.hdr.Kid]
 	if !ok {
 		return nil, fail(UnknownKey, "the JWKS has no key %q", c.hdr.Kid)
 	}
-	if a := k.Algorithm().String(); a != "" && a != "ES256" {
-		return nil, fail(BadAlg, "JWKS key %q is for %s", c.hdr.Kid, a)
+	if k.bad != nil {
+		return nil, k.bad
 	}
-	if u := k.KeyUsage(); u != "" && u != string(jwk.ForSignature) {
-		return nil, fail(BadAlg, "JWKS key %q is for use %q", c.hdr.Kid, u)
-	}
-	var raw any
-	if err := k.Raw(&raw); err != nil {
-		return nil, fail(BadAlg, "JWKS key %q: %v", c.hdr.Kid, err)
-	}
-	v, t, err := c.open(raw)
+	v, t, err := c.open(k.raw)
 	if err != nil {
 		return nil, err
 	}
 	if err := t.check(now); err != nil {
 		return nil, err
 	}
+	v.Token = tok
 	return v, nil
 }
 
@@ -153,21 +211,31 @@ func (c *compact) open(key any) (*Verified, times, error) {
 	return v, t, nil
 }
 
-// split decodes the compact JWS's header and checks its alg.
-func split(tok string) (*compact, error) {
-	if len(tok) > MaxSize {
-		return nil, fail(Malformed, "%d bytes, more than %d", len(tok), MaxSize)
+// segments splits a compact JWS of at most max bytes into its decoded
+// header, its signing input, its payload and signature segments; a
+// failure has code c.
+func segments(tok string, max int, c Code) (hdr []byte, signingInput, payload, sig string, err error) {
+	if len(tok) > max {
+		return nil, "", "", "", fail(c, "%d bytes, more than %d", len(tok), max)
 	}
 	if strings.Count(tok, ".") != 2 {
-		return nil, fail(Malformed, "not a compact JWS (three dot-separated segments)")
+		return nil, "", "", "", fail(c, "not a compact JWS (three dot-separated segments)")
 	}
 	h, rest, _ := strings.Cut(tok, ".")
-	p, s, _ := strings.Cut(rest, ".")
-	hb, err := b64.DecodeString(h)
-	if err != nil {
-		return nil, fail(Malformed, "header: %v", err)
+	payload, sig, _ = strings.Cut(rest, ".")
+	if hdr, err = b64.DecodeString(h); err != nil {
+		return nil, "", "", "", fail(c, "header: %v", err)
 	}
-	c := &compact{signingInput: tok[:len(h)+1+len(p)], payload: p, sig: s}
+	return hdr, tok[:len(h)+1+len(payload)], payload, sig, nil
+}
+
+// split decodes the compact JWS's header and checks its alg.
+func split(tok string) (*compact, error) {
+	hb, in, p, s, err := segments(tok, MaxSize, Malformed)
+	if err != nil {
+		return nil, err
+	}
+	c := &compact{signingInput: in, payload: p, sig: s}
 	if err := strictJSON(hb, &c.hdr); err != nil {
 		return nil, fail(Malformed, "header: %v", err)
 	}
@@ -348,7 +416,10 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	if c.AgentID == "" {
 		return nil, t, fail(MissingClaim, "sub (the agent) is empty")
 	}
-	if _, ok := top[ClaimEKSHA256]; ok && !isSHA256Hex(c.EKSHA256) {
+	if c.Audience, err = audience(top); err != nil {
+		return nil, t, err
+	}
+	if _, ok := top[ClaimEKSHA256]; ok && !IsSHA256Hex(c.EKSHA256) {
 		return nil, t, fail(Malformed, "%s %.80q is not 64 lowercase hex digits", ClaimEKSHA256, c.EKSHA256)
 	}
 	for k, v := range c.Provenance {
@@ -371,7 +442,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 		return nil, t, fail(Malformed, "%s %d is not 0–%d", ClaimLevel, c.Level, int(verdict.MaxLevel))
 	}
 	c.IssuedAt, c.Expiry = t.iat, t.exp
-	var ar ear.AttestationResult
+	var ar veraison.AttestationResult
 	if err := ar.UnmarshalJSON(payload); err != nil {
 		return nil, t, fail(Malformed, "EAR claims: %v", err)
 	}
@@ -379,7 +450,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	if app == nil || app.Status == nil {
 		return nil, t, fail(MissingClaim, "no submods.%s with ear.status", SubmodName)
 	}
-	if c.Status = ear.TrustTierToString[*app.Status]; c.Status == "" {
+	if c.Status = veraison.TrustTierToString[*app.Status]; c.Status == "" {
 		return nil, t, fail(Malformed, "ear.status %d is not a tier", *app.Status)
 	}
 	if app.AppraisalPolicyID != nil {
@@ -387,7 +458,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 	}
 	if app.TrustVector != nil {
 		for name, v := range app.TrustVector.AsMap() {
-			if v != ear.NoClaim {
+			if v != veraison.NoClaim {
 				if c.TrustVector == nil {
 					c.TrustVector = map[string]int{}
 				}
@@ -401,7 +472,7 @@ func decodeClaims(seg string) (*Verified, times, error) {
 		}
 	}
 	if _, ok := top["cnf"]; ok {
-		if c.ReportKey, err = parsePublicJWK(cnf.JWK); err != nil {
+		if c.ReportKey, err = ParsePublicJWK(cnf.JWK); err != nil {
 			return nil, t, fail(Malformed, "cnf.jwk: %v", err)
 		}
 	}
@@ -433,3 +504,42 @@ func unixTime(raw json.RawMessage) (time.Time, error) {
 	}
 	return time.Unix(int64(f), 0), nil
 }
+
+// MaxAudiences bounds a report's aud.
+const MaxAudiences = 16
+
+// audience reads "aud" (RFC 7519 §4.1.3: a string or an array of
+// strings), each a non-empty string.
+func audience(top map[string]json.RawMessage) ([]string, error) {
+	raw, ok := top["aud"]
+	if !ok {
+		return nil, nil
+	}
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil && len(raw) > 0 && raw[0] == '"' {
+		if one == "" {
+			return nil, fail(Malformed, "aud is empty")
+		}
+		return []string{one}, nil
+	}
+	var many []string
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &many) != nil {
+		return nil, fail(Malformed, "aud %.40s is neither a string nor an array of strings", raw)
+	}
+	if len(many) == 0 || len(many) > MaxAudiences {
+		return nil, fail(Malformed, "aud has %d entries, want 1–%d", len(many), MaxAudiences)
+	}
+	for _, a := range many {
+		if a == "" {
+			return nil, fail(Malformed, "aud has an empty entry")
+		}
+	}
+	return many, nil
+}
+
+// es256Size is an ES256 signature's length: r‖s, 32 bytes each (RFC 7518
+// §3.4).
+const es256Size = 64
+
+// p256HalfN is ⌊n/2⌋ of P-256: s above it is high.
+var p256HalfN = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
