@@ -23,12 +23,21 @@ type VolatileField struct {
 }
 
 // Volatile lists the volatile fields (docs/runtime-report.md, "Volatile
-// fields"). Anything else that differs between a capture and the report
-// taken with it is a bug in the capture or the collectors.
+// fields"): values that change by themselves, and what a capture cannot
+// hold (the answers of system calls rather than files). Anything else
+// that differs between a capture and the report taken with it is a bug in
+// the capture or the collectors.
 var Volatile = []VolatileField{
 	{`kernel.uptime_s`, "the uptime ticks between the report and the copy of /proc/uptime the capture makes after it"},
 	{`inputs["/proc/uptime"]`, "the uptime ticks"},
+	{`keyrings.membership`, keyctlWhy},
+	{`keyrings.trusted*`, keyctlWhy},
+	{`keyrings.revoked*`, keyctlWhy},
+	{`keyrings.missing*`, keyctlWhy},
+	{`keyrings.not_trusted*`, keyctlWhy},
 }
+
+const keyctlWhy = "keyring members are read with keyctl(2) from the running kernel, which a capture cannot hold: measured from a capture, membership is proc_keys and the trust keyrings are unknown"
 
 // Diff is one field where two reports differ.
 type Diff struct {
