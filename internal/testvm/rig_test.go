@@ -430,18 +430,25 @@ type bootDigests struct{ Shim, Grub, Kernel string }
 
 func (d bootDigests) list() []string { return []string{d.Shim, d.Grub, d.Kernel} }
 
-func authenticodeSHA256(t *testing.T, path string) string {
+// openSized opens a file for a parser that takes an io.ReaderAt and its
+// size; it is closed when the test ends.
+func openSized(t *testing.T, path string) (*os.File, int64) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	st, err := f.Stat()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pe, err := authenticode.Parse(f, st.Size())
+	return f, st.Size()
+}
+
+func authenticodeSHA256(t *testing.T, path string) string {
+	t.Helper()
+	pe, err := authenticode.Parse(openSized(t, path))
 	if err != nil {
 		t.Fatalf("authenticode.Parse %s: %v", path, err)
 	}
