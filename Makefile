@@ -2,10 +2,10 @@
 GO       ?= go
 BIN      := bin/vigil
 PKGS     := ./...
-DEBS     := binutils-mingw-w64-x86-64 osslsigncode sbsigntool kmod openssl xz-utils zstd tpm2-tools swtpm swtpm-tools efitools qemu-system-x86 ovmf mtools dosfstools gdisk busybox-static cpio socat nginx curl
+DEBS     := binutils-mingw-w64-x86-64 osslsigncode sbsigntool kmod openssl xz-utils zstd tpm2-tools swtpm swtpm-tools efitools qemu-system-x86 ovmf mtools dosfstools gdisk busybox-static cpio socat nginx curl pesign
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: all build demo test test-short lint deps artifacts fuzz bench clean
+.PHONY: all build demo vm-demo test test-short lint deps artifacts fuzz bench clean
 
 all: build
 
@@ -17,6 +17,11 @@ build:
 demo: build
 	./scripts/demo.sh $(BIN)
 	./scripts/up-demo.sh $(BIN)
+
+## vm-demo: boot Debian's signed chain under OVMF Secure Boot with a swtpm TPM
+## in qemu, attest the guest to a service on the host, print its level and failures.
+vm-demo: deps artifacts
+	./scripts/vm-demo.sh
 
 ## deps: install the Debian packages the tests need (apt-get, when root).
 deps:

@@ -17,9 +17,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,6 +155,7 @@ type Agent struct {
 	status string     // enrollment status as last seen
 	ca     *serviceCA // checks session reports; nil until pinned (Enroll) or given
 	pin    []byte     // the service CA (PEM) pinned in the state
+	bootID string     // the host's boot at the last attested round (state)
 	// proofWarned: the service's refusal of a challenge key proof was
 	// logged once (an older service never says it accepted one).
 	proofWarned bool
@@ -237,6 +240,9 @@ func New(ctx context.Context, o Options) (*Agent, error) {
 	// round enrolls again (harmless with the same keys) and pins it.
 	if st.AgentID == a.id && sameService && a.ca != nil {
 		a.status = st.Status
+	}
+	if st.AgentID == a.id && sameService {
+		a.bootID = st.BootID
 	}
 	a.log = a.log.With("agent_id", a.id)
 	return a, nil
@@ -352,10 +358,33 @@ func (a *Agent) enroll(ctx context.Context) (string, error) {
 		a.log.Info("enrollment", "status", resp.Status)
 	}
 	a.status = resp.Status
-	if err := saveState(a.o.StateDir, state{AgentID: a.id, Server: a.o.Client.URL(), Status: a.status, ServiceCA: string(a.pin)}); err != nil {
+	a.save()
+	return a.status, nil
+}
+
+// save writes the agent's state to the state directory (a failure is
+// logged: the agent goes on, and enrolls again after a restart).
+func (a *Agent) save() {
+	if err := saveState(a.o.StateDir, state{AgentID: a.id, Server: a.o.Client.URL(), Status: a.status, ServiceCA: string(a.pin), BootID: a.bootID}); err != nil {
 		a.log.Warn("cannot save the agent state", "err", err)
 	}
-	return a.status, nil
+}
+
+// BootIDPath is where Linux gives the boot's random ID.
+const BootIDPath = "/proc/sys/kernel/random/boot_id"
+
+// readBootID is the host's boot ID, "" when it cannot be read.
+func readBootID(src hostfs.Source) string {
+	f, err := src.Open(BootIDPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // AttestOnce runs one attestation: measure, challenge, evidence (the event
@@ -393,9 +422,17 @@ func (a *Agent) AttestOnce(ctx context.Context) (*Result, error) {
 	if err != nil || len(nonce) < evidence.MinNonce {
 		return nil, fmt.Errorf("challenge: %w: nonce is not hex of at least %d bytes", ErrResponse, evidence.MinNonce)
 	}
+	// The service's IMA offset is where its replay of the list ends; after
+	// a reboot that is the old boot's list, and the new one must be sent
+	// from its start, or the round is judged without it.
+	imaOffset, boot := ch.IMAOffset, readBootID(src)
+	if imaOffset > 0 && a.bootID != "" && boot != "" && boot != a.bootID {
+		a.log.Info("a new boot since the last round: sending the IMA list from its start", "service_offset", imaOffset)
+		imaOffset = 0
+	}
 	ev, err := BuildEvidence(ctx, a.o.Enclave, src, EvidenceOptions{
 		Nonce: nonce, Report: report, PCRs: a.o.PCRs,
-		IMAOffset: ch.IMAOffset, KnownEventLogSHA256: ch.EventLogSHA256,
+		IMAOffset: imaOffset, KnownEventLogSHA256: ch.EventLogSHA256,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("evidence: %w", err)
@@ -426,6 +463,10 @@ func (a *Agent) AttestOnce(ctx context.Context) (*Result, error) {
 	a.latestMu.Lock()
 	a.latest = res
 	a.latestMu.Unlock()
+	if boot != "" && boot != a.bootID {
+		a.bootID = boot
+		a.save()
+	}
 	sent := "none"
 	if ev.IMALog != nil {
 		sent = fmt.Sprintf("%d bytes from %d", len(ev.IMALog.Data), ev.IMALog.Offset)

@@ -24,6 +24,10 @@ type state struct {
 	// ServiceCA is the service CA (PEM) fetched at the first enrollment
 	// with Server and pinned: session reports must chain to it.
 	ServiceCA string `json:"service_ca,omitempty"`
+	// BootID is the host's boot (/proc/sys/kernel/random/boot_id) at the
+	// last attested round: after a reboot the service's IMA offset is the
+	// old boot's, so the next round sends the list from its start.
+	BootID string `json:"boot_id,omitempty"`
 }
 
 // loadState reads the saved state; none (no directory, no file) is the

@@ -144,6 +144,11 @@ func (a *Appraiser) Appraise(ctx context.Context, req *Request) (*Outcome, error
 			} else {
 				res.EventLogDetail = "the event log was left out, and the quoted boot PCRs are not those of the log verified before (a reboot): send it"
 			}
+		case ev.EventLog == nil:
+			// Not a silently empty log: the host sent none (a firmware or
+			// loader that hands the kernel no TCG log; its report's
+			// measured_boot says why), and none of this boot is held.
+			res.EventLogDetail = "the evidence has no firmware event log, and the service holds none for this boot (the host's report.measured_boot says why it sent none)"
 		}
 		switch {
 		case rec.restarted != "":

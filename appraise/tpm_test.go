@@ -139,6 +139,12 @@ func TestTPM(t *testing.T) {
 					t.Errorf("no failure %s at level %d; failures:\n%s", r, l, failureSet(out))
 				}
 			}
+			// No log is said as such, never as a log that replayed empty.
+			for _, f := range out.Failures {
+				if c.noLogs && f.Reason == "event-log-not-verified" && !strings.Contains(f.Detail, "has no firmware event log") {
+					t.Errorf("event-log-not-verified detail %q: want it to say the evidence has no log", f.Detail)
+				}
+			}
 			for _, r := range c.absent {
 				for _, f := range out.Failures {
 					if f.Reason == r {

@@ -72,9 +72,9 @@ type Dir struct {
 	root string
 
 	mu     sync.Mutex
-	inputs map[string]string // host path → sha256 hex
-	dirs   map[string]bool   // directories listed (for Capture)
-	links  map[string]string // symbolic links read
+	inputs map[string]string        // host path → sha256 hex
+	dirs   map[string][]fs.DirEntry // directories listed, as first listed (for Capture)
+	links  map[string]string        // symbolic links read
 	// parents caches resolved directories: a tree under a root other
 	// than "/" is a capture or a mounted image, which does not change
 	// while it is measured.
@@ -95,7 +95,7 @@ func New(root string) *Dir {
 	if root == "" {
 		root = "/"
 	}
-	return &Dir{root: filepath.Clean(root), inputs: map[string]string{}, dirs: map[string]bool{}, links: map[string]string{}, parents: map[string]string{}, dirFDs: map[string]int{}}
+	return &Dir{root: filepath.Clean(root), inputs: map[string]string{}, dirs: map[string][]fs.DirEntry{}, links: map[string]string{}, parents: map[string]string{}, dirFDs: map[string]int{}}
 }
 
 // Root is the directory the source reads under.
@@ -230,8 +230,13 @@ func (d *Dir) ReadDir(name string) ([]fs.DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The first listing is kept: a collector that lists a directory
+	// again (the hidden-process check re-reads /proc) must not change
+	// what the capture holds for the facts read from the first.
 	d.mu.Lock()
-	d.dirs[clean(name)] = true
+	if _, ok := d.dirs[clean(name)]; !ok {
+		d.dirs[clean(name)] = es
+	}
 	d.mu.Unlock()
 	return es, nil
 }
@@ -360,6 +365,10 @@ func (d *Dir) Capture(dst string) error {
 	d.mu.Lock()
 	files := keys(d.inputs)
 	dirs := keys(d.dirs)
+	listed := make(map[string][]fs.DirEntry, len(d.dirs))
+	for k, v := range d.dirs {
+		listed[k] = v
+	}
 	links := make(map[string]string, len(d.links))
 	for k, v := range d.links {
 		links[k] = v
@@ -372,12 +381,10 @@ func (d *Dir) Capture(dst string) error {
 		}
 		// Empty entries of a listed directory keep the listing the same:
 		// a listed file that was not read becomes an empty file, a
-		// subdirectory an empty directory.
-		es, err := os.ReadDir(d.join(dir))
-		if err != nil {
-			continue
-		}
-		for _, e := range es {
+		// subdirectory an empty directory. The listing is the one the
+		// collectors read, not the directory now: /proc/PID entries that
+		// appeared or went since then would change the process count.
+		for _, e := range listed[dir] {
 			target := filepath.Join(dst, filepath.FromSlash(dir), e.Name())
 			if _, err := os.Lstat(target); err == nil {
 				continue
@@ -405,12 +412,64 @@ func (d *Dir) Capture(dst string) error {
 			errs = append(errs, err)
 		}
 	}
+	threads := map[string]bool{}
 	for _, f := range files {
+		if n := unlistedPID(f, listed["/proc"]); n != "" {
+			if _, ok := threads[n]; !ok {
+				threads[n] = d.isThread(n)
+			}
+			if threads[n] {
+				continue
+			}
+		}
 		if err := d.copyFile(dst, f); err != nil {
 			errs = append(errs, fmt.Errorf("capture %s: %w", f, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unlistedPID returns N for a file /proc/N/… whose N the /proc listing
+// lacks (a PID the hidden-process probe found: a thread ID, which /proc
+// does not list, or a hidden process), else "".
+func unlistedPID(name string, proc []fs.DirEntry) string {
+	rest, ok := strings.CutPrefix(name, "/proc/")
+	if !ok || proc == nil {
+		return ""
+	}
+	n, _, _ := strings.Cut(rest, "/")
+	if n == "" || strings.Trim(n, "0123456789") != "" {
+		return ""
+	}
+	for _, e := range proc {
+		if e.Name() == n {
+			return ""
+		}
+	}
+	return n
+}
+
+// isThread reports whether /proc/N is a thread of another process (its
+// status's Tgid is not N). A capture leaves a thread's files out: written,
+// they would make N a listed entry of the copy, one process more than the
+// report counted. A hidden process's files are kept.
+func (d *Dir) isThread(n string) bool {
+	f, err := d.Open("/proc/" + n + "/status")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Tgid:"); ok {
+			v = strings.TrimSpace(v)
+			return v != "" && v != n
+		}
+	}
+	return false
 }
 
 func (d *Dir) copyFile(dst, name string) error {

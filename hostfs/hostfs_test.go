@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -115,6 +116,78 @@ func TestInputsAndLimits(t *testing.T) {
 		if IsProcessPath(name) != want {
 			t.Errorf("IsProcessPath(%s) != %t", name, want)
 		}
+	}
+}
+
+// TestCaptureListingAsRead: a captured directory has the entries the
+// collectors first listed, not those present when the capture is written
+// nor those of a later listing (a /proc/PID that appeared in between
+// would add a process to the count measured from the capture).
+func TestCaptureListingAsRead(t *testing.T) {
+	root := tree(t)
+	d := New(root)
+	before, err := d.ReadDir("/usr/sbin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr", "sbin", "later"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A second listing (as the hidden-process check re-reads /proc) does
+	// not replace the first.
+	if again, err := d.ReadDir("/usr/sbin"); err != nil || len(again) != len(before)+1 {
+		t.Fatalf("second listing: %d entries, %v", len(again), err)
+	}
+	dst := t.TempDir()
+	if err := d.Capture(dst); err != nil {
+		t.Fatal(err)
+	}
+	after, err := New(dst).ReadDir("/usr/sbin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(es []fs.DirEntry) (out []string) {
+		for _, e := range es {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	if got, want := names(after), names(before); !slices.Equal(got, want) || slices.Contains(got, "later") {
+		t.Errorf("captured listing %v, want the listing as read %v", got, want)
+	}
+}
+
+// TestCaptureProbedThreads: a /proc/N the listing lacks that was read for
+// the hidden-process probe is left out of the capture when it is a thread
+// (its Tgid is another PID: /proc never lists it, so the copy must not),
+// and kept when it is a process (a hidden one: the copy shows it too).
+func TestCaptureProbedThreads(t *testing.T) {
+	root := tree(t)
+	d := New(root)
+	if _, err := d.ReadDir("/proc"); err != nil {
+		t.Fatal(err)
+	}
+	for pid, tgid := range map[string]string{"900": "812", "901": "901"} {
+		dir := filepath.Join(root, "proc", pid)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "status"), []byte("Name:\tx\nTgid:\t"+tgid+"\nPid:\t"+pid+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.ReadFile("/proc/" + pid + "/status"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := t.TempDir()
+	if err := d.Capture(dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "proc", "900")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the probed thread 900 is in the capture: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "proc", "901", "status")); err != nil {
+		t.Errorf("the unlisted process 901 is not in the capture: %v", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -135,6 +136,11 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, mo *measureOptio
 		return usageErr("--server/--ca: %v", err)
 	}
 	defer client.Close()
+	if o.StateDir != "" {
+		// The agent's kernel-key cache lives with its state (not under
+		// $HOME, which for a service may be / or read-only).
+		mo.engine.stateCache = filepath.Join(o.StateDir, "cache")
+	}
 	m, src, err := mo.measurer(g)
 	if err != nil {
 		return err

@@ -35,6 +35,12 @@ type engineOptions struct {
 	detail bool
 	// cache keeps verdicts by (path, size, mtime, inode) (the agent).
 	cache bool
+	// CacheDir is where extracted kernel keys are cached: --cache-dir,
+	// else $VIGIL_CACHE_DIR, else the agent's state directory's cache/
+	// (stateCache), else the user's cache directory (cacheDir).
+	CacheDir string
+	// stateCache is the agent's default: --state-dir/cache.
+	stateCache string
 }
 
 func (o *engineOptions) addFlags(fs *pflag.FlagSet) {
@@ -44,6 +50,7 @@ func (o *engineOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Kernel, "kernel", nil, "kernel image (vmlinuz) whose system certificate list is trusted for modules (its revocation list and blacklist hashes revoke), repeatable")
 	fs.StringSliceVar(&o.SystemMap, "system-map", nil, "System.map of the --kernel image of the same position, locating its key lists by symbol (default: System.map-VER beside vmlinuz-VER when it has the symbols)")
 	fs.BoolVar(&o.IgnoreExpiry, "ignore-expiry", false, "ignore certificate validity periods (UEFI semantics), overriding the policy")
+	fs.StringVar(&o.CacheDir, "cache-dir", "", "cache the keys extracted from --kernel images here (default: $VIGIL_CACHE_DIR, else for 'agent run' --state-dir/cache, else ~/.cache/vigil)")
 }
 
 func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
@@ -73,7 +80,7 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 		if i < len(o.SystemMap) {
 			m = o.SystemMap[i]
 		}
-		keys, err := kernelKeys(k, m, log)
+		keys, err := kernelKeys(k, m, o.cacheDir(), log)
 		if err != nil {
 			return nil, usageErr("--kernel %s: %v", k, err)
 		}
@@ -119,7 +126,7 @@ func (o *engineOptions) build(log *slog.Logger) (*integrity.Engine, error) {
 // format is versioned; an older cache, which held every certificate found in
 // the image, is never read. $VIGIL_CACHE_DIR overrides the location; an
 // unusable cache is ignored.
-func kernelKeys(path, mapPath string, log *slog.Logger) (*kernelkeys.Keys, error) {
+func kernelKeys(path, mapPath, cache string, log *slog.Logger) (*kernelkeys.Keys, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -164,8 +171,8 @@ func kernelKeys(path, mapPath string, log *slog.Logger) (*kernelkeys.Keys, error
 	}
 	sum := hex.EncodeToString(h.Sum(nil)) + mapSum
 	cacheFile := ""
-	if dir := cacheDir(); dir != "" {
-		cacheFile = filepath.Join(dir, "kernelkeys", sum+".v2.pem")
+	if cache != "" {
+		cacheFile = filepath.Join(cache, "kernelkeys", sum+".v2.pem")
 		if k, err := readKernelKeysCache(cacheFile); err == nil {
 			log.Debug("kernel keys from cache", "kernel", path, "cache", cacheFile, "certificates", len(k.System))
 			return k, nil
@@ -181,7 +188,7 @@ func kernelKeys(path, mapPath string, log *slog.Logger) (*kernelkeys.Keys, error
 	for _, n := range k.Notes {
 		log.Warn("kernel key lists", "kernel", path, "note", n)
 	}
-	log.Info("kernel keys", "kernel", path, "method", k.Method, "map", mapPath, "system", len(k.System), "revoked", len(k.Revoked), "hashes", len(k.Hashes))
+	log.Info("kernel keys", "kernel", path, "method", k.Method, "map", mapPath, "system", len(k.System), "revoked", len(k.Revoked), "hashes", len(k.Hashes), "cache", cacheFile)
 	if cacheFile != "" {
 		if err := os.MkdirAll(filepath.Dir(cacheFile), 0o755); err == nil {
 			if err := writeFileAtomic(cacheFile, encodeKernelKeysCache(k), 0o644); err != nil {
@@ -255,6 +262,22 @@ func readKernelKeysCache(path string) (*kernelkeys.Keys, error) {
 	return k, nil
 }
 
+// cacheDir is the kernel-key cache directory the options select (see
+// CacheDir); "" caches nothing.
+func (o *engineOptions) cacheDir() string {
+	switch {
+	case o.CacheDir != "":
+		return o.CacheDir
+	case os.Getenv("VIGIL_CACHE_DIR") != "":
+		return os.Getenv("VIGIL_CACHE_DIR")
+	case o.stateCache != "":
+		return o.stateCache
+	}
+	return cacheDir()
+}
+
+// cacheDir is the default cache directory: $VIGIL_CACHE_DIR, else the
+// user's cache directory's vigil/.
 func cacheDir() string {
 	if d := os.Getenv("VIGIL_CACHE_DIR"); d != "" {
 		return d

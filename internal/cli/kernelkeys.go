@@ -27,7 +27,7 @@ with --kernel. Results are cached by the image's SHA-256 (see --kernel).`,
   vigil kernel-keys --output json /boot/vmlinuz-6.1.0-56-amd64`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			keys, err := kernelKeys(args[0], systemMap, g.logger)
+			keys, err := kernelKeys(args[0], systemMap, cacheDir(), g.logger)
 			if err != nil {
 				return &exitError{code: ExitUsage, err: fmt.Errorf("%s: %w", args[0], err)}
 			}

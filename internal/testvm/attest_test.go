@@ -214,6 +214,13 @@ func TestRealAttest(t *testing.T) {
 //     min_entries is 0.
 func vmPolicy(t *testing.T, parts Parts) *appraise.Policies {
 	t.Helper()
+	return vmPolicyRef(t, parts, nil)
+}
+
+// vmPolicyRef is vmPolicy with bootBinaries (Authenticode SHA-256, hex)
+// as reference.boot_binaries.
+func vmPolicyRef(t *testing.T, parts Parts, bootBinaries []string) *appraise.Policies {
+	t.Helper()
 	ca := testpki.EmbeddedCert(t, parts.Shim, "Debian Secure Boot CA")
 	sum := sha256.Sum256(ca.Raw)
 	dir := filepath.Join(t.TempDir(), "vm-policy")
@@ -229,7 +236,11 @@ func vmPolicy(t *testing.T, parts Parts) *appraise.Policies {
 			t.Fatal(err)
 		}
 	}
-	data := fmt.Sprintf(`{"version": "vm-1", "reference": {"dbx": {"min_entries": 0, "required_sha256": []}, "boot_binaries": [], "mok_certificates": [%q], "module_signers": [], "code_policies": []}}`, hex.EncodeToString(sum[:]))
+	boot, err := json.Marshal(append([]string{}, bootBinaries...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := fmt.Sprintf(`{"version": "vm-1", "reference": {"dbx": {"min_entries": 0, "required_sha256": []}, "boot_binaries": %s, "mok_certificates": [%q], "module_signers": [], "code_policies": []}}`, boot, hex.EncodeToString(sum[:]))
 	if err := os.WriteFile(filepath.Join(dir, "data.json"), []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}

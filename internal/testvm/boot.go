@@ -43,6 +43,16 @@ type Boot struct {
 	// (127.0.0.1:PORT). The guest loads e1000 and configures eth0
 	// itself (10.0.2.15/24).
 	Forwards []Forward
+	// Kernel, when set, is passed to qemu as -kernel (with Initrd as
+	// -initrd and Append as -append): OVMF then starts it through its
+	// own loader, which under Secure Boot neither verifies nor measures
+	// it (the unsigned-kernel boot). The disk is still attached.
+	Kernel, Initrd, Append string
+	// StopOn, when set, ends the boot as soon as the serial console
+	// shows it (a boot that is meant to stop at a firmware or shim
+	// screen): the guest is killed, Run returns no error and
+	// Result.Stopped is true.
+	StopOn string
 }
 
 // Forward is one guest address relayed to a host address.
@@ -58,6 +68,8 @@ type Result struct {
 	Serial string
 	// Elapsed is from qemu's start to its exit.
 	Elapsed time.Duration
+	// Stopped: the serial console showed Boot.StopOn.
+	Stopped bool
 }
 
 // ErrTimeout is returned when the guest did not power off in time.
@@ -126,6 +138,9 @@ func Run(ctx context.Context, p Parts, b Boot) (*Result, error) {
 		"-device", "virtio-blk-pci,drive=disk0,bootindex=1",
 		"-virtfs", "local,path=" + b.Share + ",mount_tag=share,security_model=none,id=share",
 	}
+	if b.Kernel != "" {
+		args = append(args, "-kernel", b.Kernel, "-initrd", b.Initrd, "-append", b.Append)
+	}
 	if len(b.Forwards) > 0 {
 		if p.Socat == "" {
 			return nil, errors.New("testvm: a forward needs socat on the host")
@@ -153,14 +168,31 @@ func Run(ctx context.Context, p Parts, b Boot) (*Result, error) {
 	}
 	defer qemu.stop()
 	var waitErr error
-	select {
-	case <-qemu.done:
-		waitErr = qemu.err
-	case <-ctx.Done():
-		waitErr = ErrTimeout
+	var tick <-chan time.Time
+	if b.StopOn != "" {
+		tk := time.NewTicker(250 * time.Millisecond)
+		defer tk.Stop()
+		tick = tk.C
+	}
+	stopped := false
+wait:
+	for {
+		select {
+		case <-qemu.done:
+			waitErr = qemu.err
+			break wait
+		case <-ctx.Done():
+			waitErr = ErrTimeout
+			break wait
+		case <-tick:
+			if s, _ := os.ReadFile(serial); bytes.Contains(s, []byte(b.StopOn)) {
+				stopped = true
+				break wait
+			}
+		}
 	}
 	qemu.stop()
-	res := &Result{Elapsed: time.Since(t0)}
+	res := &Result{Elapsed: time.Since(t0), Stopped: stopped}
 	s, _ := os.ReadFile(serial)
 	res.Serial = string(s)
 	if waitErr != nil {
