@@ -2,7 +2,7 @@
 GO       ?= go
 BIN      := bin/vigil
 PKGS     := ./...
-DEBS     := osslsigncode sbsigntool kmod openssl xz-utils zstd tpm2-tools swtpm swtpm-tools efitools qemu-system-x86 ovmf mtools dosfstools gdisk busybox-static cpio socat
+DEBS     := osslsigncode sbsigntool kmod openssl xz-utils zstd tpm2-tools swtpm swtpm-tools efitools qemu-system-x86 ovmf mtools dosfstools gdisk busybox-static cpio socat make gcc libc6-dev
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
 .PHONY: all build demo test test-short lint deps artifacts fuzz bench clean
@@ -25,6 +25,21 @@ deps:
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	fi
+	@# The headers of the kernel the artifacts hold (internal/testvm builds
+	@# modules against them): linux-headers-<release> with its -common and
+	@# linux-kbuild, the release from the artifacts' STAMP, else the kernel
+	@# scripts/fetch-artifacts.sh will download.
+	@kpkg=$$(cat "$${VIGIL_ARTIFACTS:-.cache/artifacts}/STAMP" 2>/dev/null); \
+	resolve() { apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$$/\1/p' | head -n1; }; \
+	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	[ -n "$$kpkg" ] || kpkg=$$(resolve); \
+	[ -n "$$kpkg" ] || { $$sudo apt-get update -qq && kpkg=$$(resolve); }; \
+	hdr=$$(echo "$$kpkg" | sed -n 's/^linux-image-/linux-headers-/p'); \
+	if [ -z "$$hdr" ]; then echo "deps: cannot resolve the kernel's headers package" >&2; exit 2; fi; \
+	if ! dpkg -s "$$hdr" >/dev/null 2>&1; then \
+		echo "installing: $$hdr"; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$hdr"; \
 	fi
 
 artifacts:

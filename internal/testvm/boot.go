@@ -36,6 +36,10 @@ type Boot struct {
 	// MemoryMiB is the guest's RAM (default 768: the initramfs is unpacked
 	// into a ramfs root).
 	MemoryMiB int
+	// Console, when set, drives the serial console (console.go): each
+	// step waits for its text and sends its keys, as an operator at the
+	// firmware's or MokManager's prompt would.
+	Console []ConsoleStep
 	// Forwards, when set, give the guest an e1000 NIC on a restricted
 	// qemu user network (restrict=on: no route out of the guest) where
 	// each forward is the only reachable address: a connection to its
@@ -141,9 +145,13 @@ func Run(ctx context.Context, p Parts, b Boot) (*Result, error) {
 		}
 		args = append(args, "-netdev", netdev, "-device", "e1000,netdev=n0")
 	}
+	serialDev := "file,id=ser0,path=" + serial
+	if len(b.Console) > 0 {
+		serialDev = consoleChardev(run, serial)
+	}
 	args = append(args,
 		"-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
-		"-chardev", "file,id=ser0,path="+serial, "-serial", "chardev:ser0",
+		"-chardev", serialDev, "-serial", "chardev:ser0",
 	)
 	var qout bytes.Buffer
 	t0 := time.Now()
@@ -152,12 +160,28 @@ func Run(ctx context.Context, p Parts, b Boot) (*Result, error) {
 		return nil, fmt.Errorf("testvm: start qemu: %w", err)
 	}
 	defer qemu.stop()
+	console := make(chan error, 1)
+	if len(b.Console) > 0 {
+		go func() { console <- driveConsole(ctx, run, b.Console) }()
+	}
 	var waitErr error
 	select {
 	case <-qemu.done:
 		waitErr = qemu.err
 	case <-ctx.Done():
 		waitErr = ErrTimeout
+	case err := <-console:
+		// The script failed (a prompt that never came): stop now.
+		if err != nil {
+			waitErr = err
+		} else {
+			select {
+			case <-qemu.done:
+				waitErr = qemu.err
+			case <-ctx.Done():
+				waitErr = ErrTimeout
+			}
+		}
 	}
 	qemu.stop()
 	res := &Result{Elapsed: time.Since(t0)}
