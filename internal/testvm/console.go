@@ -11,12 +11,17 @@ import (
 )
 
 // ConsoleStep is one exchange on the serial console: wait until Wait
-// appears (after the previous step's match; escape sequences removed, ""
-// waits for nothing), then pause Delay and send Send.
+// appears (escape sequences removed; "" waits for nothing) in what the
+// guest wrote after the previous step's keys were sent, then pause Delay
+// and send Send. Output from before the keys is dropped when they are
+// sent, so a screen redrawn late cannot answer the next step's wait.
 type ConsoleStep struct {
 	Wait  string
 	Delay time.Duration
 	Send  string
+	// Dismiss are message boxes that may come while waiting: each is
+	// answered with Enter and the wait goes on.
+	Dismiss []string
 }
 
 // Keys as a VT100 terminal sends them, which OVMF's serial terminal reads.
@@ -81,6 +86,20 @@ func driveConsole(ctx context.Context, run string, steps []ConsoleStep) error {
 				raw = clean[j+len(s.Wait):]
 				break
 			}
+			dismissed := false
+			for _, d := range s.Dismiss {
+				if j := bytes.Index(clean, []byte(d)); j >= 0 {
+					time.Sleep(time.Second)
+					raw = raw[:0]
+					if _, err := conn.Write([]byte(KeyEnter)); err != nil {
+						return fmt.Errorf("testvm: console: step %d: dismiss %q: %w", i, d, err)
+					}
+					dismissed = true
+				}
+			}
+			if dismissed {
+				continue
+			}
 			seen = clean
 			select {
 			case b, ok := <-data:
@@ -100,6 +119,16 @@ func driveConsole(ctx context.Context, run string, steps []ConsoleStep) error {
 			}
 		}
 		if s.Send != "" {
+			// Drop what came before the keys (drain what is queued).
+			for drained := false; !drained; {
+				select {
+				case _, ok := <-data:
+					drained = !ok
+				default:
+					drained = true
+				}
+			}
+			raw = raw[:0]
 			if _, err := conn.Write([]byte(s.Send)); err != nil {
 				return fmt.Errorf("testvm: console: step %d: send: %w", i, err)
 			}
