@@ -54,14 +54,8 @@ var ErrNothingToExport = errors.New("the policy holds nothing this format can ex
 // sign-efi-sig-list take them), every entry owned by owner. target is
 // "dbx" (firmware's forbidden database; EDK II IsForbiddenByDbx) or "mokx"
 // (shim's MokListX, where shim reads only SHA-256 image hashes and X.509
-// certificates: shim.c check_denylist; and which the kernel reads from
-// MokListXRT at boot, security/integrity/platform_certs/keyring_handler.c
-// get_handler_for_dbx: EFI_CERT_X509_SHA256 entries become "tbs:" hashes
-// of its .blacklist keyring, so a certificate with that TBS hash is
-// refused from every keyring, at all times; EFI_CERT_X509 entries reach
-// only the revocation list of CONFIG_SYSTEM_REVOCATION_LIST, which
-// Debian 12's 6.1 kernel is built without). The mapping is the inverse
-// of ImportSignatureDatabase:
+// certificates: shim.c check_denylist). The mapping is the inverse of
+// ImportSignatureDatabase:
 //
 //   - deny.authentihash_sha256 → EFI_CERT_SHA256; deny.authentihash_sha1 →
 //     EFI_CERT_SHA1 (dbx only: shim does not read SHA-1 from MokListX);
@@ -71,13 +65,7 @@ var ErrNothingToExport = errors.New("the policy holds nothing this format can ex
 //     TimeOfRevocation = revoked_at (zero when it has none or a compromise
 //     reason: revoked at all times) (dbx only);
 //   - deny.signer_tbs_sha256/_sha384/_sha512 → EFI_CERT_X509_SHA256/384/512
-//     with a zero TimeOfRevocation (dbx; mokx only SHA-256, for the
-//     kernel).
-//
-// In mokx a revocation that rejects everything is written both ways: the
-// certificate when the policy keeps it (shim) and its TBS hash with a zero
-// time (the kernel); one with revoked_at is not written (the kernel has
-// no revocation time).
+//     with a zero TimeOfRevocation (dbx only).
 //
 // Not expressible, and counted in NotExported: deny.sha256 (a whole-file
 // hash; firmware matches Authenticode image hashes), deny.signer_tbs_sha1
@@ -146,13 +134,10 @@ func ExportSignatureDatabase(p *Policy, target string, owner efi.GUID) ([]byte, 
 				seenCert[string(c.Raw)] = true
 				certs = append(certs, c.Raw)
 			}
-			if dbx {
-				continue
-			}
-			// mokx: the certificate's hash too, for the kernel (below).
+			continue
 		}
-		if !dbx && !r.rejectsAll() {
-			st.NotExported["revocations (tbs_sha256 with revoked_at): the kernel applies MokListX certificate hashes at all times"]++
+		if !dbx {
+			st.NotExported["revocations (tbs_sha256 without the certificate, or with revoked_at): shim reads no certificate hashes from MokListX"]++
 			continue
 		}
 		var at efi.Time
@@ -195,9 +180,9 @@ func ExportSignatureDatabase(p *Policy, target string, owner efi.GUID) ([]byte, 
 		{efi.CertX509SHA384, p.Deny.SignerTBSSHA384, "signer_tbs_sha384"},
 		{efi.CertX509SHA512, p.Deny.SignerTBSSHA512, "signer_tbs_sha512"},
 	} {
-		if !dbx && d.t != efi.CertX509SHA256 {
+		if !dbx {
 			if n := len(sortedUnique(d.vals)); n > 0 {
-				st.NotExported["deny."+d.key+": neither shim nor the kernel reads this hash from MokListX"] += n
+				st.NotExported["deny."+d.key+": shim reads no certificate hashes from MokListX"] += n
 			}
 			continue
 		}

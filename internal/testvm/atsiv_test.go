@@ -110,6 +110,28 @@ func keep(t *testing.T, share string, res *Result) {
 	}
 }
 
+// runGuest boots b, keeps its share when asked (VIGIL_TESTVM_KEEP), and
+// fails the test unless the guest's /init finished; each of bad on the
+// serial console is an error. what names the boot in the log.
+func runGuest(t *testing.T, p Parts, b Boot, what string, bad ...string) *Result {
+	t.Helper()
+	res, err := Run(context.Background(), p, b)
+	keep(t, b.Share, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %s from power-on to power-off", what, res.Elapsed.Round(100*time.Millisecond))
+	if !strings.Contains(res.Serial, "VIGIL-INIT-DONE") {
+		t.Fatalf("%s: the guest's /init did not finish; serial tail:\n%s", what, lastLines(res.Serial, 30))
+	}
+	for _, m := range bad {
+		if i := strings.Index(res.Serial, m); i >= 0 {
+			t.Errorf("%s: guest: %s", what, lastLines(res.Serial[:min(len(res.Serial), i+200)], 3))
+		}
+	}
+	return res
+}
+
 // attestOutput is `vigil agent run --once -o json`.
 type attestOutput struct {
 	AgentID    string            `json:"agent_id"`
@@ -174,21 +196,9 @@ func TestRealAtsiv(t *testing.T) {
 	if err := BuildDisk(ctx, p, ESP{GrubCfg: grubCfg, Initrd: initrd}, disk); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Run(ctx, p, Boot{Disk: disk, Vars: mok.CopyVars(t), TPMState: tpm.StateDir, Share: share,
-		Timeout: 150 * time.Second, Forwards: []Forward{fwd}})
-	keep(t, share, res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("boot: %s from power-on to power-off", res.Elapsed.Round(100*time.Millisecond))
-	if !strings.Contains(res.Serial, "VIGIL-INIT-DONE") {
-		t.Fatalf("the guest's /init did not finish; serial tail:\n%s", lastLines(res.Serial, 30))
-	}
-	for _, bad := range []string{"VIGIL-INSMOD-FAILED", "VIGIL-NO-SHARE", "VIGIL-NO-NET", "VIGIL-NO-TRACEFS"} {
-		if i := strings.Index(res.Serial, bad); i >= 0 {
-			t.Errorf("guest: %s", lastLines(res.Serial[:min(len(res.Serial), i+200)], 3))
-		}
-	}
+	runGuest(t, p, Boot{Disk: disk, Vars: mok.CopyVars(t), TPMState: tpm.StateDir, Share: share,
+		Timeout: 150 * time.Second, Forwards: []Forward{fwd}}, "the Atsiv boot",
+		"VIGIL-INSMOD-FAILED", "VIGIL-NO-SHARE", "VIGIL-NO-NET", "VIGIL-NO-TRACEFS")
 	g := guestFiles{t, share}
 	captureSeeds(t, share)
 

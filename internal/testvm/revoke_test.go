@@ -49,15 +49,16 @@ echo VIGIL-INIT-DONE
 poweroff -f
 `
 
-// TestRealRevocation closes the loop of seed 000 on a real kernel. A
-// module signed by the enrolled MOK is loaded and allowed; revoking the
-// MOK in the code-integrity policy makes the very next round level 0
+// TestRealRevocation plays seed 000's loop on a real kernel. A module
+// signed by the enrolled MOK is loaded and allowed; revoking the MOK in
+// the code-integrity policy makes the very next round level 0
 // (revoked-module): the revocation takes effect at once wherever Vigil
 // judges. `vigil policy export --to mokx` then gives the next-boot
-// revocation; filed as a MokXNew request and accepted in MokManager, it
-// is in MokListX, and at the next boot the kernel itself refuses the
-// module (its signer is on the .blacklist keyring), which the report
-// and the TPM-attested log show.
+// revocation, filed as a MokXNew request and accepted in MokManager; at
+// the next boot MokListX is in the report and in the measured log (PCR
+// 14), and the test records what Debian 12's kernel does with it: it
+// still loads the module (docs/real-hosts.md says why), so the host stays
+// level 0 by Vigil's verdict, not the kernel's.
 func TestRealRevocation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real boots: the MOK enrollment (once per run), a boot, the MokListX request (two boots), a boot")
@@ -118,15 +119,8 @@ func TestRealRevocation(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		res, err := Run(ctx, p, Boot{Disk: disk, Vars: vars, TPMState: tpm.StateDir, Share: share, Timeout: 180 * time.Second, Forwards: []Forward{fwd}})
-		keep(t, share, res)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("%s: %s from power-on to power-off", name, res.Elapsed.Round(100*time.Millisecond))
-		if !strings.Contains(res.Serial, "VIGIL-INIT-DONE") || strings.Contains(res.Serial, "VIGIL-NO-NET") {
-			t.Fatalf("%s: the guest's /init did not finish; serial tail:\n%s", name, lastLines(res.Serial, 30))
-		}
+		runGuest(t, p, Boot{Disk: disk, Vars: vars, TPMState: tpm.StateDir, Share: share, Timeout: 180 * time.Second, Forwards: []Forward{fwd}},
+			name, "VIGIL-INSMOD-FAILED", "VIGIL-NO-SHARE", "VIGIL-NO-NET")
 		return guestFiles{t, share}
 	}
 	round := func(g guestFiles, name string) attestOutput {
@@ -183,8 +177,8 @@ func TestRealRevocation(t *testing.T) {
 	for _, e := range efi.Entries(parsed) {
 		byType[efi.TypeName(e.Type)]++
 	}
-	if byType["x509"] != 1 || byType["x509_sha256"] != 1 {
-		t.Fatalf("the exported MokListX holds %v, want the certificate (shim) and its TBS hash (the kernel)", byType)
+	if byType["x509"] != 1 || len(byType) != 1 {
+		t.Fatalf("the exported MokListX holds %v, want the revoked certificate", byType)
 	}
 	vars := mok.CopyVars(t)
 	d, err := ApplyMokRequest(ctx, t, p, vars, MokRequest{Name: "MokXNew", Lists: lists, Password: "vigiltest"})
@@ -193,47 +187,45 @@ func TestRealRevocation(t *testing.T) {
 	}
 	t.Logf("MokListX request applied in %s (two boots)", d.Round(100*time.Millisecond))
 
-	// Boot 2: the kernel refuses the module by itself.
+	// Boot 2: shim hands the kernel the MokListX, the firmware log shows
+	// it measured, and the kernel reads it; but Debian 12's 6.1 kernel
+	// puts an X.509 entry of MokListXRT only in the revocation list of
+	// CONFIG_SYSTEM_REVOCATION_LIST, which it is built without: the
+	// module still loads, with its signer in .machine. Vigil's verdict
+	// stays level 0 from the revocation it holds.
+	if v := kernelConfig(t, p, "CONFIG_SYSTEM_REVOCATION_LIST"); v != "" {
+		t.Fatalf("this kernel has CONFIG_SYSTEM_REVOCATION_LIST=%s: the expectations below are for one without", v)
+	}
 	g = boot("boot2", vars, "next revoke.yaml\n")
-	if got := strings.TrimSpace(g.read("finit.out")); !strings.HasPrefix(got, "rejected 126 ") {
-		t.Errorf("boot 2: finit_module %q, want rejected 126 (ENOKEY: its signer is not in any keyring)", got)
-	}
-	if strings.Contains(g.read("proc_modules"), "vp_rev ") {
-		t.Errorf("boot 2: vp_rev is loaded")
-	}
-	keys := g.read("keys")
-	if strings.Contains(keys, "Vigil Test Module Signing MOK") {
-		t.Errorf("boot 2: the revoked MOK is still in a keyring")
-	}
-	if !strings.Contains(keys, fmt.Sprintf("tbs:%x", tbs)) {
-		t.Errorf("boot 2: the .blacklist keyring lacks tbs:%x", tbs)
-	}
-	if dm := g.read("dmesg"); !strings.Contains(dm, "blacklisted") {
-		t.Errorf("boot 2: dmesg does not say the MOK certificate is blacklisted")
-	}
 	var rep report.Report
 	if err := json.Unmarshal([]byte(g.read("report.json")), &rep); err != nil {
 		t.Fatalf("boot 2 report: %v; %s", err, g.read("measure.err"))
 	}
 	mx := rep.SecureBoot.MOKX
-	if mx == nil || mx.ByType["x509_sha256"] != 1 || mx.ByType["x509"] != 1 {
-		t.Fatalf("boot 2 report: secure_boot.mokx = %+v, want the exported list", mx)
+	if mx == nil || mx.ByType["x509"] != 1 || len(mx.Certificates) != 1 || mx.Certificates[0].Subject != "CN=Vigil Test Module Signing MOK,O=Vigil Test" {
+		t.Fatalf("boot 2 report: secure_boot.mokx = %+v, want the exported certificate", mx)
 	}
-	// shim measured the MokListX it handed the kernel into PCR 14, in the
-	// log the TPM quoted.
+	sum := sha256.Sum256(lists)
 	measured := false
 	for _, e := range rep.MeasuredBoot.ShimEvents {
 		if e.PCR == 14 && e.Name == "MokListX" {
-			measured = true
-			t.Logf("boot 2: PCR 14 MokListX event %s, MokListXRT digest %s", e.Digest, mx.Digest)
+			// The list the kernel read is the list shim measured.
+			measured = e.Digest == mx.Digest
+			t.Logf("boot 2: PCR 14 MokListX event digest %s; the exported list's SHA-256 %x; MokListXRT's %s", e.Digest, sum, mx.Digest)
 		}
 	}
 	if !measured {
-		t.Errorf("boot 2: no MokListX event in PCR 14 (shim events %+v)", rep.MeasuredBoot.ShimEvents)
+		t.Errorf("boot 2: no MokListX event in PCR 14 with MokListXRT's digest %s (shim events %+v)", mx.Digest, rep.MeasuredBoot.ShimEvents)
+	}
+	if got := strings.TrimSpace(g.read("finit.out")); got != "accepted 0" {
+		t.Errorf("boot 2: finit_module %q: the kernel refused the module (it was expected to load, the kernel lacking CONFIG_SYSTEM_REVOCATION_LIST: update this test and docs/real-hosts.md)", got)
+	}
+	if keys := g.read("keys"); !strings.Contains(keys, "Vigil Test Module Signing MOK") {
+		t.Errorf("boot 2: the MOK is not in a keyring any more")
 	}
 	next := round(g, "next")
-	if next.Level == 0 || has(next, "revoked-module", "vp_rev") {
-		t.Errorf("boot 2: level %d, want above 0: the revoked module no longer loads", next.Level)
+	if next.Level != 0 || !has(next, "revoked-module", "vp_rev") {
+		t.Errorf("boot 2: level %d, want 0 with revoked-module: the kernel does not enforce the revocation, Vigil does", next.Level)
 	}
 	t.Logf("total %s", time.Since(t0).Round(100*time.Millisecond))
 }
@@ -254,5 +246,3 @@ func mustReadBytes(t *testing.T, p string) []byte {
 	}
 	return b
 }
-
-
