@@ -143,14 +143,14 @@ func TestLyingHost(t *testing.T) {
 			modules: []string{"/root/atsiv_kobj.ko"},
 			host: func(h *testhost.Host, _ []byte) {
 				h.KernelViews = true
-				h.Modules = append(h.Modules, testhost.Module{Name: "atsiv_kobj", Size: 16384, Taint: "O", Hide: []string{"proc_modules", "sysfs", "kallsyms"}})
+				h.Modules = append(h.Modules, testhost.Module{Name: "atsiv_kobj", Size: 16384, Taint: "O", Hide: []string{"proc_modules", "sysfs", "kallsyms", "btf"}})
 			},
 			reasons: map[string]int{"ima-module-unlisted": 1, "hidden-module": 1}},
 		{name: "Atsiv, and the report lies: no hidden module, no allocations surplus", level: 0,
 			modules: []string{"/root/atsiv_kobj.ko"},
 			host: func(h *testhost.Host, _ []byte) {
 				h.KernelViews = true
-				h.Modules = append(h.Modules, testhost.Module{Name: "atsiv_kobj", Size: 16384, Taint: "O", Hide: []string{"proc_modules", "sysfs", "kallsyms"}})
+				h.Modules = append(h.Modules, testhost.Module{Name: "atsiv_kobj", Size: 16384, Taint: "O", Hide: []string{"proc_modules", "sysfs", "kallsyms", "btf"}})
 			},
 			report: func(r map[string]any) {
 				m := r["modules"].(map[string]any)

@@ -225,13 +225,23 @@ func moduleViews(src hostfs.Source, procMods []procModule) (map[string][]string,
 			add(ViewFtrace, n)
 		}
 	}
+	if es, err := src.ReadDir("/sys/kernel/btf"); err == nil {
+		views = append(views, ViewBTF)
+		for _, e := range es {
+			// vmlinux is the core kernel's; a module's file is its name.
+			if n := e.Name(); n != "vmlinux" && validModuleName(n) {
+				add(ViewBTF, n)
+			}
+		}
+	}
 	return seen, views
 }
 
 // witnessViews only testify to a module: a module they show is hidden
 // from every list that lacks it, but a listed module they lack is not
-// hidden (a module may have no traceable function).
-var witnessViews = []string{ViewFtrace}
+// hidden (a module may have no traceable function, or no BTF: an
+// out-of-tree module built without the kernel's vmlinux has none).
+var witnessViews = []string{ViewFtrace, ViewBTF}
 
 // discrepancies returns the modules not listed by every view.
 func discrepancies(seen map[string][]string, views []string) map[string]HiddenModule {

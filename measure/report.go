@@ -50,6 +50,7 @@ const (
 	ViewSysfs               = report.ViewSysfs
 	ViewKallsyms            = report.ViewKallsyms
 	ViewFtrace              = report.ViewFtrace
+	ViewBTF                 = report.ViewBTF
 	ProblemNotRunning       = report.ProblemNotRunning
 	ProblemExeMismatch      = report.ProblemExeMismatch
 	ProblemExeDeleted       = report.ProblemExeDeleted

@@ -273,6 +273,11 @@ const (
 	// with functions there that no list shows is hidden; a listed module
 	// without traceable functions is not.
 	ViewFtrace = "ftrace"
+	// ViewBTF is the modules with type information in /sys/kernel/btf
+	// (one file per module built with BTF, CONFIG_DEBUG_INFO_BTF_MODULES;
+	// the kernel adds it at load and removes it at unload, whatever the
+	// modules list says). It only testifies, as ftrace does.
+	ViewBTF = "btf"
 )
 
 // Processes holds the critical processes' state and the processes hidden

@@ -34,7 +34,7 @@ type Module struct {
 	// nil means no file (and no modules.dep line).
 	File []byte
 	// Hide leaves the module out of the named views: "proc_modules",
-	// "sysfs", "kallsyms", and with Host.KernelViews "ftrace" and
+	// "sysfs", "kallsyms", and with Host.KernelViews "ftrace", "btf" and
 	// "vmallocinfo".
 	Hide []string
 }
@@ -80,8 +80,9 @@ type Host struct {
 	Files map[string][]byte
 	// KernelViews writes the module views a 6.1 kernel has besides the
 	// lists: tracefs available_filter_functions (two functions per
-	// module, tagged [NAME]) and /proc/vmallocinfo (each module's core
-	// region, caller load_module, and a BPF program's).
+	// module, tagged [NAME]), /sys/kernel/btf (vmlinux and one file per
+	// module) and /proc/vmallocinfo (each module's core region, caller
+	// load_module, and a BPF program's).
 	KernelViews bool
 }
 
@@ -233,6 +234,12 @@ func (h *Host) writeModules(w *writer) {
 			}
 		}
 		w.write("/sys/kernel/tracing/available_filter_functions", ftrace.Bytes())
+		w.text("/sys/kernel/btf/vmlinux", "")
+		for _, m := range h.Modules {
+			if !hidden(m, "btf") {
+				w.text("/sys/kernel/btf/"+m.Name, "")
+			}
+		}
 		w.write("/proc/vmallocinfo", vmalloc.Bytes())
 	}
 	w.write(path.Join("/lib/modules", h.Release, "modules.dep"), dep.Bytes())

@@ -36,8 +36,10 @@ cat /proc/keys >/mnt/keys
 cp /proc/modules /mnt/proc_modules
 ls /sys/module >/mnt/sys_module
 grep atsiv /proc/kallsyms >/mnt/kallsyms.atsiv
-cp /sys/kernel/tracing/available_filter_functions /mnt/available_filter_functions
+cat /sys/kernel/tracing/available_filter_functions >/mnt/available_filter_functions 2>/mnt/tracefs.err
+cat /sys/kernel/security/lockdown >/mnt/lockdown
 cp /proc/vmallocinfo /mnt/vmallocinfo
+ls /sys/kernel/btf >/mnt/btf
 cat /proc/sys/kernel/tainted >/mnt/tainted
 cp /sys/kernel/security/ima/ascii_runtime_measurements /mnt/ima.txt
 mkdir -p /tmp/vigil
@@ -150,20 +152,19 @@ type attestOutput struct {
 // views show what each escapes; the agent's new views (ftrace's
 // available_filter_functions, the module allocations of vmallocinfo)
 // catch both; and the attestation, from the IMA list the TPM attests,
-// gives level 0 with ima-module-unlisted for each.
+// gives level 0 with ima-module-unlisted for each. A second boot under
+// lockdown=confidentiality, where the kernel refuses tracefs, shows what
+// is left: the allocations, sysfs for the list_del variant, and the IMA
+// list.
 func TestRealAtsiv(t *testing.T) {
 	if testing.Short() {
-		t.Skip("real boots: the MOK enrollment (two boots) and the Atsiv boot")
+		t.Skip("real boots: the MOK enrollment (two boots) and two Atsiv boots")
 	}
 	p := Require(t)
 	mt := RequireModuleTools(t, p)
 	t0 := time.Now()
 	ctx := context.Background()
 	work := t.TempDir()
-	share := filepath.Join(work, "share")
-	if err := os.Mkdir(share, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	kos, err := mt.BuildModules(ctx, filepath.Join(work, "build"), AtsivSources(t))
 	if err != nil {
 		t.Fatal(err)
@@ -175,14 +176,14 @@ func TestRealAtsiv(t *testing.T) {
 	}
 	mok := EnrolledMOK(t, p)
 	t.Logf("MOK enrolled in %s (cached for the run)", mok.Enrolled.Round(100*time.Millisecond))
+	signed := map[string][]byte{}
 	for _, m := range []string{"atsiv_list", "atsiv_kobj"} {
-		if err := mt.Sign(ctx, "sha256", mok.KeyPEM, mok.CertPEM, kos[m], filepath.Join(share, m+".ko")); err != nil {
+		out := filepath.Join(work, m+".ko")
+		if err := mt.Sign(ctx, "sha256", mok.KeyPEM, mok.CertPEM, kos[m], out); err != nil {
 			t.Fatal(err)
 		}
+		signed[m+".ko"] = mustReadBytes(t, out)
 	}
-	tpm := testtpm.Start(t)
-	tpm.Stop()
-	svc, fwd := guestService(t, p, tpm, share, testserver.Options{Policies: vmPolicy(t, p)})
 	initrd := filepath.Join(work, "initrd.img")
 	err = BuildInitramfs(p, Initramfs{
 		Init:    atsivInit,
@@ -192,15 +193,52 @@ func TestRealAtsiv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, lockdown := range []string{"integrity", "confidentiality"} {
+		t.Run("lockdown="+lockdown, func(t *testing.T) {
+			atsivBoot(t, p, mok, initrd, signed, lockdown)
+		})
+	}
+	t.Logf("total %s", time.Since(t0).Round(100*time.Millisecond))
+}
+
+// atsivBoot is one Atsiv boot: lockdown "integrity" is the kernel's own
+// (Secure Boot), "confidentiality" is asked for on the command line.
+func atsivBoot(t *testing.T, p Parts, mok *MOK, initrd string, signed map[string][]byte, lockdown string) {
+	ctx := context.Background()
+	work := t.TempDir()
+	share := filepath.Join(work, "share")
+	if err := os.Mkdir(share, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for n, b := range signed {
+		if err := os.WriteFile(filepath.Join(share, n), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := lockdown == "confidentiality"
+	tpm := testtpm.Start(t)
+	tpm.Stop()
+	svc, fwd := guestService(t, p, tpm, share, testserver.Options{Policies: vmPolicy(t, p)})
 	disk := filepath.Join(work, "disk.img")
-	if err := BuildDisk(ctx, p, ESP{GrubCfg: grubCfg, Initrd: initrd}, disk); err != nil {
+	cfg := grubCfg
+	bad := []string{"VIGIL-INSMOD-FAILED", "VIGIL-NO-SHARE", "VIGIL-NO-NET"}
+	if conf {
+		cfg = strings.Replace(grubCfg, "panic=-1", "panic=-1 lockdown=confidentiality", 1)
+	} else {
+		bad = append(bad, "VIGIL-NO-TRACEFS")
+	}
+	if err := BuildDisk(ctx, p, ESP{GrubCfg: cfg, Initrd: initrd}, disk); err != nil {
 		t.Fatal(err)
 	}
 	runGuest(t, p, Boot{Disk: disk, Vars: mok.CopyVars(t), TPMState: tpm.StateDir, Share: share,
-		Timeout: 150 * time.Second, Forwards: []Forward{fwd}}, "the Atsiv boot",
-		"VIGIL-INSMOD-FAILED", "VIGIL-NO-SHARE", "VIGIL-NO-NET", "VIGIL-NO-TRACEFS")
+		Timeout: 180 * time.Second, Forwards: []Forward{fwd}}, "the Atsiv boot, lockdown="+lockdown, bad...)
 	g := guestFiles{t, share}
-	captureSeeds(t, share)
+	if got := g.read("lockdown"); !strings.Contains(got, "["+lockdown+"]") {
+		t.Fatalf("lockdown %q, want [%s]", strings.TrimSpace(got), lockdown)
+	}
+	if !conf {
+		captureSeeds(t, share)
+	}
 
 	// The kernel loaded both: the MOK is in its .machine keyring.
 	if got := g.read("finit.out"); got != "accepted 0\naccepted 0\n" {
@@ -232,10 +270,25 @@ func TestRealAtsiv(t *testing.T) {
 		t.Errorf("/proc/kallsyms names the hidden modules (list_del removes them on 6.1): %q", k)
 	}
 	aff := g.read("available_filter_functions")
-	for _, m := range []string{"atsiv_list", "atsiv_kobj"} {
-		if !strings.Contains(aff, " ["+m+"]\n") {
-			t.Errorf("available_filter_functions lacks a function of [%s]", m)
+	if conf {
+		// LOCKDOWN_TRACEFS is a confidentiality reason: the kernel
+		// refuses to open tracefs files.
+		if aff != "" || !strings.Contains(g.read("tracefs.err"), "Operation not permitted") {
+			t.Errorf("tracefs under lockdown=confidentiality: %d bytes read, error %q; want EPERM", len(aff), g.read("tracefs.err"))
 		}
+	} else {
+		for _, m := range []string{"atsiv_list", "atsiv_kobj"} {
+			if !strings.Contains(aff, " ["+m+"]\n") {
+				t.Errorf("available_filter_functions lacks a function of [%s]", m)
+			}
+		}
+	}
+
+	// /sys/kernel/btf: every listed Debian module has its file, the
+	// hiding modules (built without the kernel's vmlinux) none.
+	btf := strings.Fields(g.read("btf"))
+	if !slices.Contains(btf, "e1000") || slices.Contains(btf, "atsiv_list") || slices.Contains(btf, "atsiv_kobj") {
+		t.Errorf("/sys/kernel/btf = %v, want e1000 and no atsiv module", btf)
 	}
 
 	// The agent's report: both hidden, each by the views that see it.
@@ -247,11 +300,20 @@ func TestRealAtsiv(t *testing.T) {
 		{Name: "atsiv_kobj", SeenIn: []string{report.ViewFtrace}, MissingFrom: []string{report.ViewProcModules, report.ViewSysfs, report.ViewKallsyms}},
 		{Name: "atsiv_list", SeenIn: []string{report.ViewFtrace, report.ViewSysfs}, MissingFrom: []string{report.ViewProcModules, report.ViewKallsyms}},
 	}
+	wantViews := []string{report.ViewProcModules, report.ViewSysfs, report.ViewKallsyms, report.ViewFtrace, report.ViewBTF}
+	if conf {
+		// Only sysfs still shows the list_del variant; nothing names
+		// the kobject_del one.
+		wantHidden = []report.HiddenModule{
+			{Name: "atsiv_list", SeenIn: []string{report.ViewSysfs}, MissingFrom: []string{report.ViewProcModules, report.ViewKallsyms}},
+		}
+		wantViews = []string{report.ViewProcModules, report.ViewSysfs, report.ViewKallsyms, report.ViewBTF}
+	}
 	if got, _ := json.Marshal(rep.Modules.Hidden); string(got) != string(mustJSON(t, wantHidden)) {
 		t.Errorf("modules.hidden = %s, want %s", got, mustJSON(t, wantHidden))
 	}
-	if !slices.Contains(rep.Modules.Views, report.ViewFtrace) {
-		t.Errorf("modules.views = %v, want ftrace among them", rep.Modules.Views)
+	if !slices.Equal(rep.Modules.Views, wantViews) {
+		t.Errorf("modules.views = %v, want %v", rep.Modules.Views, wantViews)
 	}
 	al := rep.Modules.Allocations
 	t.Logf("allocations: %+v", al)
@@ -294,14 +356,13 @@ func TestRealAtsiv(t *testing.T) {
 	if !attested["atsiv_list"] || !attested["atsiv_kobj"] {
 		t.Errorf("ima-module-unlisted (attested) for %v, want atsiv_list and atsiv_kobj", attested)
 	}
-	if asserted < 3 {
-		t.Errorf("%d hidden-module failures, want one per hidden module and one for the allocations", asserted)
+	if asserted != len(wantHidden)+1 {
+		t.Errorf("%d hidden-module failures, want one per hidden module (%d) and one for the allocations", asserted, len(wantHidden))
 	}
 	rs, err := svc.Store.Results(t.Context(), out.AgentID, 10)
 	if err != nil || len(rs) != 1 || rs[0].Level != 0 {
 		t.Errorf("stored results: %+v, %v", rs, err)
 	}
-	t.Logf("total %s", time.Since(t0).Round(100*time.Millisecond))
 }
 
 func mustJSON(t *testing.T, v any) []byte {
