@@ -71,7 +71,7 @@ var ErrTimeout = errors.New("testvm: the guest did not power off before the time
 // until it powers off. qemu and swtpm are started by Run and killed by
 // their PIDs when it returns (and die with the test process, by
 // Pdeathsig), so nothing is left running.
-func Run(ctx context.Context, p Parts, b Boot) (*Result, error) {
+func Run(ctx context.Context, p Parts, b Boot) (result *Result, runErr error) {
 	if b.Timeout == 0 {
 		b.Timeout = 3 * time.Minute
 	}
@@ -153,6 +153,22 @@ func Run(ctx context.Context, p Parts, b Boot) (*Result, error) {
 		"-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
 		"-chardev", serialDev, "-serial", "chardev:ser0",
 	)
+	if len(b.Console) > 0 {
+		// The script runs beside the boot; one that fails (a prompt
+		// that never came) ends the boot at once, with its error.
+		var stop context.CancelCauseFunc
+		ctx, stop = context.WithCancelCause(ctx)
+		go func() {
+			if err := driveConsole(ctx, run, b.Console); err != nil {
+				stop(err)
+			}
+		}()
+		defer func() {
+			if c := context.Cause(ctx); errors.Is(runErr, ErrTimeout) && c != nil && !errors.Is(c, context.DeadlineExceeded) && !errors.Is(c, context.Canceled) {
+				runErr = fmt.Errorf("%w (%v)", c, runErr)
+			}
+		}()
+	}
 	var qout bytes.Buffer
 	t0 := time.Now()
 	qemu, err := start(ctx, p.QEMU, &qout, args...)
@@ -160,28 +176,12 @@ func Run(ctx context.Context, p Parts, b Boot) (*Result, error) {
 		return nil, fmt.Errorf("testvm: start qemu: %w", err)
 	}
 	defer qemu.stop()
-	console := make(chan error, 1)
-	if len(b.Console) > 0 {
-		go func() { console <- driveConsole(ctx, run, b.Console) }()
-	}
 	var waitErr error
 	select {
 	case <-qemu.done:
 		waitErr = qemu.err
 	case <-ctx.Done():
 		waitErr = ErrTimeout
-	case err := <-console:
-		// The script failed (a prompt that never came): stop now.
-		if err != nil {
-			waitErr = err
-		} else {
-			select {
-			case <-qemu.done:
-				waitErr = qemu.err
-			case <-ctx.Done():
-				waitErr = ErrTimeout
-			}
-		}
 	}
 	qemu.stop()
 	res := &Result{Elapsed: time.Since(t0)}
