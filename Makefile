@@ -2,7 +2,7 @@
 GO       ?= go
 BIN      := bin/vigil
 PKGS     := ./...
-DEBS     := osslsigncode sbsigntool kmod openssl xz-utils zstd tpm2-tools swtpm swtpm-tools efitools qemu-system-x86 ovmf mtools dosfstools gdisk busybox-static cpio socat make gcc libc6-dev
+DEBS     := osslsigncode sbsigntool kmod openssl xz-utils zstd tpm2-tools swtpm swtpm-tools efitools qemu-system-x86 ovmf mtools dosfstools gdisk busybox-static cpio socat
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
 .PHONY: all build demo test test-short lint deps artifacts fuzz bench clean
@@ -41,6 +41,9 @@ deps:
 		echo "installing: $$hdr"; \
 		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$hdr"; \
 	fi
+
+# internal/testvm builds modules and a static helper for its guests.
+DEBS += make gcc libc6-dev
 
 artifacts:
 	./scripts/fetch-artifacts.sh
