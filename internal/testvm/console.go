@@ -22,6 +22,10 @@ type ConsoleStep struct {
 	// Dismiss are message boxes that may come while waiting: each is
 	// answered with Enter and the wait goes on.
 	Dismiss []string
+	// Within, when set, bounds the wait: without Wait by then the keys
+	// are sent anyway (a screen whose keys are known but whose text may
+	// come late).
+	Within time.Duration
 }
 
 // Keys as a VT100 terminal sends them, which OVMF's serial terminal reads.
@@ -78,6 +82,11 @@ func driveConsole(ctx context.Context, run string, steps []ConsoleStep) error {
 	var seen []byte // since the previous match, escapes removed
 	var raw []byte
 	for i, s := range steps {
+		var giveUp <-chan time.Time
+		if s.Within > 0 {
+			giveUp = time.After(s.Within)
+		}
+	wait:
 		for s.Wait != "" {
 			clean := ansi.ReplaceAll(raw, nil)
 			if j := bytes.Index(clean, []byte(s.Wait)); j >= 0 {
@@ -109,6 +118,8 @@ func driveConsole(ctx context.Context, run string, steps []ConsoleStep) error {
 				raw = append(raw, b...)
 			case <-ctx.Done():
 				return fmt.Errorf("testvm: console: step %d: %q did not appear; last output: %q", i, s.Wait, tailBytes(seen, 300))
+			case <-giveUp:
+				break wait
 			}
 		}
 		if s.Delay > 0 {

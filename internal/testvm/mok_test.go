@@ -101,7 +101,10 @@ func MokManagerSteps(password string) []ConsoleStep {
 	}
 	return append(steps,
 		ConsoleStep{Delay: 500 * time.Millisecond, Send: KeyEnter},
-		ConsoleStep{Wait: "Reboot", Delay: 2 * time.Second, Send: KeyEnter},
+		// Reboot is the first, selected entry of the menu MokManager
+		// returns to; under a loaded TCG its text has come minutes late
+		// (or not at all): Enter after 45 s anyway.
+		ConsoleStep{Wait: "Reboot", Delay: 2 * time.Second, Send: KeyEnter, Within: 45 * time.Second},
 	)
 }
 
