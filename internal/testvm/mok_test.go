@@ -199,11 +199,16 @@ func EnrolledMOK(tb testing.TB, p Parts) *MOK {
 	return mokVal
 }
 
-func enrollMOK(tb testing.TB, p Parts) (*MOK, error) {
+func enrollMOK(tb testing.TB, p Parts) (_ *MOK, err error) {
 	dir, err := os.MkdirTemp("", "vigil-testvm-mok")
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	mokDir = dir
 	key := testpki.NewRoot(testpki.Options{CommonName: "Vigil Test Module Signing MOK", Key: testpki.RSA2048,
 		EKU: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}})
