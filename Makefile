@@ -31,6 +31,24 @@ deps:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
 	fi
+	@# The headers of the kernel the artifacts hold (internal/testvm builds
+	@# modules against them): linux-headers-<release> with its -common and
+	@# linux-kbuild, the release from the artifacts' STAMP, else the kernel
+	@# scripts/fetch-artifacts.sh will download.
+	@kpkg=$$(cat "$${VIGIL_ARTIFACTS:-.cache/artifacts}/STAMP" 2>/dev/null); \
+	resolve() { apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-amd64\)$$/\1/p' | head -n1; }; \
+	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	[ -n "$$kpkg" ] || kpkg=$$(resolve); \
+	[ -n "$$kpkg" ] || { $$sudo apt-get update -qq && kpkg=$$(resolve); }; \
+	hdr=$$(echo "$$kpkg" | sed -n 's/^linux-image-/linux-headers-/p'); \
+	if [ -z "$$hdr" ]; then echo "deps: cannot resolve the kernel's headers package" >&2; exit 2; fi; \
+	if ! dpkg -s "$$hdr" >/dev/null 2>&1; then \
+		echo "installing: $$hdr"; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$hdr"; \
+	fi
+
+# internal/testvm builds modules and a static helper for its guests.
+DEBS += make gcc libc6-dev
 
 artifacts:
 	./scripts/fetch-artifacts.sh

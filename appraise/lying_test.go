@@ -136,6 +136,36 @@ func TestLyingHost(t *testing.T) {
 		{name: "a module measured at load and missing from every view", level: 0,
 			modules: []string{"/lib/modules/6.1.0-28-amd64/updates/reptile.ko"},
 			reasons: map[string]int{"ima-module-unlisted": 1}},
+		// The Atsiv case as the real 6.1 kernel shows it (internal/testvm
+		// TestRealAtsiv): loaded from outside /lib/modules, list_del'd
+		// and kobject_del'd, so in no list; IMA measured the load.
+		{name: "Atsiv: a MOK-signed module hidden from every list, its load in the IMA list", level: 0,
+			modules: []string{"/root/atsiv_kobj.ko"},
+			host: func(h *testhost.Host, _ []byte) {
+				h.KernelViews = true
+				h.Modules = append(h.Modules, testhost.Module{Name: "atsiv_kobj", Size: 16384, Taint: "O", Hide: []string{"proc_modules", "sysfs", "kallsyms", "btf"}})
+			},
+			reasons: map[string]int{"ima-module-unlisted": 1, "hidden-module": 1}},
+		{name: "Atsiv, and the report lies: no hidden module, no allocations surplus", level: 0,
+			modules: []string{"/root/atsiv_kobj.ko"},
+			host: func(h *testhost.Host, _ []byte) {
+				h.KernelViews = true
+				h.Modules = append(h.Modules, testhost.Module{Name: "atsiv_kobj", Size: 16384, Taint: "O", Hide: []string{"proc_modules", "sysfs", "kallsyms", "btf"}})
+			},
+			report: func(r map[string]any) {
+				m := r["modules"].(map[string]any)
+				m["hidden"] = []any{}
+				al := m["allocations"].(map[string]any)
+				al["count"], al["unlisted"], al["unlisted_sizes"] = al["listed"], 0, []any{}
+			},
+			reasons: map[string]int{"ima-module-unlisted": 1}},
+		{name: "a hidden module's load in the IMA list, the report's module list unavailable", level: 0,
+			modules: []string{"/root/atsiv_kobj.ko"},
+			report: func(r map[string]any) {
+				m := r["modules"].(map[string]any)
+				m["status"], m["error"], m["loaded"] = "unavailable", "open /proc/modules: permission denied", []any{}
+			},
+			reasons: map[string]int{"ima-module-unlisted": 1, "measurement-error": 3}},
 
 		// A report outside the schema: statuses outside the enum, null
 		// or absent sections. The decoder refuses them (the first case

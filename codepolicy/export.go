@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -74,6 +75,10 @@ var ErrNothingToExport = errors.New("the policy holds nothing this format can ex
 // certificates or TBS hashes), and in mokx everything but SHA-256 hashes
 // and certificates. Lists are in a stable order: SHA-256, SHA-1, X.509,
 // X509_SHA256, X509_SHA384, X509_SHA512, values sorted.
+//
+// mokx also writes deny.sha256 (whole-file hashes) as EFI_CERT_SHA256: the
+// Debian kernel refuses a module whose file hash is in MokListXRT (see
+// above); deny.signed_content_sha256 is not one it matches.
 func ExportSignatureDatabase(p *Policy, target string, owner efi.GUID) ([]byte, ExportStats, error) {
 	st := newExportStats(target)
 	if p == nil || p.ix == nil {
@@ -99,7 +104,17 @@ func ExportSignatureDatabase(p *Policy, target string, owner efi.GUID) ([]byte, 
 			st.Written[efi.TypeName(t)] += len(data)
 		}
 	}
-	add(efi.CertSHA256, hashes(p.Deny.AuthentihashSHA256))
+	if dbx {
+		add(efi.CertSHA256, hashes(p.Deny.AuthentihashSHA256))
+	} else {
+		// mokx: also the whole-file hashes. Debian's kernel loads
+		// MokListXRT's SHA-256 entries into .blacklist and refuses a
+		// module whose whole file (signature included) has one
+		// (kernel/module/signing.c mod_is_hash_blacklisted, Debian's
+		// db-mok-keyring patches); to shim they are image hashes no
+		// image has.
+		add(efi.CertSHA256, hashes(append(slices.Clone(p.Deny.AuthentihashSHA256), p.Deny.SHA256...)))
+	}
 	if dbx {
 		add(efi.CertSHA1, hashes(p.Deny.AuthentihashSHA1))
 	} else if n := len(sortedUnique(p.Deny.AuthentihashSHA1)); n > 0 {
@@ -200,7 +215,9 @@ func ExportSignatureDatabase(p *Policy, target string, owner efi.GUID) ([]byte, 
 			st.NotExported[why] += n
 		}
 	}
-	notExp(p.Deny.SHA256, "deny.sha256: a whole-file hash; firmware matches Authenticode image hashes")
+	if dbx {
+		notExp(p.Deny.SHA256, "deny.sha256: a whole-file hash; firmware matches Authenticode image hashes")
+	}
 	notExp(p.Deny.SignerTBSSHA1, "deny.signer_tbs_sha1: UEFI has no X509_SHA1 type")
 	notExp(p.Deny.SignedContentSHA256, "deny.signed_content_sha256: a kernel module hash (export --to blacklist-hashes)")
 	if len(lists) == 0 {

@@ -293,10 +293,24 @@ func TestExportSignatureDatabaseRoundTrip(t *testing.T) {
 		}
 	}
 
-	// mokx keeps SHA-256 image hashes and certificates only.
-	_, st, err = ExportSignatureDatabase(p, "mokx", efiOwner)
-	if err != nil || !mapsEqual(st.Written, map[string]int{"sha256": 1, "x509": 1}) {
+	// mokx keeps SHA-256 hashes and certificates only: the image hash
+	// and, for the kernel, the whole-file hash of deny.sha256.
+	mokx, st, err := ExportSignatureDatabase(p, "mokx", efiOwner)
+	if err != nil || !mapsEqual(st.Written, map[string]int{"sha256": 2, "x509": 1}) {
 		t.Fatalf("mokx %v %+v", err, st)
+	}
+	ml, err := efi.ParseSignatureLists(mokx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []string
+	for _, e := range efi.Entries(ml) {
+		if e.Type == efi.CertSHA256 {
+			sums = append(sums, hex.EncodeToString(e.Data))
+		}
+	}
+	if !slices.Contains(sums, strings.Repeat("ab", 32)) || !slices.Contains(sums, hex.EncodeToString(f.imgHash)) {
+		t.Fatalf("mokx SHA-256 entries %v", sums)
 	}
 	if _, _, err := ExportSignatureDatabase(Default(), "dbx", efiOwner); !errors.Is(err, ErrNothingToExport) {
 		t.Fatalf("empty policy: %v", err)

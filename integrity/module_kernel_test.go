@@ -6,45 +6,16 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/vigil-attest/vigil/internal/testcmd"
+	"github.com/vigil-attest/vigil/internal/testkmod"
 	"github.com/vigil-attest/vigil/internal/testpki"
 	"github.com/vigil-attest/vigil/kmodsig"
 	"github.com/vigil-attest/vigil/reason"
 )
-
-// opensslModule signs content with openssl cms as an attacker with the key
-// would, with args added (signers, -noattr or not, -nocerts or not), and
-// writes content | PKCS#7 (plus pad zero bytes) | trailer to dir/name.
-func opensslModule(t *testing.T, dir, name string, content []byte, pad int, args ...string) string {
-	t.Helper()
-	in := filepath.Join(dir, name+".content")
-	os.WriteFile(in, content, 0o644)
-	out := filepath.Join(dir, name+".p7")
-	testcmd.Run(t, "openssl", append([]string{"cms", "-sign", "-binary", "-outform", "DER", "-md", "sha256", "-in", in, "-out", out}, args...)...)
-	p7, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writeModule(t, dir, name, content, append(p7, make([]byte, pad)...))
-}
-
-func writeModule(t *testing.T, dir, name string, content, p7 []byte) string {
-	t.Helper()
-	var b bytes.Buffer
-	if err := kmodsig.Append(&b, bytes.NewReader(content), p7); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, name)
-	if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestModuleKernelPKCS7Rules: signed attributes and a second signer whose
 // signature is bad are refused, as pkcs7_verify refuses them.
@@ -57,20 +28,20 @@ func TestModuleKernelPKCS7Rules(t *testing.T) {
 	one := []string{"-signer", e.leafPEM, "-inkey", e.leafKey}
 	two := append(slices.Clone(one), "-signer", secPEM, "-inkey", secKey)
 
-	good := opensslModule(t, e.dir, "good.ko", content, 0, append([]string{"-noattr", "-nocerts"}, one...)...)
+	good := testkmod.OpensslSigned(t, e.dir, "good.ko", content, 0, append([]string{"-noattr", "-nocerts"}, one...)...)
 	want(t, verifyKeyring(t, p, keyring, good), true)
 
 	// openssl's default: contentType, signingTime, messageDigest and
 	// S/MIME capabilities as signed attributes. The signature is sound;
 	// the kernel refuses it.
-	attrs := opensslModule(t, e.dir, "attrs.ko", content, 0, append([]string{"-nocerts"}, one...)...)
+	attrs := testkmod.OpensslSigned(t, e.dir, "attrs.ko", content, 0, append([]string{"-nocerts"}, one...)...)
 	v := verifyKeyring(t, p, keyring, attrs)
 	want(t, v, false, reason.Malformed)
 	if !strings.Contains(v.Error, kmodsig.ErrSignedAttributes.Error()) {
 		t.Fatalf("error %q does not name the signed attributes", v.Error)
 	}
 
-	both := opensslModule(t, e.dir, "two.ko", content, 0, append([]string{"-noattr", "-nocerts"}, two...)...)
+	both := testkmod.OpensslSigned(t, e.dir, "two.ko", content, 0, append([]string{"-noattr", "-nocerts"}, two...)...)
 	v = verifyKeyring(t, p, keyring, both)
 	want(t, v, true)
 	if len(v.Signatures) != 2 {
@@ -86,7 +57,7 @@ func TestModuleKernelPKCS7Rules(t *testing.T) {
 	}
 	bad := bytes.Clone(m.PKCS7)
 	bad[len(bad)-1] ^= 1
-	v = verifyKeyring(t, p, keyring, writeModule(t, e.dir, "secondbad.ko", content, bad))
+	v = verifyKeyring(t, p, keyring, testkmod.Write(t, e.dir, "secondbad.ko", content, bad))
 	want(t, v, false, reason.BadSignature)
 	if v.Signatures[0].Valid || v.Signatures[0].Reasons[0] != reason.BadSignature {
 		t.Fatalf("first signer: %v", v.Signatures[0].Reasons)
@@ -117,10 +88,10 @@ func TestModuleSignedContentDeny(t *testing.T) {
 		testcmd.Run(t, c[0], append(c[1:], signed)...)
 		files[c[0]] = signed + map[string]string{"xz": ".xz", "zstd": ".zst", "gzip": ".gz"}[c[0]]
 	}
-	files["zero-padded PKCS#7"] = opensslModule(t, e.dir, "padded.ko", content, 64, one...)
-	files["extra certificates"] = opensslModule(t, e.dir, "certs.ko", content, 0,
+	files["zero-padded PKCS#7"] = testkmod.OpensslSigned(t, e.dir, "padded.ko", content, 64, one...)
+	files["extra certificates"] = testkmod.OpensslSigned(t, e.dir, "certs.ko", content, 0,
 		"-noattr", "-signer", e.leafPEM, "-inkey", e.leafKey, "-certfile", e.interPEM)
-	files["re-signed"] = opensslModule(t, e.dir, "resigned.ko", content, 0, one...)
+	files["re-signed"] = testkmod.OpensslSigned(t, e.dir, "resigned.ko", content, 0, one...)
 	for name, path := range files {
 		// Without the rule, each variant other than the padded one
 		// verifies: the rule is what denies it.
@@ -135,6 +106,6 @@ func TestModuleSignedContentDeny(t *testing.T) {
 		}
 	}
 	// Different content is not matched.
-	other := opensslModule(t, e.dir, "other.ko", append(bytes.Clone(content), 0), 0, one...)
+	other := testkmod.OpensslSigned(t, e.dir, "other.ko", append(bytes.Clone(content), 0), 0, one...)
 	want(t, verifyKeyring(t, deny, keyring, other), true)
 }

@@ -2,6 +2,7 @@ package measure
 
 import (
 	"os"
+	"slices"
 	"testing"
 )
 
@@ -92,5 +93,65 @@ func FuzzCmdline(f *testing.F) {
 			}
 		}
 		cmdlineValue(string(b), "module.sig_enforce")
+	})
+}
+
+// seedGuest adds a file a real Debian 6.1 guest wrote
+// (testdata/guest, captured by internal/testvm's TestRealAtsiv with
+// VIGIL_TESTVM_SEEDS=1).
+func seedGuest(f *testing.F, name string) {
+	b, err := os.ReadFile("testdata/guest/" + name)
+	if err != nil {
+		f.Fatalf("seed: %v", err)
+	}
+	f.Add(b)
+}
+
+func FuzzFtraceModules(f *testing.F) {
+	seedGuest(f, "available_filter_functions")
+	seedProc(f, "/sys/kernel/tracing/available_filter_functions",
+		"do_one_initcall\natsiv_payload [atsiv_list]\nfoo [bar\n", "x []\n", "[a]\n", "f  [a]\n")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		names, err := parseFtraceModules(b)
+		if err != nil {
+			return
+		}
+		for n := range names {
+			if !validModuleName(n) {
+				t.Fatalf("accepted module %q", n)
+			}
+		}
+	})
+}
+
+func FuzzVmallocModules(f *testing.F) {
+	seedGuest(f, "vmallocinfo")
+	seedProc(f, "/proc/vmallocinfo",
+		"0xffffffffc0000000-0xffffffffc0005000   20480 load_module+0x8a3/0x1c10 pages=4 vmalloc N0=4\n",
+		"0xffffffffc0005000-0xffffffffc0007000    8192 bpf_jit_binary_alloc+0x5b/0xf0 pages=1 vmalloc\n0x0-0x1 1\n",
+		"0x1 -1 load_module\n")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		allocs, err := parseVmallocModules(b)
+		if err != nil {
+			return
+		}
+		var sizes []int64
+		for _, a := range allocs {
+			if a.Size <= 0 {
+				t.Fatalf("accepted %+v", a)
+			}
+			sizes = append(sizes, a.Size)
+		}
+		// Matching against any listing never reports more than the
+		// surplus, nor a size that is not an allocation's.
+		un := unlistedAllocations(allocs, sizes[:len(sizes)/2])
+		if len(un) > len(allocs)-len(sizes)/2 {
+			t.Fatalf("%d unlisted of %d allocations, %d listed", len(un), len(allocs), len(sizes)/2)
+		}
+		for _, s := range un {
+			if !slices.Contains(sizes, s) {
+				t.Fatalf("unlisted size %d is no allocation's", s)
+			}
+		}
 	})
 }

@@ -170,6 +170,53 @@ func TestAdversarialHosts(t *testing.T) {
 				t.Errorf("loaded %d", len(r.Modules.Loaded))
 			}
 		}},
+		// The real 6.1 kernel's shapes (internal/testvm TestRealAtsiv):
+		// list_del also removes the module from kallsyms; with
+		// kobject_del it is in no list at all. ftrace and the loader's
+		// allocations still show both.
+		{"list_del on 6.1: only sysfs, ftrace and its memory", func(h *testhost.Host) {
+			h.KernelViews = true
+			// Built out of tree without the kernel's vmlinux: no BTF.
+			h.Modules = append(h.Modules, testhost.Module{Name: "atsiv_list", Size: 12288, Taint: "O", Hide: []string{"proc_modules", "kallsyms", "btf"}})
+		}, "", nil, func(t *testing.T, r *measure.Report) {
+			want := []measure.HiddenModule{{Name: "atsiv_list", SeenIn: []string{"ftrace", "sysfs"}, MissingFrom: []string{"proc_modules", "kallsyms"}}}
+			eq(t, "hidden", r.Modules.Hidden, want)
+			eq(t, "views", r.Modules.Views, []string{"proc_modules", "sysfs", "kallsyms", "ftrace", "btf"})
+			eq(t, "allocations", r.Modules.Allocations, measure.ModuleAllocations{Section: measure.Section{Status: "ok"}, Count: 4, Listed: 3, Unlisted: 1, UnlistedSizes: []int64{16384}})
+		}},
+		{"list_del and kobject_del: in no list", func(h *testhost.Host) {
+			h.KernelViews = true
+			h.Modules = append(h.Modules, testhost.Module{Name: "atsiv_kobj", Size: 12288, Taint: "O", Hide: []string{"proc_modules", "sysfs", "kallsyms", "btf"}})
+		}, "", nil, func(t *testing.T, r *measure.Report) {
+			want := []measure.HiddenModule{{Name: "atsiv_kobj", SeenIn: []string{"ftrace"}, MissingFrom: []string{"proc_modules", "sysfs", "kallsyms"}}}
+			eq(t, "hidden", r.Modules.Hidden, want)
+			eq(t, "allocations unlisted", r.Modules.Allocations.Unlisted, 1)
+		}},
+		{"lockdown=confidentiality: tracefs refused, the allocations remain", func(h *testhost.Host) {
+			h.KernelViews = true
+			h.Modules = append(h.Modules, testhost.Module{Name: "atsiv_kobj", Size: 12288, Taint: "O", Hide: []string{"proc_modules", "sysfs", "kallsyms", "ftrace", "btf"}})
+		}, "", nil, func(t *testing.T, r *measure.Report) {
+			eq(t, "hidden", r.Modules.Hidden, []measure.HiddenModule{})
+			eq(t, "allocations", r.Modules.Allocations, measure.ModuleAllocations{Section: measure.Section{Status: "ok"}, Count: 4, Listed: 3, Unlisted: 1, UnlistedSizes: []int64{16384}})
+		}},
+		{"a hidden module built with BTF: its /sys/kernel/btf file stays", func(h *testhost.Host) {
+			h.KernelViews = true
+			h.Modules = append(h.Modules, testhost.Module{Name: "rk", Size: 8192, Hide: []string{"proc_modules", "sysfs", "kallsyms", "ftrace"}})
+		}, "", nil, func(t *testing.T, r *measure.Report) {
+			want := []measure.HiddenModule{{Name: "rk", SeenIn: []string{"btf"}, MissingFrom: []string{"proc_modules", "sysfs", "kallsyms"}}}
+			eq(t, "hidden", r.Modules.Hidden, want)
+		}},
+		{"a listed module without traceable functions or BTF is not hidden", func(h *testhost.Host) {
+			h.KernelViews = true
+			h.Modules = append(h.Modules, testhost.Module{Name: "tiny", Size: 4096, File: signedModule(t, "tiny"), Hide: []string{"ftrace", "btf"}})
+		}, "", nil, func(t *testing.T, r *measure.Report) {
+			eq(t, "hidden", r.Modules.Hidden, []measure.HiddenModule{})
+			eq(t, "allocations", r.Modules.Allocations, measure.ModuleAllocations{Section: measure.Section{Status: "ok"}, Count: 4, Listed: 4, UnlistedSizes: []int64{}})
+		}},
+		{"no vmallocinfo: allocations unavailable", func(h *testhost.Host) {}, "", nil, func(t *testing.T, r *measure.Report) {
+			eq(t, "allocations status", r.Modules.Allocations.Status, measure.StatusUnavailable)
+			eq(t, "views", r.Modules.Views, []string{"proc_modules", "sysfs", "kallsyms"})
+		}},
 		{"module loading is not hidden", func(h *testhost.Host) {
 			h.Modules = append(h.Modules, testhost.Module{Name: "loading", Size: 1, State: "Loading", File: signedModule(t, "loading"), Hide: []string{"kallsyms"}})
 		}, "", nil, func(t *testing.T, r *measure.Report) {

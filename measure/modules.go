@@ -20,7 +20,8 @@ import (
 var recheckDelay = 100 * time.Millisecond
 
 func (m *Measurer) collectModules(ctx context.Context, src hostfs.Source, release string) Modules {
-	out := Modules{Loaded: []LoadedModule{}, Hidden: []HiddenModule{}, Views: []string{}}
+	out := Modules{Loaded: []LoadedModule{}, Hidden: []HiddenModule{}, Views: []string{},
+		Allocations: ModuleAllocations{Section: Section{Status: StatusUnavailable}, UnlistedSizes: []int64{}}}
 	raw, err := src.ReadFile("/proc/modules")
 	if err != nil {
 		out.Section = statusOf(err)
@@ -46,7 +47,63 @@ func (m *Measurer) collectModules(ctx context.Context, src hostfs.Source, releas
 	}
 	sort.Slice(out.Loaded, func(i, j int) bool { return out.Loaded[i].Name < out.Loaded[j].Name })
 	out.Hidden, out.Views = crossView(ctx, src, mods)
+	out.Allocations = allocationsView(ctx, src, mods)
 	return out
+}
+
+// allocationsView counts the module loader's regions in vmallocinfo
+// against /proc/modules, and re-reads both when they disagree: modules are
+// reported unlisted only if both readings have as many or more.
+func allocationsView(ctx context.Context, src hostfs.Source, mods []procModule) ModuleAllocations {
+	read := func(mods []procModule) (ModuleAllocations, bool) {
+		out := ModuleAllocations{UnlistedSizes: []int64{}}
+		raw, err := src.ReadFile("/proc/vmallocinfo")
+		if err != nil {
+			out.Section = Section{Status: StatusUnavailable, Error: err.Error()}
+			return out, false
+		}
+		allocs, err := parseVmallocModules(raw)
+		if err != nil {
+			out.Section = Section{Status: StatusError, Error: err.Error()}
+			return out, false
+		}
+		if mods == nil {
+			raw, err := src.ReadFile("/proc/modules")
+			if err != nil {
+				out.Section = statusOf(err)
+				return out, false
+			}
+			if mods, err = parseProcModules(raw); err != nil {
+				out.Section = Section{Status: StatusError, Error: err.Error()}
+				return out, false
+			}
+		}
+		sizes := make([]int64, len(mods))
+		for i, m := range mods {
+			sizes[i] = m.Size
+		}
+		out.Section = Section{Status: StatusOK}
+		out.Count, out.Listed = len(allocs), len(mods)
+		out.UnlistedSizes = unlistedAllocations(allocs, sizes)
+		out.Unlisted = len(out.UnlistedSizes)
+		return out, true
+	}
+	first, ok := read(mods)
+	if !ok || first.Unlisted == 0 {
+		return first
+	}
+	select {
+	case <-ctx.Done():
+		first.Unlisted, first.UnlistedSizes = 0, []int64{}
+		return first
+	case <-time.After(recheckDelay):
+	}
+	second, ok := read(nil)
+	if !ok || second.Unlisted < first.Unlisted {
+		// Fewer the second time: some were modules in transit.
+		return second
+	}
+	return first
 }
 
 // moduleFiles maps module names to files for the release.
@@ -159,8 +216,29 @@ func moduleViews(src hostfs.Source, procMods []procModule) (map[string][]string,
 			}
 		}
 	}
+	if names, ok := readFtraceModules(src); ok {
+		views = append(views, ViewFtrace)
+		for n := range names {
+			add(ViewFtrace, n)
+		}
+	}
+	if es, err := src.ReadDir("/sys/kernel/btf"); err == nil {
+		views = append(views, ViewBTF)
+		for _, e := range es {
+			// vmlinux is the core kernel's; a module's file is its name.
+			if n := e.Name(); n != "vmlinux" && validModuleName(n) {
+				add(ViewBTF, n)
+			}
+		}
+	}
 	return seen, views
 }
+
+// witnessViews only testify to a module: a module they show is hidden
+// from every list that lacks it, but a listed module they lack is not
+// hidden (a module may have no traceable function, or no BTF: an
+// out-of-tree module built without the kernel's vmlinux has none).
+var witnessViews = []string{ViewFtrace, ViewBTF}
 
 // discrepancies returns the modules not listed by every view.
 func discrepancies(seen map[string][]string, views []string) map[string]HiddenModule {
@@ -171,7 +249,7 @@ func discrepancies(seen map[string][]string, views []string) map[string]HiddenMo
 		}
 		var missing []string
 		for _, v := range views {
-			if !slices.Contains(in, v) {
+			if !slices.Contains(in, v) && !slices.Contains(witnessViews, v) {
 				missing = append(missing, v)
 			}
 		}

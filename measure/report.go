@@ -7,35 +7,36 @@ import "github.com/vigil-attest/vigil/report"
 
 // Report types (report.Report and its sections).
 type (
-	ParseError      = report.ParseError
-	Status          = report.Status
-	Section         = report.Section
-	Report          = report.Report
-	Enforcement     = report.Enforcement
-	IPE             = report.IPE
-	EVM             = report.EVM
-	Debug           = report.Debug
-	IMA             = report.IMA
-	IMAPCR          = report.IMAPCR
-	Kernel          = report.Kernel
-	MeasuredBoot    = report.MeasuredBoot
-	LoggedVariable  = report.LoggedVariable
-	LoggedImage     = report.LoggedImage
-	LoggedShimEvent = report.LoggedShimEvent
-	Modules         = report.Modules
-	LoadedModule    = report.LoadedModule
-	HiddenModule    = report.HiddenModule
-	Processes       = report.Processes
-	CriticalState   = report.CriticalState
-	HiddenProcess   = report.HiddenProcess
-	SecureBoot      = report.SecureBoot
-	MokSBState      = report.MokSBState
-	SignatureDB     = report.SignatureDB
-	DBCertificate   = report.DBCertificate
-	PlatformVerdict = report.PlatformVerdict
-	BootFile        = report.BootFile
-	Taint           = report.Taint
-	Vocabulary      = report.Vocabulary
+	ParseError        = report.ParseError
+	Status            = report.Status
+	Section           = report.Section
+	Report            = report.Report
+	Enforcement       = report.Enforcement
+	IPE               = report.IPE
+	EVM               = report.EVM
+	Debug             = report.Debug
+	IMA               = report.IMA
+	IMAPCR            = report.IMAPCR
+	Kernel            = report.Kernel
+	MeasuredBoot      = report.MeasuredBoot
+	LoggedVariable    = report.LoggedVariable
+	LoggedImage       = report.LoggedImage
+	LoggedShimEvent   = report.LoggedShimEvent
+	Modules           = report.Modules
+	LoadedModule      = report.LoadedModule
+	HiddenModule      = report.HiddenModule
+	ModuleAllocations = report.ModuleAllocations
+	Processes         = report.Processes
+	CriticalState     = report.CriticalState
+	HiddenProcess     = report.HiddenProcess
+	SecureBoot        = report.SecureBoot
+	MokSBState        = report.MokSBState
+	SignatureDB       = report.SignatureDB
+	DBCertificate     = report.DBCertificate
+	PlatformVerdict   = report.PlatformVerdict
+	BootFile          = report.BootFile
+	Taint             = report.Taint
+	Vocabulary        = report.Vocabulary
 )
 
 // Report constants.
@@ -48,6 +49,8 @@ const (
 	ViewProcModules         = report.ViewProcModules
 	ViewSysfs               = report.ViewSysfs
 	ViewKallsyms            = report.ViewKallsyms
+	ViewFtrace              = report.ViewFtrace
+	ViewBTF                 = report.ViewBTF
 	ProblemNotRunning       = report.ProblemNotRunning
 	ProblemExeMismatch      = report.ProblemExeMismatch
 	ProblemExeDeleted       = report.ProblemExeDeleted

@@ -189,6 +189,33 @@ type Modules struct {
 	Hidden []HiddenModule `json:"hidden"`
 	// Views names the views the cross-check compared (those readable).
 	Views []string `json:"views"`
+	// Allocations counts the kernel's module allocations against the
+	// modules listed: a module that removed itself from every list still
+	// holds its memory.
+	Allocations ModuleAllocations `json:"allocations"`
+}
+
+// ModuleAllocations compares the module loader's allocations in
+// /proc/vmallocinfo (one core region per loaded module, two while its
+// init region is not yet freed) with the modules /proc/modules and sysfs
+// list. It is read when /proc/vmallocinfo is (root; it still is under
+// lockdown=confidentiality, where tracefs and kallsyms addresses are not).
+type ModuleAllocations struct {
+	// Section is "ok" when vmallocinfo was read, "unavailable" when it
+	// could not be.
+	Section
+	// Count is the allocations whose caller is the module loader
+	// (load_module, move_module or module_alloc).
+	Count int `json:"count"`
+	// Listed is the modules /proc/modules and sysfs list, in any state.
+	Listed int `json:"listed"`
+	// Unlisted is Count minus Listed when positive, in two readings: that
+	// many modules hold memory and are in no list.
+	Unlisted int `json:"unlisted"`
+	// UnlistedSizes are the sizes (bytes, with vmalloc's guard page) of
+	// the allocations no listed module's size accounts for, largest
+	// first; empty when Unlisted is 0.
+	UnlistedSizes []int64 `json:"unlisted_sizes"`
 }
 
 // LoadedModule is one module of /proc/modules.
@@ -241,6 +268,16 @@ const (
 	ViewProcModules = "proc_modules" // /proc/modules
 	ViewSysfs       = "sysfs"        // /sys/module/*/initstate
 	ViewKallsyms    = "kallsyms"     // [module] tags in /proc/kallsyms
+	// ViewFtrace is the [module] tags of the functions ftrace can trace
+	// (tracefs available_filter_functions). It only testifies: a module
+	// with functions there that no list shows is hidden; a listed module
+	// without traceable functions is not.
+	ViewFtrace = "ftrace"
+	// ViewBTF is the modules with type information in /sys/kernel/btf
+	// (one file per module built with BTF, CONFIG_DEBUG_INFO_BTF_MODULES;
+	// the kernel adds it at load and removes it at unload, whatever the
+	// modules list says). It only testifies, as ftrace does.
+	ViewBTF = "btf"
 )
 
 // Processes holds the critical processes' state and the processes hidden

@@ -159,14 +159,14 @@ func moduleTaintNames() []string {
 var vocabularies = map[reflect.Type]map[string]*vocab{
 	reflect.TypeFor[Report]():  {"version": enum(Version).unsetAs(Version)},
 	reflect.TypeFor[Section](): {"status": enum(StatusOK, StatusUnavailable, StatusError).unsetAs(string(StatusError))},
-	reflect.TypeFor[Modules](): {"views": enum(ViewProcModules, ViewSysfs, ViewKallsyms)},
+	reflect.TypeFor[Modules](): {"views": enum(ViewProcModules, ViewSysfs, ViewKallsyms, ViewFtrace, ViewBTF)},
 	reflect.TypeFor[LoadedModule](): {
 		"reasons":   enum(reason.All()...),
 		"signature": enum(SignatureSigned, SignatureUnsigned, SignatureUnknown).unsetAs(SignatureUnknown),
 		"taint":     moduleTaint,
 	},
 	reflect.TypeFor[HiddenModule](): {
-		"seen_in":      enum(ViewProcModules, ViewSysfs, ViewKallsyms),
+		"seen_in":      enum(ViewProcModules, ViewSysfs, ViewKallsyms, ViewFtrace, ViewBTF),
 		"missing_from": enum(ViewProcModules, ViewSysfs, ViewKallsyms),
 	},
 	reflect.TypeFor[Taint](): {

@@ -293,6 +293,9 @@ func writeReportText(w io.Writer, r *measure.Report) error {
 	for _, h := range r.Modules.Hidden {
 		fmt.Fprintf(w, "HIDDEN MODULE %s: seen in %s, missing from %s\n", h.Name, strings.Join(h.SeenIn, ","), strings.Join(h.MissingFrom, ","))
 	}
+	if al := r.Modules.Allocations; al.Status == measure.StatusOK && al.Unlisted > 0 {
+		fmt.Fprintf(w, "HIDDEN MODULES %d: %d module allocations for %d listed modules (vmallocinfo), unlisted sizes %v\n", al.Unlisted, al.Count, al.Listed, al.UnlistedSizes)
+	}
 	for _, h := range r.Processes.Hidden {
 		fmt.Fprintf(w, "HIDDEN PROCESS %d (%s %s)\n", h.PID, h.Name, h.Exe)
 	}

@@ -205,9 +205,10 @@ entries the format cannot express. FILE "-" is stdout.
                     -> EFI_CERT_X509; other tbs_sha256 revocations ->
                     EFI_CERT_X509_SHA256 with TimeOfRevocation = revoked_at;
                     deny.signer_tbs_sha256/384/512 -> EFI_CERT_X509_SHA*.
-  mokx              the same for shim's MokListX (mokutil --mokx --import),
-                    which shim reads for SHA-256 image hashes and X.509
-                    certificates only.
+  mokx              shim's MokListX (mokutil --mokx --import): SHA-256
+                    hashes and X.509 certificates only; also deny.sha256,
+                    the whole-file hashes Debian's kernel checks modules
+                    against at the next boot.
   blacklist-hashes  the kernel's CONFIG_SYSTEM_BLACKLIST_HASH_LIST file:
                     "tbs:<hex>" for deny.signer_tbs_* and tbs_sha256
                     revocations, "bin:<hex>" for deny.signed_content_sha256,

@@ -34,7 +34,8 @@ type Module struct {
 	// nil means no file (and no modules.dep line).
 	File []byte
 	// Hide leaves the module out of the named views: "proc_modules",
-	// "sysfs", "kallsyms".
+	// "sysfs", "kallsyms", and with Host.KernelViews "ftrace", "btf" and
+	// "vmallocinfo".
 	Hide []string
 }
 
@@ -83,6 +84,12 @@ type Host struct {
 	Keyctl bool
 	// Files are other files, by host path.
 	Files map[string][]byte
+	// KernelViews writes the module views a 6.1 kernel has besides the
+	// lists: tracefs available_filter_functions (two functions per
+	// module, tagged [NAME]), /sys/kernel/btf (vmlinux and one file per
+	// module) and /proc/vmallocinfo (each module's core region, caller
+	// load_module, and a BPF program's).
+	KernelViews bool
 }
 
 // EventLogPath is where the kernel exposes the firmware event log.
@@ -221,6 +228,29 @@ func (h *Host) writeModules(w *writer) {
 	w.text("/sys/module/printk/parameters/time", "Y")
 	w.write("/proc/modules", procMods.Bytes())
 	w.write("/proc/kallsyms", kallsyms.Bytes())
+	if h.KernelViews {
+		var ftrace, vmalloc bytes.Buffer
+		ftrace.WriteString("do_one_initcall\nstartup_64_setup_env\n")
+		vmalloc.WriteString("0xffffffffc0000000-0xffffffffc0002000    8192 bpf_jit_binary_alloc+0x5b/0xf0 pages=1 vmalloc N0=1\n")
+		for i, m := range h.Modules {
+			if !hidden(m, "ftrace") {
+				fmt.Fprintf(&ftrace, "%s_init_one [%s]\n%s_work [%s]\n", m.Name, m.Name, m.Name, m.Name)
+			}
+			if !hidden(m, "vmallocinfo") {
+				size := (m.Size+4095)/4096*4096 + 4096
+				start := 0xffffffffc0400000 + uint64(i)*0x10000
+				fmt.Fprintf(&vmalloc, "0x%016x-0x%016x %7d load_module+0x8a3/0x1c10 pages=%d vmalloc N0=%d\n", start, start+uint64(size), size, size/4096-1, size/4096-1)
+			}
+		}
+		w.write("/sys/kernel/tracing/available_filter_functions", ftrace.Bytes())
+		w.text("/sys/kernel/btf/vmlinux", "")
+		for _, m := range h.Modules {
+			if !hidden(m, "btf") {
+				w.text("/sys/kernel/btf/"+m.Name, "")
+			}
+		}
+		w.write("/proc/vmallocinfo", vmalloc.Bytes())
+	}
 	w.write(path.Join("/lib/modules", h.Release, "modules.dep"), dep.Bytes())
 	w.write(path.Join("/lib/modules", h.Release, "modules.builtin"), []byte("kernel/fs/ext4/ext4.ko\n"))
 }

@@ -36,6 +36,10 @@ type Boot struct {
 	// MemoryMiB is the guest's RAM (default 768: the initramfs is unpacked
 	// into a ramfs root).
 	MemoryMiB int
+	// Console, when set, drives the serial console (console.go): each
+	// step waits for its text and sends its keys, as an operator at the
+	// firmware's or MokManager's prompt would.
+	Console []ConsoleStep
 	// Forwards, when set, give the guest an e1000 NIC on a restricted
 	// qemu user network (restrict=on: no route out of the guest) where
 	// each forward is the only reachable address: a connection to its
@@ -79,7 +83,7 @@ var ErrTimeout = errors.New("testvm: the guest did not power off before the time
 // until it powers off. qemu and swtpm are started by Run and killed by
 // their PIDs when it returns (and die with the test process, by
 // Pdeathsig), so nothing is left running.
-func Run(ctx context.Context, p Parts, b Boot) (*Result, error) {
+func Run(ctx context.Context, p Parts, b Boot) (result *Result, runErr error) {
 	if b.Timeout == 0 {
 		b.Timeout = 3 * time.Minute
 	}
@@ -156,10 +160,30 @@ func Run(ctx context.Context, p Parts, b Boot) (*Result, error) {
 		}
 		args = append(args, "-netdev", netdev, "-device", "e1000,netdev=n0")
 	}
+	serialDev := "file,id=ser0,path=" + serial
+	if len(b.Console) > 0 {
+		serialDev = consoleChardev(run, serial)
+	}
 	args = append(args,
 		"-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
-		"-chardev", "file,id=ser0,path="+serial, "-serial", "chardev:ser0",
+		"-chardev", serialDev, "-serial", "chardev:ser0",
 	)
+	if len(b.Console) > 0 {
+		// The script runs beside the boot; one that fails (a prompt
+		// that never came) ends the boot at once, with its error.
+		var stop context.CancelCauseFunc
+		ctx, stop = context.WithCancelCause(ctx)
+		go func() {
+			if err := driveConsole(ctx, run, b.Console); err != nil {
+				stop(err)
+			}
+		}()
+		defer func() {
+			if c := context.Cause(ctx); errors.Is(runErr, ErrTimeout) && c != nil && !errors.Is(c, context.DeadlineExceeded) && !errors.Is(c, context.Canceled) {
+				runErr = fmt.Errorf("%w (%v)", c, runErr)
+			}
+		}()
+	}
 	var qout bytes.Buffer
 	t0 := time.Now()
 	qemu, err := start(ctx, p.QEMU, &qout, args...)

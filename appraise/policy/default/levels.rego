@@ -145,13 +145,24 @@ failures contains {"claim": "report.measured_boot.boot_applications", "reason": 
 	not d in attested_app_digests
 }
 
-loaded_names := {m.name | some m in input.report.modules.loaded}
+# The modules /proc/modules lists, when the report read it: a report
+# without that list lists nothing, so every module IMA measured is
+# unlisted (fail closed: a host cannot escape the attested list by saying
+# /proc/modules was unavailable).
+listed_module_names := {m.name | input.report.modules.status == "ok"; some m in input.report.modules.loaded}
 
-failures contains {"claim": "attested.ima.modules", "reason": "ima-module-unlisted", "level": 1, "detail": sprintf("%s was measured by IMA at load and is in no module view", [m]), "provenance": "attested"} if {
+failures contains {"claim": "attested.ima.modules", "reason": "ima-module-unlisted", "level": 1, "detail": sprintf("%s was measured by IMA at load and /proc/modules does not list it (the report's modules section is %v)", [m, object.get(input.report.modules, "status", "absent")]), "provenance": "attested"} if {
 	input.evidence.valid == true
-	input.report.modules.status == "ok"
 	some m in input.attested.ima.modules
-	not m in loaded_names
+	not m in listed_module_names
+}
+
+# A module that left every list still holds its memory: the module
+# loader's allocations outnumber the modules listed.
+failures contains {"claim": "report.modules.allocations", "reason": "hidden-module", "level": 1, "detail": sprintf("%d module allocations (vmallocinfo) for %d listed modules: %d unlisted, of %v bytes", [input.report.modules.allocations.count, input.report.modules.allocations.listed, input.report.modules.allocations.unlisted, input.report.modules.allocations.unlisted_sizes]), "provenance": "asserted"} if {
+	input.evidence.valid == true
+	input.report.modules.allocations.status == "ok"
+	input.report.modules.allocations.unlisted > 0
 }
 
 failures contains {"claim": "report.modules.loaded", "reason": "module-taint-contradicted", "level": 1, "detail": sprintf("%s: the kernel tainted it unsigned (E), the report says its file is signed", [m.name]), "provenance": "asserted"} if {
