@@ -247,14 +247,23 @@ func efiTime(t time.Time) efi.Time {
 // last. The kernel (certs/blacklist.c) matches "tbs:" against the hash of
 // a certificate's TBSCertificate, computed with the certificate's own
 // signature digest (crypto/asymmetric_keys/x509_public_key.c,
-// x509_get_sig_params), and "bin:" against a module's signed content
-// (is_module_hash_blacklisted).
+// x509_get_sig_params). A "bin:" hash is matched by two different
+// checks, over different bytes: Debian's module loader (the distro patch
+// "MODSIGN: checking the blacklisted hash before loading a kernel
+// module", mod_is_hash_blacklisted(mod, wholelen)) hashes the whole
+// module as loaded, signature included, and refuses it ("Module hash … is
+// blacklisted"); IMA appraisal of a module with an appended signature
+// (ima_check_blacklist) hashes the signed content. A real Debian 6.1
+// kernel refused a module by its whole-file hash and loaded it with only
+// its signed-content hash listed (internal/testvm TestRealRevocation).
 //
 // Written: deny.signer_tbs_sha1/256/384/512 and every revocation by
 // tbs_sha256 → "tbs:" (the kernel keeps no revocation time: a revoked_at
 // is dropped, which is stricter; module signatures carry no timestamp, so
-// the policy would reject them all the same); deny.signed_content_sha256 →
-// "bin:". A revocation by tbs_sha256 without its certificate matches in
+// the policy would reject them all the same); deny.sha256 (whole files,
+// for the module loader: it matches a module stored uncompressed, since
+// the kernel hashes the decompressed bytes) and deny.signed_content_sha256
+// (for IMA) → "bin:". A revocation by tbs_sha256 without its certificate matches in
 // the kernel only a certificate signed with a SHA-256 algorithm; with the
 // certificate, the hash is recomputed with its signature digest. Not
 // expressible: issuer and serial or spki_sha256 revocations, image and
@@ -305,10 +314,12 @@ func ExportBlacklistHashes(p *Policy) ([]byte, ExportStats, error) {
 		}
 		addTBS(r.TBSSHA256)
 	}
-	for _, h := range p.Deny.SignedContentSHA256 {
-		if !set["bin:"+h] {
-			set["bin:"+h] = true
-			bin = append(bin, h)
+	for _, l := range [][]string{p.Deny.SHA256, p.Deny.SignedContentSHA256} {
+		for _, h := range l {
+			if !set["bin:"+h] {
+				set["bin:"+h] = true
+				bin = append(bin, h)
+			}
 		}
 	}
 	sort.Strings(tbs)
@@ -321,9 +332,9 @@ func ExportBlacklistHashes(p *Policy) ([]byte, ExportStats, error) {
 		lines = append(lines, `"bin:`+h+`"`)
 	}
 	st.Written["tbs"], st.Written["bin"] = len(tbs), len(bin)
-	for _, l := range [][]string{p.Deny.SHA256, p.Deny.AuthentihashSHA1, p.Deny.AuthentihashSHA256} {
+	for _, l := range [][]string{p.Deny.AuthentihashSHA1, p.Deny.AuthentihashSHA256} {
 		if n := len(sortedUnique(l)); n > 0 {
-			st.NotExported["deny.sha256/authentihash_*: file and image hashes, not kernel blacklist hashes"] += n
+			st.NotExported["deny.authentihash_*: PE image hashes, not kernel blacklist hashes"] += n
 		}
 	}
 	if len(lines) == 0 {

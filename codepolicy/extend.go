@@ -41,10 +41,12 @@ func (d Deny) Len() int {
 // is_key_on_revocation_list rejects every signature chaining to the key),
 // each "tbs:" hash becomes a signer TBS deny entry of its length (the
 // kernel refuses such a certificate as a key), and each "bin:" hash of 32
-// bytes a deny.signed_content_sha256 entry (the kernel refuses a module
-// whose signed content hashes to it: is_binary_blacklisted, with the
-// signer's digest, SHA-256 for every module Debian builds). Hashes of
-// other lengths are skipped and counted. Like an import, the entries are
+// bytes both a deny.sha256 entry (Debian's module loader refuses a module
+// whose whole file hashes to it, mod_is_hash_blacklisted; a real Debian
+// 6.1 guest refused a module so, TestRealRevocation) and a
+// deny.signed_content_sha256 entry (IMA refuses a module with an appended
+// signature whose signed content hashes to it, ima_check_blacklist).
+// Hashes of other lengths are skipped and counted. Like an import, the entries are
 // then part of the policy, and Digest covers them.
 func (p *Policy) AddKernelRevocations(revoked []*x509.Certificate, tbs, bin [][]byte) ImportStats {
 	p.index()
@@ -69,7 +71,8 @@ func (p *Policy) AddKernelRevocations(revoked []*x509.Certificate, tbs, bin [][]
 			st.skip("unsupported-hash-length")
 			continue
 		}
-		pending = append(pending, pendingDeny{dkSignedContentSHA256, hex.EncodeToString(h)})
+		x := hex.EncodeToString(h)
+		pending = append(pending, pendingDeny{dkSHA256, x}, pendingDeny{dkSignedContentSHA256, x})
 	}
 	p.mergeRevocations(&st, revs)
 	p.mergeDeny(&st, pending)

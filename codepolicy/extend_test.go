@@ -3,6 +3,7 @@ package codepolicy_test
 import (
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,4 +55,23 @@ func hexOf(b byte, n int) string { return strings.Repeat(fmt.Sprintf("%02x", b),
 func hexBytes(s string) []byte {
 	b, _ := hex.DecodeString(s)
 	return b
+}
+
+// TestKernelBinHashBothChecks: a kernel "bin:" hash denies a module by its
+// whole file (Debian's module loader, mod_is_hash_blacklisted, which a
+// real guest showed refusing a module so) and by its signed content
+// (IMA's appended-signature check), never only one of the two.
+func TestKernelBinHashBothChecks(t *testing.T) {
+	p := codepolicy.Default()
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	h := hexOf(0x33, 32)
+	p.AddKernelRevocations(nil, nil, [][]byte{hexBytes(h)})
+	if _, denied := p.DenySignedContent(hexBytes(h)); !denied {
+		t.Error("a bin: hash does not deny the signed content")
+	}
+	if !slices.Contains(p.Deny.SHA256, h) || !slices.Contains(p.Deny.SignedContentSHA256, h) {
+		t.Errorf("deny.sha256 %v, deny.signed_content_sha256 %v: want the bin: hash in both", p.Deny.SHA256, p.Deny.SignedContentSHA256)
+	}
 }

@@ -338,6 +338,10 @@ func TestExportBlacklistHashes(t *testing.T) {
 	}
 	bin := strings.Repeat("9a", 32)
 	p.Deny.SignedContentSHA256 = []string{bin}
+	// A whole-file hash is a "bin:" entry too: Debian's module loader
+	// matches the module's whole-file SHA-256 (TestRealRevocation).
+	file := strings.Repeat("0b", 32)
+	p.Deny.SHA256 = []string{file}
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -354,8 +358,8 @@ func TestExportBlacklistHashes(t *testing.T) {
 	for _, h := range want {
 		lines = append(lines, `"tbs:`+h+`"`)
 	}
-	lines = append(lines, `"bin:`+bin+`"`)
-	if string(out) != strings.Join(lines, ",\n")+"\n" || st.Written["tbs"] != 4 || st.Written["bin"] != 1 {
+	lines = append(lines, `"bin:`+file+`"`, `"bin:`+bin+`"`)
+	if string(out) != strings.Join(lines, ",\n")+"\n" || st.Written["tbs"] != 4 || st.Written["bin"] != 2 {
 		t.Fatalf("got %+v\n%s", st, out)
 	}
 	dir := t.TempDir()
