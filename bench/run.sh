@@ -379,6 +379,19 @@ bench6() {
 			note "- Kernel keys: finding them in the image (decompressing it) costs $(f3 "$F6K_keys_cpu") CPU-s ($(f3 "$F6K_keys_wall") s wall) on one core before any module is verified; figure 1 (cache warm) does not pay it, figure 6 (first scan) does."
 		fi
 	fi
+	# 6c: the memory of the first run per kernel against a later one. The
+	# payload is spooled to a temporary file, so the cold run holds the xz
+	# dictionary (32 MiB for Debian's kernel), not the 66 MB payload.
+	mkdir -p "$W/cache6c"
+	VIGIL_CACHE_DIR=$W/cache6c "$W/bin/vigil" scan --kernel "$VMLINUZ" --output json "$W/empty" > /dev/null
+	C6W="VIGIL_CACHE_DIR=\$W/cache6c \$W/bin/vigil scan --kernel $VMLINUZ --output json \$W/empty > /dev/null"
+	if [ -n "${F6K_keys_rss:-}" ] && measure F6W 0 30s warm "$C6W"; then
+		row 6c "peak RSS of figure 6b's command, cache empty (the keys extracted: xz dictionary 32 MiB, payload spooled to a temporary file) vs cache warm; ratio cold/warm" \
+			"cold: **$(awk -v x="$F6K_keys_rss" 'BEGIN { printf "%.1f", x/1024 }') MiB**" \
+			"warm: $(awk -v x="$F6W_warm_rss" 'BEGIN { printf "%.1f", x/1024 }') MiB" \
+			"$(awk -v a="$F6K_keys_rss" -v b="$F6W_warm_rss" 'BEGIN { printf "%.2f", a/b }')×" \
+			"info (floor: warm + the decoder's window)" "-" "\`$C6K\` vs \`$C6W\`"
+	fi
 }
 
 # --- 7. host measurement: the reference tree (go test -bench in measure/) --

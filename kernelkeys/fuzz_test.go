@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/binary"
+	"io"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -65,6 +67,16 @@ func FuzzKernelCertificates(f *testing.F) {
 		p, err := kernelkeys.Locate(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			t.Fatalf("Locate fails after Certificates succeeded: %v", err)
+		}
+		// The payload spooled to a file reads as the payload in memory.
+		payload, err := decompress.ReadAll(io.NewSectionReader(bytes.NewReader(data), p.Offset, p.Length), p.Format,
+			decompress.Options{MaxOutput: o.MaxDecompressedSize, MaxWindow: o.MaxWindow, FirstStream: true})
+		if err != nil {
+			t.Fatalf("the payload decompressed for Read does not decompress in memory: %v", err)
+		}
+		mem, err := kernelkeys.ReadPayload(payload, o)
+		if err != nil || !reflect.DeepEqual(mem.System, certs) {
+			t.Fatalf("in memory: %v, %v; spooled: %d certificates", mem, err, len(certs))
 		}
 		seen := map[string]bool{}
 		for _, c := range certs {
@@ -137,8 +149,17 @@ func FuzzSystemMap(f *testing.F) {
 			}
 			return
 		}
-		if _, err := kernelkeys.ReadPayload(k.ELF, kernelkeys.Options{Symbols: syms}); err != nil && reason.Of(err, "") == "" {
+		got, err := kernelkeys.ReadPayload(k.ELF, kernelkeys.Options{Symbols: syms})
+		if err != nil && reason.Of(err, "") == "" {
 			t.Fatalf("error without a code: %v", err)
+		}
+		// Read's path, through an io.ReaderAt, reads the same.
+		at, errAt := kernelkeys.ReadPayloadAt(bytes.NewReader(k.ELF), int64(len(k.ELF)), kernelkeys.Options{Symbols: syms})
+		if (err == nil) != (errAt == nil) || err != nil && err.Error() != errAt.Error() {
+			t.Fatalf("ReadPayload: %v; ReadPayloadAt: %v", err, errAt)
+		}
+		if err == nil && !reflect.DeepEqual(keySummary(got), keySummary(at)) {
+			t.Fatalf("ReadPayload: %v; ReadPayloadAt: %v", keySummary(got), keySummary(at))
 		}
 	})
 }

@@ -45,6 +45,10 @@ type Options struct {
 	// MaxCertificates caps the number of distinct certificates returned;
 	// exceeding it is reason.Malformed. Zero means DefaultMaxCertificates.
 	MaxCertificates int
+	// TempDir is where Read writes the decompressed payload while it
+	// reads it (a file created 0600 and unlinked at once); "" means
+	// os.TempDir().
+	TempDir string
 	// Symbols, from the image's System.map (ParseSystemMap), locate the
 	// lists exactly; nil locates them by their layout (see Read).
 	Symbols Symbols

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
@@ -163,8 +164,12 @@ func ParseSystemMap(r io.Reader) (Symbols, error) {
 }
 
 // Read returns the key lists compiled into the kernel image of size bytes
-// read through r. The payload is decompressed into memory (bounded by
-// Options.MaxDecompressedSize).
+// read through r. The payload is decompressed (bounded by
+// Options.MaxDecompressedSize) into a temporary file in Options.TempDir,
+// removed before Read returns, and read from there: the process holds the
+// decoder's window and the byte ranges it looks at, never the whole
+// payload. When no temporary file can be written the payload is held in
+// memory instead, with the same results.
 //
 // With Options.Symbols (from the image's System.map) the lists are read at
 // their symbols' addresses: exact. The map must match the image: its
@@ -194,18 +199,90 @@ func Read(r io.ReaderAt, size int64, o Options) (*Keys, error) {
 	if maxOut <= 0 {
 		maxOut = DefaultMaxDecompressedSize
 	}
-	img, err := decompress.ReadAll(io.NewSectionReader(r, p.Offset, p.Length), p.Format,
-		decompress.Options{MaxOutput: maxOut, MaxWindow: o.MaxWindow, FirstStream: true})
+	do := decompress.Options{MaxOutput: maxOut, MaxWindow: o.MaxWindow, FirstStream: true}
+	src := func() io.Reader { return io.NewSectionReader(r, p.Offset, p.Length) }
+	f, n, err := spool(src(), p.Format, do, o.TempDir)
+	if err == nil {
+		defer f.Close()
+		return ReadPayloadAt(f, n, o)
+	}
+	if !errors.Is(err, errSpool) {
+		return nil, fmt.Errorf("kernelkeys: %s payload: %w", p.Format, err)
+	}
+	// No temporary file: hold the payload in memory.
+	img, err := decompress.ReadAll(src(), p.Format, do)
 	if err != nil {
 		return nil, fmt.Errorf("kernelkeys: %s payload: %w", p.Format, err)
 	}
 	return ReadPayload(img, o)
 }
 
+// errSpool marks a failure to create or write the temporary file (as
+// opposed to a failure to decode the payload).
+var errSpool = errors.New("temporary file")
+
+// spool decompresses src (format f) into a new temporary file in dir (""
+// for os.TempDir()), created 0600 and unlinked at once, so that nothing is
+// left behind however the process ends. It returns the open file and the
+// payload's size; the caller closes it. Decoder errors are returned as
+// they are; file errors wrap errSpool.
+func spool(src io.Reader, f decompress.Format, o decompress.Options, dir string) (*os.File, int64, error) {
+	dec, err := decompress.NewReader(src, f, o)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer dec.Close()
+	tmp, err := os.CreateTemp(dir, "vigil-kernel-*.tmp")
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", errSpool, err)
+	}
+	if err := os.Remove(tmp.Name()); err != nil {
+		tmp.Close()
+		return nil, 0, fmt.Errorf("%w: %v", errSpool, err)
+	}
+	buf := make([]byte, 256<<10)
+	var n int64
+	zero := 0
+	for {
+		k, rerr := dec.Read(buf)
+		if k > 0 {
+			if _, err := tmp.Write(buf[:k]); err != nil {
+				tmp.Close()
+				return nil, 0, fmt.Errorf("%w: %v", errSpool, err)
+			}
+			n += int64(k)
+		}
+		if rerr == io.EOF {
+			return tmp, n, nil
+		}
+		if rerr != nil {
+			tmp.Close()
+			return nil, 0, rerr
+		}
+		if k == 0 {
+			if zero++; zero > 100 {
+				tmp.Close()
+				return nil, 0, io.ErrNoProgress
+			}
+		}
+	}
+}
+
 // ReadPayload is Read on an already decompressed payload (vmlinux ELF or a
 // flat Image).
 func ReadPayload(img []byte, o Options) (*Keys, error) {
-	m := newMemMap(img)
+	return readPayload(newMemMap(bytes.NewReader(img), int64(len(img)), img), o)
+}
+
+// ReadPayloadAt is ReadPayload on a payload of size bytes read through r.
+// It holds in memory only what it reads: the ELF headers, the lists, and
+// for the layout method the init data section (the whole payload when it is
+// not ELF) and a window of the payload at a time for the blacklist hashes.
+func ReadPayloadAt(r io.ReaderAt, size int64, o Options) (*Keys, error) {
+	return readPayload(newMemMap(r, size, nil), o)
+}
+
+func readPayload(m *memMap, o Options) (*Keys, error) {
 	var k *Keys
 	var err error
 	if o.Symbols != nil {
@@ -220,18 +297,23 @@ func ReadPayload(img []byte, o Options) (*Keys, error) {
 	return k, nil
 }
 
-// memMap maps kernel virtual addresses to payload offsets.
+// memMap maps kernel virtual addresses to payload offsets. The payload is
+// read through r; img, when not nil, is the payload itself (ReadPayload),
+// sliced instead of copied.
 type memMap struct {
+	r     io.ReaderAt
+	size  int64
 	img   []byte
 	ptr   int // pointer size: 8 or 4
 	order binary.ByteOrder
 	elf   *elf.File
 }
 
-func newMemMap(img []byte) *memMap {
-	m := &memMap{img: img, ptr: 8, order: binary.LittleEndian}
-	if bytes.HasPrefix(img, []byte(elf.ELFMAG)) {
-		if f, err := elf.NewFile(bytes.NewReader(img)); err == nil {
+func newMemMap(r io.ReaderAt, size int64, img []byte) *memMap {
+	m := &memMap{r: r, size: size, img: img, ptr: 8, order: binary.LittleEndian}
+	head := make([]byte, min(size, int64(len(elf.ELFMAG))))
+	if n, _ := r.ReadAt(head, 0); n == len(head) && string(head) == elf.ELFMAG {
+		if f, err := elf.NewFile(io.NewSectionReader(r, 0, size)); err == nil {
 			m.elf = f
 			m.order = f.ByteOrder
 			if f.Class == elf.ELFCLASS32 {
@@ -242,25 +324,39 @@ func newMemMap(img []byte) *memMap {
 	return m
 }
 
+// bytes returns the n payload bytes at offset off, which the caller has
+// checked lie inside it.
+func (m *memMap) bytes(off, n int64) ([]byte, error) {
+	if m.img != nil {
+		return m.img[off : off+n], nil
+	}
+	b := make([]byte, n)
+	if err := readFull(m.r, b, off); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // off returns the payload offset of n bytes at virtual address a.
-func (m *memMap) off(a uint64, n int, base uint64, flat bool) (int, bool) {
+func (m *memMap) off(a uint64, n int, base uint64, flat bool) (int64, bool) {
+	size := uint64(m.size)
 	if m.elf != nil {
 		for _, p := range m.elf.Progs {
 			if p.Type != elf.PT_LOAD || a < p.Vaddr || a-p.Vaddr >= p.Filesz {
 				continue
 			}
 			d := a - p.Vaddr
-			if uint64(n) > p.Filesz-d || p.Off+d > uint64(len(m.img)) || uint64(n) > uint64(len(m.img))-(p.Off+d) {
+			if uint64(n) > p.Filesz-d || p.Off+d > size || uint64(n) > size-(p.Off+d) {
 				return 0, false
 			}
-			return int(p.Off + d), true
+			return int64(p.Off + d), true
 		}
 		return 0, false
 	}
-	if !flat || a < base || a-base > uint64(len(m.img)) || uint64(n) > uint64(len(m.img))-(a-base) {
+	if !flat || a < base || a-base > size || uint64(n) > size-(a-base) {
 		return 0, false
 	}
-	return int(a - base), true
+	return int64(a - base), true
 }
 
 func (m *memMap) word(b []byte) uint64 {
@@ -284,7 +380,7 @@ func (m *memMap) bySymbols(s Symbols, o Options) (*Keys, error) {
 		if !ok {
 			return nil, reason.Wrap(reason.Malformed, fmt.Errorf("kernelkeys: %d bytes at %#x lie outside the image: %w", n, a, ErrMapMismatch))
 		}
-		return m.img[i : i+n], nil
+		return m.bytes(i, int64(n))
 	}
 	if _, ok := s[SymSystemList]; !ok {
 		return nil, reason.Wrap(reason.Malformed, fmt.Errorf("kernelkeys: %w", ErrNoSymbols))
@@ -359,13 +455,21 @@ func (m *memMap) bySymbols(s Symbols, o Options) (*Keys, error) {
 }
 
 func (m *memMap) cstring(a, base uint64, flat bool) (string, error) {
+	// off(a, n) picks the same place for every n and fits for the n up to
+	// some bound: read the most bytes the loop below can look at once.
+	var buf []byte
+	if i, ok := m.off(a, 1, base, flat); ok {
+		var err error
+		if buf, err = m.bytes(i, min(int64(maxHashString+1), m.size-i)); err != nil {
+			return "", err
+		}
+	}
 	for n := 1; n <= maxHashString+1; n++ {
-		i, ok := m.off(a, n, base, flat)
-		if !ok {
+		if _, ok := m.off(a, n, base, flat); !ok || n > len(buf) {
 			return "", reason.Wrap(reason.Malformed, fmt.Errorf("kernelkeys: blacklist string at %#x lies outside the image: %w", a, ErrMapMismatch))
 		}
-		if m.img[i+n-1] == 0 {
-			return string(m.img[i : i+n-1]), nil
+		if buf[n-1] == 0 {
+			return string(buf[:n-1]), nil
 		}
 	}
 	// Longer than any hash the kernel accepts: it would refuse it too,
@@ -412,20 +516,23 @@ func walkList(b []byte, o Options, name string) ([]*x509.Certificate, []string, 
 }
 
 // initData returns the payload range that holds .init.rodata.
-func (m *memMap) initData() []byte {
+func (m *memMap) initData() ([]byte, error) {
 	if m.elf != nil {
 		for _, name := range []string{".init.rodata", ".init.data"} {
 			if s := m.elf.Section(name); s != nil && s.Type == elf.SHT_PROGBITS &&
-				s.Offset <= uint64(len(m.img)) && s.Size <= uint64(len(m.img))-s.Offset {
-				return m.img[s.Offset : s.Offset+s.Size]
+				s.Offset <= uint64(m.size) && s.Size <= uint64(m.size)-s.Offset {
+				return m.bytes(int64(s.Offset), int64(s.Size))
 			}
 		}
 	}
-	return m.img
+	return m.bytes(0, m.size)
 }
 
 func (m *memMap) byLayout(o Options) (*Keys, error) {
-	data := m.initData()
+	data, err := m.initData()
+	if err != nil {
+		return nil, err
+	}
 	type run struct{ start, end int }
 	var runs []run
 	for s := 0; s+4 <= len(data); s += 8 {
@@ -460,11 +567,15 @@ func (m *memMap) byLayout(o Options) (*Keys, error) {
 		return nil, reason.Wrap(reason.Unsupported, fmt.Errorf("kernelkeys: %d lists: %w", len(runs), ErrAmbiguous))
 	}
 	k := &Keys{Method: MethodLayout}
-	var err error
 	if k.System, k.Notes, err = walkList(data[runs[0].start:runs[0].end], o, SymSystemList); err != nil {
 		return nil, err
 	}
-	k.Hashes = scanHashes(m.img)
+	data = nil // the hash scan reads the payload a window at a time
+	if m.img != nil {
+		k.Hashes = scanHashes(m.img)
+	} else if k.Hashes, err = scanHashesAt(m.r, m.size, scanWindow); err != nil {
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -502,6 +613,53 @@ func scanHashes(img []byte) []Hash {
 		}
 	}
 	return out
+}
+
+// scanWindow is how much of the payload scanHashesAt reads at a time.
+const scanWindow = 1 << 20
+
+// scanHashesAt is scanHashes on the size bytes read through r, window
+// bytes at a time (plus the longest string a match can start). It returns
+// what scanHashes returns on the same bytes: the "tbs:" strings in the
+// order they occur, then the "bin:" strings.
+func scanHashesAt(r io.ReaderAt, size int64, window int) ([]Hash, error) {
+	const pfxLen = len("\x00tbs:")
+	tail := pfxLen + maxHashString + 1
+	buf := make([]byte, window+tail)
+	var tbs, bin []Hash
+	seen := map[string]bool{}
+	for base := int64(0); base < size; base += int64(window) {
+		b := buf[:min(int64(len(buf)), size-base)]
+		if err := readFull(r, b, base); err != nil {
+			return nil, err
+		}
+		// Matches starting in b[:window]; each has its string, as far as
+		// scanHashes looks, inside b.
+		for _, pfx := range []string{"\x00tbs:", "\x00bin:"} {
+			out := &tbs
+			if pfx == "\x00bin:" {
+				out = &bin
+			}
+			for i := 0; i < window; {
+				j := bytes.Index(b[i:], []byte(pfx))
+				if j < 0 || i+j >= window {
+					break
+				}
+				st := i + j + 1
+				i = st
+				e := bytes.IndexByte(b[st:min(len(b), st+maxHashString+1)], 0)
+				if e < 0 {
+					continue
+				}
+				str := string(b[st : st+e])
+				if h, err := ParseHash(str); err == nil && !seen[str] {
+					seen[str] = true
+					*out = append(*out, h)
+				}
+			}
+		}
+	}
+	return append(tbs, bin...), nil
 }
 
 // ParseHash parses a blacklist entry as certs/blacklist.c

@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/spf13/pflag"
 
@@ -178,7 +180,15 @@ func kernelKeys(path, mapPath, cache string, log *slog.Logger) (*kernelkeys.Keys
 			return k, nil
 		}
 	}
-	k, err := kernelkeys.Read(f, st.Size(), kernelkeys.Options{Symbols: syms})
+	ko := kernelkeys.Options{Symbols: syms}
+	if cacheFile != "" && os.MkdirAll(filepath.Dir(cacheFile), 0o755) == nil {
+		// The decompressed image is spooled beside the cache (a file
+		// of its own, unlinked at once), not to a /tmp that may be RAM.
+		ko.TempDir = filepath.Dir(cacheFile)
+	}
+	restore := extractionGC()
+	k, err := kernelkeys.Read(f, st.Size(), ko)
+	restore()
 	if err != nil {
 		return nil, err
 	}
@@ -287,4 +297,49 @@ func cacheDir() string {
 		return ""
 	}
 	return filepath.Join(d, "vigil")
+}
+
+// extractionGCPercent is the collector's setting while kernelkeys.Read
+// decompresses a kernel image. The xz decoder (github.com/ulikunitz/xz/lzma)
+// allocates its dictionary (32 MiB for a kernel) once and then a little
+// garbage for every LZMA operation, about 0.85 bytes per byte of output
+// (56 MB for Debian's 66 MB vmlinux): at Go's default GOGC=100 the heap
+// grows to twice the dictionary before each collection, which doubles the
+// process's peak RSS on its first run per kernel. At 10 the heap stays
+// within a tenth of the dictionary above it; the dictionary holds no
+// pointers, so the more frequent collections cost little (row 6b of
+// docs/BENCHMARKS.md). GOGC set by the operator wins.
+const extractionGCPercent = 10
+
+var extractionGCState struct {
+	sync.Mutex
+	users int
+	prev  int
+}
+
+// extractionGC applies extractionGCPercent (unless GOGC is set or the
+// setting is already lower) until the returned function is called;
+// concurrent extractions share it, and the last one restores the previous
+// setting.
+func extractionGC() (restore func()) {
+	if _, ok := os.LookupEnv("GOGC"); ok {
+		return func() {}
+	}
+	s := &extractionGCState
+	s.Lock()
+	defer s.Unlock()
+	if s.users == 0 {
+		s.prev = debug.SetGCPercent(extractionGCPercent)
+		if s.prev >= 0 && s.prev < extractionGCPercent {
+			debug.SetGCPercent(s.prev)
+		}
+	}
+	s.users++
+	return sync.OnceFunc(func() {
+		s.Lock()
+		defer s.Unlock()
+		if s.users--; s.users == 0 {
+			debug.SetGCPercent(s.prev)
+		}
+	})
 }
