@@ -157,6 +157,7 @@ type attestOutput struct {
 // is left: the allocations, sysfs for the list_del variant, and the IMA
 // list.
 func TestRealAtsiv(t *testing.T) {
+	t.Parallel() // two guests at once: the suite's real-host part fits its budget on 2 cores
 	if testing.Short() {
 		t.Skip("real boots: the MOK enrollment (two boots) and two Atsiv boots")
 	}

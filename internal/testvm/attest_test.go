@@ -57,6 +57,7 @@ var level4Reasons = map[string]bool{
 // Boot, the event log verified against the quoted PCRs, lockdown and
 // signature enforcement, with only level-4 findings.
 func TestRealAttest(t *testing.T) {
+	t.Parallel() // two guests at once: the suite's real-host part fits its budget on 2 cores
 	if testing.Short() {
 		t.Skip("real boot: about 60 s under TCG")
 	}

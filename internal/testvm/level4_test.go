@@ -87,6 +87,7 @@ cp /sys/kernel/security/ima/binary_runtime_measurements $O/ima.bin
 //     the same as the boot before: each returns to level 4 on its first
 //     round.
 func TestRealLevel4(t *testing.T) {
+	t.Parallel() // two guests at once: the suite's real-host part fits its budget on 2 cores
 	if testing.Short() {
 		t.Skip("real boots: about 3 minutes under TCG")
 	}

@@ -53,6 +53,7 @@ func wantResult(t *testing.T, name string, out onceResult, level int, want ...st
 // the missing file, never an empty ok log), the service appraises no
 // event log, and the level is 2.
 func TestRealSecureBootOff(t *testing.T) {
+	t.Parallel() // two guests at once: the suite's real-host part fits its budget on 2 cores
 	if testing.Short() {
 		t.Skip("real boot")
 	}
@@ -109,6 +110,7 @@ var (
 // verified event log has no kernel in PCR 4 and the level is 2 with
 // kernel-unmeasured.
 func TestRealUnsignedKernel(t *testing.T) {
+	t.Parallel() // two guests at once: the suite's real-host part fits its budget on 2 cores
 	if testing.Short() {
 		t.Skip("real boot")
 	}
@@ -192,6 +194,7 @@ func revokeInVars(t *testing.T, src, dst string, sum []byte) {
 // starts grub) refuses it, the guest never reaches /init, and the boot
 // ends at the timeout with shim's refusal on the serial console.
 func TestRealDbxRevokesGrub(t *testing.T) {
+	t.Parallel() // two guests at once: the suite's real-host part fits its budget on 2 cores
 	if testing.Short() {
 		t.Skip("real boot")
 	}

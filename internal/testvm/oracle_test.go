@@ -78,6 +78,7 @@ type kernelAnswer struct {
 // --trust: the .machine keyring), must say allowed exactly when the
 // kernel accepted the module.
 func TestKernelOracle(t *testing.T) {
+	t.Parallel() // two guests at once: the suite's real-host part fits its budget on 2 cores
 	if testing.Short() {
 		t.Skip("real boots: the MOK enrollment (two boots, once per run) and the oracle boot")
 	}

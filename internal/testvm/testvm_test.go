@@ -75,6 +75,7 @@ menuentry "vigil real boot" {
 // checks the report against the kernel's and firmware's own views and
 // the event log against the guest TPM's PCRs and tpm2_eventlog.
 func TestRealBoot(t *testing.T) {
+	t.Parallel() // two guests at once: the suite's real-host part fits its budget on 2 cores
 	if testing.Short() {
 		t.Skip("real boot: about 40 s under TCG")
 	}
