@@ -2,6 +2,7 @@ package testvm
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -235,6 +236,38 @@ func TestRealBoot(t *testing.T) {
 	}
 	if !strings.Contains(cmdline, strings.TrimSpace(strings.TrimPrefix(rep.MeasuredBoot.KernelCmdline, "/vmlinuz"))) || rep.MeasuredBoot.KernelCmdline == "" {
 		t.Errorf("grub-measured cmdline %q vs /proc/cmdline %q", rep.MeasuredBoot.KernelCmdline, cmdline)
+	}
+	// The files grub measured into PCR 9 are the files on the ESP: each
+	// event's SHA-256 is the digest of the file its data names (the
+	// kernel, the initramfs, grub.cfg).
+	initrdBytes, err := os.ReadFile(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernelBytes, err := os.ReadFile(p.Vmlinuz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFiles := map[string][32]byte{"/vmlinuz": sha256.Sum256(kernelBytes), "/initrd.img": sha256.Sum256(initrdBytes), "/grub.cfg": sha256.Sum256([]byte(grubCfg))}
+	seen := map[string]bool{}
+	for _, e := range el.Events {
+		if e.PCR != 9 {
+			continue
+		}
+		name := strings.TrimRight(string(e.Data), "\x00")
+		for suffix, sum := range wantFiles {
+			if strings.HasSuffix(name, suffix) {
+				seen[suffix] = true
+				if got := e.Digest(eventlog.AlgSHA256); !bytes.Equal(got, sum[:]) {
+					t.Errorf("PCR 9 event %d %q: sha256 %x, the file's %x", e.Num, name, got, sum)
+				}
+			}
+		}
+	}
+	for suffix := range wantFiles {
+		if !seen[suffix] {
+			t.Errorf("grub measured no file ending in %s into PCR 9", suffix)
+		}
 	}
 	// IMA is real: the list replays to the guest TPM's PCR 10, and its
 	// boot_aggregate is the SHA-256 over PCRs 0-9 (ima_calc_boot_aggregate,
