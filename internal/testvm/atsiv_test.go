@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -66,17 +65,16 @@ func guestService(t *testing.T, p Parts, tpm *testtpm.TPM, share string, o tests
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, err := net.SplitHostPort(u.Host)
+	fwd, err := ForwardTo(u.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	guest := "10.0.2.100:" + port
 	kernel, err := os.ReadFile(p.Vmlinuz)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, b := range map[string][]byte{
-		"server":  []byte("http://" + guest + "\n"),
+		"server":  []byte("http://" + fwd.Guest + "\n"),
 		"vmlinuz": kernel,
 		"ca.pem":  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: svc.CA.Raw}),
 	} {
@@ -84,7 +82,7 @@ func guestService(t *testing.T, p Parts, tpm *testtpm.TPM, share string, o tests
 			t.Fatal(err)
 		}
 	}
-	return svc, Forward{Guest: guest, Host: u.Host}
+	return svc, fwd
 }
 
 // guestFiles reads what the guest left in the share.

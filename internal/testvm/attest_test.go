@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -79,11 +78,11 @@ func TestRealAttest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, err := net.SplitHostPort(u.Host)
+	fwd, err := ForwardTo(u.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	guestAddr := "10.0.2.100:" + port
+	guestAddr := fwd.Guest
 	write := func(name string, b []byte) {
 		if err := os.WriteFile(filepath.Join(share, name), b, 0o644); err != nil {
 			t.Fatal(err)
@@ -116,7 +115,7 @@ func TestRealAttest(t *testing.T) {
 
 	res, err := Run(context.Background(), p, Boot{
 		Disk: disk, TPMState: tpm.StateDir, Share: share, Timeout: 110 * time.Second,
-		Forwards: []Forward{{Guest: guestAddr, Host: u.Host}},
+		Forwards: []Forward{fwd},
 	})
 	if err != nil {
 		t.Fatal(err)

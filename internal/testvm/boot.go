@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,6 +64,16 @@ type Boot struct {
 type Forward struct {
 	Guest string // IP:PORT on the guest's network, e.g. 10.0.2.100:8080
 	Host  string // IP:PORT on the host, e.g. 127.0.0.1:8080
+}
+
+// ForwardTo is the forward that gives the guest the service at hostAddr
+// (127.0.0.1:PORT) as 10.0.2.100:PORT, the one address it can reach.
+func ForwardTo(hostAddr string) (Forward, error) {
+	_, port, err := net.SplitHostPort(hostAddr)
+	if err != nil {
+		return Forward{}, fmt.Errorf("testvm: forward to %q: %w", hostAddr, err)
+	}
+	return Forward{Guest: "10.0.2.100:" + port, Host: hostAddr}, nil
 }
 
 // Result is what a boot left.

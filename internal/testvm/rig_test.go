@@ -68,12 +68,11 @@ func newRig(t *testing.T, p Parts, policies *appraise.Policies) *rig {
 	r.tpm.Stop()
 	r.svc = testserver.Start(t, testserver.Options{EKRoots: r.tpm.Roots, EKIntermediates: r.tpm.Intermediates, Policies: policies})
 	r.rec = startRecorder(t, r.svc.URL)
-	_, port, err := net.SplitHostPort(r.rec.addr)
+	fwd, err := ForwardTo(r.rec.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.host = r.rec.addr
-	r.guest = "10.0.2.100:" + port
+	r.host, r.guest = fwd.Host, fwd.Guest
 	kernel, err := os.ReadFile(p.Vmlinuz)
 	if err != nil {
 		t.Fatal(err)
